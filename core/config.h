@@ -1,0 +1,109 @@
+/*
+ * config — reads and checks the libconfig file.
+ *
+ *   kizuna: { listen = "127.0.0.1:8080"; store = "sqlite:var/kizuna.db";
+ *             timezone = "Asia/Tokyo"; plugin_path = [ "…" ]; … };
+ *   shops = ( { id = "solia"; line = { … }; plugins = { hello = { … }; }; } );
+ *
+ * Every problem is reported, not just the first, one line each:
+ *   FILE:LINE: message                                   (file-level)
+ *   FILE:LINE: kizuna.workers: message                   (core setting)
+ *   FILE:LINE: shop 'x': message                         (shop-level)
+ *   FILE:LINE: shop 'x': plugin 'y': message             (plugin setting)
+ *   FILE:LINE: shop 'x': plugin 'y': key.path: message   (nested key)
+ *
+ * Secrets: a value "env:NAME" or "file:PATH" of a secret key (line.* keys,
+ * plugin keys typed KZ_SETTING_SECRET) is replaced in memory by the
+ * variable's value or the file's content (one trailing newline dropped) and
+ * registered with log_add_secret(). PATH is relative to the config file's
+ * directory. An inline secret is accepted.
+ *
+ * Ownership: cfg_load returns a cfg the caller frees with cfg_free; every
+ * string and kz_setting handle in it lives until then.
+ * Thread: loading and checking on one thread; the kz_setting accessors may
+ * then be called from any thread (the tree is not modified after checking).
+ */
+#ifndef KIZUNA_CORE_CONFIG_H
+#define KIZUNA_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kizuna/plugin.h>
+
+#include "diag.h"
+
+/* One plugin enabled by one shop: `plugins = { NAME = { … }; }`. */
+typedef struct cfg_plugin_use {
+    const char *name;
+    int line;
+    kz_setting *setting; /* the group, as plugins see it */
+} cfg_plugin_use;
+
+typedef struct cfg_shop {
+    const char *id;       /* [a-z0-9_-]+, unique */
+    const char *name;     /* display name; defaults to id */
+    const char *timezone; /* the shop's, else kizuna.timezone */
+    int line;
+    /* line = { … } (used from the LINE issue on; NULL when absent) */
+    const char *line_channel_secret; /* resolved */
+    const char *line_access_token;   /* resolved */
+    const char *line_api;            /* "sandbox" or a base URL */
+    cfg_plugin_use *plugins;
+    size_t nplugins;
+} cfg_shop;
+
+typedef struct cfg {
+    const char *path;      /* as given */
+    const char *listen;    /* kizuna.listen, default "127.0.0.1:8080" */
+    const char *store_url; /* kizuna.store, default "sqlite:var/kizuna.db" */
+    const char *timezone;  /* kizuna.timezone, default "Asia/Tokyo" */
+    int log_level;         /* kizuna.log_level: "debug|info|warn|error", default info */
+    const char **plugin_path; /* kizuna.plugin_path: string or list; default
+                                 KZ_DEFAULT_PLUGIN_PATH (build dir, then install dir);
+                                 relative entries are relative to the config file */
+    size_t nplugin_path;
+    int workers;               /* kizuna.workers, 1..64, default 2 */
+    int batch;                 /* kizuna.batch: events per group commit, 1..10000, default 256 */
+    int sync_mode;             /* kizuna.durability: "full" (default) | "normal" */
+    int retry_attempts;        /* kizuna.retry.attempts: failures before dead, 1..100, default 5 */
+    int64_t retry_initial_ms;  /* kizuna.retry.initial, default "1s" */
+    int64_t retry_max_ms;      /* kizuna.retry.max, default "10m" */
+    cfg_shop *shops;
+    size_t nshops;
+    void *priv; /* libconfig state */
+} cfg;
+
+/* Parses and checks everything that needs no plugin: syntax, top-level,
+ * kizuna and shop keys, types, duplicate shop ids, secrets. Appends each
+ * problem to d. Returns 0 and *out when the file could be parsed (even with
+ * errors in d, so the caller can go on checking plugins and report all);
+ * KZ_EINVAL with *out = NULL when it could not (syntax error, unreadable). */
+int cfg_load(const char *path, cfg **out, diag *d);
+void cfg_free(cfg *c);
+
+/* Checks one enabled plugin's group against the descriptor's schema: unknown
+ * keys, types, required keys; adds defaults for absent keys; resolves
+ * secret-typed values. Appends problems to d; returns the number added. */
+int cfg_check_plugin(cfg *c, const cfg_shop *shop, const cfg_plugin_use *use,
+                     const kz_plugin *desc, diag *d);
+
+/* Appends "FILE:LINE: shop 'x': plugin 'y': msg" for a plugin use. */
+void cfg_plugin_error(const cfg *c, const cfg_shop *shop, const cfg_plugin_use *use, diag *d,
+                      const char *msg);
+
+/* The kz_host setting slots (same signatures as in kizuna/host.h). */
+const kz_setting *cfg_setting_child(const kz_setting *s, const char *key);
+const kz_setting *cfg_setting_elem(const kz_setting *s, size_t i);
+size_t cfg_setting_count(const kz_setting *s);
+int cfg_setting_type(const kz_setting *s);
+const char *cfg_setting_name(const kz_setting *s);
+int cfg_setting_line(const kz_setting *s);
+int cfg_setting_string(const kz_setting *s, const char **out);
+int cfg_setting_int(const kz_setting *s, int64_t *out);
+int cfg_setting_float(const kz_setting *s, double *out);
+int cfg_setting_bool(const kz_setting *s, int *out);
+int cfg_setting_duration_ms(const kz_setting *s, int64_t *out);
+int cfg_setting_error(const kz_setting *s, char *err, size_t errlen, const char *msg);
+
+#endif
