@@ -1,2 +1,930 @@
-/* being written */
 #include "bus.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "payload.h"
+#include "topic.h"
+
+/* Topic → bit mask of matching instances, per shop. Matching patterns for
+ * every instance on every event is the hot path of in-memory dispatch; a
+ * shop sees few distinct topics, so a small cache removes it. */
+typedef struct topic_slot {
+    char *topic;
+    uint64_t mask;
+} topic_slot;
+
+#define CACHE_SLOTS 1024 /* power of two; cleared when half full */
+
+typedef struct bus_shop {
+    char *id;
+    bus_instance **inst;
+    size_t ninst;
+    int worker;
+    topic_slot *cache;
+    size_t cache_used;
+} bus_shop;
+
+struct bus_worker {
+    bus *b;
+    int index;
+    pthread_t th;
+    int started;
+    store *st;
+    store_batch batch;
+    store_batch replay_batch;
+    bus_shop **shops;
+    size_t nshops;
+    int64_t next_replay_check;
+    uint64_t rng;
+    struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
+};
+
+struct bus {
+    bus_options o;
+    bus_instance **inst;
+    size_t ninst;
+    bus_shop **shops;
+    size_t nshops;
+    bus_worker *workers;
+    int nworkers;
+    store *pub;
+    pthread_mutex_t pub_lock;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t wakeups;
+    int running;
+    struct kz_ctx volatile_ctx;
+    inflight *inflight;
+};
+
+#define REPLAY_CHECK_MS 1000
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case KZ_EINVAL:
+        return "KZ_EINVAL";
+    case KZ_ENOTFOUND:
+        return "KZ_ENOTFOUND";
+    case KZ_ECONFLICT:
+        return "KZ_ECONFLICT";
+    case KZ_ENOMEM:
+        return "KZ_ENOMEM";
+    case KZ_EIO:
+        return "KZ_EIO";
+    case KZ_ENOTSUP:
+        return "KZ_ENOTSUP";
+    case KZ_ESTATE:
+        return "KZ_ESTATE";
+    case KZ_EFAIL:
+        return "KZ_EFAIL";
+    case KZ_ETOOBIG:
+        return "KZ_ETOOBIG";
+    case KZ_EEXIST:
+        return "KZ_EEXIST";
+    case KZ_EFATAL:
+        return "KZ_EFATAL";
+    case KZ_ETYPE:
+        return "KZ_ETYPE";
+    default:
+        return "an unknown code";
+    }
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t next_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+static int64_t backoff_ms(bus_worker *w, int attempt)
+{
+    const bus_options *o = &w->b->o;
+    int64_t d = o->retry_initial_ms;
+    for (int i = 1; i < attempt && d < o->retry_max_ms; i++)
+        d *= 2;
+    /* ±25 % jitter so instances failing together do not retry together */
+    double f = 0.75 + (double)(next_rand(&w->rng) % 1000) / 2000.0;
+    d = (int64_t)((double)d * f);
+    if (d > o->retry_max_ms)
+        d = o->retry_max_ms;
+    return d < 1 ? 1 : d;
+}
+
+static bus_shop *find_shop(const bus *b, const char *id)
+{
+    for (size_t i = 0; i < b->nshops; i++)
+        if (strcmp(b->shops[i]->id, id) == 0)
+            return b->shops[i];
+    return NULL;
+}
+
+/* ---- subscriptions ------------------------------------------------------ */
+
+static int instance_matches(const bus_instance *i, const char *topic)
+{
+    for (size_t k = 0; k < i->npatterns; k++)
+        if (topic_match(i->patterns[k], topic))
+            return 1;
+    return 0;
+}
+
+static void cache_clear(bus_shop *s)
+{
+    for (size_t k = 0; k < CACHE_SLOTS && s->cache != NULL; k++) {
+        free(s->cache[k].topic);
+        s->cache[k].topic = NULL;
+    }
+    s->cache_used = 0;
+}
+
+/* Bit k set when instance k of the shop subscribes to topic. Shops with more
+ * than 64 instances bypass the cache: use instance_wants(). */
+static uint64_t shop_mask(bus_shop *s, const char *topic)
+{
+    if (s->ninst > 64 || s->cache == NULL)
+        return UINT64_MAX;
+    size_t k = (size_t)hash_str(topic) & (CACHE_SLOTS - 1);
+    while (s->cache[k].topic != NULL) {
+        if (strcmp(s->cache[k].topic, topic) == 0)
+            return s->cache[k].mask;
+        k = (k + 1) & (CACHE_SLOTS - 1);
+    }
+    uint64_t mask = 0;
+    for (size_t i = 0; i < s->ninst; i++)
+        if (instance_matches(s->inst[i], topic))
+            mask |= (uint64_t)1 << i;
+    if (s->cache_used >= CACHE_SLOTS / 2) {
+        cache_clear(s);
+        return mask; /* the next lookup refills an empty table */
+    }
+    s->cache[k].topic = strdup(topic);
+    if (s->cache[k].topic != NULL) {
+        s->cache[k].mask = mask;
+        s->cache_used++;
+    }
+    return mask;
+}
+
+static int instance_wants(bus_shop *s, uint64_t mask, size_t k, const char *topic)
+{
+    if (s->ninst > 64)
+        return instance_matches(s->inst[k], topic);
+    return (int)((mask >> k) & 1);
+}
+
+int bus_subscribe(bus_instance *inst, const char *pattern)
+{
+    if (!topic_pattern_valid(pattern))
+        return KZ_EINVAL;
+    char **grown = realloc(inst->patterns, (inst->npatterns + 1) * sizeof *grown);
+    if (grown == NULL)
+        return KZ_ENOMEM;
+    inst->patterns = grown;
+    inst->patterns[inst->npatterns] = strdup(pattern);
+    if (inst->patterns[inst->npatterns] == NULL)
+        return KZ_ENOMEM;
+    inst->npatterns++;
+    return 0;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
+{
+    bus *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return KZ_ENOMEM;
+    b->o = *o;
+    if (b->o.workers < 1)
+        b->o.workers = 1;
+    if (b->o.batch < 1)
+        b->o.batch = 1;
+    if (b->o.retry_attempts < 1)
+        b->o.retry_attempts = 1;
+    if (b->o.poll_ms <= 0)
+        b->o.poll_ms = 50;
+    pthread_mutex_init(&b->pub_lock, NULL);
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    int rc = store_open(o->store_url, o->sync_mode, &b->pub, err, errlen);
+    b->workers = calloc((size_t)b->o.workers, sizeof *b->workers);
+    if (rc == 0 && b->workers == NULL)
+        rc = KZ_ENOMEM;
+    for (int i = 0; rc == 0 && i < b->o.workers; i++) {
+        bus_worker *w = &b->workers[i];
+        w->b = b;
+        w->index = i;
+        w->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(i + 1) ^ (uint64_t)clock_now_ms();
+        rc = store_open(o->store_url, o->sync_mode, &w->st, err, errlen);
+        b->nworkers = i + 1;
+    }
+    if (rc == 0 && o->inflight_path != NULL)
+        rc = inflight_open(o->inflight_path, b->nworkers, &b->inflight, err, errlen);
+    if (rc != 0) {
+        bus_free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+static bus_shop *shop_for(bus *b, const char *shop_id)
+{
+    bus_shop *s = find_shop(b, shop_id);
+    if (s != NULL)
+        return s;
+    bus_shop **grown = realloc(b->shops, (b->nshops + 1) * sizeof *grown);
+    if (grown == NULL)
+        return NULL;
+    b->shops = grown;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->id = strdup(shop_id);
+    s->cache = calloc(CACHE_SLOTS, sizeof *s->cache);
+    if (s->id == NULL || s->cache == NULL) {
+        free(s->id);
+        free(s->cache);
+        free(s);
+        return NULL;
+    }
+    s->worker = (int)(hash_str(shop_id) % (uint64_t)b->nworkers);
+    b->shops[b->nshops++] = s;
+    bus_worker *w = &b->workers[s->worker];
+    bus_shop **ws = realloc(w->shops, (w->nshops + 1) * sizeof *ws);
+    if (ws == NULL)
+        return NULL;
+    w->shops = ws;
+    w->shops[w->nshops++] = s;
+    return s;
+}
+
+static int append_instance(bus *b, bus_shop *s, bus_instance *inst)
+{
+    bus_instance **all = realloc(b->inst, (b->ninst + 1) * sizeof *all);
+    if (all == NULL)
+        return KZ_ENOMEM;
+    b->inst = all;
+    b->inst[b->ninst++] = inst;
+    bus_instance **mine = realloc(s->inst, (s->ninst + 1) * sizeof *mine);
+    if (mine == NULL)
+        return KZ_ENOMEM;
+    s->inst = mine;
+    s->inst[s->ninst++] = inst;
+    cache_clear(s);
+    return 0;
+}
+
+static int load_failure_state(store *st, bus_instance *inst, char *err, size_t errlen)
+{
+    store_failure f;
+    int rc = store_failure_get(st, inst->id, &f, err, errlen);
+    inst->fail_event = 0;
+    inst->fail_attempts = 0;
+    inst->retry_at = 0;
+    if (rc == KZ_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    inst->fail_event = f.event_id;
+    inst->fail_attempts = f.attempts;
+    inst->retry_at = f.retry_at;
+    return 0;
+}
+
+static int open_plugin_instance(bus_instance *inst, const kz_setting *setting, char *err,
+                                size_t errlen)
+{
+    const kz_plugin *d = &inst->p->desc;
+    for (const char *const *sub = d->subscriptions; sub != NULL && *sub != NULL; sub++)
+        if (bus_subscribe(inst, *sub) != 0)
+            return KZ_ENOMEM;
+    if (d->shop_open == NULL)
+        return 0;
+    char perr[512] = "";
+    inst->in_shop_open = 1;
+    log_set_context(inst->p->name, inst->shop_id);
+    int rc = d->shop_open(inst->p->state, &inst->shop, setting, &inst->instance, perr, sizeof perr);
+    log_set_context(NULL, NULL);
+    inst->in_shop_open = 0;
+    if (rc != 0)
+        snprintf(err, errlen, "shop '%s': plugin '%s': shop_open failed: %s", inst->shop_id,
+                 inst->p->name, perr[0] ? perr : code_name(rc));
+    return rc != 0 ? KZ_EFAIL : 0;
+}
+
+int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *timezone,
+                     const kz_setting *setting, char *err, size_t errlen)
+{
+    bus_shop *s = shop_for(b, shop_id);
+    bus_instance *inst = calloc(1, sizeof *inst);
+    if (s == NULL || inst == NULL) {
+        free(inst);
+        return KZ_ENOMEM;
+    }
+    inst->b = b;
+    inst->p = p;
+    inst->shop.inst = inst;
+    inst->shop_id = strdup(shop_id);
+    inst->timezone = strdup(timezone != NULL ? timezone : "Asia/Tokyo");
+    int rc = append_instance(b, s, inst);
+    if (rc != 0 || inst->shop_id == NULL || inst->timezone == NULL)
+        return KZ_ENOMEM; /* freed with the bus */
+    pthread_mutex_lock(&b->pub_lock);
+    rc = store_instance_open(b->pub, shop_id, p->name, &inst->id, &inst->cursor, err, errlen);
+    if (rc == 0)
+        rc = load_failure_state(b->pub, inst, err, errlen);
+    pthread_mutex_unlock(&b->pub_lock);
+    if (rc != 0)
+        return rc;
+    rc = open_plugin_instance(inst, setting, err, errlen);
+    if (rc != 0) {
+        log_msg(KZ_LOG_ERROR, "%s; plugin disabled for this shop", err);
+        return rc;
+    }
+    inst->enabled = 1;
+    return 0;
+}
+
+size_t bus_instance_count(const bus *b)
+{
+    return b->ninst;
+}
+
+const bus_instance *bus_instance_at(const bus *b, size_t i)
+{
+    return i < b->ninst ? b->inst[i] : NULL;
+}
+
+/* ---- one handler call --------------------------------------------------- */
+
+static void ctx_release(struct kz_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->nkv_bufs; i++)
+        free(ctx->kv_bufs[i]);
+    ctx->nkv_bufs = 0;
+    ctx->valid = 0;
+}
+
+/* Runs the handler with a fresh ctx; leaves ctx->savepoint_open for the
+ * caller to release or roll back. */
+static int call_handler(struct kz_ctx *ctx, bus_instance *i, store *st, const struct kz_event *ev,
+                        char *herr, size_t herrlen)
+{
+    ctx->inst = i;
+    ctx->ev = ev;
+    ctx->st = st;
+    ctx->thread = pthread_self();
+    ctx->savepoint_open = 0;
+    ctx->published = 0;
+    ctx->valid = 1;
+    log_set_context(i->p->name, i->shop_id);
+    int r = i->p->desc.handle(i->instance, ctx, ev, herr, herrlen);
+    log_set_context(NULL, NULL);
+    ctx_release(ctx);
+    if (r > 0)
+        r = KZ_EFAIL; /* positive returns are a plugin bug; treat as failure */
+    if (r != 0 && herr[0] == '\0')
+        snprintf(herr, herrlen, "handler returned %s (%d)", code_name(r), r);
+    return r;
+}
+
+static void mark_handled(bus_instance *i, int64_t event_id)
+{
+    i->cursor = event_id;
+    i->dirty = 1;
+}
+
+static int clear_failure(bus_worker *w, bus_instance *i, char *err, size_t errlen)
+{
+    if (i->fail_event == 0)
+        return 0;
+    i->fail_event = 0;
+    i->fail_attempts = 0;
+    i->retry_at = 0;
+    return store_failure_clear(w->st, i->id, err, errlen);
+}
+
+/* Records a failed attempt: retry later (returns 0, instance blocked) or
+ * park as dead (returns 1, instance moves on). */
+static int record_failure(bus_worker *w, bus_instance *i, const store_event *se, int attempt, int r,
+                          const char *herr, char *err, size_t errlen)
+{
+    int64_t now = clock_now_ms();
+    if (r == KZ_EFATAL || attempt >= w->b->o.retry_attempts) {
+        log_msg(KZ_LOG_ERROR,
+                "shop '%s': plugin '%s': event %lld (%s, id %s) is dead after %d attempt%s: %s",
+                i->shop_id, i->p->name, (long long)se->id, se->topic, se->uid, attempt,
+                attempt == 1 ? "" : "s", herr);
+        int rc = store_dead_add(w->st, i->id, se->id, attempt, herr, now, err, errlen);
+        if (rc == 0)
+            rc = clear_failure(w, i, err, errlen);
+        if (rc != 0)
+            return rc;
+        mark_handled(i, se->id);
+        return 1;
+    }
+    store_failure f = {
+        .event_id = se->id, .attempts = attempt, .retry_at = now + backoff_ms(w, attempt)};
+    snprintf(f.error, sizeof f.error, "%s", herr);
+    log_msg(KZ_LOG_WARN,
+            "shop '%s': plugin '%s': event %lld (%s) failed (attempt %d of %d), retry in %lld ms: "
+            "%s",
+            i->shop_id, i->p->name, (long long)se->id, se->topic, attempt, w->b->o.retry_attempts,
+            (long long)(f.retry_at - now), herr);
+    int rc = store_failure_set(w->st, i->id, &f, err, errlen);
+    if (rc != 0)
+        return rc;
+    i->fail_event = se->id;
+    i->fail_attempts = attempt;
+    i->retry_at = f.retry_at;
+    return 0;
+}
+
+/* Delivers one event to one instance inside the worker's transaction.
+ * Returns 1 when the instance is done with it (handled or dead), 0 when it
+ * failed and will be retried, < 0 on a store error (abort the batch). */
+static int deliver(bus_worker *w, bus_instance *i, const store_event *se, char *err, size_t errlen)
+{
+    int attempt = (i->fail_event == se->id) ? i->fail_attempts + 1 : 1;
+    char herr[512] = "";
+    if (attempt > w->b->o.retry_attempts) {
+        /* every attempt so far killed the process: do not run it again */
+        snprintf(herr, sizeof herr, "quarantined: the process died %d times while this handler ran",
+                 i->fail_attempts);
+        return record_failure(w, i, se, attempt - 1, KZ_EFATAL, herr, err, errlen);
+    }
+    struct kz_event ev = {.se = se, .attempt = (uint32_t)attempt};
+    inflight_enter(w->b->inflight, w->index, i->id, se->id);
+    int r = call_handler(&w->ctx, i, w->st, &ev, herr, sizeof herr);
+    inflight_leave(w->b->inflight, w->index);
+    int rc = 0;
+    if (r == 0) {
+        if (w->ctx.savepoint_open)
+            rc = store_release(w->st, err, errlen);
+        if (rc == 0 && i->fail_event == se->id)
+            rc = clear_failure(w, i, err, errlen);
+        if (rc != 0)
+            return rc;
+        mark_handled(i, se->id);
+        return 1;
+    }
+    if (w->ctx.savepoint_open && (rc = store_rollback_savepoint(w->st, err, errlen)) != 0)
+        return rc;
+    return record_failure(w, i, se, attempt, r, herr, err, errlen);
+}
+
+/* ---- a worker's round over one shop -------------------------------------- */
+
+static int eligible(const bus_instance *i, int64_t now)
+{
+    return i->enabled && (i->fail_event == 0 || i->retry_at <= now);
+}
+
+/* Reloads cursors and failures after a rolled-back batch, so memory matches
+ * the store again. */
+static void reload_shop(bus_worker *w, bus_shop *s)
+{
+    char err[256];
+    for (size_t k = 0; k < s->ninst; k++) {
+        bus_instance *i = s->inst[k];
+        i->dirty = 0;
+        if (store_cursor_get(w->st, i->id, &i->cursor, err, sizeof err) != 0 ||
+            load_failure_state(w->st, i, err, sizeof err) != 0)
+            log_msg(KZ_LOG_ERROR, "shop '%s': cannot reload state of plugin '%s': %s", s->id,
+                    i->p->name, err);
+    }
+}
+
+static int deliver_batch(bus_worker *w, bus_shop *s, int64_t now, char *err, size_t errlen)
+{
+    int delivered = 0;
+    for (size_t e = 0; e < w->batch.n; e++) {
+        const store_event *se = &w->batch.ev[e];
+        uint64_t mask = shop_mask(s, se->topic);
+        for (size_t k = 0; k < s->ninst; k++) {
+            bus_instance *i = s->inst[k];
+            if (!eligible(i, now) || i->cursor >= se->id)
+                continue;
+            if (!instance_wants(s, mask, k, se->topic)) {
+                mark_handled(i, se->id);
+                continue;
+            }
+            int rc = deliver(w, i, se, err, errlen);
+            if (rc < 0)
+                return rc;
+            delivered++;
+        }
+    }
+    for (size_t k = 0; k < s->ninst; k++) {
+        bus_instance *i = s->inst[k];
+        if (!i->dirty)
+            continue;
+        int rc = store_cursor_set(w->st, i->id, i->cursor, err, errlen);
+        if (rc != 0)
+            return rc;
+        i->dirty = 0;
+    }
+    return delivered;
+}
+
+static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
+{
+    int64_t now = clock_now_ms();
+    int64_t after = INT64_MAX;
+    for (size_t k = 0; k < s->ninst; k++)
+        if (eligible(s->inst[k], now) && s->inst[k]->cursor < after)
+            after = s->inst[k]->cursor;
+    if (after == INT64_MAX)
+        return 0;
+    int rc = store_events_after(w->st, s->id, after, w->b->o.batch, &w->batch, err, errlen);
+    if (rc != 0 || w->batch.n == 0)
+        return rc;
+    if ((rc = store_begin(w->st, err, errlen)) != 0)
+        return rc;
+    int delivered = deliver_batch(w, s, now, err, errlen);
+    if (delivered >= 0 && (rc = store_commit(w->st, err, errlen)) != 0)
+        delivered = rc;
+    if (delivered < 0) {
+        store_rollback(w->st);
+        reload_shop(w, s);
+        return delivered;
+    }
+    /* events were read: progress even if no instance wanted them */
+    return delivered > 0 ? delivered : (int)w->batch.n;
+}
+
+/* ---- replays of dead letters --------------------------------------------- */
+
+static int replay_one(bus_worker *w, bus_instance *i, int64_t dead_id, int64_t event_id, char *err,
+                      size_t errlen)
+{
+    int rc = store_event_get(w->st, event_id, &w->replay_batch, err, errlen);
+    if (rc == KZ_ENOTFOUND)
+        return store_dead_replay_failed(w->st, dead_id, "event no longer stored", err, errlen);
+    if (rc != 0 || (rc = store_begin(w->st, err, errlen)) != 0)
+        return rc;
+    struct kz_event ev = {.se = &w->replay_batch.ev[0], .attempt = 1};
+    char herr[512] = "";
+    inflight_enter(w->b->inflight, w->index, i->id, event_id);
+    int r = call_handler(&w->ctx, i, w->st, &ev, herr, sizeof herr);
+    inflight_leave(w->b->inflight, w->index);
+    if (r == 0) {
+        if (w->ctx.savepoint_open)
+            rc = store_release(w->st, err, errlen);
+        if (rc == 0)
+            rc = store_dead_remove(w->st, dead_id, err, errlen);
+        log_msg(KZ_LOG_INFO, "shop '%s': plugin '%s': dead letter %lld replayed", i->shop_id,
+                i->p->name, (long long)dead_id);
+    } else {
+        if (w->ctx.savepoint_open)
+            rc = store_rollback_savepoint(w->st, err, errlen);
+        if (rc == 0)
+            rc = store_dead_replay_failed(w->st, dead_id, herr, err, errlen);
+        log_msg(KZ_LOG_ERROR, "shop '%s': plugin '%s': replay of dead letter %lld failed: %s",
+                i->shop_id, i->p->name, (long long)dead_id, herr);
+    }
+    if (rc == 0)
+        rc = store_commit(w->st, err, errlen);
+    if (rc != 0)
+        store_rollback(w->st);
+    return rc;
+}
+
+static int run_replays(bus_worker *w, char *err, size_t errlen)
+{
+    int done = 0;
+    for (size_t s = 0; s < w->nshops; s++) {
+        for (size_t k = 0; k < w->shops[s]->ninst; k++) {
+            bus_instance *i = w->shops[s]->inst[k];
+            int64_t dead_id, event_id;
+            while (i->enabled &&
+                   store_dead_next_replay(w->st, i->id, &dead_id, &event_id, err, errlen) == 0) {
+                int rc = replay_one(w, i, dead_id, event_id, err, errlen);
+                if (rc != 0)
+                    return rc;
+                done++;
+            }
+        }
+    }
+    return done;
+}
+
+/* One pass over the worker's shops; returns deliveries made or < 0. */
+static int worker_round(bus_worker *w, int force_replays)
+{
+    char err[512] = "";
+    int total = 0;
+    for (size_t s = 0; s < w->nshops; s++) {
+        int n = process_shop(w, w->shops[s], err, sizeof err);
+        if (n < 0) {
+            log_msg(KZ_LOG_ERROR, "shop '%s': batch rolled back, will retry: %s", w->shops[s]->id,
+                    err);
+            return n;
+        }
+        total += n;
+    }
+    int64_t now = clock_now_ms();
+    if (force_replays || (total == 0 && now >= w->next_replay_check)) {
+        w->next_replay_check = now + REPLAY_CHECK_MS;
+        int n = run_replays(w, err, sizeof err);
+        if (n < 0) {
+            log_msg(KZ_LOG_ERROR, "replay failed: %s", err);
+            return n;
+        }
+        total += n;
+    }
+    return total;
+}
+
+static void worker_wait(bus_worker *w, uint64_t seen)
+{
+    bus *b = w->b;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(b->o.poll_ms % 1000) * 1000000L;
+    ts.tv_sec += b->o.poll_ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&b->lock);
+    while (b->running && b->wakeups == seen) {
+        if (pthread_cond_timedwait(&b->cond, &b->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    bus_worker *w = arg;
+    bus *b = w->b;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        int running = b->running;
+        uint64_t seen = b->wakeups;
+        pthread_mutex_unlock(&b->lock);
+        if (!running)
+            break;
+        int n = worker_round(w, 0);
+        if (n <= 0)
+            worker_wait(w, seen);
+    }
+    return NULL;
+}
+
+static void wake_all(void *arg)
+{
+    bus *b = arg;
+    pthread_mutex_lock(&b->lock);
+    b->wakeups++;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+typedef struct crash_ctx {
+    bus *b;
+    int rc;
+    char *err;
+    size_t errlen;
+} crash_ctx;
+
+static bus_instance *instance_by_id(const bus *b, int64_t id)
+{
+    for (size_t i = 0; i < b->ninst; i++)
+        if (b->inst[i]->id == id)
+            return b->inst[i];
+    return NULL;
+}
+
+/* The previous process died while instance handled event: one failed
+ * attempt, with backoff, like a handler that returned an error. */
+static void count_crash(void *arg, int64_t instance, int64_t event)
+{
+    crash_ctx *c = arg;
+    bus_instance *i = instance_by_id(c->b, instance);
+    if (i == NULL || c->rc != 0)
+        return;
+    bus_worker *w = &c->b->workers[0];
+    int attempt = i->fail_event == event ? i->fail_attempts + 1 : 1;
+    store_failure f = {.event_id = event,
+                       .attempts = attempt,
+                       .retry_at = clock_now_ms() + backoff_ms(w, attempt)};
+    snprintf(f.error, sizeof f.error,
+             "the process died while this handler ran (attempt %d); a plugin crash is a "
+             "process crash",
+             attempt);
+    log_msg(KZ_LOG_ERROR,
+            "shop '%s': plugin '%s': the previous run died handling event %lld "
+            "(attempt %d of %d); it will be retried later, then parked",
+            i->shop_id, i->p->name, (long long)event, attempt, c->b->o.retry_attempts);
+    pthread_mutex_lock(&c->b->pub_lock);
+    c->rc = store_failure_set(c->b->pub, i->id, &f, c->err, c->errlen);
+    pthread_mutex_unlock(&c->b->pub_lock);
+    i->fail_event = event;
+    i->fail_attempts = attempt;
+    i->retry_at = f.retry_at;
+}
+
+int bus_start(bus *b, char *err, size_t errlen)
+{
+    crash_ctx crashes = {.b = b, .err = err, .errlen = errlen};
+    inflight_take(b->inflight, count_crash, &crashes);
+    if (crashes.rc != 0)
+        return crashes.rc;
+    pthread_mutex_lock(&b->lock);
+    b->running = 1;
+    pthread_mutex_unlock(&b->lock);
+    clock_on_advance(wake_all, b);
+    for (int i = 0; i < b->nworkers; i++) {
+        int rc = pthread_create(&b->workers[i].th, NULL, worker_main, &b->workers[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker thread: %s", strerror(rc));
+            bus_stop(b);
+            return KZ_EFAIL;
+        }
+        b->workers[i].started = 1;
+    }
+    return 0;
+}
+
+void bus_stop(bus *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->running = 0;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    for (int i = 0; i < b->nworkers; i++) {
+        if (b->workers[i].started)
+            pthread_join(b->workers[i].th, NULL);
+        b->workers[i].started = 0;
+    }
+    clock_on_advance(NULL, NULL);
+}
+
+int bus_run_until_idle(bus *b, char *err, size_t errlen)
+{
+    int total = 0;
+    for (;;) {
+        int round = 0;
+        for (int i = 0; i < b->nworkers; i++) {
+            int n = worker_round(&b->workers[i], 1);
+            if (n < 0) {
+                snprintf(err, errlen, "worker %d failed (see log)", i);
+                return n;
+            }
+            round += n;
+        }
+        if (round == 0)
+            return total;
+        total += round;
+    }
+}
+
+/* ---- publishing from the core ------------------------------------------- */
+
+static int check_msg(const bus *b, const bus_msg *m, char *err, size_t errlen)
+{
+    if (m->shop == NULL || find_shop(b, m->shop) == NULL) {
+        snprintf(err, errlen, "unknown shop '%s'", m->shop ? m->shop : "(null)");
+        return KZ_EINVAL;
+    }
+    if (!topic_valid(m->topic)) {
+        snprintf(err, errlen, "invalid topic '%s'", m->topic ? m->topic : "(null)");
+        return KZ_EINVAL;
+    }
+    if (m->json != NULL)
+        return payload_check(m->json, m->len, err, errlen);
+    return 0;
+}
+
+static int append_msgs(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err,
+                       size_t errlen)
+{
+    int64_t now = clock_now_ms();
+    for (size_t k = 0; k < n; k++) {
+        const bus_msg *m = &msgs[k];
+        char uuid[37];
+        if (m->uid == NULL)
+            payload_uuid(uuid);
+        int64_t id = 0;
+        int rc =
+            store_event_append(b->pub, m->shop, m->uid ? m->uid : uuid, m->topic, m->user, now,
+                               m->json ? m->json : "{}", m->json ? m->len : 2, &id, err, errlen);
+        if (rc != 0)
+            return rc;
+        if (ids != NULL)
+            ids[k] = id;
+    }
+    return 0;
+}
+
+int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < n; k++) {
+        int rc = check_msg(b, &msgs[k], err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    pthread_mutex_lock(&b->pub_lock);
+    int rc = store_begin(b->pub, err, errlen);
+    if (rc == 0)
+        rc = append_msgs(b, msgs, n, ids, err, errlen);
+    if (rc == 0)
+        rc = store_commit(b->pub, err, errlen);
+    if (rc != 0)
+        store_rollback(b->pub);
+    pthread_mutex_unlock(&b->pub_lock);
+    if (rc == 0)
+        wake_all(b);
+    return rc;
+}
+
+/* ---- volatile dispatch (bench) ------------------------------------------- */
+
+int bus_dispatch_volatile(bus *b, const store_event *se)
+{
+    bus_shop *s = find_shop(b, se->shop);
+    if (s == NULL)
+        return 0;
+    uint64_t mask = shop_mask(s, se->topic);
+    struct kz_event ev = {.se = se, .attempt = 1};
+    int calls = 0;
+    for (size_t k = 0; k < s->ninst; k++) {
+        bus_instance *i = s->inst[k];
+        if (!i->enabled || !instance_wants(s, mask, k, se->topic))
+            continue;
+        char herr[512] = "";
+        call_handler(&b->volatile_ctx, i, NULL, &ev, herr, sizeof herr);
+        calls++;
+    }
+    return calls;
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+
+static void free_instance(bus_instance *i)
+{
+    if (i->enabled && i->p->desc.shop_close != NULL) {
+        log_set_context(i->p->name, i->shop_id);
+        i->p->desc.shop_close(i->instance);
+        log_set_context(NULL, NULL);
+    }
+    for (size_t k = 0; k < i->npatterns; k++)
+        free(i->patterns[k]);
+    free(i->patterns);
+    free(i->shop_id);
+    free(i->timezone);
+    free(i);
+}
+
+void bus_free(bus *b)
+{
+    if (b == NULL)
+        return;
+    bus_stop(b);
+    for (size_t i = 0; i < b->ninst; i++)
+        free_instance(b->inst[i]);
+    free(b->inst);
+    for (size_t i = 0; i < b->nshops; i++) {
+        cache_clear(b->shops[i]);
+        free(b->shops[i]->cache);
+        free(b->shops[i]->inst);
+        free(b->shops[i]->id);
+        free(b->shops[i]);
+    }
+    free(b->shops);
+    for (int i = 0; i < b->nworkers; i++) {
+        store_batch_free(&b->workers[i].batch);
+        store_batch_free(&b->workers[i].replay_batch);
+        free(b->workers[i].ctx.kv_bufs);
+        free(b->workers[i].shops);
+        store_close(b->workers[i].st);
+    }
+    free(b->volatile_ctx.kv_bufs);
+    free(b->workers);
+    inflight_close(b->inflight);
+    store_close(b->pub);
+    pthread_mutex_destroy(&b->pub_lock);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}

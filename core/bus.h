@@ -1,1 +1,150 @@
-#pragma once
+/*
+ * bus — durable, ordered, exactly-once delivery of events to plugin
+ * instances.
+ *
+ * Path of one event: bus_publish (or a handler's kz_publish) appends it to
+ * the store. Each shop belongs to one worker thread (hash of the shop id), so
+ * a shop's instances are only ever called from that thread, in event order.
+ * A worker reads the shop's events after the lowest cursor of its instances
+ * and, in one store transaction (group commit), hands each event to every
+ * instance whose subscriptions match. A handler's effects go between a
+ * savepoint (opened lazily on its first write) and its release; a failing
+ * handler's savepoint is rolled back, so one event's failure never undoes
+ * another's effects. The instances' cursors advance in the same transaction:
+ * a crash anywhere re-delivers exactly the events whose effects were lost.
+ *
+ * A failing handler blocks its instance (not the shop's other instances) at
+ * that event and is retried with exponential backoff and jitter; after
+ * `retry_attempts` failures, or at once when it returns KZ_EFATAL, the event
+ * is parked as a dead letter for that instance and the instance moves on.
+ * `kizuna events --replay ID` queues a dead letter to be handed to its
+ * instance once more.
+ *
+ * Ownership: the bus owns its instances, workers and store connections.
+ * Thread: bus_new/bus_add_instance/bus_start/bus_stop/bus_free on the main
+ * thread; bus_publish* from any thread; bus_run_until_idle only while the
+ * workers are not started (tests, tools).
+ */
+#ifndef KIZUNA_CORE_BUS_H
+#define KIZUNA_CORE_BUS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kizuna/plugin.h>
+
+#include "inflight.h"
+#include "loader.h"
+#include "store.h"
+
+typedef struct bus bus;
+typedef struct bus_instance bus_instance;
+typedef struct bus_worker bus_worker;
+
+typedef struct bus_options {
+    const char *store_url;
+    int sync_mode;             /* STORE_SYNC_* */
+    int workers;               /* threads, >= 1 */
+    int batch;                 /* events per group commit, >= 1 */
+    int retry_attempts;        /* failures before an event is dead, >= 1 */
+    int64_t retry_initial_ms;  /* first backoff */
+    int64_t retry_max_ms;      /* backoff cap */
+    int64_t poll_ms;           /* idle re-check for events stored by other processes */
+    const char *inflight_path; /* crash guard file (inflight.h); NULL: none */
+} bus_options;
+
+/* An event to publish from the core. */
+typedef struct bus_msg {
+    const char *shop;
+    const char *uid; /* NULL: a random UUID */
+    const char *topic;
+    const char *user; /* may be NULL */
+    const char *json; /* may be NULL: "{}" */
+    size_t len;
+} bus_msg;
+
+/* ---- handles the SDK sees (defined here for host.c) ------------------- */
+
+struct kz_shop {
+    bus_instance *inst;
+};
+
+struct kz_event {
+    const store_event *se;
+    uint32_t attempt;
+};
+
+struct kz_ctx {
+    bus_instance *inst;
+    const struct kz_event *ev;
+    store *st; /* NULL when dispatching without a store (bench) */
+    pthread_t thread;
+    int valid;
+    int savepoint_open;
+    uint32_t published; /* events published so far: derives their uids */
+    void **kv_bufs;     /* kv_get results, freed when the handler returns */
+    size_t nkv_bufs, cap_kv_bufs;
+};
+
+struct bus_instance {
+    bus *b;
+    const plugin *p;
+    char *shop_id;
+    char *timezone;
+    int64_t id;     /* store instance id */
+    int64_t cursor; /* last event id handled (in memory, owned by the worker) */
+    void *instance; /* the plugin's, from shop_open */
+    char **patterns;
+    size_t npatterns;
+    int enabled;      /* shop_open succeeded and not disabled */
+    int in_shop_open; /* kz_subscribe is allowed */
+    struct kz_shop shop;
+    /* head-of-line failure, mirrored from the store */
+    int64_t fail_event; /* 0: none */
+    int fail_attempts;
+    int64_t retry_at;
+    int dirty; /* cursor changed in the open transaction */
+};
+
+int bus_new(const bus_options *o, bus **out, char *err, size_t errlen);
+/* Stops the workers if running, calls shop_close for every open instance,
+ * frees everything. */
+void bus_free(bus *b);
+
+/* Opens plugin p for a shop: creates or finds its store row, calls
+ * shop_open with the setting. A failing shop_open disables the plugin for
+ * this shop only: returns KZ_EFAIL with "shop 'x': plugin 'y': shop_open
+ * failed: <reason>" in err, and the bus goes on without it. */
+int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *timezone,
+                     const kz_setting *setting, char *err, size_t errlen);
+
+/* Counts a handler that was running when the previous process died as a
+ * failed attempt (see inflight.h), then starts the workers. */
+int bus_start(bus *b, char *err, size_t errlen);
+/* Stops dispatch after the batch in progress; idempotent. */
+void bus_stop(bus *b);
+
+/* Appends events in one transaction and wakes the workers. ids (may be
+ * NULL) receives each new id, 0 for a duplicate uid. Unknown shop, invalid
+ * topic or JSON: KZ_EINVAL and nothing is stored. Thread: any. */
+int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen);
+
+/* Handles everything due now on the calling thread (workers not started).
+ * Returns the number of deliveries made, or a negative error. */
+int bus_run_until_idle(bus *b, char *err, size_t errlen);
+
+/* Hands ev to every enabled instance of its shop that subscribes to its
+ * topic, without a store: no transaction, no cursor. Effects that need the
+ * store fail with KZ_ENOTSUP. Measures the dispatch cost alone (bench/bus).
+ * Returns the number of handler calls. Thread: one caller at a time. */
+int bus_dispatch_volatile(bus *b, const store_event *ev);
+
+/* Number of instances, and instance i (for tools and tests). */
+size_t bus_instance_count(const bus *b);
+const bus_instance *bus_instance_at(const bus *b, size_t i);
+
+/* Validates a topic pattern and adds it to an instance being opened. */
+int bus_subscribe(bus_instance *inst, const char *pattern);
+
+#endif

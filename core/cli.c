@@ -1,2 +1,522 @@
-/* being written */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
 #include "daemon.h"
+#include "host.h"
+#include "log.h"
+#include "payload.h"
+#include "store.h"
+#include "topic.h"
+
+#ifndef KIZUNA_VERSION
+#define KIZUNA_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: kizuna COMMAND [-c FILE] [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve   -c FILE [--clock real|virtual|virtual:TIME]   run the daemon\n"
+    "  check   -c FILE                  check config and plugins; print every error\n"
+    "  plugins -c FILE [-v]             list loadable plugins and refusals\n"
+    "  events  -c FILE --dead           list dead letters\n"
+    "  events  -c FILE --replay ID      hand dead letter ID to its plugin once more\n"
+    "  publish -c FILE SHOP TOPIC [--user U] [--id UID] [JSON]\n"
+    "  publish -c FILE --lines FILE|-   one JSON object a line: "
+    "{\"shop\",\"topic\",\"user\",\"id\",\"payload\"}\n"
+    "  kv      -c FILE SHOP PLUGIN KEY   show one stored value of a plugin instance\n"
+    "  version                          print versions\n"
+    "\n"
+    "-c defaults to $KIZUNA_CONFIG. See docs/ for details.\n";
+
+typedef struct args {
+    const char *config;
+    const char *clock;
+    const char *user;
+    const char *id;
+    const char *lines;
+    const char *replay;
+    int dead;
+    int verbose;
+    char **rest;
+    int nrest;
+} args;
+
+static int parse_args(int argc, char **argv, args *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"clock", required_argument, 0, 'k'},
+        {"user", required_argument, 0, 'u'},   {"id", required_argument, 0, 'i'},
+        {"lines", required_argument, 0, 'l'},  {"replay", required_argument, 0, 'r'},
+        {"dead", no_argument, 0, 'd'},         {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->config = getenv("KIZUNA_CONFIG");
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            a->config = optarg;
+            break;
+        case 'k':
+            a->clock = optarg;
+            break;
+        case 'u':
+            a->user = optarg;
+            break;
+        case 'i':
+            a->id = optarg;
+            break;
+        case 'l':
+            a->lines = optarg;
+            break;
+        case 'r':
+            a->replay = optarg;
+            break;
+        case 'd':
+            a->dead = 1;
+            break;
+        case 'v':
+            a->verbose = 1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    a->rest = argv + optind;
+    a->nrest = argc - optind;
+    return 0;
+}
+
+static int need_config(const args *a, const char *cmd)
+{
+    if (a->config != NULL)
+        return 0;
+    fprintf(stderr, "kizuna %s: no config file: pass -c FILE or set KIZUNA_CONFIG\n", cmd);
+    return -1;
+}
+
+/* Loads the config alone (commands that run no plugin code). */
+static cfg *load_config(const char *path, const char *cmd)
+{
+    diag d = {0};
+    cfg *c = NULL;
+    if (cfg_load(path, &c, &d) != 0 || diag_count(&d) > 0) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "kizuna %s: %zu problem(s) in %s (see kizuna check)\n", cmd, diag_count(&d),
+                path);
+        if (c != NULL)
+            cfg_free(c);
+        c = NULL;
+    }
+    diag_free(&d);
+    if (c != NULL)
+        log_set_level(c->log_level);
+    return c;
+}
+
+static const cfg_shop *find_shop(const cfg *c, const char *id)
+{
+    for (size_t i = 0; i < c->nshops; i++)
+        if (strcmp(c->shops[i].id, id) == 0)
+            return &c->shops[i];
+    return NULL;
+}
+
+/* ---- check ---- */
+
+static int cmd_check(const args *a)
+{
+    if (need_config(a, "check") != 0)
+        return 2;
+    app ap;
+    size_t problems = app_prepare(&ap, a->config);
+    if (problems > 0) {
+        diag_print(&ap.d, stdout);
+        printf("%s: %zu problem(s)\n", a->config, problems);
+    } else {
+        size_t uses = 0;
+        for (size_t i = 0; i < ap.c->nshops; i++)
+            uses += ap.c->shops[i].nplugins;
+        printf("%s: ok (%zu shop(s), %zu plugin setting(s), %zu plugin(s) loaded)\n", a->config,
+               ap.c->nshops, uses, loader_count(ap.l));
+    }
+    app_free(&ap);
+    return problems > 0 ? 1 : 0;
+}
+
+/* ---- plugins ---- */
+
+static const char *type_name(int t)
+{
+    static const char *const names[] = {"none",     "string", "integer", "float", "boolean",
+                                        "duration", "secret", "list",    "group"};
+    return t >= 0 && t <= KZ_SETTING_GROUP ? names[t] : "?";
+}
+
+static void print_plugin_details(const plugin *p)
+{
+    if (p->desc.description != NULL)
+        printf("    %s\n", p->desc.description);
+    printf("    subscribes:");
+    for (const char *const *s = p->desc.subscriptions; s != NULL && *s != NULL; s++)
+        printf(" %s", *s);
+    printf("\n");
+    for (const kz_setting_spec *s = p->desc.settings; s != NULL && s->key != NULL; s++)
+        printf("    setting %s (%s%s%s%s): %s\n", s->key, type_name(s->type),
+               s->required ? ", required" : "", s->default_value ? ", default " : "",
+               s->default_value ? s->default_value : "", s->description ? s->description : "");
+}
+
+typedef struct scan_state {
+    int verbose;
+    int refused;
+    diag refusals;
+} scan_state;
+
+static void on_scanned(void *arg, const plugin *p, const char *refusal)
+{
+    scan_state *st = arg;
+    if (p == NULL) {
+        diag_add(&st->refusals, "refused: %s", refusal);
+        st->refused++;
+        return;
+    }
+    printf("%-16s %-10s %-16s %-10s ABI %u.%u  %s\n", p->name,
+           p->desc.version ? p->desc.version : "-", p->desc.vendor ? p->desc.vendor : "-",
+           p->desc.license ? p->desc.license : "-", p->abi_major, p->abi_minor, p->path);
+    if (st->verbose)
+        print_plugin_details(p);
+}
+
+static int cmd_plugins(const args *a)
+{
+    if (need_config(a, "plugins") != 0)
+        return 2;
+    cfg *c = load_config(a->config, "plugins");
+    if (c == NULL)
+        return 1;
+    loader *l = NULL;
+    if (loader_new(host_table(), &l) != 0) {
+        cfg_free(c);
+        return 2;
+    }
+    scan_state st = {.verbose = a->verbose};
+    printf("%-16s %-10s %-16s %-10s %-8s %s\n", "NAME", "VERSION", "VENDOR", "LICENSE", "ABI",
+           "PATH");
+    loader_scan(l, c->plugin_path, c->nplugin_path, on_scanned, &st);
+    for (size_t s = 0; s < c->nshops; s++)
+        for (size_t u = 0; u < c->shops[s].nplugins; u++) {
+            const char *name = c->shops[s].plugins[u].name;
+            const plugin *p;
+            char err[1024];
+            if (loader_find(l, name) == NULL &&
+                loader_load_name(l, name, c->plugin_path, c->nplugin_path, &p, err, sizeof err) ==
+                    KZ_ENOTFOUND) {
+                diag_add(&st.refusals, "refused: %s (enabled by shop '%s')", err, c->shops[s].id);
+                st.refused++;
+            }
+        }
+    diag_print(&st.refusals, stdout);
+    diag_free(&st.refusals);
+    loader_free(l);
+    cfg_free(c);
+    return st.refused > 0 ? 1 : 0;
+}
+
+/* ---- events ---- */
+
+static void format_time(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int print_dead(void *arg, const store_dead *d)
+{
+    int *count = arg;
+    char when[32];
+    format_time(d->time_ms, when, sizeof when);
+    if ((*count)++ == 0)
+        printf("%-6s %-20s %-12s %-14s %-20s %-8s %s\n", "ID", "PARKED", "SHOP", "PLUGIN", "TOPIC",
+               "ATTEMPTS", "EVENT / ERROR");
+    printf("%-6lld %-20s %-12s %-14s %-20s %-8d %s%s\n       error: %s\n", (long long)d->id, when,
+           d->shop, d->plugin, d->topic, d->attempts, d->uid,
+           d->replay ? " (queued for replay)" : "", d->error);
+    return 0;
+}
+
+static int cmd_events(const args *a)
+{
+    if (need_config(a, "events") != 0)
+        return 2;
+    if (!a->dead && a->replay == NULL) {
+        fprintf(stderr, "kizuna events: pass --dead or --replay ID\n");
+        return 2;
+    }
+    cfg *c = load_config(a->config, "events");
+    if (c == NULL)
+        return 1;
+    store *st = NULL;
+    char err[512];
+    int rc = store_open(c->store_url, c->sync_mode, &st, err, sizeof err);
+    int count = 0;
+    if (rc == 0 && a->replay != NULL) {
+        char *end;
+        long long id = strtoll(a->replay, &end, 10);
+        rc = (*end != '\0' || id <= 0) ? KZ_EINVAL : store_dead_replay(st, id, err, sizeof err);
+        if (rc == 0)
+            printf("dead letter %lld queued for replay; the daemon hands it to its plugin once "
+                   "more\n",
+                   id);
+        else if (rc == KZ_ENOTFOUND || rc == KZ_EINVAL)
+            snprintf(err, sizeof err, "no dead letter with id '%s' (see kizuna events --dead)",
+                     a->replay);
+    } else if (rc == 0) {
+        rc = store_dead_list(st, print_dead, &count, err, sizeof err);
+        if (rc == 0 && count == 0)
+            printf("no dead letters\n");
+    }
+    if (rc != 0)
+        fprintf(stderr, "kizuna events: %s\n", err);
+    store_close(st);
+    cfg_free(c);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ---- publish ---- */
+
+typedef struct pub_ctx {
+    const cfg *c;
+    store *st;
+    int64_t published, duplicates;
+} pub_ctx;
+
+/* Instances are created before the first event they should see: a plugin's
+ * history starts when a command first meets it in the config. */
+static int ensure_instances(pub_ctx *p, const cfg_shop *shop, char *err, size_t errlen)
+{
+    for (size_t u = 0; u < shop->nplugins; u++) {
+        int64_t id, cursor;
+        int rc =
+            store_instance_open(p->st, shop->id, shop->plugins[u].name, &id, &cursor, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int publish_one(pub_ctx *p, const char *shop_id, const char *topic, const char *user,
+                       const char *uid, const char *json, char *err, size_t errlen)
+{
+    const cfg_shop *shop = find_shop(p->c, shop_id);
+    if (shop == NULL) {
+        snprintf(err, errlen, "unknown shop '%s'", shop_id);
+        return KZ_EINVAL;
+    }
+    if (!topic_valid(topic)) {
+        snprintf(err, errlen, "invalid topic '%s'", topic);
+        return KZ_EINVAL;
+    }
+    size_t len = strlen(json);
+    int rc = payload_check(json, len, err, errlen);
+    if (rc == 0)
+        rc = ensure_instances(p, shop, err, errlen);
+    char uuid[37];
+    if (uid == NULL)
+        payload_uuid(uuid);
+    int64_t id = 0;
+    if (rc == 0)
+        rc = store_event_append(p->st, shop_id, uid ? uid : uuid, topic, user, clock_now_ms(), json,
+                                len, &id, err, errlen);
+    if (rc == 0 && id == 0)
+        p->duplicates++;
+    else if (rc == 0)
+        p->published++;
+    return rc;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+static int publish_line(pub_ctx *p, const char *line, char *err, size_t errlen)
+{
+    json_object *o = json_tokener_parse(line);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        snprintf(err, errlen, "not a JSON object");
+        return KZ_EINVAL;
+    }
+    json_object *payload = NULL;
+    json_object_object_get_ex(o, "payload", &payload);
+    const char *text =
+        payload ? json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PLAIN) : "{}";
+    const char *shop = jstr(o, "shop"), *topic = jstr(o, "topic");
+    int rc;
+    if (shop == NULL || topic == NULL) {
+        snprintf(err, errlen, "needs string fields \"shop\" and \"topic\"");
+        rc = KZ_EINVAL;
+    } else {
+        rc = publish_one(p, shop, topic, jstr(o, "user"), jstr(o, "id"), text, err, errlen);
+    }
+    json_object_put(o);
+    return rc;
+}
+
+/* All lines in one transaction: a bad line publishes nothing. */
+static int publish_lines(pub_ctx *p, const char *path, char *err, size_t errlen)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s", path);
+        return KZ_EINVAL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    int rc = store_begin(p->st, err, errlen);
+    while (rc == 0 && getline(&line, &cap, f) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == strlen(line))
+            continue;
+        char lerr[512];
+        rc = publish_line(p, line, lerr, sizeof lerr);
+        if (rc != 0)
+            snprintf(err, errlen, "%s:%ld: %s; nothing published", path, lineno, lerr);
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (rc == 0)
+        rc = store_commit(p->st, err, errlen);
+    if (rc != 0)
+        store_rollback(p->st);
+    return rc;
+}
+
+static int cmd_publish(const args *a)
+{
+    if (need_config(a, "publish") != 0)
+        return 2;
+    if (a->lines == NULL && (a->nrest < 2 || a->nrest > 3)) {
+        fprintf(stderr, "usage: kizuna publish -c FILE SHOP TOPIC [--user U] [--id UID] [JSON]\n"
+                        "       kizuna publish -c FILE --lines FILE|-\n");
+        return 2;
+    }
+    cfg *c = load_config(a->config, "publish");
+    if (c == NULL)
+        return 1;
+    pub_ctx p = {.c = c};
+    char err[1024] = "";
+    int rc = store_open(c->store_url, c->sync_mode, &p.st, err, sizeof err);
+    if (rc == 0 && a->lines != NULL)
+        rc = publish_lines(&p, a->lines, err, sizeof err);
+    else if (rc == 0)
+        rc = publish_one(&p, a->rest[0], a->rest[1], a->user, a->id,
+                         a->nrest == 3 ? a->rest[2] : "{}", err, sizeof err);
+    if (rc == 0)
+        printf("published %lld event(s)%s\n", (long long)p.published,
+               p.duplicates ? " (some ids were already stored: skipped)" : "");
+    else
+        fprintf(stderr, "kizuna publish: %s\n", err);
+    store_close(p.st);
+    cfg_free(c);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ---- kv ---- */
+
+static int cmd_kv(const args *a)
+{
+    if (need_config(a, "kv") != 0)
+        return 2;
+    if (a->nrest != 3) {
+        fprintf(stderr, "usage: kizuna kv -c FILE SHOP PLUGIN KEY\n");
+        return 2;
+    }
+    cfg *c = load_config(a->config, "kv");
+    if (c == NULL)
+        return 1;
+    const cfg_shop *shop = find_shop(c, a->rest[0]);
+    int enabled = 0;
+    for (size_t u = 0; shop != NULL && u < shop->nplugins; u++)
+        enabled |= strcmp(shop->plugins[u].name, a->rest[1]) == 0;
+    store *st = NULL;
+    char err[512] = "";
+    int rc = KZ_EINVAL;
+    if (!enabled)
+        snprintf(err, sizeof err, "shop '%s' does not enable plugin '%s'", a->rest[0], a->rest[1]);
+    else
+        rc = store_open(c->store_url, c->sync_mode, &st, err, sizeof err);
+    int64_t id, cursor;
+    void *val = NULL;
+    size_t len = 0;
+    if (rc == 0)
+        rc = store_instance_open(st, a->rest[0], a->rest[1], &id, &cursor, err, sizeof err);
+    if (rc == 0)
+        rc = store_kv_get(st, id, a->rest[2], &val, &len, err, sizeof err);
+    if (rc == 0)
+        printf("%.*s\n", (int)len, (const char *)val);
+    else if (rc == KZ_ENOTFOUND)
+        fprintf(stderr, "kizuna kv: no key '%s'\n", a->rest[2]);
+    else
+        fprintf(stderr, "kizuna kv: %s\n", err);
+    free(val);
+    store_close(st);
+    cfg_free(c);
+    return rc == 0 ? 0 : 1;
+}
+
+int cli_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kizuna %s (plugin ABI %d.%d)\n", KIZUNA_VERSION, KZ_ABI_MAJOR, KZ_ABI_MINOR);
+        return 0;
+    }
+    args a;
+    if (parse_args(argc - 1, argv + 1, &a) != 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "serve") == 0) {
+        if (need_config(&a, "serve") != 0)
+            return 2;
+        serve_opts o = {.clock = a.clock};
+        return daemon_serve(a.config, &o);
+    }
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(&a);
+    if (strcmp(cmd, "plugins") == 0)
+        return cmd_plugins(&a);
+    if (strcmp(cmd, "events") == 0)
+        return cmd_events(&a);
+    if (strcmp(cmd, "publish") == 0)
+        return cmd_publish(&a);
+    if (strcmp(cmd, "kv") == 0)
+        return cmd_kv(&a);
+    fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
+}

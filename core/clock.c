@@ -64,8 +64,8 @@ static int64_t unit_ms(const char *u, size_t len)
     static const struct {
         const char *name;
         int64_t ms;
-    } units[] = {{"ms", 1},         {"s", 1000},          {"m", 60000},
-                 {"h", 3600000},    {"d", 86400000},      {"w", 604800000}};
+    } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                 {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strlen(units[i].name) == len && strncmp(units[i].name, u, len) == 0)
             return units[i].ms;
@@ -135,8 +135,12 @@ int clock_parse_time(const char *text, int64_t *ms)
     }
     if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
         return KZ_EINVAL;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     time_t t = timegm(&tm);
     *ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000;
     return 0;

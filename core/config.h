@@ -54,21 +54,21 @@ typedef struct cfg_shop {
 } cfg_shop;
 
 typedef struct cfg {
-    const char *path;      /* as given */
-    const char *listen;    /* kizuna.listen, default "127.0.0.1:8080" */
-    const char *store_url; /* kizuna.store, default "sqlite:var/kizuna.db" */
-    const char *timezone;  /* kizuna.timezone, default "Asia/Tokyo" */
-    int log_level;         /* kizuna.log_level: "debug|info|warn|error", default info */
+    const char *path;         /* as given */
+    const char *listen;       /* kizuna.listen, default "127.0.0.1:8080" */
+    const char *store_url;    /* kizuna.store, default "sqlite:var/kizuna.db" */
+    const char *timezone;     /* kizuna.timezone, default "Asia/Tokyo" */
+    int log_level;            /* kizuna.log_level: "debug|info|warn|error", default info */
     const char **plugin_path; /* kizuna.plugin_path: string or list; default
                                  KZ_DEFAULT_PLUGIN_PATH (build dir, then install dir);
                                  relative entries are relative to the config file */
     size_t nplugin_path;
-    int workers;               /* kizuna.workers, 1..64, default 2 */
-    int batch;                 /* kizuna.batch: events per group commit, 1..10000, default 256 */
-    int sync_mode;             /* kizuna.durability: "full" (default) | "normal" */
-    int retry_attempts;        /* kizuna.retry.attempts: failures before dead, 1..100, default 5 */
-    int64_t retry_initial_ms;  /* kizuna.retry.initial, default "1s" */
-    int64_t retry_max_ms;      /* kizuna.retry.max, default "10m" */
+    int workers;              /* kizuna.workers, 1..64, default 2 */
+    int batch;                /* kizuna.batch: events per group commit, 1..10000, default 256 */
+    int sync_mode;            /* kizuna.durability: "full" (default) | "normal" */
+    int retry_attempts;       /* kizuna.retry.attempts: failures before dead, 1..100, default 5 */
+    int64_t retry_initial_ms; /* kizuna.retry.initial, default "1s" */
+    int64_t retry_max_ms;     /* kizuna.retry.max, default "10m" */
     cfg_shop *shops;
     size_t nshops;
     void *priv; /* libconfig state */
@@ -85,8 +85,8 @@ void cfg_free(cfg *c);
 /* Checks one enabled plugin's group against the descriptor's schema: unknown
  * keys, types, required keys; adds defaults for absent keys; resolves
  * secret-typed values. Appends problems to d; returns the number added. */
-int cfg_check_plugin(cfg *c, const cfg_shop *shop, const cfg_plugin_use *use,
-                     const kz_plugin *desc, diag *d);
+int cfg_check_plugin(cfg *c, const cfg_shop *shop, const cfg_plugin_use *use, const kz_plugin *desc,
+                     diag *d);
 
 /* Appends "FILE:LINE: shop 'x': plugin 'y': msg" for a plugin use. */
 void cfg_plugin_error(const cfg *c, const cfg_shop *shop, const cfg_plugin_use *use, diag *d,

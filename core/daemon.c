@@ -1,2 +1,222 @@
-/* being written */
 #include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "host.h"
+#include "log.h"
+
+/* Turns the loader's "plugin 'y' (PATH): REASON" / "plugin 'y': REASON" into
+ * the message part of a check line for that plugin. */
+static void refusal_message(const char *line, char *out, size_t outlen)
+{
+    const char *rest = strstr(line, "' (");
+    const char *close = rest ? strstr(rest, "): ") : NULL;
+    if (close != NULL) {
+        snprintf(out, outlen, "cannot load %.*s: %s", (int)(close - rest - 3), rest + 3, close + 3);
+        return;
+    }
+    rest = strstr(line, "': ");
+    snprintf(out, outlen, "unknown plugin: %s", rest ? rest + 3 : line);
+}
+
+static void check_use(app *a, const cfg_shop *shop, const cfg_plugin_use *use)
+{
+    const plugin *p = NULL;
+    char err[1024] = "";
+    int rc = loader_load_name(a->l, use->name, a->c->plugin_path, a->c->nplugin_path, &p, err,
+                              sizeof err);
+    if (rc != 0) {
+        char msg[1200];
+        refusal_message(err, msg, sizeof msg);
+        cfg_plugin_error(a->c, shop, use, &a->d, msg);
+        return;
+    }
+    cfg_check_plugin(a->c, shop, use, &p->desc, &a->d);
+}
+
+size_t app_prepare(app *a, const char *config_path)
+{
+    memset(a, 0, sizeof *a);
+    if (cfg_load(config_path, &a->c, &a->d) != 0 || a->c == NULL)
+        return diag_count(&a->d) > 0 ? diag_count(&a->d) : 1;
+    log_set_level(a->c->log_level);
+    if (loader_new(host_table(), &a->l) != 0) {
+        diag_add(&a->d, "%s: out of memory", config_path);
+        return diag_count(&a->d);
+    }
+    for (size_t s = 0; s < a->c->nshops; s++)
+        for (size_t u = 0; u < a->c->shops[s].nplugins; u++)
+            check_use(a, &a->c->shops[s], &a->c->shops[s].plugins[u]);
+    return diag_count(&a->d);
+}
+
+void app_free(app *a)
+{
+    if (a->l != NULL)
+        loader_free(a->l);
+    if (a->c != NULL)
+        cfg_free(a->c);
+    diag_free(&a->d);
+    memset(a, 0, sizeof *a);
+}
+
+static int setup_clock(const char *spec)
+{
+    if (spec == NULL || strcmp(spec, "real") == 0)
+        return 0;
+    if (strcmp(spec, "virtual") == 0) {
+        clock_use_virtual(clock_now_ms());
+        return 0;
+    }
+    int64_t start;
+    if (strncmp(spec, "virtual:", 8) != 0 || clock_parse_time(spec + 8, &start) != 0) {
+        fprintf(stderr,
+                "kizuna serve: --clock takes real, virtual or virtual:TIME "
+                "(e.g. virtual:2026-11-23T10:00:00+09:00), got '%s'\n",
+                spec);
+        return -1;
+    }
+    clock_use_virtual(start);
+    return 0;
+}
+
+/* One daemon per SQLite store: a second one would interleave deliveries. */
+static int lock_store(const char *url, int *fd_out)
+{
+    *fd_out = -1;
+    if (strncmp(url, "sqlite:", 7) != 0)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s.lock", url + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            log_msg(KZ_LOG_ERROR, "another kizuna is serving %s (it holds %s); stop it first", url,
+                    path);
+        else
+            log_msg(KZ_LOG_ERROR, "cannot lock %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int app_open_instances(const app *a, bus *b)
+{
+    const cfg *c = a->c;
+    const loader *l = a->l;
+    char err[1024];
+    int opened = 0;
+    for (size_t s = 0; s < c->nshops; s++) {
+        const cfg_shop *shop = &c->shops[s];
+        for (size_t u = 0; u < shop->nplugins; u++) {
+            const plugin *p = loader_find(l, shop->plugins[u].name);
+            int rc = bus_add_instance(b, p, shop->id, shop->timezone, shop->plugins[u].setting, err,
+                                      sizeof err);
+            if (rc == 0)
+                opened++;
+            else if (rc != KZ_EFAIL)
+                return rc;
+        }
+    }
+    return opened;
+}
+
+bus_options app_bus_options(const cfg *c)
+{
+    bus_options o = {
+        .store_url = c->store_url,
+        .sync_mode = c->sync_mode,
+        .workers = c->workers,
+        .batch = c->batch,
+        .retry_attempts = c->retry_attempts,
+        .retry_initial_ms = c->retry_initial_ms,
+        .retry_max_ms = c->retry_max_ms,
+        .poll_ms = 50,
+    };
+    return o;
+}
+
+static int wait_for_stop_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+static int run(app *a, bus **bp, int *lockfd)
+{
+    char err[1024] = "", inflight_path[4096];
+    bus_options o = app_bus_options(a->c);
+    if (strncmp(o.store_url, "sqlite:", 7) == 0) {
+        snprintf(inflight_path, sizeof inflight_path, "%s.inflight", o.store_url + 7);
+        o.inflight_path = inflight_path;
+    }
+    if (bus_new(&o, bp, err, sizeof err) != 0) {
+        log_msg(KZ_LOG_ERROR, "cannot open store %s: %s", a->c->store_url, err);
+        return 2;
+    }
+    if (lock_store(a->c->store_url, lockfd) != 0)
+        return 2;
+    int opened = app_open_instances(a, *bp);
+    if (opened < 0) {
+        log_msg(KZ_LOG_ERROR, "cannot open plugin instances: %s", err);
+        return 2;
+    }
+    if (bus_start(*bp, err, sizeof err) != 0) {
+        log_msg(KZ_LOG_ERROR, "%s", err);
+        return 2;
+    }
+    log_msg(KZ_LOG_INFO, "kizuna ready: %zu shop(s), %d plugin instance(s), store %s, clock %s",
+            a->c->nshops, opened, a->c->store_url, clock_is_virtual() ? "virtual" : "real");
+    int sig = wait_for_stop_signal();
+    log_msg(KZ_LOG_INFO, "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return 0;
+}
+
+int daemon_serve(const char *config_path, const serve_opts *o)
+{
+    app a;
+    if (app_prepare(&a, config_path) > 0) {
+        diag_print(&a.d, stderr);
+        fprintf(stderr, "kizuna serve: refusing to start: %zu problem(s) in %s\n", diag_count(&a.d),
+                config_path);
+        app_free(&a);
+        return 1;
+    }
+    if (setup_clock(o->clock) != 0) {
+        app_free(&a);
+        return 1;
+    }
+    /* Block the stop signals before any thread starts so only sigwait sees
+     * them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    bus *b = NULL;
+    int lockfd = -1;
+    int code = run(&a, &b, &lockfd);
+    bus_free(b);
+    if (lockfd >= 0)
+        close(lockfd);
+    app_free(&a);
+    log_msg(KZ_LOG_INFO, "kizuna stopped");
+    return code;
+}

@@ -1,1 +1,46 @@
-#pragma once
+/*
+ * daemon — prepares a configuration with its plugins (the common first step
+ * of `check`, `plugins` and `serve`) and runs `kizuna serve`.
+ *
+ * Ownership: app owns its cfg, loader and diag; app_free releases them.
+ * Thread: main thread.
+ */
+#ifndef KIZUNA_CORE_DAEMON_H
+#define KIZUNA_CORE_DAEMON_H
+
+#include "config.h"
+#include "diag.h"
+#include "loader.h"
+
+struct bus;
+struct bus_options;
+
+typedef struct app {
+    cfg *c;
+    loader *l;
+    diag d; /* every problem found, one check-style line each */
+} app;
+
+/* Loads the config, loads every plugin a shop enables and checks each
+ * plugin's setting against its schema. Returns the number of problems (also
+ * in a->d); a->c may be NULL when the file could not be parsed. */
+size_t app_prepare(app *a, const char *config_path);
+void app_free(app *a);
+
+/* Bus options from the config's kizuna group. */
+struct bus_options app_bus_options(const cfg *c);
+
+/* Opens every enabled plugin for every shop on the bus. A failing shop_open
+ * disables that plugin for that shop (logged) and the rest go on. Returns
+ * the number opened, or < 0 when the store fails. */
+int app_open_instances(const app *a, struct bus *b);
+
+typedef struct serve_opts {
+    const char *clock; /* NULL or "real"; "virtual" (now) or "virtual:TIME" */
+} serve_opts;
+
+/* Runs until SIGINT or SIGTERM. Returns the process exit code: 0 after a
+ * clean stop, 1 when the config is refused, 2 when start-up fails. */
+int daemon_serve(const char *config_path, const serve_opts *o);
+
+#endif

@@ -36,13 +36,13 @@
 #include <kizuna/plugin.h>
 
 typedef struct plugin {
-    kz_plugin desc;       /* zeroed, then min(struct_size, sizeof) copied */
-    const char *name;     /* == desc.name */
-    const char *path;     /* absolute or as found on the path */
-    uint32_t abi_major;   /* as declared by the plugin */
+    kz_plugin desc;     /* zeroed, then min(struct_size, sizeof) copied */
+    const char *name;   /* == desc.name */
+    const char *path;   /* absolute or as found on the path */
+    uint32_t abi_major; /* as declared by the plugin */
     uint32_t abi_minor;
-    void *state;          /* from load() */
-    void *dl;             /* dlopen handle; never closed */
+    void *state; /* from load() */
+    void *dl;    /* dlopen handle; never closed */
 } plugin;
 
 typedef struct loader loader;

@@ -116,8 +116,8 @@ static void emit(int level, const char *msg)
     gmtime_r(&ts.tv_sec, &tm);
     char line[4096];
     int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level]);
     if (ctx_plugin != NULL)
         n += snprintf(line + n, sizeof line - (size_t)n, " plugin=%s", ctx_plugin);
     if (ctx_shop != NULL && (size_t)n < sizeof line)

@@ -1,2 +1,1224 @@
-/* being written */
+/*
+ * store — SQLite backend of store.h.
+ *
+ * Every statement is prepared once per connection (lazily, on first use) and
+ * reset after each use, so the hot path (append, fetch, cursor, kv) never
+ * parses SQL. Transaction control statements are cached the same way.
+ */
 #include "store.h"
+
+#include "errbuf.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#define URL_SCHEME "sqlite:"
+#define BUSY_TIMEOUT_MS 10000
+
+/* ---- schema ------------------------------------------------------------- */
+
+/* migrations[v] takes a database from user_version v to v + 1. Never edit a
+ * released step: add a new one and bump STORE_SCHEMA_VERSION. */
+static const char *const migrations[] = {
+    /* 1: initial schema.
+     * events: AUTOINCREMENT so an id is never handed out twice, even after
+     *   the newest rows were deleted; the (shop) index also orders by rowid,
+     *   which serves "shop = ? AND id > ? ORDER BY id" and the max id.
+     * kv: WITHOUT ROWID keeps each value in the (instance, key) b-tree, one
+     *   lookup per access. */
+    "CREATE TABLE events("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " uid TEXT NOT NULL,"
+    " topic TEXT NOT NULL,"
+    " user TEXT,"
+    " time_ms INTEGER NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " UNIQUE(shop, uid));"
+    "CREATE INDEX events_shop ON events(shop);"
+    "CREATE TABLE instances("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " plugin TEXT NOT NULL,"
+    " cursor INTEGER NOT NULL,"
+    " UNIQUE(shop, plugin));"
+    "CREATE TABLE failures("
+    " instance INTEGER PRIMARY KEY REFERENCES instances(id),"
+    " event_id INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " retry_at INTEGER NOT NULL,"
+    " error TEXT NOT NULL);"
+    "CREATE TABLE dead("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " instance INTEGER NOT NULL REFERENCES instances(id),"
+    " event_id INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " error TEXT NOT NULL,"
+    " time_ms INTEGER NOT NULL,"
+    " replay INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX dead_instance ON dead(instance);"
+    "CREATE INDEX dead_replay ON dead(instance, id) WHERE replay = 1;"
+    "CREATE TABLE kv("
+    " instance INTEGER NOT NULL REFERENCES instances(id),"
+    " key TEXT NOT NULL,"
+    " value BLOB NOT NULL,"
+    " PRIMARY KEY(instance, key)) WITHOUT ROWID;"
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+/* ---- statements --------------------------------------------------------- */
+
+enum stmt_id {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_EV_APPEND,
+    Q_EV_AFTER,
+    Q_EV_GET,
+    Q_EV_MAX,
+    Q_INST_GET,
+    Q_INST_ADD,
+    Q_CUR_GET,
+    Q_CUR_SET,
+    Q_FAIL_GET,
+    Q_FAIL_SET,
+    Q_FAIL_CLEAR,
+    Q_DEAD_ADD,
+    Q_DEAD_LIST,
+    Q_DEAD_REPLAY,
+    Q_DEAD_NEXT,
+    Q_DEAD_REMOVE,
+    Q_DEAD_FAILED,
+    Q_KV_GET,
+    Q_KV_PUT,
+    Q_KV_DEL,
+    Q_KV_ADD,
+    Q_KV_SWAP,
+    Q_META_GET,
+    Q_META_PUT,
+    Q_COUNT
+};
+
+#define EV_COLUMNS "id, shop, uid, topic, user, time_ms, payload"
+
+static const char *const sql_text[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT h",
+    [Q_RELEASE] = "RELEASE h",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO h",
+    [Q_EV_APPEND] = "INSERT INTO events(shop, uid, topic, user, time_ms, payload)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(shop, uid) DO NOTHING",
+    [Q_EV_AFTER] = "SELECT " EV_COLUMNS " FROM events WHERE shop = ?1 AND id > ?2"
+                   " ORDER BY id LIMIT ?3",
+    [Q_EV_GET] = "SELECT " EV_COLUMNS " FROM events WHERE id = ?1",
+    [Q_EV_MAX] = "SELECT id FROM events WHERE shop = ?1 ORDER BY id DESC LIMIT 1",
+    [Q_INST_GET] = "SELECT id, cursor FROM instances WHERE shop = ?1 AND plugin = ?2",
+    /* "WHERE true" resolves the INSERT … SELECT … ON CONFLICT parse ambiguity */
+    [Q_INST_ADD] = "INSERT INTO instances(shop, plugin, cursor) SELECT ?1, ?2, coalesce("
+                   "(SELECT id FROM events WHERE shop = ?1 ORDER BY id DESC LIMIT 1), 0)"
+                   " WHERE true ON CONFLICT(shop, plugin) DO NOTHING",
+    [Q_CUR_GET] = "SELECT cursor FROM instances WHERE id = ?1",
+    [Q_CUR_SET] = "UPDATE instances SET cursor = ?2 WHERE id = ?1",
+    [Q_FAIL_GET] = "SELECT event_id, attempts, retry_at, error FROM failures WHERE instance = ?1",
+    [Q_FAIL_SET] = "INSERT INTO failures(instance, event_id, attempts, retry_at, error)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(instance) DO UPDATE SET"
+                   " event_id = excluded.event_id, attempts = excluded.attempts,"
+                   " retry_at = excluded.retry_at, error = excluded.error",
+    [Q_FAIL_CLEAR] = "DELETE FROM failures WHERE instance = ?1",
+    [Q_DEAD_ADD] = "INSERT INTO dead(instance, event_id, attempts, error, time_ms)"
+                   " VALUES(?1, ?2, ?3, coalesce(?4, ''), ?5)",
+    /* LEFT JOIN: a dead letter stays listed even if its event were purged */
+    [Q_DEAD_LIST] = "SELECT d.id, d.instance, d.event_id, i.shop, i.plugin,"
+                    " coalesce(e.topic, ''), coalesce(e.uid, ''), d.error, d.attempts,"
+                    " d.time_ms, d.replay FROM dead d JOIN instances i ON i.id = d.instance"
+                    " LEFT JOIN events e ON e.id = d.event_id ORDER BY d.id",
+    [Q_DEAD_REPLAY] = "UPDATE dead SET replay = 1 WHERE id = ?1",
+    [Q_DEAD_NEXT] = "SELECT id, event_id FROM dead WHERE instance = ?1 AND replay = 1"
+                    " ORDER BY id LIMIT 1",
+    [Q_DEAD_REMOVE] = "DELETE FROM dead WHERE id = ?1",
+    [Q_DEAD_FAILED] = "UPDATE dead SET replay = 0, attempts = attempts + 1,"
+                      " error = coalesce(?2, '') WHERE id = ?1",
+    [Q_KV_GET] = "SELECT value FROM kv WHERE instance = ?1 AND key = ?2",
+    [Q_KV_PUT] = "INSERT INTO kv(instance, key, value) VALUES(?1, ?2, ?3)"
+                 " ON CONFLICT(instance, key) DO UPDATE SET value = excluded.value",
+    [Q_KV_DEL] = "DELETE FROM kv WHERE instance = ?1 AND key = ?2",
+    [Q_KV_ADD] = "INSERT INTO kv(instance, key, value) VALUES(?1, ?2, ?3)"
+                 " ON CONFLICT(instance, key) DO NOTHING",
+    [Q_KV_SWAP] = "UPDATE kv SET value = ?3 WHERE instance = ?1 AND key = ?2 AND value = ?4",
+    [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [Q_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+};
+
+/* Slots of one event's strings in store.offs while a batch is being filled. */
+enum { OFF_SHOP, OFF_UID, OFF_TOPIC, OFF_USER, OFF_PAYLOAD, OFF_COUNT };
+#define OFF_NULL SIZE_MAX
+
+/* Threads of one process that write the same database queue on this mutex
+ * rather than on SQLite's busy handler, which sleeps (1 ms growing to
+ * 100 ms) and so caps a contended daemon at a few thousand transactions a
+ * second. The busy timeout still arbitrates between processes (the CLI). */
+typedef struct writer_lock {
+    char *path; /* realpath of the database file */
+    pthread_mutex_t mutex;
+    int users;
+    struct writer_lock *next;
+} writer_lock;
+
+static pthread_mutex_t writer_locks_guard = PTHREAD_MUTEX_INITIALIZER;
+static writer_lock *writer_locks;
+
+struct store {
+    sqlite3 *db;
+    writer_lock *wlock;
+    int wlock_held;
+    sqlite3_stmt *q[Q_COUNT];
+    int savepoint; /* store_savepoint is open */
+    /* Arena offsets of the batch being filled: pointers are only made once
+     * the arena has stopped moving. Kept here to reuse the allocation. */
+    size_t *offs;
+    size_t offs_cap; /* events */
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+static int map_code(int sqlrc)
+{
+    switch (sqlrc & 0xff) {
+    case SQLITE_NOMEM:
+        return KZ_ENOMEM;
+    case SQLITE_TOOBIG:
+        return KZ_ETOOBIG;
+    case SQLITE_CONSTRAINT: /* NULL argument or unknown instance: retrying cannot help */
+        return KZ_EINVAL;
+    default:
+        return KZ_EIO;
+    }
+}
+
+/* Reports the connection's last SQLite error; call before resetting. */
+static int fail(store *s, int sqlrc, const char *what, char *err, size_t errlen)
+{
+    errbuf_set(err, errlen, "%s: %s", what, sqlite3_errmsg(s->db));
+    return map_code(sqlrc);
+}
+
+static int no_memory(char *err, size_t errlen)
+{
+    errbuf_set(err, errlen, "out of memory");
+    return KZ_ENOMEM;
+}
+
+/* ---- statement helpers -------------------------------------------------- */
+
+static int prep(store *s, enum stmt_id id, sqlite3_stmt **out, char *err, size_t errlen)
+{
+    int rc = SQLITE_OK;
+    if (s->q[id] == NULL)
+        rc =
+            sqlite3_prepare_v3(s->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &s->q[id], NULL);
+    *out = s->q[id]; /* NULL on failure; assigned on every path for the compiler */
+    return rc == SQLITE_OK ? 0 : fail(s, rc, "prepare", err, errlen);
+}
+
+/* Steps st once. Returns 1 with a row (the caller reads it, then resets st),
+ * 0 when done, or a KZ_E* error; st is reset unless a row is returned. */
+static int step(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    int kz = rc == SQLITE_DONE ? 0 : fail(s, rc, what, err, errlen);
+    sqlite3_reset(st);
+    return kz;
+}
+
+/* Runs a statement that returns no rows. */
+static int run(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = step(s, st, what, err, errlen);
+    if (rc == 1) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    return rc;
+}
+
+/* Runs a statement that must change a row: KZ_ENOTFOUND when none matched. */
+static int run_change(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = run(s, st, what, err, errlen);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return KZ_ENOTFOUND;
+    return rc;
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Values always go in as BLOBs, so equality in kv_cas is a byte comparison
+ * (SQLite never finds TEXT equal to a BLOB). A NULL pointer would bind SQL
+ * NULL, hence "" for empty values. */
+static int bind_bytes(store *s, sqlite3_stmt *st, int i, const void *v, size_t n, char *err,
+                      size_t errlen)
+{
+    int rc = sqlite3_bind_blob64(st, i, n ? v : "", n, SQLITE_STATIC);
+    return rc == SQLITE_OK ? 0 : fail(s, rc, "bind value", err, errlen);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int mkdir_one(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST || (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        return 0;
+    errbuf_set(err, errlen, "cannot create directory '%s': %s", dir, strerror(errno));
+    return KZ_EIO;
+}
+
+/* mkdir -p of the directory part of path. */
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    if (dir == NULL)
+        return no_memory(err, errlen);
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        for (char *p = dir + 1; *p != '\0' && rc == 0; p++) {
+            if (*p != '/')
+                continue;
+            *p = '\0';
+            rc = mkdir_one(dir, err, errlen);
+            *p = '/';
+        }
+        if (rc == 0)
+            rc = mkdir_one(dir, err, errlen);
+    }
+    free(dir);
+    return rc;
+}
+
+static int exec(store *s, const char *sql, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : fail(s, rc, what, err, errlen);
+}
+
+static int schema_version(store *s, int *v, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "read schema version", err, errlen);
+    rc = step(s, st, "read schema version", err, errlen);
+    if (rc == 1) {
+        *v = sqlite3_column_int(st, 0);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Applies migration step v if the database is still at v once the write
+ * lock is held: another process may have migrated it meanwhile. */
+static int migrate_step(store *s, int v, char *err, size_t errlen)
+{
+    int rc = exec(s, "BEGIN IMMEDIATE", "migrate", err, errlen);
+    int now = v;
+    if (rc == 0)
+        rc = schema_version(s, &now, err, errlen);
+    if (rc == 0 && now == v) {
+        char set[64];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+        rc = exec(s, migrations[v], "migrate", err, errlen);
+        if (rc == 0)
+            rc = exec(s, set, "migrate", err, errlen);
+    }
+    if (rc == 0)
+        rc = exec(s, "COMMIT", "migrate", err, errlen);
+    if (rc != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int migrate(store *s, char *err, size_t errlen)
+{
+    for (;;) {
+        int v = 0;
+        int rc = schema_version(s, &v, err, errlen);
+        if (rc != 0)
+            return rc;
+        if (v > STORE_SCHEMA_VERSION) {
+            errbuf_set(err, errlen,
+                       "database schema is version %d, this kizuna understands up to %d; upgrade "
+                       "kizuna",
+                       v, STORE_SCHEMA_VERSION);
+            return KZ_EINVAL;
+        }
+        if (v == STORE_SCHEMA_VERSION)
+            return 0;
+        if ((rc = migrate_step(s, v, err, errlen)) != 0)
+            return rc;
+    }
+}
+
+static writer_lock *writer_lock_get(const char *path)
+{
+    char real[PATH_MAX];
+    if (realpath(path, real) == NULL)
+        return NULL; /* no sharing: SQLite's own locking still applies */
+    pthread_mutex_lock(&writer_locks_guard);
+    writer_lock *w = writer_locks;
+    while (w != NULL && strcmp(w->path, real) != 0)
+        w = w->next;
+    if (w == NULL && (w = calloc(1, sizeof *w)) != NULL) {
+        w->path = strdup(real);
+        if (w->path == NULL) {
+            free(w);
+            w = NULL;
+        } else {
+            pthread_mutex_init(&w->mutex, NULL);
+            w->next = writer_locks;
+            writer_locks = w;
+        }
+    }
+    if (w != NULL)
+        w->users++;
+    pthread_mutex_unlock(&writer_locks_guard);
+    return w;
+}
+
+static void writer_lock_put(writer_lock *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&writer_locks_guard);
+    if (--w->users == 0) {
+        writer_lock **link = &writer_locks;
+        while (*link != w)
+            link = &(*link)->next;
+        *link = w->next;
+        pthread_mutex_destroy(&w->mutex);
+        free(w->path);
+        free(w);
+    }
+    pthread_mutex_unlock(&writer_locks_guard);
+}
+
+static void writer_enter(store *s)
+{
+    if (s->wlock != NULL && !s->wlock_held) {
+        pthread_mutex_lock(&s->wlock->mutex);
+        s->wlock_held = 1;
+    }
+}
+
+/* Called whenever a transaction may have ended. */
+static void writer_leave(store *s)
+{
+    if (s->wlock_held && sqlite3_get_autocommit(s->db)) {
+        s->wlock_held = 0;
+        pthread_mutex_unlock(&s->wlock->mutex);
+    }
+}
+
+/* WAL lets readers (the CLI) run beside the writer; the busy timeout makes
+ * writers queue instead of failing. It is set first so the other pragmas
+ * wait too. Bigger pages (new databases only) and memory-mapped reads cut
+ * the system calls per commit, which dominate on virtual machines. */
+static int configure(store *s, int sync_mode, char *err, size_t errlen)
+{
+    char sql[320];
+    snprintf(sql, sizeof sql,
+             "PRAGMA busy_timeout = %d; PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;"
+             " PRAGMA synchronous = %s;"
+             " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 1073741824;"
+             " PRAGMA cache_size = -32768",
+             BUSY_TIMEOUT_MS, sync_mode == STORE_SYNC_NORMAL ? "NORMAL" : "FULL");
+    return exec(s, sql, "configure database", err, errlen);
+}
+
+static int open_db(store *s, const char *path, char *err, size_t errlen)
+{
+    /* NOMUTEX: a connection is used by one thread at a time (store.h) */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc == SQLITE_NOMEM || s->db == NULL)
+        return no_memory(err, errlen);
+    if (rc != SQLITE_OK) {
+        errbuf_set(err, errlen, "cannot open database '%s': %s", path, sqlite3_errmsg(s->db));
+        return KZ_EIO;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    return 0;
+}
+
+int store_open(const char *url, int sync_mode, store **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    size_t n = strlen(URL_SCHEME);
+    if (url == NULL || strncmp(url, URL_SCHEME, n) != 0 || url[n] == '\0') {
+        errbuf_set(err, errlen, "unsupported store URL '%s': expected sqlite:PATH",
+                   url ? url : "(null)");
+        return KZ_EINVAL;
+    }
+    const char *path = url + n;
+    int rc = make_parent_dir(path, err, errlen);
+    if (rc != 0)
+        return rc;
+    store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return no_memory(err, errlen);
+    rc = open_db(s, path, err, errlen);
+    if (rc == 0)
+        s->wlock = writer_lock_get(path);
+    if (rc == 0)
+        rc = configure(s, sync_mode, err, errlen);
+    if (rc == 0)
+        rc = migrate(s, err, errlen);
+    if (rc != 0) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db); /* rolls back an open transaction */
+    if (s->wlock_held)
+        pthread_mutex_unlock(&s->wlock->mutex);
+    writer_lock_put(s->wlock);
+    free(s->offs);
+    free(s);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+int store_in_transaction(const store *s)
+{
+    return !sqlite3_get_autocommit(s->db);
+}
+
+static int run_id(store *s, enum stmt_id id, const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, id, &st, err, errlen);
+    return rc != 0 ? rc : run(s, st, what, err, errlen);
+}
+
+static int state_err(const char *msg, char *err, size_t errlen)
+{
+    errbuf_set(err, errlen, "%s", msg);
+    return KZ_ESTATE;
+}
+
+int store_begin(store *s, char *err, size_t errlen)
+{
+    if (store_in_transaction(s))
+        return state_err("begin: a transaction is already open", err, errlen);
+    s->savepoint = 0;
+    writer_enter(s);
+    int rc = run_id(s, Q_BEGIN, "begin", err, errlen);
+    writer_leave(s);
+    return rc;
+}
+
+int store_commit(store *s, char *err, size_t errlen)
+{
+    if (!store_in_transaction(s))
+        return state_err("commit: no transaction is open", err, errlen);
+    int rc = run_id(s, Q_COMMIT, "commit", err, errlen);
+    if (rc == 0)
+        s->savepoint = 0;
+    writer_leave(s);
+    return rc;
+}
+
+void store_rollback(store *s)
+{
+    s->savepoint = 0;
+    if (store_in_transaction(s))
+        run_id(s, Q_ROLLBACK, "rollback", NULL, 0);
+    writer_leave(s);
+}
+
+/* SQLite ends the whole transaction on some errors (disk full, I/O), which
+ * also drops the savepoint: trust the connection, not only our flag. */
+static int savepoint_open(store *s)
+{
+    if (!store_in_transaction(s))
+        s->savepoint = 0;
+    return s->savepoint;
+}
+
+int store_savepoint(store *s, char *err, size_t errlen)
+{
+    if (!store_in_transaction(s))
+        return state_err("savepoint: no transaction is open", err, errlen);
+    if (savepoint_open(s))
+        return state_err("savepoint: a savepoint is already open", err, errlen);
+    int rc = run_id(s, Q_SAVEPOINT, "savepoint", err, errlen);
+    if (rc == 0)
+        s->savepoint = 1;
+    return rc;
+}
+
+int store_release(store *s, char *err, size_t errlen)
+{
+    if (!savepoint_open(s))
+        return state_err("release: no savepoint is open", err, errlen);
+    s->savepoint = 0;
+    return run_id(s, Q_RELEASE, "release savepoint", err, errlen);
+}
+
+int store_rollback_savepoint(store *s, char *err, size_t errlen)
+{
+    if (!savepoint_open(s))
+        return state_err("rollback savepoint: no savepoint is open", err, errlen);
+    s->savepoint = 0;
+    int rc = run_id(s, Q_ROLLBACK_TO, "rollback savepoint", err, errlen);
+    if (rc == 0)
+        rc = run_id(s, Q_RELEASE, "rollback savepoint", err, errlen);
+    return rc;
+}
+
+/* Read-modify-write helpers run inside the caller's transaction, or in one of
+ * their own (IMMEDIATE, so the read already holds the write lock). */
+static int own_begin(store *s, int *owned, char *err, size_t errlen)
+{
+    *owned = !store_in_transaction(s);
+    if (!*owned)
+        return 0;
+    writer_enter(s);
+    int rc = run_id(s, Q_BEGIN, "begin", err, errlen);
+    writer_leave(s);
+    return rc;
+}
+
+static int own_end(store *s, int owned, int rc, char *err, size_t errlen)
+{
+    if (!owned)
+        return rc;
+    if (rc == 0)
+        rc = run_id(s, Q_COMMIT, "commit", err, errlen);
+    if (rc != 0)
+        store_rollback(s);
+    writer_leave(s);
+    return rc;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+void store_batch_free(store_batch *b)
+{
+    free(b->ev);
+    free(b->arena);
+    memset(b, 0, sizeof *b);
+}
+
+int store_event_append(store *s, const char *shop, const char *uid, const char *topic,
+                       const char *user, int64_t time_ms, const char *payload, size_t len,
+                       int64_t *id_out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_EV_APPEND, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, uid);
+    bind_str(st, 3, topic);
+    bind_str(st, 4, user);
+    sqlite3_bind_int64(st, 5, time_ms);
+    int b = sqlite3_bind_text64(st, 6, len ? payload : "", len, SQLITE_STATIC, SQLITE_UTF8);
+    if (b != SQLITE_OK)
+        rc = fail(s, b, "append event", err, errlen);
+    else
+        rc = run(s, st, "append event", err, errlen);
+    if (rc == 0 && id_out != NULL)
+        *id_out = sqlite3_changes(s->db) ? sqlite3_last_insert_rowid(s->db) : 0;
+    return rc;
+}
+
+/* Capacity for `need` items, doubling from the current one (or `min`). */
+static size_t next_cap(size_t cap, size_t need, size_t min)
+{
+    size_t n = cap ? cap : min;
+    while (n < need)
+        n *= 2;
+    return n;
+}
+
+/* Copies column col of the current row into the arena, NUL-terminated, and
+ * records its offset (OFF_NULL for SQL NULL). */
+static int arena_put(store_batch *b, sqlite3_stmt *st, int col, size_t *off)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        *off = OFF_NULL;
+        return 0;
+    }
+    const unsigned char *v = sqlite3_column_text(st, col);
+    if (v == NULL)
+        return KZ_ENOMEM;
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (b->arena_len + n + 1 > b->arena_cap) {
+        size_t cap = next_cap(b->arena_cap, b->arena_len + n + 1, 4096);
+        char *a = realloc(b->arena, cap);
+        if (a == NULL)
+            return KZ_ENOMEM;
+        b->arena = a;
+        b->arena_cap = cap;
+    }
+    memcpy(b->arena + b->arena_len, v, n);
+    b->arena[b->arena_len + n] = '\0';
+    *off = b->arena_len;
+    b->arena_len += n + 1;
+    return 0;
+}
+
+/* Makes room for one more event in b->ev and in its offsets. */
+static int batch_reserve(store *s, store_batch *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = next_cap(b->cap, b->n + 1, 16);
+        store_event *ev = realloc(b->ev, cap * sizeof *ev);
+        if (ev == NULL)
+            return KZ_ENOMEM;
+        b->ev = ev;
+        b->cap = cap;
+    }
+    if (b->n == s->offs_cap) {
+        size_t cap = next_cap(s->offs_cap, b->n + 1, 16);
+        size_t *offs = realloc(s->offs, cap * OFF_COUNT * sizeof *offs);
+        if (offs == NULL)
+            return KZ_ENOMEM;
+        s->offs = offs;
+        s->offs_cap = cap;
+    }
+    return 0;
+}
+
+/* Adds the current row (EV_COLUMNS) as event b->n. */
+static int batch_add_row(store *s, store_batch *b, sqlite3_stmt *st)
+{
+    if (batch_reserve(s, b) != 0)
+        return KZ_ENOMEM;
+    store_event *e = &b->ev[b->n];
+    size_t *off = &s->offs[b->n * OFF_COUNT];
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(st, 0);
+    e->time_ms = sqlite3_column_int64(st, 5);
+    static const int cols[OFF_COUNT] = {1, 2, 3, 4, 6};
+    for (int k = 0; k < OFF_COUNT; k++)
+        if (arena_put(b, st, cols[k], &off[k]) != 0)
+            return KZ_ENOMEM;
+    e->payload_len = (size_t)sqlite3_column_bytes(st, 6);
+    b->n++;
+    return 0;
+}
+
+static const char *arena_ptr(const store_batch *b, size_t off)
+{
+    return off == OFF_NULL ? NULL : b->arena + off;
+}
+
+/* Turns the recorded offsets into pointers, now that the arena is final. */
+static void batch_link(store *s, store_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const size_t *off = &s->offs[i * OFF_COUNT];
+        store_event *e = &b->ev[i];
+        e->shop = arena_ptr(b, off[OFF_SHOP]);
+        e->uid = arena_ptr(b, off[OFF_UID]);
+        e->topic = arena_ptr(b, off[OFF_TOPIC]);
+        e->user = arena_ptr(b, off[OFF_USER]);
+        e->payload = arena_ptr(b, off[OFF_PAYLOAD]);
+    }
+}
+
+/* Replaces the content of b with every row st yields; resets st. */
+static int fetch_events(store *s, sqlite3_stmt *st, store_batch *b, const char *what, char *err,
+                        size_t errlen)
+{
+    b->n = 0;
+    b->arena_len = 0;
+    int rc;
+    while ((rc = step(s, st, what, err, errlen)) == 1) {
+        if (batch_add_row(s, b, st) != 0) {
+            sqlite3_reset(st);
+            b->n = 0;
+            return no_memory(err, errlen);
+        }
+    }
+    if (rc != 0) {
+        b->n = 0;
+        return rc;
+    }
+    batch_link(s, b);
+    return 0;
+}
+
+int store_events_after(store *s, const char *shop, int64_t after_id, int limit, store_batch *b,
+                       char *err, size_t errlen)
+{
+    if (limit < 1) { /* SQLite reads a negative LIMIT as "no limit" */
+        errbuf_set(err, errlen, "read events: limit must be at least 1, not %d", limit);
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_EV_AFTER, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int(st, 3, limit);
+    return fetch_events(s, st, b, "read events", err, errlen);
+}
+
+int store_event_get(store *s, int64_t id, store_batch *b, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_EV_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = fetch_events(s, st, b, "read event", err, errlen);
+    return rc == 0 && b->n == 0 ? KZ_ENOTFOUND : rc;
+}
+
+/* Runs a query and reads column 0 of its first row as an integer;
+ * KZ_ENOTFOUND when it yields no row. */
+static int query_int(store *s, sqlite3_stmt *st, const char *what, int64_t *out, char *err,
+                     size_t errlen)
+{
+    int rc = step(s, st, what, err, errlen);
+    if (rc != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_event_max_id(store *s, const char *shop, int64_t *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_EV_MAX, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    rc = query_int(s, st, "read last event id", out, err, errlen);
+    if (rc == KZ_ENOTFOUND) {
+        *out = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* ---- instances and cursors --------------------------------------------- */
+
+static int instance_find(store *s, const char *shop, const char *plugin, int64_t *id,
+                         int64_t *cursor, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_INST_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, plugin);
+    rc = step(s, st, "find instance", err, errlen);
+    if (rc != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    *id = sqlite3_column_int64(st, 0);
+    *cursor = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_instance_open(store *s, const char *shop, const char *plugin, int64_t *id,
+                        int64_t *cursor, char *err, size_t errlen)
+{
+    int rc = instance_find(s, shop, plugin, id, cursor, err, errlen);
+    if (rc != KZ_ENOTFOUND)
+        return rc;
+    /* one statement reads the shop's last id and inserts, under the write
+     * lock; a concurrent creator makes it a no-op and the find below wins */
+    sqlite3_stmt *st;
+    if ((rc = prep(s, Q_INST_ADD, &st, err, errlen)) != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, plugin);
+    if ((rc = run(s, st, "create instance", err, errlen)) != 0)
+        return rc;
+    rc = instance_find(s, shop, plugin, id, cursor, err, errlen);
+    if (rc == KZ_ENOTFOUND)
+        errbuf_set(err, errlen, "create instance: row vanished");
+    return rc == KZ_ENOTFOUND ? KZ_EIO : rc;
+}
+
+static int not_found(const char *what, int64_t id, char *err, size_t errlen)
+{
+    errbuf_set(err, errlen, "%s %lld not found", what, (long long)id);
+    return KZ_ENOTFOUND;
+}
+
+int store_cursor_get(store *s, int64_t instance, int64_t *cursor, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_CUR_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    rc = query_int(s, st, "read cursor", cursor, err, errlen);
+    return rc == KZ_ENOTFOUND ? not_found("instance", instance, err, errlen) : rc;
+}
+
+int store_cursor_set(store *s, int64_t instance, int64_t cursor, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_CUR_SET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_int64(st, 2, cursor);
+    rc = run_change(s, st, "write cursor", err, errlen);
+    return rc == KZ_ENOTFOUND ? not_found("instance", instance, err, errlen) : rc;
+}
+
+/* ---- failures ----------------------------------------------------------- */
+
+static void copy_text(char *dst, size_t dstlen, sqlite3_stmt *st, int col)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(dst, dstlen, "%s", v ? (const char *)v : "");
+}
+
+int store_failure_get(store *s, int64_t instance, store_failure *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_FAIL_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    rc = step(s, st, "read failure", err, errlen);
+    if (rc != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    out->event_id = sqlite3_column_int64(st, 0);
+    out->attempts = sqlite3_column_int(st, 1);
+    out->retry_at = sqlite3_column_int64(st, 2);
+    copy_text(out->error, sizeof out->error, st, 3);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_failure_set(store *s, int64_t instance, const store_failure *f, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_FAIL_SET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_int64(st, 2, f->event_id);
+    sqlite3_bind_int(st, 3, f->attempts);
+    sqlite3_bind_int64(st, 4, f->retry_at);
+    /* error[] may lack its NUL when the caller filled it to the brim */
+    sqlite3_bind_text(st, 5, f->error, (int)strnlen(f->error, sizeof f->error), SQLITE_STATIC);
+    return run(s, st, "write failure", err, errlen);
+}
+
+int store_failure_clear(store *s, int64_t instance, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_FAIL_CLEAR, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    return run(s, st, "clear failure", err, errlen);
+}
+
+/* ---- dead letters ------------------------------------------------------- */
+
+int store_dead_add(store *s, int64_t instance, int64_t event_id, int attempts, const char *error,
+                   int64_t time_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_DEAD_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_int64(st, 2, event_id);
+    sqlite3_bind_int(st, 3, attempts);
+    bind_str(st, 4, error);
+    sqlite3_bind_int64(st, 5, time_ms);
+    return run(s, st, "add dead letter", err, errlen);
+}
+
+static const char *col_str(sqlite3_stmt *st, int col)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    return v ? (const char *)v : "";
+}
+
+static void dead_from_row(sqlite3_stmt *st, store_dead *d)
+{
+    d->id = sqlite3_column_int64(st, 0);
+    d->instance = sqlite3_column_int64(st, 1);
+    d->event_id = sqlite3_column_int64(st, 2);
+    d->shop = col_str(st, 3);
+    d->plugin = col_str(st, 4);
+    d->topic = col_str(st, 5);
+    d->uid = col_str(st, 6);
+    d->error = col_str(st, 7);
+    d->attempts = sqlite3_column_int(st, 8);
+    d->time_ms = sqlite3_column_int64(st, 9);
+    d->replay = sqlite3_column_int(st, 10);
+}
+
+/* The walk steps the cached statement while cb runs: cb may call other store
+ * functions on this connection, but not store_dead_list itself. */
+int store_dead_list(store *s, store_dead_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_DEAD_LIST, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "list dead letters", err, errlen)) == 1) {
+        store_dead d;
+        dead_from_row(st, &d);
+        int stop = cb(arg, &d);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+static int dead_change(store *s, enum stmt_id id, int64_t dead, const char *text, const char *what,
+                       char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, id, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, dead);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        bind_str(st, 2, text);
+    return run_change(s, st, what, err, errlen);
+}
+
+int store_dead_replay(store *s, int64_t id, char *err, size_t errlen)
+{
+    /* a documented answer (a mistyped id on the CLI): no error text */
+    return dead_change(s, Q_DEAD_REPLAY, id, NULL, "queue replay", err, errlen);
+}
+
+int store_dead_next_replay(store *s, int64_t instance, int64_t *dead_id, int64_t *event_id,
+                           char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_DEAD_NEXT, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    rc = step(s, st, "next replay", err, errlen);
+    if (rc != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    *dead_id = sqlite3_column_int64(st, 0);
+    *event_id = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_dead_remove(store *s, int64_t id, char *err, size_t errlen)
+{
+    int rc = dead_change(s, Q_DEAD_REMOVE, id, NULL, "remove dead letter", err, errlen);
+    return rc == KZ_ENOTFOUND ? not_found("dead letter", id, err, errlen) : rc;
+}
+
+int store_dead_replay_failed(store *s, int64_t id, const char *error, char *err, size_t errlen)
+{
+    int rc = dead_change(s, Q_DEAD_FAILED, id, error, "record failed replay", err, errlen);
+    return rc == KZ_ENOTFOUND ? not_found("dead letter", id, err, errlen) : rc;
+}
+
+/* ---- per-instance key/value -------------------------------------------- */
+
+static int kv_stmt(store *s, enum stmt_id id, int64_t instance, const char *key, sqlite3_stmt **st,
+                   char *err, size_t errlen)
+{
+    int rc = prep(s, id, st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(*st, 1, instance);
+    bind_str(*st, 2, key);
+    return 0;
+}
+
+int store_kv_get(store *s, int64_t instance, const char *key, void **val, size_t *len, char *err,
+                 size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = kv_stmt(s, Q_KV_GET, instance, key, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read value", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    const void *v = sqlite3_column_blob(st, 0);
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    char *copy = malloc(n + 1);
+    if (copy != NULL) {
+        if (n > 0)
+            memcpy(copy, v, n);
+        copy[n] = '\0';
+    }
+    sqlite3_reset(st);
+    if (copy == NULL || (n > 0 && v == NULL)) {
+        free(copy);
+        return no_memory(err, errlen);
+    }
+    *val = copy;
+    if (len != NULL)
+        *len = n;
+    return 0;
+}
+
+int store_kv_put(store *s, int64_t instance, const char *key, const void *val, size_t len,
+                 char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = kv_stmt(s, Q_KV_PUT, instance, key, &st, err, errlen);
+    if (rc == 0)
+        rc = bind_bytes(s, st, 3, val, len, err, errlen);
+    return rc != 0 ? rc : run(s, st, "write value", err, errlen);
+}
+
+int store_kv_del(store *s, int64_t instance, const char *key, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = kv_stmt(s, Q_KV_DEL, instance, key, &st, err, errlen);
+    return rc != 0 ? rc : run_change(s, st, "delete value", err, errlen);
+}
+
+/* Both cases are one conditional statement, so the compare and the write
+ * are atomic without a transaction of our own. */
+int store_kv_cas(store *s, int64_t instance, const char *key, const void *expect, size_t expect_len,
+                 const void *val, size_t len, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = kv_stmt(s, expect ? Q_KV_SWAP : Q_KV_ADD, instance, key, &st, err, errlen);
+    if (rc == 0)
+        rc = bind_bytes(s, st, 3, val, len, err, errlen);
+    if (rc == 0 && expect != NULL)
+        rc = bind_bytes(s, st, 4, expect, expect_len, err, errlen);
+    if (rc == 0)
+        rc = run_change(s, st, "compare and set value", err, errlen);
+    return rc == KZ_ENOTFOUND ? KZ_ECONFLICT : rc;
+}
+
+/* Strict decimal: optional '-', digits only, fits in int64_t. */
+static int parse_decimal(const char *v, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 20)
+        return 0;
+    size_t i = v[0] == '-' ? 1 : 0;
+    if (i == n)
+        return 0;
+    for (size_t k = i; k < n; k++)
+        if (v[k] < '0' || v[k] > '9')
+            return 0;
+    errno = 0;
+    long long x = strtoll(v, NULL, 10); /* v is NUL-terminated by kv_get */
+    if (errno == ERANGE)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+static int kv_add_delta(store *s, int64_t instance, const char *key, int64_t delta, int64_t *result,
+                        char *err, size_t errlen)
+{
+    void *old = NULL;
+    size_t n = 0;
+    int64_t cur = 0;
+    int rc = store_kv_get(s, instance, key, &old, &n, err, errlen);
+    if (rc == 0 && !parse_decimal(old, n, &cur)) {
+        errbuf_set(err, errlen, "value of '%s' is not a decimal integer", key);
+        rc = KZ_ETYPE;
+    }
+    free(old);
+    if (rc != 0 && rc != KZ_ENOTFOUND)
+        return rc;
+    if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
+        errbuf_set(err, errlen, "counter '%s' would overflow", key);
+        return KZ_EINVAL;
+    }
+    char text[24];
+    int len = snprintf(text, sizeof text, "%lld", (long long)(cur + delta));
+    rc = store_kv_put(s, instance, key, text, (size_t)len, err, errlen);
+    if (rc == 0 && result != NULL)
+        *result = cur + delta;
+    return rc;
+}
+
+int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, int64_t *result,
+                  char *err, size_t errlen)
+{
+    int owned;
+    int rc = own_begin(s, &owned, err, errlen);
+    if (rc == 0)
+        rc = kv_add_delta(s, instance, key, delta, result, err, errlen);
+    return own_end(s, owned, rc, err, errlen);
+}
+
+/* ---- meta --------------------------------------------------------------- */
+
+int store_meta_get(store *s, const char *key, char *out, size_t outlen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_META_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, key);
+    rc = step(s, st, "read meta", err, errlen);
+    if (rc != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    if (outlen > 0)
+        copy_text(out, outlen, st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_meta_put(store *s, const char *key, const char *val, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_META_PUT, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, key);
+    bind_str(st, 2, val);
+    return run(s, st, "write meta", err, errlen);
+}

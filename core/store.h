@@ -133,8 +133,7 @@ typedef struct store_failure {
 /* KZ_ENOTFOUND when the instance has no failure recorded. */
 int store_failure_get(store *s, int64_t instance, store_failure *out, char *err, size_t errlen);
 /* Inserts or replaces the instance's failure row. */
-int store_failure_set(store *s, int64_t instance, const store_failure *f, char *err,
-                      size_t errlen);
+int store_failure_set(store *s, int64_t instance, const store_failure *f, char *err, size_t errlen);
 int store_failure_clear(store *s, int64_t instance, char *err, size_t errlen);
 
 /* ---- dead letters ----------------------------------------------------- */
@@ -182,8 +181,8 @@ int store_kv_put(store *s, int64_t instance, const char *key, const void *val, s
 /* KZ_ENOTFOUND if absent. */
 int store_kv_del(store *s, int64_t instance, const char *key, char *err, size_t errlen);
 /* expect == NULL: write only if absent. KZ_ECONFLICT on mismatch. */
-int store_kv_cas(store *s, int64_t instance, const char *key, const void *expect,
-                 size_t expect_len, const void *val, size_t len, char *err, size_t errlen);
+int store_kv_cas(store *s, int64_t instance, const char *key, const void *expect, size_t expect_len,
+                 const void *val, size_t len, char *err, size_t errlen);
 /* Counter stored as decimal text; absent = 0. KZ_ETYPE if the stored value
  * is not a decimal integer. result may be NULL. */
 int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, int64_t *result,

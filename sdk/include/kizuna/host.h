@@ -156,8 +156,7 @@ struct kz_host {
      * The new event's id is derived from the handled event's id, so a
      * re-delivered handler publishes the same ids. Thread: handler.
      * Since: ABI 1.0. */
-    int (*publish)(kz_ctx *ctx, const char *topic, const char *user, const char *json,
-                   size_t len);
+    int (*publish)(kz_ctx *ctx, const char *topic, const char *user, const char *json, size_t len);
 
     /* Adds a topic pattern ("exact.topic", "prefix.*" or "*") to the
      * instance's subscriptions, on top of the descriptor's static list.
@@ -169,7 +168,9 @@ struct kz_host {
      * writes; a failing handler's writes vanish. Thread: handler.
      * Since: ABI 1.0. */
     /* *val (owned by the host, valid until the handler returns, NUL-terminated
-     * for convenience) and *len; KZ_ENOTFOUND if absent. */
+     * for convenience) and *len; KZ_ENOTFOUND if absent. Every kv call:
+     * KZ_ESTATE for a stale ctx, KZ_EINVAL for a NULL or empty key,
+     * KZ_ETOOBIG for a key over KZ_KEY_MAX or a value over KZ_VALUE_MAX. */
     int (*kv_get)(kz_ctx *ctx, const char *key, const void **val, size_t *len);
     int (*kv_put)(kz_ctx *ctx, const char *key, const void *val, size_t len);
     int (*kv_del)(kz_ctx *ctx, const char *key); /* KZ_ENOTFOUND if absent */
@@ -179,7 +180,8 @@ struct kz_host {
                   const void *val, size_t len);
     /* Adds delta to a counter (absent counts as 0) and returns the new
      * value in *result (may be NULL). KZ_ETYPE if the key holds a
-     * non-counter. */
+     * non-counter; KZ_EINVAL if the result would overflow int64 (the value
+     * is left as it was). */
     int (*kv_incr)(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result);
 
     /* Setting accessors over the plugin's config group. The host validated
@@ -190,8 +192,8 @@ struct kz_host {
     const kz_setting *(*setting_child)(const kz_setting *s, const char *key);
     /* Element i of a list or group, or NULL. */
     const kz_setting *(*setting_elem)(const kz_setting *s, size_t i);
-    size_t (*setting_count)(const kz_setting *s); /* elements of a list/group; 0 else */
-    int (*setting_type)(const kz_setting *s);     /* KZ_SETTING_* */
+    size_t (*setting_count)(const kz_setting *s);     /* elements of a list/group; 0 else */
+    int (*setting_type)(const kz_setting *s);         /* KZ_SETTING_* */
     const char *(*setting_name)(const kz_setting *s); /* key, or NULL in a list */
     int (*setting_line)(const kz_setting *s);         /* line in the config file; 0 = default */
     /* Value of this node; KZ_ETYPE if it has another type. Secrets come
@@ -213,7 +215,7 @@ struct kz_host {
  * any slot marked later than ABI 1.0. */
 #define KZ_HOST_HAS(host, fn)                                                                      \
     ((host) != NULL &&                                                                             \
-     offsetof(kz_host, fn) + sizeof(((const kz_host *)0)->fn) <= (size_t)(host)->struct_size &&   \
+     offsetof(kz_host, fn) + sizeof(((const kz_host *)0)->fn) <= (size_t)(host)->struct_size &&    \
      (host)->fn != NULL)
 
 /* The table the host handed to this plugin's entry function. KZ_PLUGIN_DEFINE

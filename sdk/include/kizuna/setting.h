@@ -60,6 +60,29 @@ static inline int kz_setting_line(const kz_setting *s)
     return kz_host_api->setting_line(s);
 }
 
+/* Typed reads of this node's own value (list elements, say). KZ_ETYPE when
+ * of another type, KZ_EINVAL for a NULL node. */
+static inline int kz_setting_string(const kz_setting *s, const char **out)
+{
+    return kz_host_api->setting_string(s, out);
+}
+static inline int kz_setting_int(const kz_setting *s, int64_t *out)
+{
+    return kz_host_api->setting_int(s, out);
+}
+static inline int kz_setting_float(const kz_setting *s, double *out)
+{
+    return kz_host_api->setting_float(s, out);
+}
+static inline int kz_setting_bool(const kz_setting *s, int *out)
+{
+    return kz_host_api->setting_bool(s, out);
+}
+static inline int kz_setting_duration_ms(const kz_setting *s, int64_t *out)
+{
+    return kz_host_api->setting_duration_ms(s, out);
+}
+
 /* Typed reads of a child by key. KZ_ENOTFOUND when absent (and no default
  * was declared), KZ_ETYPE when of another type. */
 static inline int kz_setting_get_string(const kz_setting *s, const char *key, const char **out)

@@ -1,0 +1,135 @@
+#include "payload.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include <kizuna/host.h>
+
+int payload_check(const char *json, size_t len, char *err, size_t errlen)
+{
+    if (len > KZ_PAYLOAD_MAX) {
+        snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", len, KZ_PAYLOAD_MAX);
+        return KZ_ETOOBIG;
+    }
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KZ_ENOMEM;
+    }
+    json_object *obj = json_tokener_parse_ex(tok, json, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = json_tokener_get_parse_end(tok);
+    if (obj == NULL && jerr == json_tokener_continue) {
+        /* A bare number at the end of input waits for a terminator. */
+        obj = json_tokener_parse_ex(tok, " ", 1);
+        jerr = json_tokener_get_error(tok);
+        used = len;
+    }
+    int rc = 0;
+    if (obj == NULL || jerr != json_tokener_success) {
+        snprintf(err, errlen, "payload is not JSON: %s",
+                 jerr == json_tokener_continue ? "unexpected end of input"
+                                               : json_tokener_error_desc(jerr));
+        rc = KZ_EINVAL;
+    } else {
+        while (used < len && (json[used] == ' ' || json[used] == '\n' || json[used] == '\t' ||
+                              json[used] == '\r'))
+            used++;
+        if (used != len) {
+            snprintf(err, errlen, "payload is not JSON: trailing bytes after the value");
+            rc = KZ_EINVAL;
+        }
+    }
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return rc;
+}
+
+/* xoshiro256** per thread, seeded from the kernel once: a system call per id
+ * costs more than the rest of storing an event. 256 bits of seeded state per
+ * thread keep collisions as unlikely as with getrandom itself. */
+static _Thread_local uint64_t rng[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next64(void)
+{
+    uint64_t result = rotl(rng[1] * 5, 7) * 9;
+    uint64_t t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return result;
+}
+
+static void forget_seed(void);
+
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, forget_seed);
+}
+
+static void forget_seed(void)
+{
+    rng_seeded = 0; /* the child of a fork must not repeat the parent's ids */
+}
+
+static void seed(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handler);
+    size_t got = 0;
+    uint8_t *p = (uint8_t *)rng;
+    while (got < sizeof rng) {
+        ssize_t n = getrandom(p + got, sizeof rng - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0)
+        rng[0] = 0x9e3779b97f4a7c15ULL; /* never the all-zero state */
+    rng_seeded = 1;
+}
+
+void payload_uuid(char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!rng_seeded)
+        seed();
+    /* Version 7: the first 48 bits are the real time in ms, so ids made
+     * close in time sit close in the store's (shop, id) index and an insert
+     * touches the index's last pages instead of a random one (LINE's own
+     * webhookEventIds, ULIDs, are time-ordered for the same reason). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t hi = (ms << 16) | (next64() & 0xffff), lo = next64();
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(hi >> (56 - 8 * i));
+        b[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}

@@ -1,0 +1,19 @@
+/*
+ * payload — checks event payloads (JSON text) and makes event ids.
+ *
+ * Thread: any.
+ */
+#ifndef KIZUNA_CORE_PAYLOAD_H
+#define KIZUNA_CORE_PAYLOAD_H
+
+#include <stddef.h>
+
+/* 0 when json[0..len) is one complete JSON value of at most KZ_PAYLOAD_MAX
+ * bytes; KZ_EINVAL or KZ_ETOOBIG with the reason in err otherwise. */
+int payload_check(const char *json, size_t len, char *err, size_t errlen);
+
+/* Writes a new time-ordered UUID (version 7: ms timestamp, then 74 random
+ * bits; 36 chars + NUL) into out[37]. */
+void payload_uuid(char out[37]);
+
+#endif

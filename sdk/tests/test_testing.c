@@ -1,0 +1,438 @@
+/*
+ * Tests of the fake host itself (kizuna/testing.h): key/value semantics,
+ * rollback, stale ctx, settings builder and schema check, publish checks.
+ * The plugin under test is a probe defined here whose handler runs a
+ * per-test function with the ctx.
+ */
+#include <kizuna/testing.h>
+
+typedef int (*probe_fn)(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen);
+static probe_fn probe;
+static const kz_setting *probe_setting;
+
+static int probe_open(void *ps, kz_shop *shop, const kz_setting *s, void **inst, char *err,
+                      size_t errlen)
+{
+    (void)ps;
+    (void)err;
+    (void)errlen;
+    probe_setting = s;
+    *inst = shop;
+    int64_t dyn = 0;
+    if (kz_setting_get_int(s, "dynamic", &dyn) == 0 && dyn)
+        return kz_subscribe(shop, "ec.*");
+    return 0;
+}
+
+static int probe_handle(void *inst, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    assert_ptr_equal(inst, kz_ctx_shop(ctx));
+    return probe ? probe(ctx, ev, err, errlen) : 0;
+}
+
+static const char *const probe_subs[] = {"line.follow", NULL};
+static const kz_setting_spec probe_settings[] = {
+    {"text", KZ_SETTING_STRING, 0, "\"a \\\"b\\\"\"", "", {0}},
+    {"n", KZ_SETTING_INT, 0, "0x10", "", {0}},
+    {"ratio", KZ_SETTING_FLOAT, 0, "2", "", {0}},
+    {"on", KZ_SETTING_BOOL, 0, "TRUE", "", {0}},
+    {"wait", KZ_SETTING_DURATION, 0, "\"1h30m\"", "", {0}},
+    {"token", KZ_SETTING_SECRET, 0, NULL, "", {0}},
+    {"rules", KZ_SETTING_LIST, 0, "()", "", {0}},
+    {"dynamic", KZ_SETTING_INT, 0, "0", "", {0}},
+    {"must", KZ_SETTING_STRING, 1, NULL, "", {0}},
+    {NULL, 0, 0, NULL, NULL, {0}},
+};
+
+KZ_PLUGIN_DEFINE(.name = "probe", .version = "1.0.0", .vendor = "test", .license = "MIT",
+                 .shop_open = probe_open, .handle = probe_handle, .subscriptions = probe_subs,
+                 .settings = probe_settings)
+
+static void load_probe(void)
+{
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "must", "x");
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+}
+
+static int run(probe_fn fn)
+{
+    probe = fn;
+    int rc = kz_test_handle(kz_test_event("line.follow", NULL, "U1", "e1", NULL));
+    probe = NULL;
+    return rc;
+}
+
+/* ---- kv ---------------------------------------------------------------- */
+
+static int kv_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    const void *v;
+    size_t len;
+    int64_t n;
+    assert_int_equal(kz_kv_get(ctx, "a", &v, &len), KZ_ENOTFOUND);
+    assert_int_equal(kz_kv_del(ctx, "a"), KZ_ENOTFOUND);
+    assert_int_equal(kz_kv_put(ctx, "a", "xy", 2), 0);
+    assert_int_equal(kz_kv_get(ctx, "a", &v, &len), 0);
+    assert_int_equal(len, 2);
+    assert_string_equal(v, "xy"); /* NUL-terminated */
+    assert_int_equal(kz_kv_put(ctx, "a", "z", 1), 0);
+    assert_string_equal(v, "xy"); /* an earlier get stays valid */
+    /* cas */
+    assert_int_equal(kz_kv_cas(ctx, "a", NULL, 0, "q", 1), KZ_ECONFLICT);
+    assert_int_equal(kz_kv_cas(ctx, "a", "xy", 2, "q", 1), KZ_ECONFLICT);
+    assert_int_equal(kz_kv_cas(ctx, "a", "z", 1, "q", 1), 0);
+    assert_int_equal(kz_kv_cas(ctx, "b", "z", 1, "q", 1), KZ_ECONFLICT);
+    assert_int_equal(kz_kv_cas(ctx, "b", NULL, 0, "new", 3), 0);
+    /* incr */
+    assert_int_equal(kz_kv_incr(ctx, "c", 5, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(kz_kv_incr(ctx, "c", -7, &n), 0);
+    assert_int_equal(n, -2);
+    assert_int_equal(kz_kv_incr(ctx, "c", 1, NULL), 0);
+    assert_int_equal(kz_kv_incr(ctx, "a", 1, &n), KZ_ETYPE);
+    assert_int_equal(kz_kv_put(ctx, "big", "9223372036854775807", 19), 0);
+    assert_int_equal(kz_kv_incr(ctx, "big", 1, &n), KZ_EINVAL);
+    assert_int_equal(kz_kv_put(ctx, "sp", " 1", 2), 0);
+    assert_int_equal(kz_kv_incr(ctx, "sp", 1, &n), KZ_ETYPE);
+    /* argument checks */
+    assert_int_equal(kz_kv_put(ctx, "", "x", 1), KZ_EINVAL);
+    assert_int_equal(kz_kv_put(ctx, NULL, "x", 1), KZ_EINVAL);
+    assert_int_equal(kz_kv_put(ctx, "k", NULL, 1), KZ_EINVAL);
+    char longkey[KZ_KEY_MAX + 2];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    assert_int_equal(kz_kv_put(ctx, longkey, "x", 1), KZ_ETOOBIG);
+    assert_int_equal(kz_kv_put(ctx, "empty", "", 0), 0);
+    assert_int_equal(kz_kv_get(ctx, "empty", &v, &len), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(kz_kv_del(ctx, "empty"), 0);
+    assert_int_equal(kz_kv_del(ctx, "sp"), 0);
+    assert_int_equal(kz_kv_del(ctx, "big"), 0);
+    return 0;
+}
+
+static void kv_semantics(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(kv_ops));
+    assert_int_equal(kz_test_kv_count(), 3);
+    assert_string_equal(kz_test_kv_get("a", NULL), "q");
+    assert_string_equal(kz_test_kv_get("b", NULL), "new");
+    assert_string_equal(kz_test_kv_get("c", NULL), "-1");
+    assert_null(kz_test_kv_get("empty", NULL));
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+static int write_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    assert_int_equal(kz_kv_put(ctx, "a", "new", 3), 0);
+    assert_int_equal(kz_kv_del(ctx, "keep"), 0);
+    assert_int_equal(kz_kv_incr(ctx, "n", 1, NULL), 0);
+    assert_int_equal(kz_publish(ctx, "x.y", NULL, "[1,2]"), 0);
+    snprintf(err, errlen, "boom");
+    return KZ_EFAIL;
+}
+
+static int write_ok(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(kz_publish(ctx, "x.ok", "U9", NULL), 0);
+    return kz_kv_put(ctx, "a", "ok", 2);
+}
+
+static void rollback_and_stale_ctx(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_test_kv_put("a", "old", 0);
+    kz_test_kv_put("keep", "1", 0);
+    assert_int_equal(run(write_then_fail), KZ_EFAIL);
+    assert_string_equal(kz_test_error(), "boom");
+    assert_string_equal(kz_test_kv_get("a", NULL), "old");
+    assert_string_equal(kz_test_kv_get("keep", NULL), "1");
+    assert_null(kz_test_kv_get("n", NULL));
+    assert_int_equal(kz_test_published_count(NULL), 0);
+
+    kz_assert_ok(run(write_ok));
+    assert_string_equal(kz_test_kv_get("a", NULL), "ok");
+    assert_int_equal(kz_test_published_count("x.ok"), 1);
+    assert_string_equal(kz_test_published_payload(0), "{}");
+    assert_string_equal(kz_test_published_user(0), "U9");
+    assert_string_equal(kz_test_published_id(0), "e1/probe/1");
+
+    /* The ctx of the finished call is stale. */
+    kz_ctx *stale = kz_test_last_ctx();
+    const kz_host *h = kz_test_host();
+    const void *v;
+    size_t len;
+    assert_int_equal(h->kv_put(stale, "a", "x", 1), KZ_ESTATE);
+    assert_int_equal(h->kv_get(stale, "a", &v, &len), KZ_ESTATE);
+    assert_int_equal(h->kv_del(stale, "a"), KZ_ESTATE);
+    assert_int_equal(h->kv_cas(stale, "a", NULL, 0, "x", 1), KZ_ESTATE);
+    assert_int_equal(h->kv_incr(stale, "n", 1, NULL), KZ_ESTATE);
+    assert_int_equal(h->publish(stale, "x.y", NULL, NULL, 0), KZ_ESTATE);
+    assert_null(h->ctx_shop(stale));
+    assert_int_equal(h->subscribe(kz_test_shop(), "late.*"), KZ_ESTATE);
+}
+
+static int publish_checks(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(kz_publish(ctx, "bad topic", NULL, NULL), KZ_EINVAL);
+    assert_int_equal(kz_publish(ctx, "a..b", NULL, NULL), KZ_EINVAL);
+    assert_int_equal(kz_publish(ctx, "a.", NULL, NULL), KZ_EINVAL);
+    assert_int_equal(kz_publish(ctx, "a.b", NULL, "{\"x\":}"), KZ_EINVAL);
+    assert_int_equal(kz_publish(ctx, "a.b", NULL, "{\"x\":\"\x01\"}"), KZ_EINVAL);
+    assert_int_equal(kz_publish(ctx, "a.b", NULL, "{} {}"), KZ_EINVAL);
+    assert_int_equal(
+        kz_publish(ctx, "a.b", NULL, " {\"x\":[1,-2.5e3,true,null,\"\\u00e9\\n\"],\"y\":{}} "), 0);
+    assert_int_equal(kz_publish(ctx, "A_b-c.d9", NULL, "\"str\""), 0);
+    return 0;
+}
+
+static void publish_validation(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(publish_checks));
+    assert_int_equal(kz_test_published_count(NULL), 2);
+    assert_string_equal(kz_test_published_id(1), "e1/probe/2");
+}
+
+static int needs_kv(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    return kz_kv_put(ctx, "a", "1", 1);
+}
+
+static void fault_injection(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_test_fail_next(KZ_TEST_FAIL_KV_PUT, KZ_EIO);
+    assert_int_equal(run(needs_kv), KZ_EIO);
+    assert_string_equal(kz_test_error(), "handler returned -5");
+    kz_assert_ok(run(needs_kv)); /* once only */
+}
+
+/* ---- events, clock, shop, logs --------------------------------------- */
+
+static int event_fields(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    size_t len;
+    assert_string_equal(kz_event_topic(ev), "line.follow");
+    assert_string_equal(kz_event_shop(ev), "solia");
+    assert_string_equal(kz_event_user(ev), "U1");
+    assert_string_equal(kz_event_id(ev), "e1");
+    assert_string_equal(kz_event_payload(ev, &len), "{}");
+    assert_int_equal(len, 2);
+    assert_int_equal(kz_event_time_ms(ev), 1700000001000LL);
+    assert_int_equal(kz_event_attempt(ev), 1);
+    assert_int_equal(kz_now_ms(), 1700000001000LL);
+    assert_string_equal(kz_shop_id(kz_ctx_shop(ctx)), "solia");
+    assert_string_equal(kz_shop_timezone(kz_ctx_shop(ctx)), "Europe/Paris");
+    kz_log(KZ_LOG_WARN, "hello %d", 42);
+    return 0;
+}
+
+static void events_clock_shop_logs(void **state)
+{
+    (void)state;
+    kz_test_set_shop("solia", "Europe/Paris");
+    assert_int_equal(kz_test_now(), KZ_TEST_DEFAULT_NOW);
+    kz_test_advance(1000);
+    load_probe();
+    kz_assert_ok(run(event_fields));
+    assert_int_equal(kz_test_log_count(), 1);
+    assert_string_equal(kz_test_log_line(0), "hello 42");
+    assert_int_equal(kz_test_log_level(0), KZ_LOG_WARN);
+}
+
+/* ---- settings ----------------------------------------------------------- */
+
+static void settings_defaults_and_types(void **state)
+{
+    (void)state;
+    setenv("KZ_TEST_TOKEN", "s3cret", 1);
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "must", "m");
+    kz_test_setting_set_int(g, "ratio", 3); /* int accepted for float */
+    kz_test_setting_set_string(g, "token", "env:KZ_TEST_TOKEN");
+    kz_test_setting_set_int(g, "dynamic", 1);
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+
+    const kz_setting *s = probe_setting;
+    const char *str;
+    int64_t i;
+    double f;
+    int b;
+    assert_int_equal(kz_setting_get_string(s, "text", &str), 0);
+    assert_string_equal(str, "a \"b\"");
+    assert_int_equal(kz_setting_get_int(s, "n", &i), 0);
+    assert_int_equal(i, 16);
+    assert_int_equal(kz_setting_get_float(s, "ratio", &f), 0);
+    assert_true(f == 3.0);
+    assert_int_equal(kz_setting_get_bool(s, "on", &b), 0);
+    assert_int_equal(b, 1);
+    assert_int_equal(kz_setting_get_duration_ms(s, "wait", &i), 0);
+    assert_int_equal(i, 5400000);
+    assert_int_equal(kz_setting_get_string(s, "token", &str), 0);
+    assert_string_equal(str, "s3cret");
+    assert_int_equal(kz_setting_type(kz_setting_child(s, "token")), KZ_SETTING_STRING);
+    assert_int_equal(kz_setting_type(kz_setting_child(s, "wait")), KZ_SETTING_STRING);
+    assert_int_equal(kz_setting_type(kz_setting_child(s, "ratio")), KZ_SETTING_INT);
+    assert_int_equal(kz_setting_type(kz_setting_child(s, "rules")), KZ_SETTING_LIST);
+    assert_int_equal(kz_setting_count(kz_setting_child(s, "rules")), 0);
+    assert_int_equal(kz_setting_get_int(s, "text", &i), KZ_ETYPE);
+    assert_int_equal(kz_setting_get_int(s, "nope", &i), KZ_ENOTFOUND);
+    assert_int_equal(kz_setting_line(kz_setting_child(s, "text")), 0); /* default */
+    assert_null(kz_setting_name(s));
+
+    /* dynamic subscription from shop_open, after the static one */
+    assert_int_equal(kz_test_subscription_count(), 2);
+    assert_string_equal(kz_test_subscription(0), "line.follow");
+    assert_string_equal(kz_test_subscription(1), "ec.*");
+    assert_true(kz_test_subscribed("ec.order.shipped"));
+    assert_false(kz_test_subscribed("ec"));
+    assert_false(kz_test_subscribed("line.message"));
+    unsetenv("KZ_TEST_TOKEN");
+}
+
+static void settings_nested_and_errors(void **state)
+{
+    (void)state;
+    kz_test_set_shop("solia", NULL);
+    kz_setting *g = kz_test_setting_group();                           /* 1 */
+    kz_test_setting_set_string(g, "must", "m");                        /* 2 */
+    kz_setting *rules = kz_test_setting_add_list(g, "rules");          /* 3 */
+    kz_setting *r0 = kz_test_setting_add_group(rules, NULL);           /* 4 */
+    kz_test_setting_set_string(r0, "segment", "linked");               /* 5 */
+    kz_setting *r1 = kz_test_setting_add_group(rules, NULL);           /* 6 */
+    kz_setting *after = kz_test_setting_set_string(r1, "after", "1d"); /* 7 */
+    kz_setting *bad = kz_test_setting_set_string(r1, "at", "soon");    /* 8 */
+    kz_test_setting_set_line(bad, 42);
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+
+    const kz_setting *s = probe_setting;
+    const kz_setting *rl = kz_setting_child(s, "rules");
+    assert_int_equal(kz_setting_count(rl), 2);
+    assert_null(kz_setting_name(kz_setting_elem(rl, 0)));
+    assert_null(kz_setting_elem(rl, 2));
+    int64_t ms;
+    assert_int_equal(kz_setting_get_duration_ms(kz_setting_elem(rl, 1), "after", &ms), 0);
+    assert_int_equal(ms, 86400000);
+    assert_int_equal(kz_setting_line(after), 7);
+    assert_int_equal(kz_setting_get_duration_ms(kz_setting_elem(rl, 1), "at", &ms), KZ_EINVAL);
+
+    char err[256];
+    assert_int_equal(kz_setting_error(bad, err, sizeof err, "not a time: %s", "soon"), KZ_EINVAL);
+    assert_string_equal(
+        err, "test.conf:42: shop 'solia': plugin 'probe': rules[1].at: not a time: soon");
+    kz_setting_error(s, err, sizeof err, "whole group");
+    assert_string_equal(err, "test.conf:1: shop 'solia': plugin 'probe': whole group");
+    kz_setting_error(kz_setting_child(s, "text"), err, sizeof err, "default");
+    assert_string_equal(err, "test.conf:1: shop 'solia': plugin 'probe': text: default");
+}
+
+static void schema_errors(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "typo", "x");                        /* 2 */
+    kz_test_setting_set_duration(g, "wait", "1x");                     /* 3 */
+    kz_test_setting_set_bool(g, "n", 1);                               /* 4 */
+    kz_test_setting_set_secret(g, "token", "env:KZ_TEST_NO_SUCH_VAR"); /* 5 */
+    assert_int_equal(kz_test_load_settings(kizuna_plugin_v1, g), KZ_EINVAL);
+    assert_string_equal(
+        kz_test_error(),
+        "test.conf:2: shop 'test': plugin 'probe': unknown setting 'typo' (known: text, n, "
+        "ratio, on, wait, token, rules, dynamic, must)\n"
+        "test.conf:3: shop 'test': plugin 'probe': wait: invalid duration \"1x\" (examples: "
+        "1500ms, 90s, 15m, 1h30m, 1d)\n"
+        "test.conf:4: shop 'test': plugin 'probe': n: expected an integer, got a boolean\n"
+        "test.conf:5: shop 'test': plugin 'probe': token: environment variable "
+        "'KZ_TEST_NO_SUCH_VAR' is not set\n"
+        "test.conf:1: shop 'test': plugin 'probe': missing required setting 'must'");
+    assert_int_equal(kz_test_handle(kz_test_event("line.follow", NULL, NULL, NULL, NULL)),
+                     KZ_ESTATE);
+}
+
+/* ---- descriptor checks -------------------------------------------------- */
+
+static kz_plugin bad_desc;
+static const kz_plugin *bad_entry(const kz_host *host)
+{
+    (void)host;
+    return &bad_desc;
+}
+
+static void descriptor_checks(void **state)
+{
+    (void)state;
+    const kz_plugin *good = kizuna_plugin_v1(kz_test_host());
+
+    bad_desc = *good;
+    bad_desc.abi_major = 2;
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+    assert_string_equal(kz_test_error(),
+                        "plugin 'probe' (test): built for ABI 2.0, host has ABI 1.0 — refused");
+
+    bad_desc = *good;
+    bad_desc.abi_minor = 1;
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+
+    bad_desc = *good;
+    bad_desc.struct_size = 16;
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+
+    bad_desc = *good;
+    bad_desc.handle = NULL;
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+    assert_string_equal(kz_test_error(),
+                        "plugin 'probe' (test): mandatory callback 'handle' is NULL");
+
+    bad_desc = *good;
+    bad_desc.name = "Bad-Name";
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+
+    static const char *const bad_subs[] = {"line.*.x", NULL};
+    bad_desc = *good;
+    bad_desc.subscriptions = bad_subs;
+    assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
+
+    load_probe();
+    assert_int_equal(kz_test_load(kizuna_plugin_v1), KZ_ESTATE); /* already loaded */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(kv_semantics, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(rollback_and_stale_ctx, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(publish_validation, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(fault_injection, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(events_clock_shop_logs, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(settings_defaults_and_types, kz_test_setup,
+                                        kz_test_teardown),
+        cmocka_unit_test_setup_teardown(settings_nested_and_errors, kz_test_setup,
+                                        kz_test_teardown),
+        cmocka_unit_test_setup_teardown(schema_errors, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(descriptor_checks, kz_test_setup, kz_test_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,118 @@
+#!/bin/sh
+# The kizuna command line on the real binary: exact output and exit codes of
+# check, plugins, publish, kv, events and serve for good and bad input.
+# usage: cli.sh KIZUNA BUS_FIXTURE_DIR LOADER_FIXTURE_DIR
+set -u
+K=$1
+BUS_FX=$2
+LOADER_FX=$3
+T=$(cd "$(mktemp -d)" && pwd -P)
+trap 'rm -rf "$T"' EXIT
+umask 022
+failures=0
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+# expect NAME WANTED_EXIT WANTED_OUTPUT_FILE -- command...
+expect() {
+    name=$1 want_rc=$2 want=$3
+    shift 4
+    "$@" >"$T/out" 2>&1
+    rc=$?
+    [ "$rc" = "$want_rc" ] || fail "$name: exit $rc, wanted $want_rc"
+    if ! diff -u "$want" "$T/out" >"$T/diff"; then
+        fail "$name: output differs"
+        cat "$T/diff"
+    fi
+}
+
+# Plugins live in a private directory: the loader refuses group-writable ones.
+mkdir -m 0755 "$T/plugins" "$T/bad"
+cp "$BUS_FX/fx_counter.so" "$LOADER_FX/fx_ok.so" "$T/plugins/"
+cp "$LOADER_FX/fx_major2.so" "$LOADER_FX/fx_ok.so" "$T/bad/"
+
+# ---- check: a good file
+cat >"$T/good.conf" <<EOF
+kizuna: { store = "sqlite:$T/k.db"; plugin_path = "$T/plugins"; };
+shops = ( { id = "a"; plugins = { fx_counter = { }; }; } );
+EOF
+echo "$T/good.conf: ok (1 shop(s), 1 plugin setting(s), 1 plugin(s) loaded)" >"$T/want"
+expect "check good" 0 "$T/want" -- "$K" check -c "$T/good.conf"
+
+# ---- check: plugin problems are reported with the line of the plugin's group
+cat >"$T/bad.conf" <<EOF
+kizuna: { store = "sqlite:$T/k.db"; plugin_path = [ "$T/bad", "$T/plugins" ]; };
+shops = ( { id = "a";
+  plugins = {
+    fx_major2 = { };
+    fx_counter = { fail_times = "x"; };
+    missing = { };
+  }; } );
+EOF
+cat >"$T/want" <<EOF
+$T/bad.conf:4: shop 'a': plugin 'fx_major2': cannot load $T/bad/fx_major2.so: built for ABI 2, host has ABI 1.0 — refused
+$T/bad.conf:5: shop 'a': plugin 'fx_counter': fail_times: expected an integer, got a string
+$T/bad.conf:6: shop 'a': plugin 'missing': unknown plugin: not found (no missing.so in $T/bad, $T/plugins)
+$T/bad.conf: 3 problem(s)
+EOF
+expect "check bad" 1 "$T/want" -- "$K" check -c "$T/bad.conf"
+
+# ---- serve refuses the same file, with the same lines on stderr
+head -n 3 "$T/want" >"$T/want.serve"
+echo "kizuna serve: refusing to start: 3 problem(s) in $T/bad.conf" >>"$T/want.serve"
+expect "serve bad" 1 "$T/want.serve" -- "$K" serve -c "$T/bad.conf"
+
+# ---- plugins: what loads, what is refused and why
+cat >"$T/want" <<EOF
+NAME             VERSION    VENDOR           LICENSE    ABI      PATH
+refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.0 — refused
+EOF
+"$K" plugins -c "$T/bad.conf" >"$T/plugins.out" 2>&1
+rc=$?
+[ "$rc" = 1 ] || fail "plugins: exit $rc, wanted 1 (a refusal)"
+grep -qx "fx_ok            1.0.0      kizuna tests     MIT        ABI 1.0  $T/bad/fx_ok.so" "$T/plugins.out" ||
+    fail "plugins: fx_ok not listed"
+grep -qx "refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.0 — refused" "$T/plugins.out" ||
+    fail "plugins: fx_major2 refusal missing"
+grep -qx "refused: plugin 'fx_ok' ($T/plugins/fx_ok.so): duplicate plugin name 'fx_ok' (already loaded from $T/bad/fx_ok.so)" "$T/plugins.out" ||
+    fail "plugins: duplicate refusal missing"
+grep -q "^refused: plugin 'missing': not found" "$T/plugins.out" ||
+    fail "plugins: missing plugin not reported"
+[ $failures = 0 ] || cat "$T/plugins.out"
+
+# ---- publish: bad input is refused and stores nothing
+echo "kizuna publish: unknown shop 'zz'" >"$T/want"
+expect "publish unknown shop" 1 "$T/want" -- "$K" publish -c "$T/good.conf" zz test.x
+echo "kizuna publish: invalid topic 'bad topic'" >"$T/want"
+expect "publish bad topic" 1 "$T/want" -- "$K" publish -c "$T/good.conf" a "bad topic"
+echo "kizuna publish: payload is not JSON: unexpected end of input" >"$T/want"
+expect "publish bad json" 1 "$T/want" -- "$K" publish -c "$T/good.conf" a test.x '{"a":'
+printf '{"shop":"a","topic":"test.x"}\n{"shop":"a","topic":"no good"}\n' >"$T/lines"
+echo "kizuna publish: $T/lines:2: invalid topic 'no good'; nothing published" >"$T/want"
+expect "publish lines bad" 1 "$T/want" -- "$K" publish -c "$T/good.conf" --lines "$T/lines"
+echo "published 1 event(s)" >"$T/want"
+expect "publish good" 0 "$T/want" -- "$K" publish -c "$T/good.conf" a test.x --id e1 --user U1 '{"n":1}'
+echo "published 0 event(s) (some ids were already stored: skipped)" >"$T/want"
+expect "publish duplicate id" 0 "$T/want" -- "$K" publish -c "$T/good.conf" a test.x --id e1
+
+# ---- kv and events on a store no daemon has handled yet
+echo "kizuna kv: no key 'count'" >"$T/want"
+expect "kv absent" 1 "$T/want" -- "$K" kv -c "$T/good.conf" a fx_counter count
+echo "kizuna kv: shop 'a' does not enable plugin 'fx_ok'" >"$T/want"
+expect "kv not enabled" 1 "$T/want" -- "$K" kv -c "$T/good.conf" a fx_ok count
+echo "no dead letters" >"$T/want"
+expect "events dead empty" 0 "$T/want" -- "$K" events -c "$T/good.conf" --dead
+echo "kizuna events: no dead letter with id '7' (see kizuna events --dead)" >"$T/want"
+expect "events replay unknown" 1 "$T/want" -- "$K" events -c "$T/good.conf" --replay 7
+
+# ---- a missing config file
+echo "$T/none.conf: cannot read: No such file or directory" >"$T/want"
+echo "$T/none.conf: 1 problem(s)" >>"$T/want"
+expect "check missing file" 1 "$T/want" -- "$K" check -c "$T/none.conf"
+
+if [ $failures -gt 0 ]; then
+    echo "0 passed, $failures failed"
+    exit 1
+fi
+echo "cli: all checks passed"

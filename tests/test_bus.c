@@ -1,0 +1,434 @@
+/*
+ * The event bus in-process, on the real store and real plugins (the
+ * fx_counter / fx_mirror fixtures, loaded by the real loader from a real
+ * config): delivery, rollback, retry with backoff on the virtual clock,
+ * dead letters and replay, group-commit isolation, per-shop ordering under
+ * concurrent publishers, shop_open failure scoped to one shop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "daemon.h"
+#include "log.h"
+#include "store.h"
+
+#define T0 1795000000000LL /* a fixed virtual start: 2026-11-19 */
+
+typedef struct env {
+    char dir[64];
+    char conf[128];
+    app a;
+    bus *b;
+    store *st; /* the test's own connection */
+} env;
+
+static void write_conf(env *e, const char *shops)
+{
+    FILE *f = fopen(e->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 2;\n"
+            "  batch = 64; log_level = \"error\";\n"
+            "  retry = { attempts = 3; initial = \"1s\"; max = \"10s\"; }; };\n"
+            "shops = ( %s );\n",
+            e->dir, KZ_BUS_FIXTURES, shops);
+    fclose(f);
+}
+
+/* Opens config, plugins, bus; every instance must open unless allowed. */
+static env *env_open(const char *shops, int allow_open_failures)
+{
+    env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    strcpy(e->dir, "/tmp/kz-bus-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
+    write_conf(e, shops);
+    clock_use_virtual(T0);
+    if (app_prepare(&e->a, e->conf) > 0) {
+        diag_print(&e->a.d, stderr);
+        fail_msg("config refused");
+    }
+    bus_options o = app_bus_options(e->a.c);
+    char err[512];
+    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    int opened = app_open_instances(&e->a, e->b);
+    if (!allow_open_failures)
+        assert_int_equal((size_t)opened, bus_instance_count(e->b));
+    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    return e;
+}
+
+static void env_close(env *e)
+{
+    bus_free(e->b);
+    store_close(e->st);
+    app_free(&e->a);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    clock_use_real();
+    free(e);
+}
+
+static const bus_instance *inst_of(env *e, const char *shop, const char *plugin)
+{
+    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
+        const bus_instance *in = bus_instance_at(e->b, i);
+        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, plugin) == 0)
+            return in;
+    }
+    fail_msg("no instance %s/%s", shop, plugin);
+    return NULL;
+}
+
+/* A stored counter, or -1 when the key is absent. */
+static long kv(env *e, const char *shop, const char *plugin, const char *key)
+{
+    void *val = NULL;
+    size_t len;
+    char err[256];
+    int rc = store_kv_get(e->st, inst_of(e, shop, plugin)->id, key, &val, &len, err, sizeof err);
+    if (rc == KZ_ENOTFOUND)
+        return -1;
+    assert_int_equal(rc, 0);
+    long n = atol(val);
+    free(val);
+    return n;
+}
+
+static void publish(env *e, const char *shop, const char *topic, const char *json)
+{
+    char err[256];
+    bus_msg m = {.shop = shop, .topic = topic, .json = json, .len = json ? strlen(json) : 0};
+    if (bus_publish(e->b, &m, 1, NULL, err, sizeof err) != 0)
+        fail_msg("publish: %s", err);
+}
+
+static int run(env *e)
+{
+    char err[256];
+    int n = bus_run_until_idle(e->b, err, sizeof err);
+    assert_true(n >= 0);
+    return n;
+}
+
+static int count_dead(void *arg, const store_dead *d)
+{
+    (void)d;
+    ++*(int *)arg;
+    return 0;
+}
+
+static int dead_count(env *e)
+{
+    int n = 0;
+    char err[256];
+    assert_int_equal(store_dead_list(e->st, count_dead, &n, err, sizeof err), 0);
+    return n;
+}
+
+/* ---- tests ---- */
+
+static void delivers_by_subscription(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { publish = \"chain.x\"; };"
+                      "  fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; }",
+                      0);
+    for (int i = 0; i < 10; i++)
+        publish(e, "a", "test.tick", "{\"n\":1}");
+    publish(e, "a", "other.thing", NULL);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 10);
+    /* 10 test.tick + 10 chain.x published by fx_counter in its handler */
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 20);
+    assert_int_equal(kv(e, "a", "fx_counter", "doubles"), -1);
+    /* a published event's id derives from the handled one */
+    store_batch b = {0};
+    char err[256];
+    assert_int_equal(store_events_after(e->st, "a", 0, 100, &b, err, sizeof err), 0);
+    int derived = 0;
+    for (size_t i = 0; i < b.n; i++)
+        if (strcmp(b.ev[i].topic, "chain.x") == 0) {
+            assert_non_null(strstr(b.ev[i].uid, "/fx_counter/1"));
+            derived++;
+        }
+    assert_int_equal(derived, 10);
+    store_batch_free(&b);
+    env_close(e);
+}
+
+static void failing_handler_rolls_back(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { publish = \"chain.x\"; fail_topic = \"test.bad\"; };"
+                      "  fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; }",
+                      0);
+    publish(e, "a", "test.bad", NULL);
+    run(e);
+    /* fx_counter wrote count and published chain.x, then failed: both gone */
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), -1);
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 1); /* test.bad only, no chain.x */
+    store_failure f;
+    char err[256];
+    assert_int_equal(
+        store_failure_get(e->st, inst_of(e, "a", "fx_counter")->id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 1);
+    assert_string_equal(f.error, "fixture failure 1");
+    assert_true(f.retry_at >= T0 + 750 && f.retry_at <= T0 + 1250);
+    /* head of line: fx_counter waits on test.bad, fx_mirror goes on */
+    publish(e, "a", "test.ok", NULL);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), -1);
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 2);
+    env_close(e);
+}
+
+static void one_failure_keeps_batch_mates(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { fail_topic = \"test.bad\"; };"
+                      "  fx_mirror = { }; }; }",
+                      0);
+    bus_msg m[3] = {{.shop = "a", .topic = "test.ok1"},
+                    {.shop = "a", .topic = "test.bad"},
+                    {.shop = "a", .topic = "test.ok2"}};
+    char err[256];
+    assert_int_equal(bus_publish(e->b, m, 3, NULL, err, sizeof err), 0);
+    run(e);                                                 /* all three in one group commit */
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1); /* ok1 kept, bad undone */
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 3);
+    env_close(e);
+}
+
+static void retries_then_dead_then_replay(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { fail_topic = \"test.bad\"; fail_times = 3; }; }; }",
+                      0);
+    publish(e, "a", "test.bad", NULL);
+    publish(e, "a", "test.ok", NULL);
+    run(e); /* attempt 1 fails */
+    clock_advance_ms(700);
+    run(e); /* backoff is 1 s ± 25 %: not yet */
+    store_failure f;
+    char err[256];
+    int64_t id = inst_of(e, "a", "fx_counter")->id;
+    assert_int_equal(store_failure_get(e->st, id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 1);
+    assert_int_equal(dead_count(e), 0);
+    clock_advance_ms(600);
+    run(e); /* attempt 2 fails; next backoff 2 s ± 25 % */
+    assert_int_equal(store_failure_get(e->st, id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 2);
+    assert_true(f.retry_at - clock_now_ms() >= 1500 && f.retry_at - clock_now_ms() <= 2500);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), -1);
+    clock_advance_ms(2500);
+    run(e); /* attempt 3 fails: dead; the instance moves on to test.ok */
+    assert_int_equal(dead_count(e), 1);
+    assert_int_equal(store_failure_get(e->st, id, &f, err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1);
+    /* replay: the fixture now succeeds (it fails only 3 times) */
+    assert_int_equal(store_dead_replay(e->st, 1, err, sizeof err), 0);
+    run(e);
+    assert_int_equal(dead_count(e), 0);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 2);
+    env_close(e);
+}
+
+static void fatal_is_dead_at_once(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { fail_topic = \"test.bad\"; fatal = true; }; }; }",
+                      0);
+    publish(e, "a", "test.bad", NULL);
+    publish(e, "a", "test.ok", NULL);
+    run(e);
+    assert_int_equal(dead_count(e), 1);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1);
+    env_close(e);
+}
+
+static void publish_refuses_bad_input(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_counter = { }; }; }", 0);
+    char err[256];
+    int64_t before, after;
+    assert_int_equal(store_event_max_id(e->st, "a", &before, err, sizeof err), 0);
+    bus_msg bad_shop = {.shop = "nope", .topic = "test.x"};
+    assert_int_equal(bus_publish(e->b, &bad_shop, 1, NULL, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "unknown shop 'nope'");
+    bus_msg two[2] = {{.shop = "a", .topic = "test.x"}, {.shop = "a", .topic = "bad topic"}};
+    assert_int_equal(bus_publish(e->b, two, 2, NULL, err, sizeof err), KZ_EINVAL);
+    bus_msg bad_json = {.shop = "a", .topic = "test.x", .json = "{\"a\":", .len = 5};
+    assert_int_equal(bus_publish(e->b, &bad_json, 1, NULL, err, sizeof err), KZ_EINVAL);
+    assert_int_equal(store_event_max_id(e->st, "a", &after, err, sizeof err), 0);
+    assert_int_equal(after, before); /* nothing of a refused batch is stored */
+    /* a redelivered id is accepted once and handled once */
+    bus_msg dup[2] = {{.shop = "a", .uid = "evt-1", .topic = "test.x"},
+                      {.shop = "a", .uid = "evt-1", .topic = "test.x"}};
+    int64_t ids[2];
+    assert_int_equal(bus_publish(e->b, dup, 2, ids, err, sizeof err), 0);
+    assert_true(ids[0] > 0);
+    assert_int_equal(ids[1], 0);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1);
+    env_close(e);
+}
+
+static void shop_open_failure_is_scoped(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_counter = { }; fx_mirror = { }; }; },"
+                      "{ id = \"b\"; plugins = { fx_counter = { fail_open = true; };"
+                      "                          fx_mirror = { }; }; }",
+                      1);
+    assert_int_equal(bus_instance_count(e->b), 4);
+    assert_false(inst_of(e, "b", "fx_counter")->enabled);
+    assert_true(inst_of(e, "a", "fx_counter")->enabled);
+    assert_true(inst_of(e, "b", "fx_mirror")->enabled);
+    publish(e, "a", "test.x", NULL);
+    publish(e, "b", "test.x", NULL);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1);
+    assert_int_equal(kv(e, "b", "fx_mirror", "count"), 1);
+    assert_int_equal(kv(e, "b", "fx_counter", "count"), -1);
+    /* the refusal names the shop, the plugin and the setting's line */
+    char err[1024];
+    bus *b2;
+    bus_options o = app_bus_options(e->a.c);
+    assert_int_equal(bus_new(&o, &b2, err, sizeof err), 0);
+    const cfg_shop *shop_b = &e->a.c->shops[1];
+    const plugin *p = inst_of(e, "b", "fx_counter")->p;
+    assert_int_equal(
+        bus_add_instance(b2, p, "b", NULL, shop_b->plugins[0].setting, err, sizeof err), KZ_EFAIL);
+    char want[512];
+    snprintf(want, sizeof want,
+             "shop 'b': plugin 'fx_counter': shop_open failed: %s:4: shop 'b': plugin "
+             "'fx_counter': fail_open: told to fail shop_open",
+             e->conf);
+    assert_string_equal(err, want);
+    bus_free(b2);
+    env_close(e);
+}
+
+/* ---- ordering under concurrent publishers ---- */
+
+#define PUBLISHERS 4
+#define PER_SHOP 300
+static const char *const order_shops[] = {"s1", "s2", "s3"};
+
+static void *publisher(void *arg)
+{
+    env *e = ((void **)arg)[0];
+    int pub = (int)(intptr_t)((void **)arg)[1];
+    unsigned seed = (unsigned)pub * 7919u + 1;
+    int seq[3] = {0, 0, 0};
+    char json[PUBLISHERS * 20][48];
+    bus_msg m[PUBLISHERS * 20];
+    char err[256];
+    while (seq[0] < PER_SHOP || seq[1] < PER_SHOP || seq[2] < PER_SHOP) {
+        int n = 1 + (int)(rand_r(&seed) % 16), k = 0;
+        for (; k < n; k++) {
+            int s = (int)(rand_r(&seed) % 3);
+            if (seq[s] >= PER_SHOP)
+                break;
+            snprintf(json[k], sizeof json[k], "{\"pub\":%d,\"seq\":%d}", pub, seq[s]++);
+            m[k] = (bus_msg){.shop = order_shops[s],
+                             .topic = "test.seq",
+                             .json = json[k],
+                             .len = strlen(json[k])};
+        }
+        if (k > 0 && bus_publish(e->b, m, (size_t)k, NULL, err, sizeof err) != 0)
+            return "publish failed";
+    }
+    return NULL;
+}
+
+static int all_caught_up(env *e)
+{
+    char err[256];
+    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
+        const bus_instance *in = bus_instance_at(e->b, i);
+        int64_t cursor, max;
+        if (store_cursor_get(e->st, in->id, &cursor, err, sizeof err) != 0 ||
+            store_event_max_id(e->st, in->shop_id, &max, err, sizeof err) != 0 || cursor < max)
+            return 0;
+    }
+    return 1;
+}
+
+static void ordered_per_shop_under_concurrency(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"s1\"; plugins = { fx_counter = { check_order = true; };"
+                      "                           fx_mirror = { check_order = true; }; }; },"
+                      "{ id = \"s2\"; plugins = { fx_counter = { check_order = true; }; }; },"
+                      "{ id = \"s3\"; plugins = { fx_counter = { check_order = true; };"
+                      "                           fx_mirror = { check_order = true; }; }; }",
+                      0);
+    clock_use_real();
+    char err[256];
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    pthread_t th[PUBLISHERS];
+    void *args[PUBLISHERS][2];
+    for (int p = 0; p < PUBLISHERS; p++) {
+        args[p][0] = e;
+        args[p][1] = (void *)(intptr_t)p;
+        assert_int_equal(pthread_create(&th[p], NULL, publisher, args[p]), 0);
+    }
+    for (int p = 0; p < PUBLISHERS; p++) {
+        void *res;
+        pthread_join(th[p], &res);
+        assert_null(res);
+    }
+    /* wait for the workers (bounded: a hang fails the test, never passes it) */
+    for (int i = 0; i < 6000 && !all_caught_up(e); i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_true(all_caught_up(e));
+    bus_stop(e->b);
+    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
+        const bus_instance *in = bus_instance_at(e->b, i);
+        assert_int_equal(kv(e, in->shop_id, in->p->name, "count"), PUBLISHERS * PER_SHOP);
+        assert_int_equal(kv(e, in->shop_id, in->p->name, "order_errors"), -1);
+        assert_int_equal(kv(e, in->shop_id, in->p->name, "concurrent"), -1);
+        assert_int_equal(kv(e, in->shop_id, in->p->name, "doubles"), -1);
+    }
+    env_close(e);
+}
+
+int main(void)
+{
+    log_set_level(KZ_LOG_ERROR + 1); /* the failures below are expected; keep output short */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(delivers_by_subscription),
+        cmocka_unit_test(failing_handler_rolls_back),
+        cmocka_unit_test(one_failure_keeps_batch_mates),
+        cmocka_unit_test(retries_then_dead_then_replay),
+        cmocka_unit_test(fatal_is_dead_at_once),
+        cmocka_unit_test(publish_refuses_bad_input),
+        cmocka_unit_test(shop_open_failure_is_scoped),
+        cmocka_unit_test(ordered_per_shop_under_concurrency),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

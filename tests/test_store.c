@@ -1,0 +1,739 @@
+/* Store (SQLite backend) behaviour. Each test works in its own temp dir. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+typedef struct fx {
+    char dir[256];
+    char path[320]; /* database file, two directory levels below dir */
+    char url[340];
+    store *s;
+} fx;
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/kz_store_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/sub/dir/kizuna.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    char err[256] = "";
+    if (store_open(f->url, STORE_SYNC_NORMAL, &f->s, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* ---- raw SQLite, only to forge what the API cannot ---------------------- */
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int64_t append(store *s, const char *shop, const char *uid, const char *payload)
+{
+    int64_t id = -1;
+    char err[256] = "";
+    assert_int_equal(store_event_append(s, shop, uid, "order.created", NULL, 1000, payload,
+                                        strlen(payload), &id, err, sizeof err),
+                     0);
+    return id;
+}
+
+static int64_t instance(store *s, const char *shop, const char *plugin, int64_t *cursor)
+{
+    int64_t id = 0, cur = -1;
+    assert_int_equal(store_instance_open(s, shop, plugin, &id, &cur, NULL, 0), 0);
+    assert_true(id > 0);
+    if (cursor != NULL)
+        *cursor = cur;
+    return id;
+}
+
+static void put(store *s, int64_t inst, const char *key, const char *val)
+{
+    assert_int_equal(store_kv_put(s, inst, key, val, strlen(val), NULL, 0), 0);
+}
+
+/* Asserts the stored value of key equals `want` (NULL: absent). */
+static void expect_kv(store *s, int64_t inst, const char *key, const char *want)
+{
+    void *v = NULL;
+    size_t n = 0;
+    int rc = store_kv_get(s, inst, key, &v, &n, NULL, 0);
+    if (want == NULL) {
+        assert_int_equal(rc, KZ_ENOTFOUND);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(v, want, n);
+    assert_int_equal(((char *)v)[n], '\0');
+    free(v);
+}
+
+static size_t count_events(store *s, const char *shop)
+{
+    store_batch b = {0};
+    assert_int_equal(store_events_after(s, shop, 0, 100000, &b, NULL, 0), 0);
+    size_t n = b.n;
+    store_batch_free(&b);
+    return n;
+}
+
+/* ---- open and migrations ------------------------------------------------ */
+
+static void test_open_migrates_and_reopens(void **state)
+{
+    fx *f = *state;
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0); /* parent dirs were created */
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    int64_t id = append(f->s, "a", "u1", "{}");
+    assert_int_equal(store_meta_put(f->s, "clock", "42", NULL, 0), 0);
+    store_close(f->s);
+    f->s = NULL;
+
+    char err[256] = "";
+    assert_int_equal(store_open(f->url, STORE_SYNC_FULL, &f->s, err, sizeof err), 0);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    int64_t max = 0;
+    assert_int_equal(store_event_max_id(f->s, "a", &max, NULL, 0), 0);
+    assert_int_equal(max, id);
+    char v[16];
+    assert_int_equal(store_meta_get(f->s, "clock", v, sizeof v, NULL, 0), 0);
+    assert_string_equal(v, "42");
+}
+
+static void test_unsupported_url(void **state)
+{
+    (void)state;
+    store *s = (store *)1;
+    char err[256] = "";
+    assert_int_equal(store_open("postgres://db/kz", STORE_SYNC_FULL, &s, err, sizeof err),
+                     KZ_EINVAL);
+    assert_null(s);
+    assert_string_equal(err, "unsupported store URL 'postgres://db/kz': expected sqlite:PATH");
+    assert_int_equal(store_open("sqlite:", STORE_SYNC_FULL, &s, err, sizeof err), KZ_EINVAL);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fx *f = *state;
+    char path[400], url[420], sql[64], want[160], err[256] = "";
+    snprintf(path, sizeof path, "%s/future.db", f->dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 6);
+    raw_exec(path, sql);
+    store *s = NULL;
+    assert_int_equal(store_open(url, STORE_SYNC_FULL, &s, err, sizeof err), KZ_EINVAL);
+    assert_null(s);
+    snprintf(want, sizeof want,
+             "database schema is version %d, this kizuna understands up to %d; upgrade kizuna",
+             STORE_SCHEMA_VERSION + 6, STORE_SCHEMA_VERSION);
+    assert_string_equal(err, want);
+    /* refused, not migrated */
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION + 6);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void test_append_and_duplicate(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t id1 = -1, id2 = -1, dup = -1, other = -1;
+    const char *p1 = "{\"n\":1}";
+    assert_int_equal(store_event_append(s, "a", "u1", "order.created", "bob", 1234, p1, strlen(p1),
+                                        &id1, NULL, 0),
+                     0);
+    assert_int_equal(
+        store_event_append(s, "a", "u2", "order.paid", NULL, 1235, "{}", 2, &id2, NULL, 0), 0);
+    assert_true(id1 > 0);
+    assert_true(id2 > id1);
+    assert_int_equal(
+        store_event_append(s, "a", "u1", "other.topic", NULL, 9, "[]", 2, &dup, NULL, 0), 0);
+    assert_int_equal(dup, 0);
+    /* the same uid in another shop is another event */
+    assert_int_equal(
+        store_event_append(s, "b", "u1", "order.created", NULL, 1, "{}", 2, &other, NULL, 0), 0);
+    assert_true(other > id2);
+
+    int64_t max = 0;
+    assert_int_equal(store_event_max_id(s, "a", &max, NULL, 0), 0);
+    assert_int_equal(max, id2);
+    assert_int_equal(store_event_max_id(s, "nobody", &max, NULL, 0), 0);
+    assert_int_equal(max, 0);
+
+    store_batch b = {0};
+    assert_int_equal(store_event_get(s, id1, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.ev[0].id, id1);
+    assert_string_equal(b.ev[0].shop, "a");
+    assert_string_equal(b.ev[0].uid, "u1");
+    assert_string_equal(b.ev[0].topic, "order.created"); /* the duplicate wrote nothing */
+    assert_string_equal(b.ev[0].user, "bob");
+    assert_int_equal(b.ev[0].time_ms, 1234);
+    assert_int_equal(b.ev[0].payload_len, strlen(p1));
+    assert_string_equal(b.ev[0].payload, p1);
+    assert_int_equal(store_event_get(s, id2, &b, NULL, 0), 0);
+    assert_null(b.ev[0].user);
+    assert_int_equal(store_event_get(s, other + 100, &b, NULL, 0), KZ_ENOTFOUND);
+    store_batch_free(&b);
+    assert_int_equal(count_events(s, "a"), 2);
+}
+
+static void test_events_after_order_and_limit(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t ids[10];
+    char uid[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(uid, sizeof uid, "a%d", i);
+        ids[i] = append(s, "a", uid, "{}");
+        snprintf(uid, sizeof uid, "b%d", i);
+        append(s, "b", uid, "{}");
+    }
+    store_batch b = {0};
+    assert_int_equal(store_events_after(s, "a", 0, 100, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 10);
+    for (size_t i = 0; i < b.n; i++) {
+        snprintf(uid, sizeof uid, "a%d", (int)i);
+        assert_int_equal(b.ev[i].id, ids[i]);
+        assert_string_equal(b.ev[i].shop, "a");
+        assert_string_equal(b.ev[i].uid, uid);
+    }
+    assert_int_equal(store_events_after(s, "a", 0, 3, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(b.ev[2].id, ids[2]);
+    assert_int_equal(store_events_after(s, "a", ids[3], 100, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 6);
+    assert_int_equal(b.ev[0].id, ids[4]);
+    assert_string_equal(b.ev[0].uid, "a4");
+    assert_int_equal(store_events_after(s, "a", ids[9], 100, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(store_events_after(s, "a", 0, 0, &b, NULL, 0), KZ_EINVAL);
+    store_batch_free(&b);
+}
+
+static void fill_payload(char *p, size_t len, int i)
+{
+    int n = snprintf(p, len, "{\"i\":%d,\"pad\":\"", i);
+    memset(p + n, 'a' + i % 26, len - (size_t)n - 2);
+    memcpy(p + len - 2, "\"}", 2);
+}
+
+static void check_big_batch(const store_batch *b, int first, char *want, size_t len)
+{
+    char uid[16];
+    for (size_t k = 0; k < b->n; k++) {
+        int i = first + (int)k;
+        fill_payload(want, len, i);
+        snprintf(uid, sizeof uid, "big%d", i);
+        assert_string_equal(b->ev[k].shop, "s");
+        assert_string_equal(b->ev[k].uid, uid);
+        assert_string_equal(b->ev[k].topic, "order.created");
+        assert_int_equal(b->ev[k].payload_len, len);
+        assert_memory_equal(b->ev[k].payload, want, len);
+        assert_int_equal(b->ev[k].payload[len], '\0');
+    }
+}
+
+/* 200 x 10 KB in one batch makes the arena move many times while filling. */
+static void test_events_after_large_payloads(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    enum { N = 200, LEN = 10 * 1024 };
+    char *p = malloc(LEN);
+    assert_non_null(p);
+    char uid[16];
+    assert_int_equal(store_begin(s, NULL, 0), 0);
+    for (int i = 0; i < N; i++) {
+        fill_payload(p, LEN, i);
+        snprintf(uid, sizeof uid, "big%d", i);
+        assert_int_equal(
+            store_event_append(s, "s", uid, "order.created", NULL, i, p, LEN, NULL, NULL, 0), 0);
+    }
+    assert_int_equal(store_commit(s, NULL, 0), 0);
+
+    store_batch b = {0};
+    assert_int_equal(store_events_after(s, "s", 0, N, &b, NULL, 0), 0);
+    assert_int_equal(b.n, N);
+    check_big_batch(&b, 0, p, LEN);
+    /* reuse the batch: a smaller fetch replaces the content */
+    assert_int_equal(store_events_after(s, "s", b.ev[149].id, 10, &b, NULL, 0), 0);
+    assert_int_equal(b.n, 10);
+    check_big_batch(&b, 150, p, LEN);
+    store_batch_free(&b);
+    assert_null(b.ev);
+    free(p);
+}
+
+static void test_ids_never_reused(void **state)
+{
+    fx *f = *state;
+    append(f->s, "a", "u1", "{}");
+    int64_t id2 = append(f->s, "a", "u2", "{}");
+    raw_exec(f->path, "DELETE FROM events WHERE id >= (SELECT max(id) FROM events)");
+    int64_t max = 0;
+    assert_int_equal(store_event_max_id(f->s, "a", &max, NULL, 0), 0);
+    assert_int_equal(max, id2 - 1);
+    assert_true(append(f->s, "a", "u3", "{}") > id2);
+}
+
+/* ---- instances and cursors --------------------------------------------- */
+
+static void test_instance_open_and_cursor(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    append(s, "a", "u1", "{}");
+    append(s, "a", "u2", "{}");
+    int64_t last_a = append(s, "a", "u3", "{}");
+    append(s, "b", "u1", "{}"); /* newer, but another shop */
+
+    int64_t cur = -1;
+    int64_t i1 = instance(s, "a", "p1", &cur);
+    assert_int_equal(cur, last_a);
+    int64_t ic = instance(s, "c", "p1", &cur);
+    assert_int_equal(cur, 0);
+    assert_true(ic != i1);
+
+    assert_int_equal(store_cursor_set(s, i1, 1, NULL, 0), 0);
+    int64_t again = instance(s, "a", "p1", &cur);
+    assert_int_equal(again, i1);
+    assert_int_equal(cur, 1); /* existing row, not reset to the shop's end */
+    assert_int_equal(store_cursor_get(s, i1, &cur, NULL, 0), 0);
+    assert_int_equal(cur, 1);
+
+    int64_t newest = append(s, "a", "u4", "{}");
+    int64_t i2 = instance(s, "a", "p2", &cur);
+    assert_true(i2 != i1);
+    assert_int_equal(cur, newest);
+
+    char err[128] = "";
+    assert_int_equal(store_cursor_get(s, 9999, &cur, err, sizeof err), KZ_ENOTFOUND);
+    assert_string_equal(err, "instance 9999 not found");
+    assert_int_equal(store_cursor_set(s, 9999, 5, NULL, 0), KZ_ENOTFOUND);
+}
+
+/* ---- failures ----------------------------------------------------------- */
+
+static void test_failures(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t e = append(s, "a", "u1", "{}");
+    int64_t i = instance(s, "a", "p", NULL);
+    store_failure f = {0};
+    assert_int_equal(store_failure_get(s, i, &f, NULL, 0), KZ_ENOTFOUND);
+
+    store_failure in = {.event_id = e, .attempts = 2, .retry_at = 5000};
+    snprintf(in.error, sizeof in.error, "handler said no");
+    assert_int_equal(store_failure_set(s, i, &in, NULL, 0), 0);
+    assert_int_equal(store_failure_get(s, i, &f, NULL, 0), 0);
+    assert_int_equal(f.event_id, e);
+    assert_int_equal(f.attempts, 2);
+    assert_int_equal(f.retry_at, 5000);
+    assert_string_equal(f.error, "handler said no");
+
+    /* replaced, not added; an unterminated full buffer is cut to fit */
+    in.attempts = 3;
+    memset(in.error, 'x', sizeof in.error);
+    assert_int_equal(store_failure_set(s, i, &in, NULL, 0), 0);
+    assert_int_equal(store_failure_get(s, i, &f, NULL, 0), 0);
+    assert_int_equal(f.attempts, 3);
+    assert_int_equal(strlen(f.error), sizeof f.error - 1);
+
+    assert_int_equal(store_failure_clear(s, i, NULL, 0), 0);
+    assert_int_equal(store_failure_get(s, i, &f, NULL, 0), KZ_ENOTFOUND);
+    assert_int_equal(store_failure_clear(s, i, NULL, 0), 0);
+}
+
+/* ---- dead letters ------------------------------------------------------- */
+
+typedef struct dead_seen {
+    int n;
+    int stop_at; /* return 42 on this call (1-based); 0: never */
+    store_dead d[8];
+    char error[8][64], plugin[8][16], uid[8][16];
+} dead_seen;
+
+static int collect(void *arg, const store_dead *d)
+{
+    dead_seen *ds = arg;
+    if (ds->n < 8) {
+        ds->d[ds->n] = *d;
+        snprintf(ds->error[ds->n], sizeof ds->error[0], "%s", d->error);
+        snprintf(ds->plugin[ds->n], sizeof ds->plugin[0], "%s", d->plugin);
+        snprintf(ds->uid[ds->n], sizeof ds->uid[0], "%s", d->uid);
+    }
+    ds->n++;
+    return ds->n == ds->stop_at ? 42 : 0;
+}
+
+static dead_seen list_dead(store *s)
+{
+    dead_seen ds = {0};
+    assert_int_equal(store_dead_list(s, collect, &ds, NULL, 0), 0);
+    return ds;
+}
+
+static void test_dead_letters(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t e1 = append(s, "a", "u1", "{}");
+    int64_t e2 = append(s, "a", "u2", "{}");
+    int64_t i1 = instance(s, "a", "p1", NULL);
+    int64_t i2 = instance(s, "a", "p2", NULL);
+    assert_int_equal(store_dead_add(s, i1, e1, 5, "boom", 1000, NULL, 0), 0);
+    assert_int_equal(store_dead_add(s, i2, e2, 3, "bang", 2000, NULL, 0), 0);
+
+    dead_seen ds = list_dead(s);
+    assert_int_equal(ds.n, 2);
+    int64_t d1 = ds.d[0].id, d2 = ds.d[1].id;
+    assert_true(d2 > d1);
+    assert_int_equal(ds.d[0].instance, i1);
+    assert_int_equal(ds.d[0].event_id, e1);
+    assert_string_equal(ds.plugin[0], "p1");
+    assert_string_equal(ds.uid[0], "u1");
+    assert_string_equal(ds.error[0], "boom");
+    assert_int_equal(ds.d[0].attempts, 5);
+    assert_int_equal(ds.d[0].time_ms, 1000);
+    assert_int_equal(ds.d[0].replay, 0);
+    assert_string_equal(ds.plugin[1], "p2");
+    assert_string_equal(ds.uid[1], "u2");
+
+    int64_t did = 0, eid = 0;
+    assert_int_equal(store_dead_next_replay(s, i1, &did, &eid, NULL, 0), KZ_ENOTFOUND);
+    assert_int_equal(store_dead_replay(s, d1, NULL, 0), 0);
+    char err[64] = "untouched"; /* a documented KZ_ENOTFOUND writes no error */
+    assert_int_equal(store_dead_replay(s, d2 + 100, err, sizeof err), KZ_ENOTFOUND);
+    assert_string_equal(err, "untouched");
+    assert_int_equal(list_dead(s).d[0].replay, 1);
+    assert_int_equal(store_dead_next_replay(s, i1, &did, &eid, NULL, 0), 0);
+    assert_int_equal(did, d1);
+    assert_int_equal(eid, e1);
+    assert_int_equal(store_dead_next_replay(s, i2, &did, &eid, NULL, 0), KZ_ENOTFOUND);
+
+    assert_int_equal(store_dead_replay_failed(s, d1, "again", NULL, 0), 0);
+    ds = list_dead(s);
+    assert_int_equal(ds.d[0].replay, 0);
+    assert_int_equal(ds.d[0].attempts, 6);
+    assert_string_equal(ds.error[0], "again");
+    assert_int_equal(store_dead_next_replay(s, i1, &did, &eid, NULL, 0), KZ_ENOTFOUND);
+    assert_int_equal(store_dead_replay_failed(s, d2 + 100, "x", NULL, 0), KZ_ENOTFOUND);
+
+    assert_int_equal(store_dead_remove(s, d1, NULL, 0), 0);
+    ds = list_dead(s);
+    assert_int_equal(ds.n, 1);
+    assert_int_equal(ds.d[0].id, d2);
+    assert_int_equal(store_dead_remove(s, d1, NULL, 0), KZ_ENOTFOUND);
+}
+
+static void test_dead_replay_order_and_stop(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t e1 = append(s, "a", "u1", "{}");
+    int64_t e2 = append(s, "a", "u2", "{}");
+    int64_t i = instance(s, "a", "p", NULL);
+    assert_int_equal(store_dead_add(s, i, e1, 1, "x", 1, NULL, 0), 0);
+    assert_int_equal(store_dead_add(s, i, e2, 1, "y", 2, NULL, 0), 0);
+    dead_seen ds = list_dead(s);
+    assert_int_equal(store_dead_replay(s, ds.d[1].id, NULL, 0), 0);
+    assert_int_equal(store_dead_replay(s, ds.d[0].id, NULL, 0), 0);
+    int64_t did = 0, eid = 0;
+    assert_int_equal(store_dead_next_replay(s, i, &did, &eid, NULL, 0), 0);
+    assert_int_equal(did, ds.d[0].id); /* oldest first, not most recently queued */
+    assert_int_equal(eid, e1);
+
+    dead_seen stop = {.stop_at = 1};
+    assert_int_equal(store_dead_list(s, collect, &stop, NULL, 0), 42);
+    assert_int_equal(stop.n, 1);
+    /* the stopped walk left nothing behind: a write and a full list work */
+    assert_int_equal(store_dead_remove(s, did, NULL, 0), 0);
+    assert_int_equal(list_dead(s).n, 1);
+}
+
+/* ---- kv ----------------------------------------------------------------- */
+
+static void test_kv_get_put_del(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i1 = instance(s, "a", "p1", NULL);
+    int64_t i2 = instance(s, "a", "p2", NULL);
+    void *v = NULL;
+    size_t n = 0;
+    char err[64] = "untouched";
+    assert_int_equal(store_kv_get(s, i1, "k", &v, &n, err, sizeof err), KZ_ENOTFOUND);
+    assert_string_equal(err, "untouched");
+    put(s, i1, "k", "hello");
+    expect_kv(s, i1, "k", "hello");
+    expect_kv(s, i2, "k", NULL); /* per instance */
+    put(s, i1, "k", "hi");
+    expect_kv(s, i1, "k", "hi");
+
+    const char bin[] = {'a', '\0', 'b'};
+    assert_int_equal(store_kv_put(s, i1, "bin", bin, sizeof bin, NULL, 0), 0);
+    assert_int_equal(store_kv_get(s, i1, "bin", &v, &n, NULL, 0), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, bin, 3);
+    free(v);
+
+    assert_int_equal(store_kv_put(s, i1, "empty", NULL, 0, NULL, 0), 0);
+    assert_int_equal(store_kv_get(s, i1, "empty", &v, &n, NULL, 0), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(((char *)v)[0], '\0');
+    free(v);
+
+    assert_int_equal(store_kv_del(s, i1, "k", NULL, 0), 0);
+    expect_kv(s, i1, "k", NULL);
+    assert_int_equal(store_kv_del(s, i1, "k", NULL, 0), KZ_ENOTFOUND);
+}
+
+static void test_kv_cas(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i = instance(s, "a", "p", NULL);
+    assert_int_equal(store_kv_cas(s, i, "k", NULL, 0, "v1", 2, NULL, 0), 0);
+    expect_kv(s, i, "k", "v1");
+    assert_int_equal(store_kv_cas(s, i, "k", NULL, 0, "zz", 2, NULL, 0), KZ_ECONFLICT);
+    expect_kv(s, i, "k", "v1");
+    assert_int_equal(store_kv_cas(s, i, "k", "v1", 2, "v2", 2, NULL, 0), 0);
+    expect_kv(s, i, "k", "v2");
+    assert_int_equal(store_kv_cas(s, i, "k", "v1", 2, "v3", 2, NULL, 0), KZ_ECONFLICT);
+    assert_int_equal(store_kv_cas(s, i, "k", "v", 1, "v3", 2, NULL, 0), KZ_ECONFLICT);
+    expect_kv(s, i, "k", "v2");
+    assert_int_equal(store_kv_cas(s, i, "absent", "v2", 2, "v3", 2, NULL, 0), KZ_ECONFLICT);
+    expect_kv(s, i, "absent", NULL);
+    /* a counter compares as its decimal bytes */
+    assert_int_equal(store_kv_incr(s, i, "n", 5, NULL, NULL, 0), 0);
+    assert_int_equal(store_kv_cas(s, i, "n", "5", 1, "6", 1, NULL, 0), 0);
+    expect_kv(s, i, "n", "6");
+}
+
+static void test_kv_incr(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i = instance(s, "a", "p", NULL);
+    int64_t r = 0;
+    assert_int_equal(store_kv_incr(s, i, "n", 5, &r, NULL, 0), 0);
+    assert_int_equal(r, 5);
+    assert_int_equal(store_kv_incr(s, i, "n", -7, &r, NULL, 0), 0);
+    assert_int_equal(r, -2);
+    expect_kv(s, i, "n", "-2");
+    assert_false(store_in_transaction(s));
+
+    put(s, i, "t", "abc");
+    char err[128] = "";
+    assert_int_equal(store_kv_incr(s, i, "t", 1, &r, err, sizeof err), KZ_ETYPE);
+    assert_true(err[0] != '\0');
+    expect_kv(s, i, "t", "abc");
+    put(s, i, "t", "12x");
+    assert_int_equal(store_kv_incr(s, i, "t", 1, NULL, NULL, 0), KZ_ETYPE);
+    put(s, i, "t", "");
+    assert_int_equal(store_kv_incr(s, i, "t", 1, NULL, NULL, 0), KZ_ETYPE);
+    assert_false(store_in_transaction(s));
+
+    put(s, i, "big", "9223372036854775807");
+    assert_int_equal(store_kv_incr(s, i, "big", 1, NULL, NULL, 0), KZ_EINVAL);
+    expect_kv(s, i, "big", "9223372036854775807");
+
+    assert_int_equal(store_begin(s, NULL, 0), 0);
+    assert_int_equal(store_kv_incr(s, i, "n", 10, &r, NULL, 0), 0);
+    assert_int_equal(r, 8);
+    assert_true(store_in_transaction(s)); /* used the caller's transaction */
+    store_rollback(s);
+    expect_kv(s, i, "n", "-2");
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static void test_savepoint_rollback_keeps_outer(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i = instance(s, "a", "p", NULL);
+    assert_int_equal(store_begin(s, NULL, 0), 0);
+    put(s, i, "a", "1");
+    append(s, "a", "e1", "{}");
+    assert_int_equal(store_savepoint(s, NULL, 0), 0);
+    put(s, i, "a", "changed");
+    put(s, i, "b", "2");
+    assert_int_equal(store_kv_incr(s, i, "c", 1, NULL, NULL, 0), 0);
+    int64_t e2 = append(s, "a", "e2", "{}");
+    assert_int_equal(store_rollback_savepoint(s, NULL, 0), 0);
+    assert_true(store_in_transaction(s));
+    put(s, i, "d", "4");
+    assert_int_equal(store_commit(s, NULL, 0), 0);
+    assert_false(store_in_transaction(s));
+
+    expect_kv(s, i, "a", "1");
+    expect_kv(s, i, "b", NULL);
+    expect_kv(s, i, "c", NULL);
+    expect_kv(s, i, "d", "4");
+    assert_int_equal(count_events(s, "a"), 1);
+    assert_true(append(s, "a", "e2", "{}") >= e2); /* not a duplicate any more */
+}
+
+static void test_savepoint_release_keeps_writes(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i = instance(s, "a", "p", NULL);
+    assert_int_equal(store_savepoint(s, NULL, 0), KZ_ESTATE); /* needs a transaction */
+    assert_int_equal(store_begin(s, NULL, 0), 0);
+    assert_int_equal(store_release(s, NULL, 0), KZ_ESTATE);
+    assert_int_equal(store_savepoint(s, NULL, 0), 0);
+    assert_int_equal(store_savepoint(s, NULL, 0), KZ_ESTATE); /* one level */
+    put(s, i, "x", "1");
+    assert_int_equal(store_release(s, NULL, 0), 0);
+    /* a second handler's savepoint in the same transaction */
+    assert_int_equal(store_savepoint(s, NULL, 0), 0);
+    put(s, i, "y", "2");
+    assert_int_equal(store_rollback_savepoint(s, NULL, 0), 0);
+    assert_int_equal(store_commit(s, NULL, 0), 0);
+    expect_kv(s, i, "x", "1");
+    expect_kv(s, i, "y", NULL);
+}
+
+static void test_begin_commit_rollback(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    int64_t i = instance(s, "a", "p", NULL);
+    store_rollback(s); /* nothing open: harmless */
+    assert_false(store_in_transaction(s));
+    assert_int_equal(store_commit(s, NULL, 0), KZ_ESTATE);
+
+    assert_int_equal(store_begin(s, NULL, 0), 0);
+    assert_true(store_in_transaction(s));
+    assert_int_equal(store_begin(s, NULL, 0), KZ_ESTATE);
+    put(s, i, "k", "v");
+    append(s, "a", "u1", "{}");
+    store_rollback(s);
+    assert_false(store_in_transaction(s));
+    expect_kv(s, i, "k", NULL);
+    assert_int_equal(count_events(s, "a"), 0);
+}
+
+static void test_second_connection_sees_commit(void **state)
+{
+    fx *f = *state;
+    store *s2 = NULL;
+    char err[256] = "";
+    assert_int_equal(store_open(f->url, STORE_SYNC_FULL, &s2, err, sizeof err), 0);
+    int64_t i = instance(f->s, "a", "p", NULL);
+
+    assert_int_equal(store_begin(f->s, NULL, 0), 0);
+    put(f->s, i, "k", "v");
+    append(f->s, "a", "u1", "{}");
+    expect_kv(s2, i, "k", NULL);
+    assert_int_equal(count_events(s2, "a"), 0);
+    assert_int_equal(store_commit(f->s, NULL, 0), 0);
+    expect_kv(s2, i, "k", "v");
+    assert_int_equal(count_events(s2, "a"), 1);
+
+    /* and the other way round */
+    assert_int_equal(store_kv_put(s2, i, "k", "w", 1, NULL, 0), 0);
+    expect_kv(f->s, i, "k", "w");
+    store_close(s2);
+}
+
+/* ---- meta --------------------------------------------------------------- */
+
+static void test_meta(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    char v[32] = "";
+    assert_int_equal(store_meta_get(s, "clock", v, sizeof v, NULL, 0), KZ_ENOTFOUND);
+    assert_int_equal(store_meta_put(s, "clock", "hello", NULL, 0), 0);
+    assert_int_equal(store_meta_get(s, "clock", v, sizeof v, NULL, 0), 0);
+    assert_string_equal(v, "hello");
+    assert_int_equal(store_meta_put(s, "clock", "12345", NULL, 0), 0);
+    char small[4];
+    assert_int_equal(store_meta_get(s, "clock", small, sizeof small, NULL, 0), 0);
+    assert_string_equal(small, "123");
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_open_migrates_and_reopens),
+        T(test_unsupported_url),
+        T(test_newer_schema_refused),
+        T(test_append_and_duplicate),
+        T(test_events_after_order_and_limit),
+        T(test_events_after_large_payloads),
+        T(test_ids_never_reused),
+        T(test_instance_open_and_cursor),
+        T(test_failures),
+        T(test_dead_letters),
+        T(test_dead_replay_order_and_stop),
+        T(test_kv_get_put_del),
+        T(test_kv_cas),
+        T(test_kv_incr),
+        T(test_savepoint_rollback_keeps_outer),
+        T(test_savepoint_release_keeps_writes),
+        T(test_begin_commit_rollback),
+        T(test_second_connection_sees_commit),
+        T(test_meta),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
