@@ -312,8 +312,9 @@ static int load_failure_state(store *st, bus_instance *inst, char *err, size_t e
     return 0;
 }
 
-static int open_plugin_instance(bus_instance *inst, const kz_setting *setting, char *err,
-                                size_t errlen)
+/* Subscribes the descriptor's patterns and runs shop_open; perr gets the
+ * plugin's own reason. */
+static int call_shop_open(bus_instance *inst, const kz_setting *setting, char *perr, size_t perrlen)
 {
     const kz_plugin *d = &inst->p->desc;
     for (const char *const *sub = d->subscriptions; sub != NULL && *sub != NULL; sub++)
@@ -321,15 +322,46 @@ static int open_plugin_instance(bus_instance *inst, const kz_setting *setting, c
             return KZ_ENOMEM;
     if (d->shop_open == NULL)
         return 0;
-    char perr[512] = "";
     inst->in_shop_open = 1;
     log_set_context(inst->p->name, inst->shop_id);
-    int rc = d->shop_open(inst->p->state, &inst->shop, setting, &inst->instance, perr, sizeof perr);
+    int rc = d->shop_open(inst->p->state, &inst->shop, setting, &inst->instance, perr, perrlen);
     log_set_context(NULL, NULL);
     inst->in_shop_open = 0;
+    if (rc > 0)
+        rc = KZ_EFAIL;
+    if (rc != 0 && perr[0] == '\0')
+        snprintf(perr, perrlen, "shop_open returned %s (%d)", code_name(rc), rc);
+    return rc;
+}
+
+static int open_plugin_instance(bus_instance *inst, const kz_setting *setting, char *err,
+                                size_t errlen)
+{
+    char perr[512] = "";
+    int rc = call_shop_open(inst, setting, perr, sizeof perr);
     if (rc != 0)
         snprintf(err, errlen, "shop '%s': plugin '%s': shop_open failed: %s", inst->shop_id,
-                 inst->p->name, perr[0] ? perr : code_name(rc));
+                 inst->p->name, perr);
+    return rc != 0 ? KZ_EFAIL : 0;
+}
+
+int bus_try_open(const plugin *p, const char *shop_id, const char *timezone,
+                 const kz_setting *setting, char *perr, size_t perrlen)
+{
+    bus_instance inst = {.p = p,
+                         .shop_id = (char *)shop_id,
+                         .timezone = (char *)(timezone ? timezone : "Asia/Tokyo")};
+    inst.shop.inst = &inst;
+    perr[0] = '\0';
+    int rc = call_shop_open(&inst, setting, perr, perrlen);
+    if (rc == 0 && p->desc.shop_close != NULL) {
+        log_set_context(p->name, shop_id);
+        p->desc.shop_close(inst.instance);
+        log_set_context(NULL, NULL);
+    }
+    for (size_t k = 0; k < inst.npatterns; k++)
+        free(inst.patterns[k]);
+    free(inst.patterns);
     return rc != 0 ? KZ_EFAIL : 0;
 }
 

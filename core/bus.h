@@ -122,6 +122,12 @@ int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *t
 /* Counts a handler that was running when the previous process died as a
  * failed attempt (see inflight.h), then starts the workers. */
 int bus_start(bus *b, char *err, size_t errlen);
+
+/* Runs p's shop_open for a shop and, when it succeeds, its shop_close, with
+ * no store behind it: how `kizuna check` runs a plugin's own setting checks.
+ * KZ_EFAIL with the plugin's reason in perr when shop_open fails. */
+int bus_try_open(const plugin *p, const char *shop_id, const char *timezone,
+                 const kz_setting *setting, char *perr, size_t perrlen);
 /* Stops dispatch after the batch in progress; idempotent. */
 void bus_stop(bus *b);
 

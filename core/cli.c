@@ -141,7 +141,7 @@ static int cmd_check(const args *a)
     if (need_config(a, "check") != 0)
         return 2;
     app ap;
-    size_t problems = app_prepare(&ap, a->config);
+    size_t problems = app_prepare(&ap, a->config, 1);
     if (problems > 0) {
         diag_print(&ap.d, stdout);
         printf("%s: %zu problem(s)\n", a->config, problems);

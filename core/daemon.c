@@ -40,12 +40,22 @@ static void check_use(app *a, const cfg_shop *shop, const cfg_plugin_use *use)
         cfg_plugin_error(a->c, shop, use, &a->d, msg);
         return;
     }
-    cfg_check_plugin(a->c, shop, use, &p->desc, &a->d);
+    if (cfg_check_plugin(a->c, shop, use, &p->desc, &a->d) > 0 || !a->open_shops)
+        return;
+    char perr[1024];
+    if (bus_try_open(p, shop->id, shop->timezone, use->setting, perr, sizeof perr) == 0)
+        return;
+    /* kz_setting_error already wrote a whole check line */
+    if (strncmp(perr, a->c->path, strlen(a->c->path)) == 0 && perr[strlen(a->c->path)] == ':')
+        diag_add(&a->d, "%s", perr);
+    else
+        cfg_plugin_error(a->c, shop, use, &a->d, perr);
 }
 
-size_t app_prepare(app *a, const char *config_path)
+size_t app_prepare(app *a, const char *config_path, int open_shops)
 {
     memset(a, 0, sizeof *a);
+    a->open_shops = open_shops;
     if (cfg_load(config_path, &a->c, &a->d) != 0 || a->c == NULL)
         return diag_count(&a->d) > 0 ? diag_count(&a->d) : 1;
     log_set_level(a->c->log_level);
@@ -192,7 +202,7 @@ static int run(app *a, bus **bp, int *lockfd)
 int daemon_serve(const char *config_path, const serve_opts *o)
 {
     app a;
-    if (app_prepare(&a, config_path) > 0) {
+    if (app_prepare(&a, config_path, 0) > 0) {
         diag_print(&a.d, stderr);
         fprintf(stderr, "kizuna serve: refusing to start: %zu problem(s) in %s\n", diag_count(&a.d),
                 config_path);

@@ -18,13 +18,18 @@ struct bus_options;
 typedef struct app {
     cfg *c;
     loader *l;
-    diag d; /* every problem found, one check-style line each */
+    diag d;         /* every problem found, one check-style line each */
+    int open_shops; /* app_prepare also runs each plugin's shop_open checks */
 } app;
 
 /* Loads the config, loads every plugin a shop enables and checks each
- * plugin's setting against its schema. Returns the number of problems (also
- * in a->d); a->c may be NULL when the file could not be parsed. */
-size_t app_prepare(app *a, const char *config_path);
+ * plugin's setting against its schema; with open_shops, also runs each
+ * plugin's shop_open (and shop_close) so its own checks are reported (what
+ * `kizuna check` does; `serve` opens shops for real instead, and a failing
+ * shop_open there disables the plugin for that shop only). Returns the
+ * number of problems (also in a->d); a->c may be NULL when the file could
+ * not be parsed. */
+size_t app_prepare(app *a, const char *config_path, int open_shops);
 void app_free(app *a);
 
 /* Bus options from the config's kizuna group. */

@@ -63,6 +63,20 @@ head -n 3 "$T/want" >"$T/want.serve"
 echo "kizuna serve: refusing to start: 3 problem(s) in $T/bad.conf" >>"$T/want.serve"
 expect "serve bad" 1 "$T/want.serve" -- "$K" serve -c "$T/bad.conf"
 
+# ---- check runs each plugin's own checks (shop_open) and names their line
+cat >"$T/open.conf" <<EOF
+kizuna: { store = "sqlite:$T/k.db"; plugin_path = "$T/plugins"; };
+shops = ( { id = "a"; plugins = { fx_counter = { }; }; },
+          { id = "b"; plugins = {
+              fx_counter = {
+                fail_open = true; }; }; } );
+EOF
+cat >"$T/want" <<EOF
+$T/open.conf:5: shop 'b': plugin 'fx_counter': fail_open: told to fail shop_open
+$T/open.conf: 1 problem(s)
+EOF
+expect "check shop_open" 1 "$T/want" -- "$K" check -c "$T/open.conf"
+
 # ---- plugins: what loads, what is refused and why
 cat >"$T/want" <<EOF
 NAME             VERSION    VENDOR           LICENSE    ABI      PATH

@@ -58,7 +58,7 @@ static env *env_open(const char *shops, int allow_open_failures)
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     write_conf(e, shops);
     clock_use_virtual(T0);
-    if (app_prepare(&e->a, e->conf) > 0) {
+    if (app_prepare(&e->a, e->conf, 0) > 0) {
         diag_print(&e->a.d, stderr);
         fail_msg("config refused");
     }

@@ -65,7 +65,7 @@ static int write_conf(const char *dir, const opts *o, char *path, size_t pathlen
 static int setup(const char *dir, const opts *o, app *a, bus **b)
 {
     char conf[512], err[512];
-    if (write_conf(dir, o, conf, sizeof conf) != 0 || app_prepare(a, conf) > 0) {
+    if (write_conf(dir, o, conf, sizeof conf) != 0 || app_prepare(a, conf, 0) > 0) {
         diag_print(&a->d, stderr);
         return -1;
     }
