@@ -61,7 +61,26 @@ struct bus {
     int running;
     struct kz_ctx volatile_ctx;
     inflight *inflight;
+    /* group commit of concurrent bus_publish calls */
+    pthread_mutex_t queue_lock;
+    pthread_cond_t queue_cond;
+    struct pub_req *queue;
+    struct pub_req **queue_tail;
+    int queue_leader;
+    metric_family *m_handled, *m_failed, *m_dead;
 };
+
+/* One bus_publish call waiting for its commit. Lives on the caller's stack
+ * until `done`. */
+typedef struct pub_req {
+    const bus_msg *msgs;
+    size_t n;
+    int64_t *ids;
+    int rc;
+    int done;
+    char err[256];
+    struct pub_req *next;
+} pub_req;
 
 #define REPLAY_CHECK_MS 1000
 
@@ -209,6 +228,24 @@ int bus_subscribe(bus_instance *inst, const char *pattern)
 
 /* ---- construction ------------------------------------------------------- */
 
+static int register_metrics(bus *b)
+{
+    static const char *const labels[] = {"shop", "plugin", NULL};
+    b->m_handled = metrics_counter(b->o.m, "kizuna_events_handled_total",
+                                   "Events a plugin instance handled (committed).", labels);
+    b->m_failed = metrics_counter(b->o.m, "kizuna_handler_failures_total",
+                                  "Handler calls that failed and were rolled back.", labels);
+    b->m_dead = metrics_counter(b->o.m, "kizuna_events_dead_total",
+                                "Events parked as dead letters.", labels);
+    return b->m_handled && b->m_failed && b->m_dead ? 0 : KZ_ENOMEM;
+}
+
+static void count(metric_series *s)
+{
+    if (s != NULL)
+        metrics_add(s, 1);
+}
+
 int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
 {
     bus *b = calloc(1, sizeof *b);
@@ -226,6 +263,9 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
     pthread_mutex_init(&b->pub_lock, NULL);
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
+    pthread_mutex_init(&b->queue_lock, NULL);
+    pthread_cond_init(&b->queue_cond, NULL);
+    b->queue_tail = &b->queue;
     int rc = store_open(o->store_url, o->sync_mode, &b->pub, err, errlen);
     b->workers = calloc((size_t)b->o.workers, sizeof *b->workers);
     if (rc == 0 && b->workers == NULL)
@@ -238,6 +278,8 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
         rc = store_open(o->store_url, o->sync_mode, &w->st, err, errlen);
         b->nworkers = i + 1;
     }
+    if (rc == 0 && o->m != NULL)
+        rc = register_metrics(b);
     if (rc == 0 && o->inflight_path != NULL)
         rc = inflight_open(o->inflight_path, b->nworkers, &b->inflight, err, errlen);
     if (rc != 0) {
@@ -277,6 +319,11 @@ static bus_shop *shop_for(bus *b, const char *shop_id)
     w->shops = ws;
     w->shops[w->nshops++] = s;
     return s;
+}
+
+int bus_add_shop(bus *b, const char *shop_id)
+{
+    return shop_for(b, shop_id) != NULL ? 0 : KZ_ENOMEM;
 }
 
 static int append_instance(bus *b, bus_shop *s, bus_instance *inst)
@@ -377,6 +424,12 @@ int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *t
     inst->b = b;
     inst->p = p;
     inst->shop.inst = inst;
+    if (b->m_handled != NULL) {
+        const char *values[] = {shop_id, p->name};
+        inst->m_handled = metrics_series(b->m_handled, values);
+        inst->m_failed = metrics_series(b->m_failed, values);
+        inst->m_dead = metrics_series(b->m_dead, values);
+    }
     inst->shop_id = strdup(shop_id);
     inst->timezone = strdup(timezone != NULL ? timezone : "Asia/Tokyo");
     int rc = append_instance(b, s, inst);
@@ -468,6 +521,7 @@ static int record_failure(bus_worker *w, bus_instance *i, const store_event *se,
                 "shop '%s': plugin '%s': event %lld (%s, id %s) is dead after %d attempt%s: %s",
                 i->shop_id, i->p->name, (long long)se->id, se->topic, se->uid, attempt,
                 attempt == 1 ? "" : "s", herr);
+        count(i->m_dead);
         int rc = store_dead_add(w->st, i->id, se->id, attempt, herr, now, err, errlen);
         if (rc == 0)
             rc = clear_failure(w, i, err, errlen);
@@ -519,8 +573,10 @@ static int deliver(bus_worker *w, bus_instance *i, const store_event *se, char *
         if (rc != 0)
             return rc;
         mark_handled(i, se->id);
+        count(i->m_handled);
         return 1;
     }
+    count(i->m_failed);
     if (w->ctx.savepoint_open && (rc = store_rollback_savepoint(w->st, err, errlen)) != 0)
         return rc;
     return record_failure(w, i, se, attempt, r, herr, err, errlen);
@@ -869,6 +925,41 @@ static int append_msgs(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char
     return 0;
 }
 
+/* Stores every request of a group in one transaction, each under its own
+ * savepoint so a failing request does not take the others with it. */
+static void commit_group(bus *b, pub_req *group)
+{
+    char err[256] = "";
+    pthread_mutex_lock(&b->pub_lock);
+    int rc = store_begin(b->pub, err, sizeof err);
+    for (pub_req *r = group; r != NULL; r = r->next) {
+        r->rc = rc;
+        if (rc != 0)
+            continue;
+        r->rc = store_savepoint(b->pub, r->err, sizeof r->err);
+        if (r->rc == 0)
+            r->rc = append_msgs(b, r->msgs, r->n, r->ids, r->err, sizeof r->err);
+        int end = r->rc == 0 ? store_release(b->pub, err, sizeof err)
+                             : store_rollback_savepoint(b->pub, err, sizeof err);
+        if (end != 0)
+            rc = end; /* the transaction itself is broken */
+    }
+    if (rc == 0)
+        rc = store_commit(b->pub, err, sizeof err);
+    if (rc != 0) {
+        store_rollback(b->pub);
+        for (pub_req *r = group; r != NULL; r = r->next) {
+            r->rc = rc;
+            snprintf(r->err, sizeof r->err, "%s", err);
+        }
+    }
+    pthread_mutex_unlock(&b->pub_lock);
+}
+
+/* Leader/follower group commit: the first caller to find no leader commits
+ * everything queued so far (its own request included) while later callers
+ * queue up behind it, so N concurrent publishers cost about one commit, not
+ * N, and each still returns only once its own events are durable. */
 int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen)
 {
     for (size_t k = 0; k < n; k++) {
@@ -876,18 +967,35 @@ int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, 
         if (rc != 0)
             return rc;
     }
-    pthread_mutex_lock(&b->pub_lock);
-    int rc = store_begin(b->pub, err, errlen);
-    if (rc == 0)
-        rc = append_msgs(b, msgs, n, ids, err, errlen);
-    if (rc == 0)
-        rc = store_commit(b->pub, err, errlen);
-    if (rc != 0)
-        store_rollback(b->pub);
-    pthread_mutex_unlock(&b->pub_lock);
-    if (rc == 0)
+    pub_req me = {.msgs = msgs, .n = n, .ids = ids};
+    pthread_mutex_lock(&b->queue_lock);
+    *b->queue_tail = &me;
+    b->queue_tail = &me.next;
+    while (!me.done) {
+        if (b->queue_leader) {
+            pthread_cond_wait(&b->queue_cond, &b->queue_lock);
+            continue;
+        }
+        b->queue_leader = 1;
+        pub_req *group = b->queue;
+        b->queue = NULL;
+        b->queue_tail = &b->queue;
+        pthread_mutex_unlock(&b->queue_lock);
+        commit_group(b, group);
+        pthread_mutex_lock(&b->queue_lock);
+        for (pub_req *r = group, *next; r != NULL; r = next) {
+            next = r->next; /* r may be gone once it sees done */
+            r->done = 1;
+        }
+        b->queue_leader = 0;
+        pthread_cond_broadcast(&b->queue_cond);
+    }
+    pthread_mutex_unlock(&b->queue_lock);
+    if (me.rc == 0)
         wake_all(b);
-    return rc;
+    else
+        snprintf(err, errlen, "%s", me.err);
+    return me.rc;
 }
 
 /* ---- volatile dispatch (bench) ------------------------------------------- */
@@ -958,5 +1066,7 @@ void bus_free(bus *b)
     pthread_mutex_destroy(&b->pub_lock);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->queue_lock);
+    pthread_cond_destroy(&b->queue_cond);
     free(b);
 }

@@ -36,6 +36,7 @@
 
 #include "inflight.h"
 #include "loader.h"
+#include "metrics.h"
 #include "store.h"
 
 typedef struct bus bus;
@@ -52,6 +53,7 @@ typedef struct bus_options {
     int64_t retry_max_ms;      /* backoff cap */
     int64_t poll_ms;           /* idle re-check for events stored by other processes */
     const char *inflight_path; /* crash guard file (inflight.h); NULL: none */
+    metrics *m;                /* where delivery counters go; NULL: none */
 } bus_options;
 
 /* An event to publish from the core. */
@@ -105,12 +107,19 @@ struct bus_instance {
     int fail_attempts;
     int64_t retry_at;
     int dirty; /* cursor changed in the open transaction */
+    /* counters {shop, plugin}; NULL without metrics */
+    metric_series *m_handled, *m_failed, *m_dead;
 };
 
 int bus_new(const bus_options *o, bus **out, char *err, size_t errlen);
 /* Stops the workers if running, calls shop_close for every open instance,
  * frees everything. */
 void bus_free(bus *b);
+
+/* Makes a shop known to the bus, so events can be published to it even
+ * when it enables no plugin (they wait, stored, for plugins enabled later).
+ * bus_add_instance does it too. */
+int bus_add_shop(bus *b, const char *shop_id);
 
 /* Opens plugin p for a shop: creates or finds its store row, calls
  * shop_open with the setting. A failing shop_open disables the plugin for

@@ -498,6 +498,13 @@ static void k_listen(ctx *x, config_setting_t *s, const char *path)
     x->c->listen = v ? v : x->c->listen;
 }
 
+static void k_max_body(ctx *x, config_setting_t *s, const char *path)
+{
+    int v;
+    if (ranged(x, s, path, 1024, 67108864, &v) == 0)
+        x->c->max_body = (size_t)v;
+}
+
 static void k_store(ctx *x, config_setting_t *s, const char *path)
 {
     const char *v = nonempty(x, s, path);
@@ -590,6 +597,7 @@ static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"durability", KZ_SETTING_STRING, k_durability},
                                         {"retry", KZ_SETTING_GROUP, k_retry},
                                         {"admin_token", KZ_SETTING_SECRET, k_admin_token},
+                                        {"max_body", KZ_SETTING_INT, k_max_body},
                                         {NULL, 0, NULL}};
 
 /* ---- shops -------------------------------------------------------------- */
@@ -833,6 +841,7 @@ static cfg *cfg_new(const char *path)
                .log_level = KZ_LOG_INFO,
                .workers = 2,
                .batch = 256,
+               .max_body = 1048576,
                .sync_mode = SYNC_FULL,
                .retry_attempts = 5,
                .retry_initial_ms = 1000,

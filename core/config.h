@@ -69,6 +69,8 @@ typedef struct cfg {
     int retry_attempts;       /* kizuna.retry.attempts: failures before dead, 1..100, default 5 */
     int64_t retry_initial_ms; /* kizuna.retry.initial, default "1s" */
     int64_t retry_max_ms;     /* kizuna.retry.max, default "10m" */
+    size_t max_body;          /* kizuna.max_body: webhook body limit in bytes,
+                                 1024..67108864, default 1048576 */
     cfg_shop *shops;
     size_t nshops;
     void *priv; /* libconfig state */

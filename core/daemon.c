@@ -12,6 +12,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "host.h"
+#include "ingress.h"
 #include "log.h"
 
 /* Turns the loader's "plugin 'y' (PATH): REASON" / "plugin 'y': REASON" into
@@ -130,6 +131,8 @@ int app_open_instances(const app *a, bus *b)
     int opened = 0;
     for (size_t s = 0; s < c->nshops; s++) {
         const cfg_shop *shop = &c->shops[s];
+        if (bus_add_shop(b, shop->id) != 0)
+            return KZ_ENOMEM;
         for (size_t u = 0; u < shop->nplugins; u++) {
             const plugin *p = loader_find(l, shop->plugins[u].name);
             int rc = bus_add_instance(b, p, shop->id, shop->timezone, shop->plugins[u].setting, err,
@@ -169,10 +172,37 @@ static int wait_for_stop_signal(void)
     return sig;
 }
 
-static int run(app *a, bus **bp, int *lockfd)
+static int start_http(app *a, bus *b, metrics *m, ingress **in)
 {
+    char err[512];
+    ingress_options io = {
+        .listen = a->c->listen, .max_body = a->c->max_body, .c = a->c, .b = b, .m = m};
+    if (ingress_start(&io, in, err, sizeof err) != 0) {
+        log_msg(KZ_LOG_ERROR, "%s", err);
+        return 2;
+    }
+    log_msg(KZ_LOG_INFO, "listening on http://%s (webhooks: POST /webhook/<shop>)", a->c->listen);
+    return 0;
+}
+
+typedef struct running {
+    bus *b;
+    int lockfd;
+    metrics *m;
+    ingress *in;
+} running;
+
+static int run(app *a, running *r)
+{
+    bus **bp = &r->b;
+    int *lockfd = &r->lockfd;
     char err[1024] = "", inflight_path[4096];
     bus_options o = app_bus_options(a->c);
+    if (metrics_new(&r->m) != 0) {
+        log_msg(KZ_LOG_ERROR, "out of memory");
+        return 2;
+    }
+    o.m = r->m;
     if (strncmp(o.store_url, "sqlite:", 7) == 0) {
         snprintf(inflight_path, sizeof inflight_path, "%s.inflight", o.store_url + 7);
         o.inflight_path = inflight_path;
@@ -192,6 +222,9 @@ static int run(app *a, bus **bp, int *lockfd)
         log_msg(KZ_LOG_ERROR, "%s", err);
         return 2;
     }
+    int rc = start_http(a, *bp, r->m, &r->in);
+    if (rc != 0)
+        return rc;
     log_msg(KZ_LOG_INFO, "kizuna ready: %zu shop(s), %d plugin instance(s), store %s, clock %s",
             a->c->nshops, opened, a->c->store_url, clock_is_virtual() ? "virtual" : "real");
     int sig = wait_for_stop_signal();
@@ -220,12 +253,13 @@ int daemon_serve(const char *config_path, const serve_opts *o)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    bus *b = NULL;
-    int lockfd = -1;
-    int code = run(&a, &b, &lockfd);
-    bus_free(b);
-    if (lockfd >= 0)
-        close(lockfd);
+    running r = {.lockfd = -1};
+    int code = run(&a, &r);
+    ingress_stop(r.in); /* finishes requests in flight before the bus goes */
+    bus_free(r.b);
+    metrics_free(r.m);
+    if (r.lockfd >= 0)
+        close(r.lockfd);
     app_free(&a);
     log_msg(KZ_LOG_INFO, "kizuna stopped");
     return code;

@@ -182,6 +182,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->log_level, KZ_LOG_INFO);
     assert_int_equal(c->workers, 2);
     assert_int_equal(c->batch, 256);
+    assert_int_equal(c->max_body, 1048576);
     assert_int_equal(c->sync_mode, 0);
     assert_int_equal(c->retry_attempts, 5);
     assert_int_equal(c->retry_initial_ms, 1000);
@@ -260,7 +261,8 @@ static void test_kizuna_unknown_key(void **state)
                   "            backoff = \"1s\"; };\n"
                   "};\n",
                   "2: kizuna: unknown setting 'wrokers' (known: listen, store, timezone, "
-                  "log_level, plugin_path, workers, batch, durability, retry, admin_token)",
+                  "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
+                  "max_body)",
                   "4: kizuna.retry: unknown setting 'backoff' (known: attempts, initial, max)",
                   NULL);
 }
@@ -317,6 +319,30 @@ static void test_kizuna_values(void **state)
                   "1: kizuna.workers: must be between 1 and 64, got 65", NULL);
     expect_errors("kizuna = {\n  retry = { initial = \"5m\"; max = \"1m\"; };\n};\n",
                   "2: kizuna.retry: initial (300000 ms) must not exceed max (60000 ms)", NULL);
+}
+
+static void test_max_body(void **state)
+{
+    (void)state;
+    expect_errors("kizuna = {\n"
+                  "  max_body = 1023;\n"
+                  "};\n",
+                  "2: kizuna.max_body: must be between 1024 and 67108864, got 1023", NULL);
+    expect_errors("kizuna = { max_body = 67108865; };\n",
+                  "1: kizuna.max_body: must be between 1024 and 67108864, got 67108865", NULL);
+    expect_errors("kizuna = { max_body = \"1M\"; };\n",
+                  "1: kizuna.max_body: expected an integer, got a string", NULL);
+    const char *ok[] = {"kizuna = { max_body = 1024; };\n", "kizuna = { max_body = 67108864; };\n"};
+    const size_t want[] = {1024, 67108864};
+    for (size_t i = 0; i < 2; i++) {
+        diag d = {0};
+        cfg *c = load_text(ok[i], &d, NULL);
+        assert_non_null(c);
+        assert_int_equal(diag_count(&d), 0);
+        assert_int_equal(c->max_body, want[i]);
+        cfg_free(c);
+        diag_free(&d);
+    }
 }
 
 static void test_kizuna_ok_values(void **state)
@@ -529,7 +555,8 @@ static void test_many_errors(void **state)
                  "4: kizuna.log_level: expected debug, info, warn or error, got \"verbose\"",
                  "5: kizuna.durability: expected \"full\" or \"normal\", got \"fast\"",
                  "6: kizuna: unknown setting 'colour' (known: listen, store, timezone, "
-                 "log_level, plugin_path, workers, batch, durability, retry, admin_token)",
+                 "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
+                 "max_body)",
                  "9: shop 'a': plugin 'hello': expected a group, got a string",
                  "10: shops[1]: missing required setting 'id'",
                  "11: shop 'a': duplicate shop id (first defined at line 9)",
@@ -953,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_kizuna_types),
         cmocka_unit_test(test_kizuna_values),
         cmocka_unit_test(test_kizuna_ok_values),
+        cmocka_unit_test(test_max_body),
         cmocka_unit_test(test_plugin_path_string),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_shop_unknown_key),

@@ -33,7 +33,8 @@ static void write_files(void)
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
     fprintf(f,
-            "kizuna: { store = \"%s\"; plugin_path = \"%s\"; workers = 2; batch = 50;\n"
+            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+            "          workers = 2; batch = 50;\n"
             "          log_level = \"warn\"; };\n"
             "shops = (\n"
             "  { id = \"a\"; plugins = {\n"
@@ -226,7 +227,8 @@ static void poison_event_is_quarantined(void **state)
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
     fprintf(f,
-            "kizuna: { store = \"%s\"; plugin_path = \"%s\"; log_level = \"warn\";\n"
+            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+            "  log_level = \"warn\";\n"
             "  retry = { attempts = 2; initial = \"50ms\"; max = \"100ms\"; }; };\n"
             "shops = ( { id = \"a\"; plugins = {\n"
             "  fx_counter = { crash_topic = \"test.poison\"; }; fx_mirror = { }; }; } );\n",

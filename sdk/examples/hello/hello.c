@@ -170,7 +170,7 @@ static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, si
     return 0;
 }
 
-static const char *const subscriptions[] = {"line.follow", "line.message", NULL};
+static const char *const subscriptions[] = {"line.follow", "line.message.*", NULL};
 
 static const kz_setting_spec settings[] = {
     {"greeting", KZ_SETTING_STRING, 0, "\"Hello\"", "text of the greeting", {0}},

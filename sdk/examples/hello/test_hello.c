@@ -24,7 +24,7 @@ static void descriptor_and_defaults(void **state)
     assert_string_equal(p->version, "0.1.0");
     assert_int_equal(kz_test_subscription_count(), 2);
     assert_true(kz_test_subscribed("line.follow"));
-    assert_true(kz_test_subscribed("line.message"));
+    assert_true(kz_test_subscribed("line.message.*"));
     assert_false(kz_test_subscribed("line.unfollow"));
 
     kz_assert_ok(kz_test_handle(kz_test_event("line.follow", NULL, "U1", NULL, NULL)));
@@ -37,7 +37,7 @@ static void greets_with_escaped_text(void **state)
 {
     (void)state;
     load_hello(0, "Hi \"friend\"\\\n\tようこそ");
-    kz_event *ev = kz_test_event("line.message", NULL, "Uabc", "wh-1", "{\"text\":\"hi\"}");
+    kz_event *ev = kz_test_event("line.message.text", NULL, "Uabc", "wh-1", "{\"text\":\"hi\"}");
     kz_assert_ok(kz_test_handle(ev));
 
     assert_int_equal(kz_test_published_count(NULL), 1);
@@ -58,7 +58,7 @@ static void stops_after_max(void **state)
     (void)state;
     load_hello(2, NULL);
     for (int i = 0; i < 5; i++)
-        kz_assert_ok(kz_test_handle(kz_test_event("line.message", NULL, "U1", NULL, NULL)));
+        kz_assert_ok(kz_test_handle(kz_test_event("line.message.text", NULL, "U1", NULL, NULL)));
     kz_assert_ok(kz_test_handle(kz_test_event("line.follow", NULL, "U2", NULL, NULL)));
 
     assert_int_equal(kz_test_published_count("hello.greeted"), 3);
@@ -99,7 +99,7 @@ static void ignores_events_without_user(void **state)
 {
     (void)state;
     load_hello(0, NULL);
-    kz_assert_ok(kz_test_handle(kz_test_event("line.message", NULL, NULL, NULL, NULL)));
+    kz_assert_ok(kz_test_handle(kz_test_event("line.message.text", NULL, NULL, NULL, NULL)));
     assert_int_equal(kz_test_published_count(NULL), 0);
     assert_int_equal(kz_test_kv_count(), 0);
 }
@@ -113,7 +113,7 @@ static void failing_publish_rolls_back(void **state)
     /* The store fails under the publish: the handler returns the error, and
      * the counter it had already incremented is rolled back with it. */
     kz_test_fail_next(KZ_TEST_FAIL_PUBLISH, KZ_EIO);
-    kz_event *ev = kz_test_event("line.message", NULL, "U1", NULL, NULL);
+    kz_event *ev = kz_test_event("line.message.text", NULL, "U1", NULL, NULL);
     assert_int_equal(kz_test_handle(ev), KZ_EIO);
     assert_string_equal(kz_test_error(), "publishing hello.greeted: error -5");
     assert_string_equal(kz_test_kv_get("greeted:U1", NULL), "1");

@@ -1,0 +1,518 @@
+/*
+ * ingress — see ingress.h.
+ *
+ * libmicrohttpd runs one thread per connection, so a webhook request may
+ * block in bus_publish until its events are committed (the bus merges
+ * concurrent callers into one transaction) and answer 200 only then.
+ *
+ * Per request, the access handler is called once with the headers (route,
+ * method, shop, Content-Length are decided there, before any body byte is
+ * read), then once per chunk of body, then once more with no data: the
+ * request is complete and the answer is computed.
+ */
+#include "ingress.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "errbuf.h"
+#include "log.h"
+#include "webhook.h"
+
+#define DEFAULT_MAX_BODY ((size_t)1 << 20)
+#define CONNECTION_TIMEOUT_S 30u
+#define DRAIN_FACTOR 4
+#define WEBHOOK_PREFIX "/webhook/"
+
+struct ingress {
+    struct MHD_Daemon *d;
+    const cfg *c;
+    bus *b;
+    size_t max_body;
+    uint16_t port;
+    metric_family *requests; /* kizuna_webhook_requests_total{shop,code} */
+    metric_family *events;   /* kizuna_webhook_events_total{shop,result} */
+    metric_family *duration; /* kizuna_http_request_duration_seconds{route} */
+    metrics *m;              /* may be NULL */
+    char start_err[256];     /* last libmicrohttpd message while starting */
+    atomic_int starting;
+};
+
+enum route { R_WEBHOOK, R_HEALTHZ, R_METRICS, R_NOT_FOUND };
+
+/* Per-request state (libmicrohttpd's con_cls). */
+typedef struct req {
+    enum route route;
+    const cfg_shop *shop; /* webhook: the shop, when known */
+    struct timespec start;
+    char *body;
+    size_t len, cap;
+    int too_large;  /* body over max_body: discarded, 413 */
+    size_t drained; /* bytes received once too_large */
+    int responded;  /* a response is queued */
+} req;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* JSON string content of s (no quotes), truncated to fit out. */
+static void json_escape(char *out, size_t outlen, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char tmp[8];
+        size_t n;
+        if (ch == '"' || ch == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)ch;
+            n = 2;
+        } else if (ch < 0x20) {
+            n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", ch);
+        } else {
+            tmp[0] = (char)ch;
+            n = 1;
+        }
+        if (o + n + 1 > outlen)
+            break;
+        memcpy(out + o, tmp, n);
+        o += n;
+    }
+    if (outlen > 0)
+        out[o] = '\0';
+}
+
+static const cfg_shop *find_shop(const cfg *c, const char *id)
+{
+    for (size_t i = 0; i < c->nshops; i++)
+        if (c->shops[i].id != NULL && strcmp(c->shops[i].id, id) == 0)
+            return c->shops[i].line_channel_secret != NULL ? &c->shops[i] : NULL;
+    return NULL;
+}
+
+static void count_request(ingress *in, const req *r, unsigned code)
+{
+    if (r->route != R_WEBHOOK || in->requests == NULL)
+        return;
+    char codes[8];
+    snprintf(codes, sizeof codes, "%u", code % 1000u);
+    /* unknown shops share one series: a URL must not create series */
+    const char *labels[] = {r->shop != NULL ? r->shop->id : "", codes};
+    metrics_inc(in->requests, labels, 1);
+    const char *route[] = {"webhook"};
+    metrics_observe(metrics_series(in->duration, route), seconds_since(&r->start));
+}
+
+static enum MHD_Result respond(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                               const char *content_type, const char *body, size_t len,
+                               const char *allow)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, code, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES) {
+        r->responded = 1;
+        count_request(in, r, code); /* sent only once this thread returns */
+    }
+    return ret;
+}
+
+static enum MHD_Result respond_json(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                                    const char *json)
+{
+    return respond(in, conn, r, code, "application/json", json, strlen(json), NULL);
+}
+
+/* {"message":"…"} with msg escaped. */
+static enum MHD_Result respond_error(ingress *in, struct MHD_Connection *conn, req *r,
+                                     unsigned code, const char *allow, const char *fmt, ...)
+    KZ_PRINTF(6, 7);
+static enum MHD_Result respond_error(ingress *in, struct MHD_Connection *conn, req *r,
+                                     unsigned code, const char *allow, const char *fmt, ...)
+{
+    char msg[512], esc[1024], body[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_escape(esc, sizeof esc, msg);
+    int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", esc);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = snprintf(body, sizeof body, "{\"message\":\"error\"}");
+    return respond(in, conn, r, code, "application/json", body, (size_t)n, allow);
+}
+
+/* ---- webhook ------------------------------------------------------------ */
+
+/* First call of POST /webhook/<shop>: everything decided from the headers. */
+static enum MHD_Result webhook_headers(ingress *in, struct MHD_Connection *conn, req *r,
+                                       const char *shop_id, const char *method)
+{
+    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        return respond_error(in, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED, "POST",
+                             "method %.32s not allowed; use POST", method);
+    if (r->shop == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "unknown shop '%.64s'",
+                             shop_id);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL) {
+        errno = 0;
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno != 0 || end == cl || n > in->max_body)
+            return respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                 "body over %zu bytes", in->max_body);
+        if (n > 0) {
+            r->body = malloc((size_t)n);
+            if (r->body == NULL)
+                return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                                     "out of memory");
+            r->cap = (size_t)n;
+        }
+    }
+    return MHD_YES;
+}
+
+/* A chunk of body. Over the limit, the body is dropped and 413 queued at
+ * once where libmicrohttpd accepts a response while the body is still
+ * arriving (not 0.9.75: it only takes one before the first body byte or
+ * after the last). Otherwise the rest is read and discarded and 413 sent
+ * at the end; a sender still going after DRAIN_FACTOR × max_body is cut
+ * off (connection closed, no answer). */
+static enum MHD_Result webhook_chunk(ingress *in, struct MHD_Connection *conn, req *r,
+                                     const char *data, size_t n)
+{
+    if (r->too_large) {
+        r->drained += n;
+        return r->drained > DRAIN_FACTOR * in->max_body ? MHD_NO : MHD_YES;
+    }
+    if (n > in->max_body - r->len) {
+        r->too_large = 1;
+        r->drained = r->len + n;
+        free(r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+        respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body over %zu bytes",
+                      in->max_body);
+        return MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n)
+            cap *= 2;
+        if (cap > in->max_body)
+            cap = in->max_body;
+        char *p = realloc(r->body, cap);
+        if (p == NULL)
+            return MHD_NO;
+        r->body = p;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    return MHD_YES;
+}
+
+static void count_events(ingress *in, const char *shop, const int64_t *ids, size_t n)
+{
+    if (in->events == NULL)
+        return;
+    uint64_t stored = 0, dup = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (ids[k] != 0)
+            stored++;
+        else
+            dup++;
+    }
+    const char *s[] = {shop, "stored"};
+    const char *d[] = {shop, "duplicate"};
+    if (stored > 0)
+        metrics_inc(in->events, s, stored);
+    if (dup > 0)
+        metrics_inc(in->events, d, dup);
+}
+
+/* The whole body is here. */
+static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    if (r->too_large)
+        return respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body over %zu bytes",
+                             in->max_body);
+    const cfg_shop *shop = r->shop;
+    const char *body = r->body != NULL ? r->body : "";
+    const char *sig = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Line-Signature");
+    if (sig == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_UNAUTHORIZED, NULL, "missing X-Line-Signature");
+    if (!webhook_signature_ok(shop->line_channel_secret, body, r->len, sig))
+        return respond_error(in, conn, r, MHD_HTTP_UNAUTHORIZED, NULL, "bad X-Line-Signature");
+
+    char err[512] = "";
+    webhook_batch batch = {0};
+    int rc = webhook_parse(shop->id, body, r->len, &batch, err, sizeof err);
+    if (rc == KZ_EINVAL)
+        return respond_error(in, conn, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    if (rc != 0) {
+        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %s", shop->id, err);
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+    }
+    enum MHD_Result ret;
+    if (batch.n == 0) { /* LINE's verify request */
+        ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
+        webhook_batch_free(&batch);
+        return ret;
+    }
+    int64_t *ids = calloc(batch.n, sizeof *ids);
+    if (ids == NULL) {
+        webhook_batch_free(&batch);
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    }
+    rc = bus_publish(in->b, batch.msgs, batch.n, ids, err, sizeof err);
+    if (rc == 0) {
+        count_events(in, shop->id, ids, batch.n);
+        ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
+    } else {
+        /* Not stored: LINE redelivers on anything but 2xx. */
+        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop->id, batch.n,
+                err);
+        ret = respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                            "events not stored: %s", err);
+    }
+    free(ids);
+    webhook_batch_free(&batch);
+    return ret;
+}
+
+/* ---- other routes ------------------------------------------------------- */
+
+static int is_get(const char *method)
+{
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+static enum MHD_Result serve_metrics(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    size_t len = 0;
+    char *text = metrics_render(in->m, &len);
+    if (text == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->responded = 1;
+    return ret;
+}
+
+/* ---- libmicrohttpd callbacks -------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    ingress *in = cls;
+    req *r = *con_cls;
+    if (r == NULL) { /* headers only */
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &r->start);
+        *con_cls = r;
+        if (strncmp(url, WEBHOOK_PREFIX, strlen(WEBHOOK_PREFIX)) == 0 &&
+            url[strlen(WEBHOOK_PREFIX)] != '\0' &&
+            strchr(url + strlen(WEBHOOK_PREFIX), '/') == NULL) {
+            const char *shop_id = url + strlen(WEBHOOK_PREFIX);
+            r->route = R_WEBHOOK;
+            r->shop = find_shop(in->c, shop_id);
+            return webhook_headers(in, conn, r, shop_id, method);
+        }
+        if (strcmp(url, "/healthz") == 0)
+            r->route = R_HEALTHZ;
+        else if (strcmp(url, "/metrics") == 0 && in->m != NULL)
+            r->route = R_METRICS;
+        else
+            r->route = R_NOT_FOUND;
+        if (r->route == R_NOT_FOUND)
+            return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "not found");
+        if (!is_get(method))
+            return respond_error(in, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD",
+                                 "method %.32s not allowed; use GET", method);
+        if (r->route == R_HEALTHZ)
+            return respond(in, conn, r, MHD_HTTP_OK, "text/plain", "ok\n", 3, NULL);
+        return serve_metrics(in, conn, r);
+    }
+    if (r->responded) { /* answered early: ignore whatever body follows */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return webhook_chunk(in, conn, r, upload_data, n);
+    }
+    return webhook_complete(in, conn, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req *r = *con_cls;
+    if (r == NULL)
+        return;
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    ingress *in = cls;
+    char msg[sizeof in->start_err];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    if (atomic_load(&in->starting))
+        memcpy(in->start_err, msg, n + 1);
+    else
+        log_msg(KZ_LOG_DEBUG, "http: %s", msg);
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+/* "HOST:PORT", HOST an IPv4 address (or "localhost"), PORT 0..65535. */
+static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
+{
+    const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
+    if (colon == NULL || colon == listen || colon[1] == '\0') {
+        errbuf_set(err, errlen, "listen \"%s\": expected HOST:PORT", listen ? listen : "");
+        return KZ_EINVAL;
+    }
+    char host[64];
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= sizeof host) {
+        errbuf_set(err, errlen, "listen \"%s\": host too long", listen);
+        return KZ_EINVAL;
+    }
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+        errbuf_set(err, errlen, "listen \"%s\": '%s' is not an IPv4 address", listen, host);
+        return KZ_EINVAL;
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port > 65535 || colon[1] < '0' || colon[1] > '9') {
+        errbuf_set(err, errlen, "listen \"%s\": port must be 0..65535", listen);
+        return KZ_EINVAL;
+    }
+    sa->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+int ingress_start(const ingress_options *o, ingress **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (o == NULL || o->c == NULL || o->b == NULL) {
+        errbuf_set(err, errlen, "ingress: missing config or bus");
+        return KZ_EINVAL;
+    }
+    struct sockaddr_in sa;
+    int rc = parse_listen(o->listen, &sa, err, errlen);
+    if (rc != 0)
+        return rc;
+    ingress *in = calloc(1, sizeof *in);
+    if (in == NULL) {
+        errbuf_set(err, errlen, "out of memory");
+        return KZ_ENOMEM;
+    }
+    in->m = o->m;
+    in->c = o->c;
+    in->b = o->b;
+    in->max_body = o->max_body != 0 ? o->max_body : DEFAULT_MAX_BODY;
+    if (o->m != NULL) {
+        static const char *const req_labels[] = {"shop", "code", NULL};
+        static const char *const ev_labels[] = {"shop", "result", NULL};
+        static const char *const dur_labels[] = {"route", NULL};
+        static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5,   1,    2,     2.5,  5,   10};
+        in->requests =
+            metrics_counter(o->m, "kizuna_webhook_requests_total",
+                            "LINE webhook requests answered, by status code", req_labels);
+        in->events = metrics_counter(o->m, "kizuna_webhook_events_total",
+                                     "LINE webhook events received (stored, or duplicate of "
+                                     "one already stored)",
+                                     ev_labels);
+        in->duration = metrics_histogram(
+            o->m, "kizuna_http_request_duration_seconds",
+            "Time from request headers to response queued (webhooks: includes the durable write)",
+            dur_labels, buckets, sizeof buckets / sizeof *buckets);
+    }
+    atomic_store(&in->starting, 1);
+    in->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                 MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                             0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR,
+                             (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
+                             CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
+                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in, MHD_OPTION_END);
+    if (in->d == NULL) {
+        errbuf_set(err, errlen, "cannot listen on %s%s%s", o->listen, in->start_err[0] ? ": " : "",
+                   in->start_err);
+        free(in);
+        return KZ_EFAIL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(in->d, MHD_DAEMON_INFO_BIND_PORT);
+    in->port = info != NULL ? info->port : ntohs(sa.sin_port);
+    atomic_store(&in->starting, 0);
+    *out = in;
+    return 0;
+}
+
+uint16_t ingress_port(const ingress *in)
+{
+    return in != NULL ? in->port : 0;
+}
+
+void ingress_stop(ingress *in)
+{
+    if (in == NULL)
+        return;
+    MHD_stop_daemon(in->d);
+    free(in);
+}

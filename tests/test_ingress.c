@@ -1,0 +1,809 @@
+/*
+ * The ingress in-process, for real: a config with shop `a` (LINE channel
+ * secret "s3cret", the fx_counter fixture subscribed to line.*), the real
+ * bus and store, libmicrohttpd on 127.0.0.1:<free port>, and libcurl (or a
+ * raw socket where curl would hide what is tested) as LINE.
+ *
+ * Every test ends (teardown) by running the bus until idle and checking that
+ * fx_counter handled exactly the events the store holds for shop `a`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "ingress.h"
+#include "metrics.h"
+#include "store.h"
+#include "webhook.h"
+
+#define SECRET "s3cret"
+#define MAX_BODY 4096
+#define DEST "U0123456789abcdef0123456789abcdef"
+#define USER "U4af4980629aaaaaaaaaaaaaaaaaaaaaa"
+
+typedef struct env {
+    char dir[64];
+    char conf[128];
+    app a;
+    bus *b;
+    store *st; /* the test's own connection */
+    metrics *m;
+    ingress *in;
+    char base[64]; /* http://127.0.0.1:PORT */
+} env;
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    strcpy(e->dir, "/tmp/kz-ingress-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
+    FILE *f = fopen(e->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 2;\n"
+            "  batch = 64; log_level = \"error\"; max_body = %d; };\n"
+            "shops = (\n"
+            "  { id = \"a\";\n"
+            "    line = { channel_secret = \"" SECRET "\"; access_token = \"t\";"
+            " api = \"sandbox\"; };\n"
+            "    plugins = { fx_counter = { subscribe = [ \"line.*\" ]; }; }; },\n"
+            "  { id = \"b\"; plugins = { fx_counter = { }; }; }\n"
+            ");\n",
+            e->dir, KZ_BUS_FIXTURES, MAX_BODY);
+    fclose(f);
+    if (app_prepare(&e->a, e->conf, 0) > 0) {
+        diag_print(&e->a.d, stderr);
+        fail_msg("config refused");
+    }
+    assert_int_equal(e->a.c->max_body, MAX_BODY);
+    bus_options o = app_bus_options(e->a.c);
+    char err[512];
+    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    int opened = app_open_instances(&e->a, e->b);
+    assert_int_equal(opened, 2);
+    assert_int_equal(bus_instance_count(e->b), 2);
+    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    assert_int_equal(metrics_new(&e->m), 0);
+    ingress_options io = {
+        .listen = "127.0.0.1:0", .max_body = e->a.c->max_body, .c = e->a.c, .b = e->b, .m = e->m};
+    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
+        fail_msg("ingress_start: %s", err);
+    assert_true(ingress_port(e->in) != 0);
+    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    *state = e;
+    return 0;
+}
+
+static const bus_instance *inst_of(env *e, const char *shop, const char *plugin)
+{
+    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
+        const bus_instance *in = bus_instance_at(e->b, i);
+        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, plugin) == 0)
+            return in;
+    }
+    fail_msg("no instance %s/%s", shop, plugin);
+    return NULL;
+}
+
+/* A stored counter, or 0 when the key is absent. */
+static long kv(env *e, const char *shop, const char *plugin, const char *key)
+{
+    void *val = NULL;
+    size_t len;
+    char err[256];
+    int rc = store_kv_get(e->st, inst_of(e, shop, plugin)->id, key, &val, &len, err, sizeof err);
+    if (rc == KZ_ENOTFOUND)
+        return 0;
+    assert_int_equal(rc, 0);
+    long n = atol(val);
+    free(val);
+    return n;
+}
+
+static int64_t max_id(env *e, const char *shop)
+{
+    int64_t id = -1;
+    char err[256];
+    assert_int_equal(store_event_max_id(e->st, shop, &id, err, sizeof err), 0);
+    return id;
+}
+
+/* Events of the shop stored after id `after`. */
+static size_t events_after(env *e, const char *shop, int64_t after, store_batch *b)
+{
+    char err[256];
+    assert_int_equal(store_events_after(e->st, shop, after, 100000, b, err, sizeof err), 0);
+    return b->n;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    ingress_stop(e->in);
+    /* fx_counter handles each stored event of shop a exactly once */
+    char err[256];
+    int n = bus_run_until_idle(e->b, err, sizeof err);
+    assert_true(n >= 0);
+    store_batch b = {0};
+    size_t stored = events_after(e, "a", 0, &b);
+    store_batch_free(&b);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), stored);
+    assert_int_equal(kv(e, "a", "fx_counter", "doubles"), 0);
+    bus_free(e->b);
+    store_close(e->st);
+    metrics_free(e->m);
+    app_free(&e->a);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    free(e);
+    return 0;
+}
+
+/* ---- HTTP client ---------------------------------------------------------- */
+
+typedef struct resp {
+    long code;
+    char body[8192];
+    size_t len;
+    char *big; /* whole body when over sizeof body (metrics) */
+    size_t big_len;
+    char allow[64];
+    char ctype[128];
+} resp;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    size_t k = size * n;
+    char *grown = realloc(r->big, r->big_len + k + 1);
+    assert_non_null(grown);
+    r->big = grown;
+    memcpy(r->big + r->big_len, p, k);
+    r->big_len += k;
+    r->big[r->big_len] = '\0';
+    size_t copy = r->len + k < sizeof r->body - 1 ? k : sizeof r->body - 1 - r->len;
+    memcpy(r->body + r->len, p, copy);
+    r->len += copy;
+    r->body[r->len] = '\0';
+    return k;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    const char *end = line + n;
+    while (v < end && *v == ' ')
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    snprintf(out, outlen, "%.*s", (int)(end - v), v);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
+    header_value(p, size * n, "Content-Type", r->ctype, sizeof r->ctype);
+    return size * n;
+}
+
+typedef struct upload {
+    const char *p;
+    size_t left;
+} upload;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    upload *u = arg;
+    size_t k = size * n < u->left ? size * n : u->left;
+    if (k > 1000)
+        k = 1000; /* several chunks */
+    memcpy(buf, u->p, k);
+    u->p += k;
+    u->left -= k;
+    return k;
+}
+
+enum { SIG_NONE, SIG_GOOD, SIG_BAD, SIG_LOWER };
+
+/* One request; h may be reused (keep-alive) or NULL for a fresh handle.
+ * chunked: the body is sent with Transfer-Encoding: chunked. */
+static void http(CURL *h, const char *base, const char *method, const char *path, const char *body,
+                 int sig, int chunked, resp *r)
+{
+    CURL *own = NULL;
+    if (h == NULL)
+        h = own = curl_easy_init();
+    assert_non_null(h);
+    curl_easy_reset(h);
+    memset(r, 0, sizeof *r);
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    char line[128];
+    if (body != NULL && sig != SIG_NONE) {
+        char s[45];
+        webhook_sign(sig == SIG_BAD ? "other-secret" : SECRET, body, strlen(body), s);
+        snprintf(line, sizeof line, "%s: %s",
+                 sig == SIG_LOWER ? "x-line-signature" : "X-Line-Signature", s);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    upload u = {body, body ? strlen(body) : 0};
+    if (chunked) {
+        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &u);
+    } else if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(hdrs);
+    if (own != NULL)
+        curl_easy_cleanup(own);
+}
+
+static void resp_free(resp *r)
+{
+    free(r->big);
+    r->big = NULL;
+}
+
+static long post(env *e, const char *path, const char *body, int sig, resp *r)
+{
+    http(NULL, e->base, "POST", path, body, sig, 0, r);
+    resp_free(r);
+    return r->code;
+}
+
+/* A webhook body with one text message event per id. */
+static char *events_body(const char *const *ids, size_t n)
+{
+    size_t cap = 256 + n * 512;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    size_t o = (size_t)snprintf(out, cap, "{\"destination\":\"" DEST "\",\"events\":[");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(
+            out + o, cap - o,
+            "%s{\"type\":\"message\",\"mode\":\"active\",\"timestamp\":1700000000000,"
+            "\"source\":{\"type\":\"user\",\"userId\":\"" USER "\"},"
+            "\"webhookEventId\":\"%s\",\"deliveryContext\":{\"isRedelivery\":false},"
+            "\"replyToken\":\"r\",\"message\":{\"id\":\"1\",\"type\":\"text\","
+            "\"quoteToken\":\"q\",\"text\":\"hello\"}}",
+            i ? "," : "", ids[i]);
+    snprintf(out + o, cap - o, "]}");
+    return out;
+}
+
+static char *one_event(const char *id)
+{
+    const char *ids[] = {id};
+    return events_body(ids, 1);
+}
+
+/* Raw HTTP: send `head` (and nothing else), read until the server closes or
+ * a full response with its body arrived; returns the status code. */
+static int raw_request(env *e, const char *head, const char *extra, char *out, size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(ingress_port(e->in))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    if (extra != NULL) /* may fail: the server may stop reading */
+        (void)!send(fd, extra, strlen(extra), MSG_NOSIGNAL);
+    size_t len = 0;
+    out[0] = '\0';
+    for (;;) {
+        ssize_t n = recv(fd, out + len, outlen - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        out[len] = '\0';
+        const char *end = strstr(out, "\r\n\r\n");
+        const char *cl = strcasestr(out, "\r\nContent-Length:");
+        if (end != NULL && cl != NULL && cl < end &&
+            len >= (size_t)(end + 4 - out) + (size_t)atol(cl + 17))
+            break; /* whole response, even if the server keeps the socket */
+    }
+    close(fd);
+    int code = 0; /* none */
+    sscanf(out, "HTTP/1.%*d %d", &code);
+    return code;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void stores_event_before_answering(void **state)
+{
+    env *e = *state;
+    int64_t before = max_id(e, "a");
+    char *body = one_event("01HWEBHOOKEVENT00000000001");
+    resp r;
+    http(NULL, e->base, "POST", "/webhook/a", body, SIG_GOOD, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(r.body, "{}");
+    assert_string_equal(r.ctype, "application/json");
+    resp_free(&r);
+    /* committed by the time the answer arrived: visible to another connection */
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", before, &b), 1);
+    assert_string_equal(b.ev[0].uid, "01HWEBHOOKEVENT00000000001");
+    assert_string_equal(b.ev[0].topic, "line.message.text");
+    assert_string_equal(b.ev[0].user, USER);
+    assert_non_null(strstr(b.ev[0].payload, "\"text\":\"hello\""));
+    store_batch_free(&b);
+    free(body);
+}
+
+static void several_events_in_one_request(void **state)
+{
+    env *e = *state;
+    const char *ids[] = {"ev-1", "ev-2", "ev-3"};
+    char *body = events_body(ids, 3);
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", body, SIG_GOOD, &r), 200);
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(b.ev[i].uid, ids[i]);
+    store_batch_free(&b);
+    free(body);
+}
+
+static void bad_signature_stores_nothing(void **state)
+{
+    env *e = *state;
+    char *body = one_event("sig-1");
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", body, SIG_NONE, &r), 401);
+    assert_string_equal(r.body, "{\"message\":\"missing X-Line-Signature\"}");
+    assert_int_equal(post(e, "/webhook/a", body, SIG_BAD, &r), 401);
+    assert_string_equal(r.body, "{\"message\":\"bad X-Line-Signature\"}");
+    /* a signature of another body */
+    char sig[45], hdr[80];
+    webhook_sign(SECRET, "{}", 2, sig);
+    snprintf(hdr, sizeof hdr, "X-Line-Signature: %s", sig);
+    CURL *h = curl_easy_init();
+    struct curl_slist *l = curl_slist_append(NULL, hdr);
+    char url[128];
+    snprintf(url, sizeof url, "%s/webhook/a", e->base);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, l);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    memset(&r, 0, sizeof r);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.code);
+    assert_int_equal(r.code, 401);
+    resp_free(&r);
+    curl_slist_free_all(l);
+    curl_easy_cleanup(h);
+    /* a bad signature beats a bad body: 401, not 400 */
+    assert_int_equal(post(e, "/webhook/a", "not json", SIG_BAD, &r), 401);
+    assert_int_equal(max_id(e, "a"), 0);
+    free(body);
+}
+
+static void lower_case_signature_header(void **state)
+{
+    env *e = *state;
+    char *body = one_event("lower-1");
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", body, SIG_LOWER, &r), 200);
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), 1);
+    assert_string_equal(b.ev[0].uid, "lower-1");
+    store_batch_free(&b);
+    free(body);
+}
+
+static void malformed_bodies(void **state)
+{
+    env *e = *state;
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", "not json", SIG_GOOD, &r), 400);
+    assert_non_null(strstr(r.body, "{\"message\":\""));
+    assert_true(r.len > strlen("{\"message\":\"\"}"));
+    assert_int_equal(post(e, "/webhook/a", "{\"destination\":\"" DEST "\"}", SIG_GOOD, &r), 400);
+    assert_non_null(strstr(r.body, "events"));
+    assert_int_equal(post(e, "/webhook/a", "[1,2]", SIG_GOOD, &r), 400);
+    assert_int_equal(post(e, "/webhook/a", "{\"events\":[1]}", SIG_GOOD, &r), 400);
+    /* an empty body, signed */
+    assert_int_equal(post(e, "/webhook/a", "", SIG_GOOD, &r), 400);
+    assert_int_equal(max_id(e, "a"), 0);
+}
+
+static void verify_request_with_no_events(void **state)
+{
+    env *e = *state;
+    resp r;
+    assert_int_equal(
+        post(e, "/webhook/a", "{\"destination\":\"" DEST "\",\"events\":[]}", SIG_GOOD, &r), 200);
+    assert_string_equal(r.body, "{}");
+    assert_int_equal(max_id(e, "a"), 0);
+}
+
+static void unknown_shops_and_paths(void **state)
+{
+    env *e = *state;
+    char *body = one_event("nf-1");
+    resp r;
+    assert_int_equal(post(e, "/webhook/zz", body, SIG_GOOD, &r), 404);
+    assert_string_equal(r.body, "{\"message\":\"unknown shop 'zz'\"}");
+    /* shop b exists but has no line group: it cannot receive webhooks */
+    assert_int_equal(post(e, "/webhook/b", body, SIG_GOOD, &r), 404);
+    assert_string_equal(r.body, "{\"message\":\"unknown shop 'b'\"}");
+    /* what the URL carries is escaped in the JSON answer */
+    assert_int_equal(post(e, "/webhook/x%22y", body, SIG_GOOD, &r), 404);
+    assert_string_equal(r.body, "{\"message\":\"unknown shop 'x\\\"y'\"}");
+    assert_int_equal(post(e, "/webhook/", body, SIG_GOOD, &r), 404);
+    assert_int_equal(post(e, "/webhook/a/extra", body, SIG_GOOD, &r), 404);
+    assert_int_equal(post(e, "/nope", body, SIG_GOOD, &r), 404);
+    http(NULL, e->base, "GET", "/", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 404);
+    assert_string_equal(r.body, "{\"message\":\"not found\"}");
+    resp_free(&r);
+    assert_int_equal(max_id(e, "a"), 0);
+    free(body);
+}
+
+static void other_methods_are_405(void **state)
+{
+    env *e = *state;
+    resp r;
+    const char *methods[] = {"GET", "PUT", "DELETE"};
+    for (size_t i = 0; i < 3; i++) {
+        http(NULL, e->base, methods[i], "/webhook/a", NULL, SIG_NONE, 0, &r);
+        assert_int_equal(r.code, 405);
+        assert_string_equal(r.allow, "POST");
+        assert_non_null(strstr(r.body, "use POST"));
+        resp_free(&r);
+    }
+    http(NULL, e->base, "POST", "/healthz", "{}", SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 405);
+    assert_string_equal(r.allow, "GET, HEAD");
+    resp_free(&r);
+}
+
+static void content_length_over_limit_refused_before_body(void **state)
+{
+    env *e = *state;
+    char head[512], out[4096];
+    char sig[45];
+    webhook_sign(SECRET, "x", 1, sig);
+    snprintf(head, sizeof head,
+             "POST /webhook/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             "X-Line-Signature: %s\r\nContent-Length: 100000000\r\n\r\n",
+             sig);
+    /* no body is ever sent: the 413 must come from the headers alone */
+    assert_int_equal(raw_request(e, head, NULL, out, sizeof out), 413);
+    assert_non_null(strstr(out, "{\"message\":\"body over 4096 bytes\"}"));
+    /* one byte over */
+    snprintf(head, sizeof head,
+             "POST /webhook/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n",
+             MAX_BODY + 1);
+    assert_int_equal(raw_request(e, head, NULL, out, sizeof out), 413);
+    /* Expect: 100-continue gets the 413 instead of the 100 */
+    snprintf(head, sizeof head,
+             "POST /webhook/a HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+             "Content-Length: 5000000\r\n\r\n");
+    assert_int_equal(raw_request(e, head, NULL, out, sizeof out), 413);
+    /* unknown shop is decided first */
+    snprintf(head, sizeof head,
+             "POST /webhook/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n");
+    assert_int_equal(raw_request(e, head, NULL, out, sizeof out), 404);
+    assert_int_equal(max_id(e, "a"), 0);
+}
+
+/* "SIZE\r\n" + n × 'x' + "\r\n" (+ the last chunk when `last`). */
+static char *chunk_of(size_t n, int last)
+{
+    char *c = malloc(n + 48);
+    assert_non_null(c);
+    int h = snprintf(c, 32, "%zx\r\n", n);
+    memset(c + h, 'x', n);
+    snprintf(c + h + n, 16, "\r\n%s", last ? "0\r\n\r\n" : "");
+    return c;
+}
+
+#define CHUNKED_HEAD                                                                               \
+    "POST /webhook/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Line-Signature: AAAA\r\n"                    \
+    "Transfer-Encoding: chunked\r\n\r\n"
+
+static void chunked_over_limit_refused(void **state)
+{
+    env *e = *state;
+    char out[4096];
+    /* libmicrohttpd 0.9.75 cannot answer while a body is arriving: the rest
+     * is read and dropped, and the 413 comes once it is complete */
+    char *chunk = chunk_of(MAX_BODY + 100, 1);
+    assert_int_equal(raw_request(e, CHUNKED_HEAD, chunk, out, sizeof out), 413);
+    assert_non_null(strstr(out, "{\"message\":\"body over 4096 bytes\"}"));
+    free(chunk);
+    /* a sender that goes on and on is cut off (no 20 s receive timeout) */
+    chunk = chunk_of(5 * MAX_BODY, 0);
+    assert_int_equal(raw_request(e, CHUNKED_HEAD, chunk, out, sizeof out), 0);
+    free(chunk);
+    /* many small chunks (curl), over the limit in total */
+    char *big = malloc(3 * MAX_BODY + 1);
+    assert_non_null(big);
+    memset(big, ' ', 3 * MAX_BODY);
+    big[3 * MAX_BODY] = '\0';
+    memcpy(big, "{\"events\":[]}", 13);
+    resp r;
+    http(NULL, e->base, "POST", "/webhook/a", big, SIG_GOOD, 1, &r);
+    assert_int_equal(r.code, 413);
+    resp_free(&r);
+    free(big);
+    /* chunked under the limit is fine */
+    char *body = one_event("chunked-1");
+    http(NULL, e->base, "POST", "/webhook/a", body, SIG_GOOD, 1, &r);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    free(body);
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), 1);
+    assert_string_equal(b.ev[0].uid, "chunked-1");
+    store_batch_free(&b);
+}
+
+static void body_at_the_limit_is_accepted(void **state)
+{
+    env *e = *state;
+    char *body = one_event("limit-1");
+    size_t len = strlen(body);
+    char *padded = malloc(MAX_BODY + 1);
+    assert_non_null(padded);
+    memcpy(padded, body, len);
+    memset(padded + len, ' ', MAX_BODY - len); /* JSON allows trailing space */
+    padded[MAX_BODY] = '\0';
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", padded, SIG_GOOD, &r), 200);
+    assert_int_equal(max_id(e, "a") > 0, 1);
+    free(padded);
+    free(body);
+}
+
+static long metric_value(const char *text, const char *series)
+{
+    char line[256];
+    snprintf(line, sizeof line, "\n%s ", series);
+    const char *p = strstr(text, line);
+    if (p == NULL)
+        return -1;
+    return atol(p + strlen(line));
+}
+
+static void redelivery_stored_once(void **state)
+{
+    env *e = *state;
+    char *body = one_event("redeliver-1");
+    resp r;
+    assert_int_equal(post(e, "/webhook/a", body, SIG_GOOD, &r), 200);
+    assert_int_equal(post(e, "/webhook/a", body, SIG_GOOD, &r), 200);
+    /* a batch mixing a new event and a known one */
+    const char *ids[] = {"redeliver-1", "redeliver-2"};
+    char *mixed = events_body(ids, 2);
+    assert_int_equal(post(e, "/webhook/a", mixed, SIG_GOOD, &r), 200);
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), 2);
+    assert_string_equal(b.ev[0].uid, "redeliver-1");
+    assert_string_equal(b.ev[1].uid, "redeliver-2");
+    store_batch_free(&b);
+    http(NULL, e->base, "GET", "/metrics", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(
+        metric_value(r.big, "kizuna_webhook_events_total{shop=\"a\",result=\"stored\"}"), 2);
+    assert_int_equal(
+        metric_value(r.big, "kizuna_webhook_events_total{shop=\"a\",result=\"duplicate\"}"), 2);
+    assert_int_equal(metric_value(r.big, "kizuna_webhook_requests_total{shop=\"a\",code=\"200\"}"),
+                     3);
+    resp_free(&r);
+    free(mixed);
+    free(body);
+}
+
+#define THREADS 4
+#define PER_THREAD 50
+
+typedef struct client {
+    env *e;
+    int id;
+    int ok;
+} client;
+
+static void *client_run(void *arg)
+{
+    client *c = arg;
+    CURL *h = curl_easy_init(); /* one connection per thread, kept alive */
+    for (int i = 0; i < PER_THREAD; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "conc-%d-%d", c->id, i);
+        char *body = one_event(id);
+        resp r;
+        http(h, c->e->base, "POST", "/webhook/a", body, SIG_GOOD, 0, &r);
+        resp_free(&r);
+        if (r.code == 200)
+            c->ok++;
+        free(body);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static void concurrent_requests_all_stored(void **state)
+{
+    env *e = *state;
+    client c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        c[i] = (client){.e = e, .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, client_run, &c[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].ok, PER_THREAD);
+    }
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), THREADS * PER_THREAD);
+    /* each client's events in the order it sent them */
+    int next[THREADS] = {0};
+    for (size_t i = 0; i < b.n; i++) {
+        int tid, seq;
+        assert_int_equal(sscanf(b.ev[i].uid, "conc-%d-%d", &tid, &seq), 2);
+        assert_int_equal(seq, next[tid]++);
+    }
+    store_batch_free(&b);
+}
+
+static void healthz(void **state)
+{
+    env *e = *state;
+    resp r;
+    http(NULL, e->base, "GET", "/healthz", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+}
+
+static void metrics_page(void **state)
+{
+    env *e = *state;
+    resp r;
+    char *body = one_event("m-1");
+    assert_int_equal(post(e, "/webhook/a", body, SIG_GOOD, &r), 200);
+    assert_int_equal(post(e, "/webhook/a", body, SIG_BAD, &r), 401);
+    assert_int_equal(post(e, "/webhook/a", "nope", SIG_GOOD, &r), 400);
+    assert_int_equal(post(e, "/webhook/zz", body, SIG_GOOD, &r), 404);
+    http(NULL, e->base, "GET", "/metrics", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(r.ctype, "text/plain; version=0.0.4");
+    const char *t = r.big;
+    assert_non_null(strstr(t, "# TYPE kizuna_webhook_requests_total counter\n"));
+    assert_non_null(strstr(t, "# TYPE kizuna_webhook_events_total counter\n"));
+    assert_non_null(strstr(t, "# TYPE kizuna_http_request_duration_seconds histogram\n"));
+    assert_int_equal(metric_value(t, "kizuna_webhook_requests_total{shop=\"a\",code=\"200\"}"), 1);
+    assert_int_equal(metric_value(t, "kizuna_webhook_requests_total{shop=\"a\",code=\"401\"}"), 1);
+    assert_int_equal(metric_value(t, "kizuna_webhook_requests_total{shop=\"a\",code=\"400\"}"), 1);
+    /* unknown shops share one series: URLs cannot create series */
+    assert_int_equal(metric_value(t, "kizuna_webhook_requests_total{shop=\"\",code=\"404\"}"), 1);
+    assert_null(strstr(t, "zz"));
+    assert_int_equal(metric_value(t, "kizuna_webhook_events_total{shop=\"a\",result=\"stored\"}"),
+                     1);
+    assert_int_equal(
+        metric_value(t, "kizuna_http_request_duration_seconds_count{route=\"webhook\"}"), 4);
+    assert_int_equal(
+        metric_value(t,
+                     "kizuna_http_request_duration_seconds_bucket{route=\"webhook\",le=\"+Inf\"}"),
+        4);
+    resp_free(&r);
+    free(body);
+}
+
+static void start_errors(void **state)
+{
+    env *e = *state;
+    char err[256];
+    ingress *in = NULL;
+    ingress_options o = {.listen = "nonsense", .c = e->a.c, .b = e->b};
+    assert_int_equal(ingress_start(&o, &in, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "listen \"nonsense\": expected HOST:PORT");
+    o.listen = "example.com:80";
+    assert_int_equal(ingress_start(&o, &in, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "listen \"example.com:80\": 'example.com' is not an IPv4 address");
+    o.listen = "127.0.0.1:70000";
+    assert_int_equal(ingress_start(&o, &in, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "listen \"127.0.0.1:70000\": port must be 0..65535");
+    /* the port is taken (by this test's own ingress) */
+    char taken[64];
+    snprintf(taken, sizeof taken, "127.0.0.1:%u", ingress_port(e->in));
+    o.listen = taken;
+    assert_int_equal(ingress_start(&o, &in, err, sizeof err), KZ_EFAIL);
+    assert_null(in);
+    assert_true(strncmp(err, "cannot listen on 127.0.0.1:", 27) == 0);
+    /* without metrics, /metrics is not served */
+    o.listen = "localhost:0";
+    assert_int_equal(ingress_start(&o, &in, err, sizeof err), 0);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", ingress_port(in));
+    resp r;
+    http(NULL, base, "GET", "/metrics", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 404);
+    resp_free(&r);
+    http(NULL, base, "GET", "/healthz", NULL, SIG_NONE, 0, &r);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    ingress_stop(in);
+    ingress_stop(NULL);
+}
+
+int main(void)
+{
+    assert_int_equal(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(stores_event_before_answering),
+        T(several_events_in_one_request),
+        T(bad_signature_stores_nothing),
+        T(lower_case_signature_header),
+        T(malformed_bodies),
+        T(verify_request_with_no_events),
+        T(unknown_shops_and_paths),
+        T(other_methods_are_405),
+        T(content_length_over_limit_refused_before_body),
+        T(chunked_over_limit_refused),
+        T(body_at_the_limit_is_accepted),
+        T(redelivery_stored_once),
+        T(concurrent_requests_all_stored),
+        T(healthz),
+        T(metrics_page),
+        T(start_errors),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
