@@ -61,17 +61,20 @@ struct bus {
     int running;
     struct kz_ctx volatile_ctx;
     inflight *inflight;
-    /* group commit of concurrent bus_publish calls */
+    /* group commit: publishers queue, one committer thread stores */
     pthread_mutex_t queue_lock;
-    pthread_cond_t queue_cond;
+    pthread_cond_t queue_cond; /* queue not empty, or stopping */
+    pthread_cond_t done_cond;  /* a synchronous request is done */
     struct pub_req *queue;
     struct pub_req **queue_tail;
-    int queue_leader;
+    pthread_t committer;
+    int committer_started;
+    int committer_stop;
     metric_family *m_handled, *m_failed, *m_dead;
 };
 
-/* One bus_publish call waiting for its commit. Lives on the caller's stack
- * until `done`. */
+/* One publish waiting for its commit: on the caller's stack until `done`
+ * (bus_publish), or on the heap and handed to `cb` (bus_publish_async). */
 typedef struct pub_req {
     const bus_msg *msgs;
     size_t n;
@@ -79,10 +82,15 @@ typedef struct pub_req {
     int rc;
     int done;
     char err[256];
+    bus_published_fn cb; /* NULL: a waiting bus_publish */
+    void *cb_arg;
     struct pub_req *next;
 } pub_req;
 
 #define REPLAY_CHECK_MS 1000
+
+static int start_committer(bus *b, char *err, size_t errlen);
+static void stop_committer(bus *b);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -265,6 +273,7 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
     pthread_cond_init(&b->cond, NULL);
     pthread_mutex_init(&b->queue_lock, NULL);
     pthread_cond_init(&b->queue_cond, NULL);
+    pthread_cond_init(&b->done_cond, NULL);
     b->queue_tail = &b->queue;
     int rc = store_open(o->store_url, o->sync_mode, &b->pub, err, errlen);
     b->workers = calloc((size_t)b->o.workers, sizeof *b->workers);
@@ -280,6 +289,8 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
     }
     if (rc == 0 && o->m != NULL)
         rc = register_metrics(b);
+    if (rc == 0)
+        rc = start_committer(b, err, errlen);
     if (rc == 0 && o->inflight_path != NULL)
         rc = inflight_open(o->inflight_path, b->nworkers, &b->inflight, err, errlen);
     if (rc != 0) {
@@ -956,46 +967,131 @@ static void commit_group(bus *b, pub_req *group)
     pthread_mutex_unlock(&b->pub_lock);
 }
 
-/* Leader/follower group commit: the first caller to find no leader commits
- * everything queued so far (its own request included) while later callers
- * queue up behind it, so N concurrent publishers cost about one commit, not
- * N, and each still returns only once its own events are durable. */
-int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen)
+/* Completes a committed group: asynchronous requests get their callback
+ * (then are freed), waiting ones are marked done. */
+static void complete_group(bus *b, pub_req *group)
+{
+    pub_req *waiting = NULL;
+    int stored = 0;
+    for (pub_req *r = group, *next; r != NULL; r = next) {
+        next = r->next;
+        stored |= r->rc == 0;
+        if (r->cb != NULL) {
+            r->cb(r->cb_arg, r->rc, r->rc == 0 ? "" : r->err);
+            free(r);
+        } else {
+            r->next = waiting;
+            waiting = r;
+        }
+    }
+    if (stored)
+        wake_all(b);
+    pthread_mutex_lock(&b->queue_lock);
+    for (pub_req *r = waiting, *next; r != NULL; r = next) {
+        next = r->next; /* r is the waiter's; it may return once done is seen */
+        r->done = 1;
+    }
+    pthread_cond_broadcast(&b->done_cond);
+    pthread_mutex_unlock(&b->queue_lock);
+}
+
+/* Takes everything queued and stores it in one transaction: N concurrent
+ * publishers cost about one commit, not N, and each learns of success only
+ * once its own events are durable. */
+static void *committer_main(void *arg)
+{
+    bus *b = arg;
+    pthread_mutex_lock(&b->queue_lock);
+    for (;;) {
+        while (b->queue == NULL && !b->committer_stop)
+            pthread_cond_wait(&b->queue_cond, &b->queue_lock);
+        if (b->queue == NULL)
+            break; /* stopping with nothing left to store */
+        pub_req *group = b->queue;
+        b->queue = NULL;
+        b->queue_tail = &b->queue;
+        pthread_mutex_unlock(&b->queue_lock);
+        commit_group(b, group);
+        complete_group(b, group);
+        pthread_mutex_lock(&b->queue_lock);
+    }
+    pthread_mutex_unlock(&b->queue_lock);
+    return NULL;
+}
+
+static int start_committer(bus *b, char *err, size_t errlen)
+{
+    int rc = pthread_create(&b->committer, NULL, committer_main, b);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the commit thread: %s", strerror(rc));
+        return KZ_EFAIL;
+    }
+    b->committer_started = 1;
+    return 0;
+}
+
+/* Stores what is still queued, then ends the thread. */
+static void stop_committer(bus *b)
+{
+    if (!b->committer_started)
+        return;
+    pthread_mutex_lock(&b->queue_lock);
+    b->committer_stop = 1;
+    pthread_cond_signal(&b->queue_cond);
+    pthread_mutex_unlock(&b->queue_lock);
+    pthread_join(b->committer, NULL);
+    b->committer_started = 0;
+}
+
+static void enqueue(bus *b, pub_req *r)
+{
+    pthread_mutex_lock(&b->queue_lock);
+    *b->queue_tail = r;
+    b->queue_tail = &r->next;
+    pthread_cond_signal(&b->queue_cond);
+    pthread_mutex_unlock(&b->queue_lock);
+}
+
+static int check_msgs(const bus *b, const bus_msg *msgs, size_t n, char *err, size_t errlen)
 {
     for (size_t k = 0; k < n; k++) {
         int rc = check_msg(b, &msgs[k], err, errlen);
         if (rc != 0)
             return rc;
     }
+    return 0;
+}
+
+int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen)
+{
+    int rc = check_msgs(b, msgs, n, err, errlen);
+    if (rc != 0)
+        return rc;
     pub_req me = {.msgs = msgs, .n = n, .ids = ids};
+    enqueue(b, &me);
     pthread_mutex_lock(&b->queue_lock);
-    *b->queue_tail = &me;
-    b->queue_tail = &me.next;
-    while (!me.done) {
-        if (b->queue_leader) {
-            pthread_cond_wait(&b->queue_cond, &b->queue_lock);
-            continue;
-        }
-        b->queue_leader = 1;
-        pub_req *group = b->queue;
-        b->queue = NULL;
-        b->queue_tail = &b->queue;
-        pthread_mutex_unlock(&b->queue_lock);
-        commit_group(b, group);
-        pthread_mutex_lock(&b->queue_lock);
-        for (pub_req *r = group, *next; r != NULL; r = next) {
-            next = r->next; /* r may be gone once it sees done */
-            r->done = 1;
-        }
-        b->queue_leader = 0;
-        pthread_cond_broadcast(&b->queue_cond);
-    }
+    while (!me.done)
+        pthread_cond_wait(&b->done_cond, &b->queue_lock);
     pthread_mutex_unlock(&b->queue_lock);
-    if (me.rc == 0)
-        wake_all(b);
-    else
+    if (me.rc != 0)
         snprintf(err, errlen, "%s", me.err);
     return me.rc;
+}
+
+int bus_publish_async(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, bus_published_fn cb,
+                      void *arg, char *err, size_t errlen)
+{
+    int rc = check_msgs(b, msgs, n, err, errlen);
+    if (rc != 0)
+        return rc;
+    pub_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KZ_ENOMEM;
+    }
+    *r = (pub_req){.msgs = msgs, .n = n, .ids = ids, .cb = cb, .cb_arg = arg};
+    enqueue(b, r);
+    return 0;
 }
 
 /* ---- volatile dispatch (bench) ------------------------------------------- */
@@ -1041,6 +1137,7 @@ void bus_free(bus *b)
     if (b == NULL)
         return;
     bus_stop(b);
+    stop_committer(b);
     for (size_t i = 0; i < b->ninst; i++)
         free_instance(b->inst[i]);
     free(b->inst);
@@ -1068,5 +1165,6 @@ void bus_free(bus *b)
     pthread_cond_destroy(&b->cond);
     pthread_mutex_destroy(&b->queue_lock);
     pthread_cond_destroy(&b->queue_cond);
+    pthread_cond_destroy(&b->done_cond);
     free(b);
 }

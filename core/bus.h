@@ -140,10 +140,25 @@ int bus_try_open(const plugin *p, const char *shop_id, const char *timezone,
 /* Stops dispatch after the batch in progress; idempotent. */
 void bus_stop(bus *b);
 
-/* Appends events in one transaction and wakes the workers. ids (may be
- * NULL) receives each new id, 0 for a duplicate uid. Unknown shop, invalid
- * topic or JSON: KZ_EINVAL and nothing is stored. Thread: any. */
+/* Appends events in one transaction and wakes the workers; returns once
+ * they are durable. Concurrent calls share one commit (the bus's commit
+ * thread stores everything queued together, each call under its own
+ * savepoint). ids (may be NULL) receives each new id, 0 for a duplicate uid.
+ * Unknown shop, invalid topic or JSON: KZ_EINVAL and nothing is stored.
+ * Thread: any. */
 int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen);
+
+/* Called on the bus's commit thread once the events of a
+ * bus_publish_async are stored (rc 0) or not (rc < 0, reason in err). Keep
+ * it short: later publishes wait behind it. */
+typedef void (*bus_published_fn)(void *arg, int rc, const char *err);
+
+/* Like bus_publish without waiting: checks the messages (an error is
+ * returned at once and cb is never called), queues them, and calls cb when
+ * they are durable. msgs, their strings and ids must stay valid until cb.
+ * Thread: any. */
+int bus_publish_async(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, bus_published_fn cb,
+                      void *arg, char *err, size_t errlen);
 
 /* Handles everything due now on the calling thread (workers not started).
  * Returns the number of deliveries made, or a negative error. */

@@ -1,9 +1,12 @@
 /*
  * ingress — see ingress.h.
  *
- * libmicrohttpd runs one thread per connection, so a webhook request may
- * block in bus_publish until its events are committed (the bus merges
- * concurrent callers into one transaction) and answer 200 only then.
+ * libmicrohttpd runs a small pool of epoll threads. A webhook request whose
+ * events must be stored hands them to bus_publish_async and suspends its
+ * connection, so the thread goes on serving others; the bus's commit
+ * thread stores every queued request in one transaction and resumes each
+ * connection, which then answers 200 (or 500). Thread-per-connection, the
+ * simple alternative, spent most of its time switching threads.
  *
  * Per request, the access handler is called once with the headers (route,
  * method, shop, Content-Length are decided there, before any body byte is
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -32,6 +36,7 @@
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define CONNECTION_TIMEOUT_S 30u
 #define DRAIN_FACTOR 4
+#define HTTP_THREADS 2u /* epoll threads; requests never block them */
 #define WEBHOOK_PREFIX "/webhook/"
 
 struct ingress {
@@ -46,6 +51,7 @@ struct ingress {
     metrics *m;              /* may be NULL */
     char start_err[256];     /* last libmicrohttpd message while starting */
     atomic_int starting;
+    atomic_int suspended; /* requests waiting for their commit */
 };
 
 enum route { R_WEBHOOK, R_HEALTHZ, R_METRICS, R_NOT_FOUND };
@@ -60,6 +66,14 @@ typedef struct req {
     int too_large;  /* body over max_body: discarded, 413 */
     size_t drained; /* bytes received once too_large */
     int responded;  /* a response is queued */
+    /* while the events are being stored (connection suspended) */
+    ingress *in;
+    struct MHD_Connection *conn;
+    webhook_batch batch;
+    int64_t *ids;
+    atomic_int stored; /* 0 waiting, 1 done */
+    int store_rc;
+    char store_err[256];
 } req;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -255,6 +269,9 @@ static void count_events(ingress *in, const char *shop, const int64_t *ids, size
         metrics_inc(in->events, d, dup);
 }
 
+static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, req *r,
+                                    webhook_batch *batch);
+
 /* The whole body is here. */
 static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn, req *r)
 {
@@ -284,24 +301,61 @@ static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn
         webhook_batch_free(&batch);
         return ret;
     }
-    int64_t *ids = calloc(batch.n, sizeof *ids);
-    if (ids == NULL) {
-        webhook_batch_free(&batch);
+    return store_events(in, conn, r, &batch);
+}
+
+/* On the bus's commit thread: the events are durable (or not). */
+static void on_stored(void *arg, int rc, const char *err)
+{
+    req *r = arg;
+    r->store_rc = rc;
+    snprintf(r->store_err, sizeof r->store_err, "%s", err);
+    atomic_store(&r->stored, 1);
+    MHD_resume_connection(r->conn);
+}
+
+/* Suspends the connection until on_stored resumes it; finish_store then
+ * answers. Suspending first means a fast commit cannot resume a connection
+ * that is not suspended yet. */
+static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, req *r,
+                                    webhook_batch *batch)
+{
+    r->batch = *batch;
+    r->ids = calloc(batch->n, sizeof *r->ids);
+    if (r->ids == NULL)
         return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    r->in = in;
+    r->conn = conn;
+    atomic_fetch_add(&in->suspended, 1);
+    MHD_suspend_connection(conn);
+    char err[sizeof r->store_err] = "";
+    int rc =
+        bus_publish_async(in->b, r->batch.msgs, r->batch.n, r->ids, on_stored, r, err, sizeof err);
+    if (rc != 0) { /* refused before queueing: answer now */
+        r->store_rc = rc;
+        snprintf(r->store_err, sizeof r->store_err, "%s", err);
+        atomic_store(&r->stored, 1);
+        MHD_resume_connection(conn);
     }
-    rc = bus_publish(in->b, batch.msgs, batch.n, ids, err, sizeof err);
-    if (rc == 0) {
-        count_events(in, shop->id, ids, batch.n);
+    return MHD_YES;
+}
+
+/* Called again after the resume: answer with the commit's outcome. */
+static enum MHD_Result finish_store(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    atomic_fetch_sub(&in->suspended, 1);
+    const char *shop = r->shop->id;
+    enum MHD_Result ret;
+    if (r->store_rc == 0) {
+        count_events(in, shop, r->ids, r->batch.n);
         ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
     } else {
         /* Not stored: LINE redelivers on anything but 2xx. */
-        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop->id, batch.n,
-                err);
+        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop, r->batch.n,
+                r->store_err);
         ret = respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
-                            "events not stored: %s", err);
+                            "events not stored: %s", r->store_err);
     }
-    free(ids);
-    webhook_batch_free(&batch);
     return ret;
 }
 
@@ -369,6 +423,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return respond(in, conn, r, MHD_HTTP_OK, "text/plain", "ok\n", 3, NULL);
         return serve_metrics(in, conn, r);
     }
+    if (r->ids != NULL && !r->responded)
+        return atomic_load(&r->stored) ? finish_store(in, conn, r) : MHD_YES;
     if (r->responded) { /* answered early: ignore whatever body follows */
         *upload_data_size = 0;
         return MHD_YES;
@@ -390,6 +446,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *r = *con_cls;
     if (r == NULL)
         return;
+    webhook_batch_free(&r->batch);
+    free(r->ids);
     free(r->body);
     free(r);
     *con_cls = NULL;
@@ -485,12 +543,12 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
             dur_labels, buckets, sizeof buckets / sizeof *buckets);
     }
     atomic_store(&in->starting, 1);
-    in->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                 MHD_USE_POLL | MHD_USE_ERROR_LOG,
-                             0, NULL, NULL, on_request, in, MHD_OPTION_SOCK_ADDR,
-                             (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
-                             CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
-                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in, MHD_OPTION_END);
+    in->d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, in, MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, in, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,
+        MHD_OPTION_END);
     if (in->d == NULL) {
         errbuf_set(err, errlen, "cannot listen on %s%s%s", o->listen, in->start_err[0] ? ": " : "",
                    in->start_err);
@@ -513,6 +571,13 @@ void ingress_stop(ingress *in)
 {
     if (in == NULL)
         return;
+    /* libmicrohttpd must not be stopped with suspended connections: stop
+     * accepting, let the bus finish the commits in flight (bounded). */
+    MHD_socket fd = MHD_quiesce_daemon(in->d);
+    for (int i = 0; i < 5000 && atomic_load(&in->suspended) > 0; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
     MHD_stop_daemon(in->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
     free(in);
 }
