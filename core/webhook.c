@@ -9,6 +9,8 @@
  */
 #include "webhook.h"
 
+#include "errbuf.h"
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,19 +96,6 @@ void webhook_batch_free(webhook_batch *b)
     b->msgs = NULL;
     b->n = 0;
     b->priv = NULL;
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 static char *dup_n(const char *s, size_t n)
@@ -254,12 +243,12 @@ static int parse_body(const char *body, size_t len, json_object **doc, char *err
 {
     *doc = NULL;
     if (len > (size_t)INT_MAX - 1) {
-        seterr(err, errlen, "body is not JSON: too large (%zu bytes)", len);
+        errbuf_set(err, errlen, "body is not JSON: too large (%zu bytes)", len);
         return KZ_EINVAL;
     }
     json_tokener *tok = json_tokener_new();
     if (tok == NULL) {
-        seterr(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return KZ_ENOMEM;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
@@ -281,14 +270,14 @@ static int parse_body(const char *body, size_t len, json_object **doc, char *err
     }
     json_tokener_free(tok);
     if (jerr != json_tokener_success) {
-        seterr(err, errlen, "body is not JSON: %s", json_tokener_error_desc(jerr));
+        errbuf_set(err, errlen, "body is not JSON: %s", json_tokener_error_desc(jerr));
         json_object_put(obj);
         return KZ_EINVAL;
     }
     /* obj is NULL for the JSON value null */
     for (size_t i = end; i < len; i++) {
         if (!is_json_ws(body[i])) {
-            seterr(err, errlen, "body is not JSON: trailing data at byte %zu", i);
+            errbuf_set(err, errlen, "body is not JSON: trailing data at byte %zu", i);
             json_object_put(obj);
             return KZ_EINVAL;
         }
@@ -301,17 +290,17 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
                   size_t errlen)
 {
     if (out == NULL) {
-        seterr(err, errlen, "no output batch");
+        errbuf_set(err, errlen, "no output batch");
         return KZ_EINVAL;
     }
     memset(out, 0, sizeof *out);
     if (shop == NULL || shop[0] == '\0') {
-        seterr(err, errlen, "no shop");
+        errbuf_set(err, errlen, "no shop");
         return KZ_EINVAL;
     }
     if (body == NULL) {
         if (len != 0) {
-            seterr(err, errlen, "no body");
+            errbuf_set(err, errlen, "no body");
             return KZ_EINVAL;
         }
         body = "";
@@ -323,20 +312,20 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
         return rc;
     json_object *events;
     if (!json_object_is_type(doc, json_type_object)) {
-        seterr(err, errlen, "body is not a JSON object");
+        errbuf_set(err, errlen, "body is not a JSON object");
         rc = KZ_EINVAL;
         goto done;
     }
     if (!json_object_object_get_ex(doc, "events", &events) ||
         !json_object_is_type(events, json_type_array)) {
-        seterr(err, errlen, "body has no \"events\" array");
+        errbuf_set(err, errlen, "body has no \"events\" array");
         rc = KZ_EINVAL;
         goto done;
     }
     size_t n = json_object_array_length(events);
     for (size_t i = 0; i < n; i++) {
         if (!json_object_is_type(json_object_array_get_idx(events, i), json_type_object)) {
-            seterr(err, errlen, "events[%zu] is not an object", i);
+            errbuf_set(err, errlen, "events[%zu] is not an object", i);
             rc = KZ_EINVAL;
             goto done;
         }
@@ -366,7 +355,7 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
 
 nomem:
     webhook_batch_free(out);
-    seterr(err, errlen, "out of memory");
+    errbuf_set(err, errlen, "out of memory");
     rc = KZ_ENOMEM;
 done:
     json_object_put(doc);
