@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "host.h"
 #include "log.h"
 #include "payload.h"
+#include "sandbox.h"
 #include "store.h"
 #include "topic.h"
 
@@ -35,6 +38,11 @@ static const char usage[] =
     "  publish -c FILE --lines FILE|-   one JSON object a line: "
     "{\"shop\",\"topic\",\"user\",\"id\",\"payload\"}\n"
     "  kv      -c FILE SHOP PLUGIN KEY   show one stored value of a plugin instance\n"
+    "  sandbox serve -c FILE            run the LINE sandbox on kizuna.sandbox.listen\n"
+    "  sandbox -c FILE follow|unfollow SHOP USER\n"
+    "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
+    "                                   play a LINE user against the running sandbox\n"
+    "  sandbox -c FILE inbox SHOP USER [--json]   what the user received\n"
     "  version                          print versions\n"
     "\n"
     "-c defaults to $KIZUNA_CONFIG. See docs/ for details.\n";
@@ -48,18 +56,24 @@ typedef struct args {
     const char *replay;
     int dead;
     int verbose;
+    int json;
     char **rest;
     int nrest;
 } args;
 
 static int parse_args(int argc, char **argv, args *a)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"clock", required_argument, 0, 'k'},
-        {"user", required_argument, 0, 'u'},   {"id", required_argument, 0, 'i'},
-        {"lines", required_argument, 0, 'l'},  {"replay", required_argument, 0, 'r'},
-        {"dead", no_argument, 0, 'd'},         {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"clock", required_argument, 0, 'k'},
+                                         {"user", required_argument, 0, 'u'},
+                                         {"id", required_argument, 0, 'i'},
+                                         {"lines", required_argument, 0, 'l'},
+                                         {"replay", required_argument, 0, 'r'},
+                                         {"dead", no_argument, 0, 'd'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -89,6 +103,9 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case 'v':
             a->verbose = 1;
+            break;
+        case 'j':
+            a->json = 1;
             break;
         default:
             return -1;
@@ -485,6 +502,123 @@ static int cmd_kv(const args *a)
     return rc == 0 ? 0 : 1;
 }
 
+/* ---- sandbox ---- */
+
+static int sandbox_serve(const cfg *c)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* the server's threads inherit it */
+    sandbox_options o = sandbox_options_from_cfg(c);
+    sandbox *sb = NULL;
+    char err[512];
+    if (sandbox_start(&o, &sb, err, sizeof err) != 0) {
+        fprintf(stderr, "kizuna sandbox serve: %s\n", err);
+        return 2;
+    }
+    log_msg(KZ_LOG_INFO, "sandbox listening on %.*s:%u, store %s, webhooks to http://%s",
+            (int)strcspn(o.listen, ":"), o.listen, sandbox_port(sb), o.store_url, c->listen);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_msg(KZ_LOG_INFO, "sandbox stopping (signal %d)", sig);
+    sandbox_stop(sb);
+    return 0;
+}
+
+static const char *jget(json_object *o, const char *key)
+{
+    json_object *v;
+    return o != NULL && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+static void print_inbox(const char *body)
+{
+    json_object *o = json_tokener_parse(body);
+    json_object *msgs = NULL, *v;
+    json_object_object_get_ex(o, "messages", &msgs);
+    int known = json_object_object_get_ex(o, "known", &v) && json_object_get_boolean(v);
+    int following = json_object_object_get_ex(o, "following", &v) && json_object_get_boolean(v);
+    printf("%s (shop %s): %s, %zu message(s)\n", jget(o, "userId"), jget(o, "shop"),
+           !known      ? "not a known user"
+           : following ? "friend"
+                       : "blocked",
+           msgs ? json_object_array_length(msgs) : 0);
+    for (size_t i = 0; msgs != NULL && i < json_object_array_length(msgs); i++) {
+        json_object *m = json_object_array_get_idx(msgs, i), *msg = NULL;
+        json_object_object_get_ex(m, "message", &msg);
+        const char *type = jget(msg, "type");
+        const char *text = jget(msg, "text") ? jget(msg, "text") : jget(msg, "altText");
+        printf("%s  %-10s %s%s%s\n", jget(m, "time"), jget(m, "endpoint"), type ? type : "?",
+               text ? ": " : "", text ? text : "");
+    }
+    json_object_put(o);
+}
+
+static int cmd_sandbox(const args *a)
+{
+    if (need_config(a, "sandbox") != 0)
+        return 2;
+    const char *what = a->nrest > 0 ? a->rest[0] : "";
+    int action = sandbox_action_parse(what);
+    int inbox = strcmp(what, "inbox") == 0;
+    int serve = strcmp(what, "serve") == 0;
+    int want = serve ? 1 : action == SANDBOX_SAY || action == SANDBOX_POSTBACK ? 4 : 3;
+    if ((!serve && !inbox && action < 0) || a->nrest != want) {
+        fprintf(stderr, "usage: kizuna sandbox serve -c FILE\n"
+                        "       kizuna sandbox -c FILE follow|unfollow SHOP USER\n"
+                        "       kizuna sandbox -c FILE say SHOP USER TEXT\n"
+                        "       kizuna sandbox -c FILE postback SHOP USER DATA\n"
+                        "       kizuna sandbox -c FILE inbox SHOP USER [--json]\n");
+        return 2;
+    }
+    cfg *c = load_config(a->config, "sandbox");
+    if (c == NULL)
+        return 1;
+    if (serve) {
+        int rc = sandbox_serve(c);
+        cfg_free(c);
+        return rc;
+    }
+    char url[512], err[512];
+    snprintf(url, sizeof url, "http://%s/sandbox/shops/%s/users/%s/%s", c->sandbox.listen,
+             a->rest[1], a->rest[2], what);
+    char *body = NULL;
+    if (want == 4) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, action == SANDBOX_SAY ? "text" : "data",
+                               json_object_new_string(a->rest[3]));
+        body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+    }
+    long status = 0;
+    char *resp = NULL;
+    int rc = sandbox_http(inbox ? "GET" : "POST", url, body, &status, &resp, err, sizeof err);
+    free(body);
+    int exit_code = 0;
+    if (rc != 0) {
+        fprintf(stderr, "kizuna sandbox: %s (is `kizuna sandbox serve` running?)\n", err);
+        exit_code = 1;
+    } else if (status != 200) {
+        json_object *o = json_tokener_parse(resp);
+        const char *msg = jget(o, "message");
+        fprintf(stderr, "kizuna sandbox: %s\n", msg ? msg : resp);
+        json_object_put(o);
+        exit_code = 1;
+    } else if (inbox && a->json) {
+        printf("%s\n", resp);
+    } else if (inbox) {
+        print_inbox(resp);
+    } else {
+        printf("%s %s: %s sent to shop '%s'\n", what, a->rest[2],
+               action == SANDBOX_SAY ? "message" : what, a->rest[1]);
+    }
+    free(resp);
+    cfg_free(c);
+    return exit_code;
+}
+
 int cli_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -517,6 +651,8 @@ int cli_main(int argc, char **argv)
         return cmd_publish(&a);
     if (strcmp(cmd, "kv") == 0)
         return cmd_kv(&a);
+    if (strcmp(cmd, "sandbox") == 0)
+        return cmd_sandbox(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -587,6 +587,139 @@ static void k_admin_token(ctx *x, config_setting_t *s, const char *path)
     x->p->admin_token = config_setting_get_string(s);
 }
 
+/* ---- kizuna.sandbox ---------------------------------------------------- */
+
+/* sandbox.h's sandbox_endpoint_names; repeated so config does not depend on
+ * the sandbox module. */
+static const char *const sandbox_endpoints[] = {"reply",     "push",     "multicast",  "narrowcast",
+                                                "broadcast", "validate", "progress",   "profile",
+                                                "quota",     "info",     "link_token", NULL};
+
+static void k_sbx_listen(ctx *x, config_setting_t *s, const char *path)
+{
+    const char *v = nonempty(x, s, path);
+    x->c->sandbox.listen = v ? v : x->c->sandbox.listen;
+}
+
+static void k_sbx_store(ctx *x, config_setting_t *s, const char *path)
+{
+    const char *v = nonempty(x, s, path);
+    x->c->sandbox.store_url = v ? v : x->c->sandbox.store_url;
+}
+
+static void k_sbx_monthly(ctx *x, config_setting_t *s, const char *path)
+{
+    long long v = config_setting_get_int64(s);
+    if (v < 0)
+        report(x, s, path, "must be 0 (unlimited) or more, got %lld", v);
+    else
+        x->c->sandbox.monthly_limit = v;
+}
+
+static int unit_rate(ctx *x, config_setting_t *s, const char *path, double *out)
+{
+    double v = config_setting_type(s) == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
+                                                           : (double)config_setting_get_int64(s);
+    if (!(v >= 0 && v <= 1)) {
+        report(x, s, path, "must be between 0 and 1, got %g", v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void k_sbx_error_rate(ctx *x, config_setting_t *s, const char *path)
+{
+    unit_rate(x, s, path, &x->c->sandbox.error_rate);
+}
+
+static void k_sbx_drop_rate(ctx *x, config_setting_t *s, const char *path)
+{
+    unit_rate(x, s, path, &x->c->sandbox.drop_rate);
+}
+
+static void k_sbx_status(ctx *x, config_setting_t *s, const char *path)
+{
+    ranged(x, s, path, 400, 599, &x->c->sandbox.error_status);
+}
+
+static void k_sbx_latency(ctx *x, config_setting_t *s, const char *path)
+{
+    ranged(x, s, path, 0, 600000, &x->c->sandbox.latency_ms);
+}
+
+static const key_rule sandbox_fault_rules[] = {{"error_rate", KZ_SETTING_FLOAT, k_sbx_error_rate},
+                                               {"status", KZ_SETTING_INT, k_sbx_status},
+                                               {"latency_ms", KZ_SETTING_INT, k_sbx_latency},
+                                               {"drop_rate", KZ_SETTING_FLOAT, k_sbx_drop_rate},
+                                               {NULL, 0, NULL}};
+
+static void k_sbx_faults(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, sandbox_fault_rules);
+}
+
+static void k_sbx_rate_limits(ctx *x, config_setting_t *s, const char *path)
+{
+    int n = config_setting_length(s);
+    cfg_sandbox *sb = &x->c->sandbox;
+    if (n == 0)
+        return;
+    free(sb->rates);
+    sb->nrates = 0;
+    if ((sb->rates = calloc((size_t)n, sizeof *sb->rates)) == NULL) {
+        report(x, s, path, "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *name = config_setting_name(e);
+        char epath[300];
+        snprintf(epath, sizeof epath, "%s.%s", path, name);
+        int known = 0;
+        for (const char *const *k = sandbox_endpoints; *k != NULL; k++)
+            known |= strcmp(*k, name) == 0;
+        if (!known) {
+            char names[256];
+            size_t used = 0;
+            names[0] = '\0';
+            for (const char *const *k = sandbox_endpoints; *k != NULL && used < sizeof names; k++)
+                used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+                                         used ? ", " : "", *k);
+            report(x, e, path, "unknown endpoint '%s' (known: %s)", name, names);
+            continue;
+        }
+        if (check_value(x, e, epath, KZ_SETTING_INT) != 0)
+            continue;
+        long long v = config_setting_get_int64(e);
+        if (v < 1) {
+            report(x, e, epath, "must be at least 1, got %lld", v);
+            continue;
+        }
+        sb->rates[sb->nrates].endpoint = name;
+        sb->rates[sb->nrates++].limit = v;
+    }
+}
+
+static void k_sbx_embedded(ctx *x, config_setting_t *s, const char *path)
+{
+    (void)path;
+    x->c->sandbox.embedded = config_setting_get_bool(s);
+}
+
+static const key_rule sandbox_rules[] = {{"listen", KZ_SETTING_STRING, k_sbx_listen},
+                                         {"embedded", KZ_SETTING_BOOL, k_sbx_embedded},
+                                         {"store", KZ_SETTING_STRING, k_sbx_store},
+                                         {"monthly_limit", KZ_SETTING_INT, k_sbx_monthly},
+                                         {"faults", KZ_SETTING_GROUP, k_sbx_faults},
+                                         {"rate_limits", KZ_SETTING_GROUP, k_sbx_rate_limits},
+                                         {NULL, 0, NULL}};
+
+static void k_sandbox(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, sandbox_rules);
+}
+
 static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"store", KZ_SETTING_STRING, k_store},
                                         {"timezone", KZ_SETTING_STRING, k_timezone},
@@ -598,6 +731,7 @@ static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"retry", KZ_SETTING_GROUP, k_retry},
                                         {"admin_token", KZ_SETTING_SECRET, k_admin_token},
                                         {"max_body", KZ_SETTING_INT, k_max_body},
+                                        {"sandbox", KZ_SETTING_GROUP, k_sandbox},
                                         {NULL, 0, NULL}};
 
 /* ---- shops -------------------------------------------------------------- */
@@ -846,6 +980,10 @@ static cfg *cfg_new(const char *path)
                .retry_attempts = 5,
                .retry_initial_ms = 1000,
                .retry_max_ms = 600000,
+               .sandbox = {.listen = "127.0.0.1:8081",
+                           .store_url = "sqlite:var/sandbox.db",
+                           .error_status = 500,
+                           .embedded = 1},
                .priv = p};
     return c;
 }
@@ -917,6 +1055,7 @@ void cfg_free(cfg *c)
     for (size_t i = 0; i < c->nshops; i++)
         free(c->shops[i].plugins);
     free(c->shops);
+    free(c->sandbox.rates);
     for (size_t i = 0; i < p->npaths; i++)
         free(p->paths[i]);
     free(p->paths);

@@ -53,6 +53,29 @@ typedef struct cfg_shop {
     size_t nplugins;
 } cfg_shop;
 
+/* kizuna.sandbox.rate_limits: one endpoint's limit (sandbox.h). */
+typedef struct cfg_sandbox_rate {
+    const char *endpoint; /* reply, push, multicast, narrowcast, broadcast, validate,
+                             progress, profile, quota, info, link_token */
+    int64_t limit;        /* requests per the endpoint's LINE window, >= 1 */
+} cfg_sandbox_rate;
+
+/* kizuna.sandbox = { … }: the built-in LINE stand-in (docs/sandbox.md). */
+typedef struct cfg_sandbox {
+    const char *listen;      /* default "127.0.0.1:8081" */
+    const char *store_url;   /* default "sqlite:var/sandbox.db" */
+    int64_t monthly_limit;   /* messages per month per shop; 0 (default) = unlimited */
+    double error_rate;       /* faults.error_rate, 0..1, default 0 */
+    int error_status;        /* faults.status, 400..599, default 500 */
+    int latency_ms;          /* faults.latency_ms, 0..600000, default 0 */
+    double drop_rate;        /* faults.drop_rate, 0..1, default 0 */
+    cfg_sandbox_rate *rates; /* rate_limits = { push = N; … } */
+    size_t nrates;
+    int embedded; /* embedded = true (default): `kizuna serve` runs the sandbox
+                     when a shop uses api = "sandbox"; false: run it apart
+                     with `kizuna sandbox serve` */
+} cfg_sandbox;
+
 typedef struct cfg {
     const char *path;         /* as given */
     const char *listen;       /* kizuna.listen, default "127.0.0.1:8080" */
@@ -71,6 +94,7 @@ typedef struct cfg {
     int64_t retry_max_ms;     /* kizuna.retry.max, default "10m" */
     size_t max_body;          /* kizuna.max_body: webhook body limit in bytes,
                                  1024..67108864, default 1048576 */
+    cfg_sandbox sandbox;      /* kizuna.sandbox */
     cfg_shop *shops;
     size_t nshops;
     void *priv; /* libconfig state */

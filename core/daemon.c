@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "host.h"
 #include "ingress.h"
+#include "sandbox.h"
 #include "log.h"
 
 /* Turns the loader's "plugin 'y' (PATH): REASON" / "plugin 'y': REASON" into
@@ -190,7 +191,35 @@ typedef struct running {
     int lockfd;
     metrics *m;
     ingress *in;
+    sandbox *sb;
 } running;
+
+static int uses_sandbox(const cfg *c)
+{
+    for (size_t s = 0; s < c->nshops; s++)
+        if (c->shops[s].line_api != NULL && strcmp(c->shops[s].line_api, "sandbox") == 0)
+            return 1;
+    return 0;
+}
+
+/* The LINE stand-in runs inside the daemon unless configured to run apart
+ * (crash tests kill the daemon, not the platform). */
+static int start_sandbox(const app *a, running *r)
+{
+    if (!uses_sandbox(a->c) || !a->c->sandbox.embedded)
+        return 0;
+    char err[512], base[64];
+    sandbox_options so = sandbox_options_from_cfg(a->c);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)ingress_port(r->in));
+    so.webhook_base = base;
+    if (sandbox_start(&so, &r->sb, err, sizeof err) != 0) {
+        log_msg(KZ_LOG_ERROR, "LINE sandbox: %s", err);
+        return 2;
+    }
+    log_msg(KZ_LOG_INFO, "LINE sandbox on http://127.0.0.1:%u (store %s)",
+            (unsigned)sandbox_port(r->sb), so.store_url);
+    return 0;
+}
 
 static int run(app *a, running *r)
 {
@@ -223,6 +252,8 @@ static int run(app *a, running *r)
         return 2;
     }
     int rc = start_http(a, *bp, r->m, &r->in);
+    if (rc == 0)
+        rc = start_sandbox(a, r);
     if (rc != 0)
         return rc;
     log_msg(KZ_LOG_INFO, "kizuna ready: %zu shop(s), %d plugin instance(s), store %s, clock %s",
@@ -255,6 +286,7 @@ int daemon_serve(const char *config_path, const serve_opts *o)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     running r = {.lockfd = -1};
     int code = run(&a, &r);
+    sandbox_stop(r.sb);
     ingress_stop(r.in); /* finishes requests in flight before the bus goes */
     bus_free(r.b);
     metrics_free(r.m);

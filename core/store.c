@@ -72,6 +72,52 @@ static const char *const migrations[] = {
     " value BLOB NOT NULL,"
     " PRIMARY KEY(instance, key)) WITHOUT ROWID;"
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    /* 2: the sandbox's tables (store.h, "sandbox"). Only the sandbox's own
+     * database fills them. sbx_rate keeps one window per (shop, endpoint):
+     * a newer window replaces the row, so nothing needs purging. */
+    "CREATE TABLE sbx_users("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " display_name TEXT NOT NULL,"
+    " following INTEGER NOT NULL,"
+    " blocked INTEGER NOT NULL,"
+    " since_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, user)) WITHOUT ROWID;"
+    "CREATE TABLE sbx_inbox("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " time_ms INTEGER NOT NULL,"
+    " endpoint TEXT NOT NULL,"
+    " request_id TEXT NOT NULL,"
+    " message TEXT NOT NULL);"
+    "CREATE INDEX sbx_inbox_user ON sbx_inbox(shop, user, id);"
+    "CREATE INDEX sbx_inbox_request ON sbx_inbox(shop, request_id);"
+    "CREATE TABLE sbx_retry_keys("
+    " shop TEXT NOT NULL,"
+    " key TEXT NOT NULL,"
+    " request_id TEXT NOT NULL,"
+    " time_ms INTEGER NOT NULL,"
+    " response TEXT NOT NULL,"
+    " PRIMARY KEY(shop, key)) WITHOUT ROWID;"
+    "CREATE TABLE sbx_reply_tokens("
+    " shop TEXT NOT NULL,"
+    " token TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " issued_ms INTEGER NOT NULL,"
+    " used INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(shop, token)) WITHOUT ROWID;"
+    "CREATE TABLE sbx_rate("
+    " shop TEXT NOT NULL,"
+    " endpoint TEXT NOT NULL,"
+    " window_start INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, endpoint)) WITHOUT ROWID;"
+    "CREATE TABLE sbx_usage("
+    " shop TEXT NOT NULL,"
+    " month TEXT NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, month)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -110,10 +156,26 @@ enum stmt_id {
     Q_KV_SWAP,
     Q_META_GET,
     Q_META_PUT,
+    Q_SBX_USER_GET,
+    Q_SBX_USER_PUT,
+    Q_SBX_USERS,
+    Q_SBX_USERS_FOLLOWING,
+    Q_SBX_INBOX_ADD,
+    Q_SBX_INBOX,
+    Q_SBX_INBOX_COUNT,
+    Q_SBX_RETRY_GET,
+    Q_SBX_RETRY_PUT,
+    Q_SBX_RETRY_PURGE,
+    Q_SBX_TOKEN_ADD,
+    Q_SBX_TOKEN_USE,
+    Q_SBX_RATE_HIT,
+    Q_SBX_USAGE_GET,
+    Q_SBX_USAGE_ADD,
     Q_COUNT
 };
 
 #define EV_COLUMNS "id, shop, uid, topic, user, time_ms, payload"
+#define SBX_USER_COLUMNS "user, display_name, following, blocked, since_ms"
 
 static const char *const sql_text[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -164,6 +226,40 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [Q_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [Q_SBX_USER_GET] = "SELECT " SBX_USER_COLUMNS " FROM sbx_users WHERE shop = ?1 AND user = ?2",
+    [Q_SBX_USER_PUT] = "INSERT INTO sbx_users(shop, " SBX_USER_COLUMNS ")"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(shop, user) DO UPDATE SET"
+                       " display_name = excluded.display_name, following = excluded.following,"
+                       " blocked = excluded.blocked, since_ms = excluded.since_ms",
+    [Q_SBX_USERS] = "SELECT " SBX_USER_COLUMNS " FROM sbx_users WHERE shop = ?1 ORDER BY user",
+    [Q_SBX_USERS_FOLLOWING] = "SELECT " SBX_USER_COLUMNS " FROM sbx_users WHERE shop = ?1"
+                              " AND following = 1 ORDER BY user",
+    [Q_SBX_INBOX_ADD] = "INSERT INTO sbx_inbox(shop, user, time_ms, endpoint, request_id, message)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_SBX_INBOX] = "SELECT id, shop, user, time_ms, endpoint, request_id, message FROM sbx_inbox"
+                    " WHERE shop = ?1 AND user = ?2 ORDER BY id",
+    [Q_SBX_INBOX_COUNT] = "SELECT count(*), count(DISTINCT user) FROM sbx_inbox"
+                          " WHERE shop = ?1 AND request_id = ?2",
+    [Q_SBX_RETRY_GET] = "SELECT request_id, response FROM sbx_retry_keys"
+                        " WHERE shop = ?1 AND key = ?2 AND time_ms > ?3",
+    [Q_SBX_RETRY_PUT] = "INSERT INTO sbx_retry_keys(shop, key, request_id, time_ms, response)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(shop, key) DO UPDATE SET"
+                        " request_id = excluded.request_id, time_ms = excluded.time_ms,"
+                        " response = excluded.response",
+    [Q_SBX_RETRY_PURGE] = "DELETE FROM sbx_retry_keys WHERE shop = ?1 AND time_ms <= ?2",
+    [Q_SBX_TOKEN_ADD] = "INSERT INTO sbx_reply_tokens(shop, token, user, issued_ms)"
+                        " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(shop, token) DO NOTHING",
+    [Q_SBX_TOKEN_USE] = "UPDATE sbx_reply_tokens SET used = 1 WHERE shop = ?1 AND token = ?2"
+                        " AND used = 0 AND issued_ms >= ?3 RETURNING user",
+    /* one statement: a full window is left alone (no change = refused) */
+    [Q_SBX_RATE_HIT] = "INSERT INTO sbx_rate(shop, endpoint, window_start, count)"
+                       " VALUES(?1, ?2, ?3, 1) ON CONFLICT(shop, endpoint) DO UPDATE SET"
+                       " count = CASE WHEN window_start = excluded.window_start"
+                       " THEN count + 1 ELSE 1 END, window_start = excluded.window_start"
+                       " WHERE window_start <> excluded.window_start OR count < ?4",
+    [Q_SBX_USAGE_GET] = "SELECT count FROM sbx_usage WHERE shop = ?1 AND month = ?2",
+    [Q_SBX_USAGE_ADD] = "INSERT INTO sbx_usage(shop, month, count) VALUES(?1, ?2, ?3)"
+                        " ON CONFLICT(shop, month) DO UPDATE SET count = count + excluded.count",
 };
 
 /* Slots of one event's strings in store.offs while a batch is being filled. */
@@ -1221,4 +1317,241 @@ int store_meta_put(store *s, const char *key, const char *val, char *err, size_t
     bind_str(st, 1, key);
     bind_str(st, 2, val);
     return run(s, st, "write meta", err, errlen);
+}
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+static void sbx_user_from_row(sqlite3_stmt *st, store_sbx_user *u)
+{
+    copy_text(u->user, sizeof u->user, st, 0);
+    copy_text(u->display_name, sizeof u->display_name, st, 1);
+    u->following = sqlite3_column_int(st, 2);
+    u->blocked = sqlite3_column_int(st, 3);
+    u->since_ms = sqlite3_column_int64(st, 4);
+}
+
+/* Statement id with (shop, second) bound as ?1, ?2. */
+static int sbx_stmt(store *s, enum stmt_id id, const char *shop, const char *second,
+                    sqlite3_stmt **st, char *err, size_t errlen)
+{
+    int rc = prep(s, id, st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(*st, 1, shop);
+    if (second != NULL)
+        bind_str(*st, 2, second);
+    return 0;
+}
+
+int store_sbx_user_get(store *s, const char *shop, const char *user, store_sbx_user *out, char *err,
+                       size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_USER_GET, shop, user, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read sandbox user", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    sbx_user_from_row(st, out);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_sbx_user_put(store *s, const char *shop, const store_sbx_user *u, char *err,
+                       size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_USER_PUT, shop, u->user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, u->display_name);
+    sqlite3_bind_int(st, 4, u->following != 0);
+    sqlite3_bind_int(st, 5, u->blocked != 0);
+    sqlite3_bind_int64(st, 6, u->since_ms);
+    return run(s, st, "write sandbox user", err, errlen);
+}
+
+int store_sbx_users(store *s, const char *shop, int following_only, store_sbx_user_cb cb, void *arg,
+                    char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, following_only ? Q_SBX_USERS_FOLLOWING : Q_SBX_USERS, shop, NULL, &st, err,
+                      errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "list sandbox users", err, errlen)) == 1) {
+        store_sbx_user u;
+        sbx_user_from_row(st, &u);
+        int stop = cb(arg, &u);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_sbx_inbox_add(store *s, const char *shop, const char *user, int64_t time_ms,
+                        const char *endpoint, const char *request_id, const char *message,
+                        char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_INBOX_ADD, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, time_ms);
+    bind_str(st, 4, endpoint);
+    bind_str(st, 5, request_id);
+    bind_str(st, 6, message);
+    return run(s, st, "record delivered message", err, errlen);
+}
+
+int store_sbx_inbox(store *s, const char *shop, const char *user, store_sbx_msg_cb cb, void *arg,
+                    char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_INBOX, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "read inbox", err, errlen)) == 1) {
+        store_sbx_msg m = {.id = sqlite3_column_int64(st, 0),
+                           .shop = col_str(st, 1),
+                           .user = col_str(st, 2),
+                           .time_ms = sqlite3_column_int64(st, 3),
+                           .endpoint = col_str(st, 4),
+                           .request_id = col_str(st, 5),
+                           .message = col_str(st, 6)};
+        int stop = cb(arg, &m);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_sbx_inbox_count(store *s, const char *shop, const char *request_id, int64_t *messages,
+                          int64_t *users, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_INBOX_COUNT, shop, request_id, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "count delivered messages", err, errlen)) != 1)
+        return rc == 0 ? KZ_EIO : rc;
+    *messages = sqlite3_column_int64(st, 0);
+    *users = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_sbx_retry_get(store *s, const char *shop, const char *key, int64_t now_ms,
+                        char *request_id, size_t idlen, char **response, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RETRY_GET, shop, key, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, now_ms - STORE_SBX_RETRY_KEEP_MS);
+    if ((rc = step(s, st, "read retry key", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    if (idlen > 0)
+        copy_text(request_id, idlen, st, 0);
+    if (response != NULL && (*response = strdup(col_str(st, 1))) == NULL) {
+        sqlite3_reset(st);
+        return no_memory(err, errlen);
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_sbx_retry_put(store *s, const char *shop, const char *key, const char *request_id,
+                        int64_t time_ms, const char *response, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RETRY_PURGE, shop, NULL, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 2, time_ms - STORE_SBX_RETRY_KEEP_MS);
+    if ((rc = run(s, st, "forget old retry keys", err, errlen)) != 0)
+        return rc;
+    if ((rc = sbx_stmt(s, Q_SBX_RETRY_PUT, shop, key, &st, err, errlen)) != 0)
+        return rc;
+    bind_str(st, 3, request_id);
+    sqlite3_bind_int64(st, 4, time_ms);
+    bind_str(st, 5, response ? response : "");
+    return run(s, st, "record retry key", err, errlen);
+}
+
+int store_sbx_token_add(store *s, const char *shop, const char *token, const char *user,
+                        int64_t issued_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_TOKEN_ADD, shop, token, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, user);
+    sqlite3_bind_int64(st, 4, issued_ms);
+    return run(s, st, "record reply token", err, errlen);
+}
+
+int store_sbx_token_use(store *s, const char *shop, const char *token, int64_t not_before_ms,
+                        char *user, size_t userlen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_TOKEN_USE, shop, token, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, not_before_ms);
+    if ((rc = step(s, st, "use reply token", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    if (userlen > 0)
+        copy_text(user, userlen, st, 0);
+    /* RETURNING: the update is finished by stepping to the end */
+    rc = step(s, st, "use reply token", err, errlen);
+    if (rc == 1) {
+        sqlite3_reset(st);
+        rc = 0;
+    }
+    return rc;
+}
+
+int store_sbx_rate_hit(store *s, const char *shop, const char *endpoint, int64_t window_start,
+                       int64_t limit, int *allowed, char *err, size_t errlen)
+{
+    *allowed = 0;
+    if (limit < 1)
+        return 0;
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RATE_HIT, shop, endpoint, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, window_start);
+    sqlite3_bind_int64(st, 4, limit);
+    rc = run(s, st, "count request", err, errlen);
+    if (rc == 0)
+        *allowed = sqlite3_changes(s->db) > 0;
+    return rc;
+}
+
+int store_sbx_usage_get(store *s, const char *shop, const char *month, int64_t *count, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_USAGE_GET, shop, month, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = query_int(s, st, "read usage", count, err, errlen);
+    if (rc == KZ_ENOTFOUND) {
+        *count = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t delta, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_USAGE_ADD, shop, month, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, delta);
+    return run(s, st, "count usage", err, errlen);
 }

@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct store store;
 
@@ -193,5 +193,105 @@ int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, in
 /* KZ_ENOTFOUND if absent. out is NUL-terminated, truncated to outlen. */
 int store_meta_get(store *s, const char *key, char *out, size_t outlen, char *err, size_t errlen);
 int store_meta_put(store *s, const char *key, const char *val, char *err, size_t errlen);
+
+/* ---- sandbox: the LINE stand-in's own state (schema 2) ----------------
+ *
+ * The sandbox (sandbox.h) keeps what LINE would know in a database of its
+ * own (its own store_open URL), so kizuna's state and "LINE's" are separate
+ * and a crash of the daemon loses neither. The tables exist in every
+ * database; only the sandbox's has rows.
+ *
+ * - users: per shop, the users the sandbox plays (display name, following,
+ *   blocked, when the follow state last changed).
+ * - inbox: one row per message per recipient that "LINE" delivered, with the
+ *   endpoint, the x-line-request-id it answered and the message object.
+ * - retry keys: X-Line-Retry-Key per shop with the accepted request's id and
+ *   the body a 409 repeats; a key counts for 24 h (STORE_SBX_RETRY_KEEP_MS).
+ * - reply tokens: issued with a webhook event, usable once.
+ * - rate windows: per (shop, endpoint) the current window's start and count.
+ * - usage: messages counted against the monthly limit, per (shop, "YYYY-MM").
+ */
+
+#define STORE_SBX_RETRY_KEEP_MS (24LL * 3600 * 1000)
+
+typedef struct store_sbx_user {
+    char user[64];
+    char display_name[128];
+    int following;    /* a friend now */
+    int blocked;      /* unfollowed (blocked) */
+    int64_t since_ms; /* last follow or unfollow */
+} store_sbx_user;
+
+/* KZ_ENOTFOUND (no error text) when the sandbox does not know the user. */
+int store_sbx_user_get(store *s, const char *shop, const char *user, store_sbx_user *out, char *err,
+                       size_t errlen);
+/* Inserts or replaces the user row (u->user names it). */
+int store_sbx_user_put(store *s, const char *shop, const store_sbx_user *u, char *err,
+                       size_t errlen);
+/* Calls cb for each user of the shop (only those following when
+ * following_only), in user id order; a nonzero return stops the walk and is
+ * returned. *u is valid during the call only; cb must not call
+ * store_sbx_users back. */
+typedef int (*store_sbx_user_cb)(void *arg, const store_sbx_user *u);
+int store_sbx_users(store *s, const char *shop, int following_only, store_sbx_user_cb cb, void *arg,
+                    char *err, size_t errlen);
+
+/* One delivered message as read back; pointers valid during the callback. */
+typedef struct store_sbx_msg {
+    int64_t id; /* increasing in delivery order */
+    const char *shop;
+    const char *user;
+    int64_t time_ms;
+    const char *endpoint;   /* "push", "reply", "multicast", "broadcast", "narrowcast" */
+    const char *request_id; /* the x-line-request-id of the call */
+    const char *message;    /* the message object, JSON text */
+} store_sbx_msg;
+
+/* Records that user received message (JSON text) from a call. */
+int store_sbx_inbox_add(store *s, const char *shop, const char *user, int64_t time_ms,
+                        const char *endpoint, const char *request_id, const char *message,
+                        char *err, size_t errlen);
+/* Calls cb for each message the user received, oldest first (same stop and
+ * reentrancy rules as store_sbx_users). */
+typedef int (*store_sbx_msg_cb)(void *arg, const store_sbx_msg *m);
+int store_sbx_inbox(store *s, const char *shop, const char *user, store_sbx_msg_cb cb, void *arg,
+                    char *err, size_t errlen);
+/* Messages delivered by one call (its request id) and to how many distinct
+ * users. */
+int store_sbx_inbox_count(store *s, const char *shop, const char *request_id, int64_t *messages,
+                          int64_t *users, char *err, size_t errlen);
+
+/* The request id accepted with retry key `key` and the body its 409 repeats
+ * (*response malloc'd, owned by the caller; response may be NULL), if the
+ * key was seen within STORE_SBX_RETRY_KEEP_MS before now_ms; KZ_ENOTFOUND
+ * (no error text) otherwise. */
+int store_sbx_retry_get(store *s, const char *shop, const char *key, int64_t now_ms,
+                        char *request_id, size_t idlen, char **response, char *err, size_t errlen);
+/* Records an accepted key (replacing an expired one) and forgets the shop's
+ * keys older than STORE_SBX_RETRY_KEEP_MS. */
+int store_sbx_retry_put(store *s, const char *shop, const char *key, const char *request_id,
+                        int64_t time_ms, const char *response, char *err, size_t errlen);
+
+/* Records a reply token issued to user at issued_ms. */
+int store_sbx_token_add(store *s, const char *shop, const char *token, const char *user,
+                        int64_t issued_ms, char *err, size_t errlen);
+/* Spends a reply token: when it exists, is unused and was issued at or after
+ * not_before_ms, marks it used and copies its user into user[userlen];
+ * otherwise KZ_ENOTFOUND (no error text) and nothing changes. */
+int store_sbx_token_use(store *s, const char *shop, const char *token, int64_t not_before_ms,
+                        char *user, size_t userlen, char *err, size_t errlen);
+
+/* Counts one request of (shop, endpoint) in the window starting at
+ * window_start (the caller rounds the time down to its window): *allowed is
+ * 1 and the count grows when fewer than limit requests were counted in that
+ * window (a newer window starts again from 0), else 0 and nothing changes. */
+int store_sbx_rate_hit(store *s, const char *shop, const char *endpoint, int64_t window_start,
+                       int64_t limit, int *allowed, char *err, size_t errlen);
+
+/* Messages counted for the shop in month ("YYYY-MM"); 0 when none. */
+int store_sbx_usage_get(store *s, const char *shop, const char *month, int64_t *count, char *err,
+                        size_t errlen);
+int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t delta, char *err,
+                        size_t errlen);
 
 #endif /* KIZUNA_CORE_STORE_H */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The kizuna command line on the real binary: exact output and exit codes of
-# check, plugins, publish, kv, events and serve for good and bad input.
+# check, plugins, publish, kv, events, serve and sandbox for good and bad input.
 # usage: cli.sh KIZUNA BUS_FIXTURE_DIR LOADER_FIXTURE_DIR
 set -u
 K=$1
@@ -124,6 +124,64 @@ expect "events replay unknown" 1 "$T/want" -- "$K" events -c "$T/good.conf" --re
 echo "$T/none.conf: cannot read: No such file or directory" >"$T/want"
 echo "$T/none.conf: 1 problem(s)" >>"$T/want"
 expect "check missing file" 1 "$T/want" -- "$K" check -c "$T/none.conf"
+
+# ---- sandbox: serve, inbox, a play with no daemon, usage
+SBX_PORT=$((20000 + $$ % 20000))
+KZ_PORT=$((SBX_PORT + 1))
+cat >"$T/sbx.conf" <<EOF
+kizuna: { store = "sqlite:$T/k2.db"; listen = "127.0.0.1:$KZ_PORT";
+  sandbox = { listen = "127.0.0.1:$SBX_PORT"; store = "sqlite:$T/sbx.db"; }; };
+shops = ( { id = "a"; line = { channel_secret = "sec"; access_token = "tok"; api = "sandbox"; }; } );
+EOF
+SU=U0123456789abcdef0123456789abcdef
+"$K" sandbox serve -c "$T/sbx.conf" >"$T/sbx.log" 2>&1 &
+SBX_PID=$!
+i=0
+until "$K" sandbox -c "$T/sbx.conf" inbox a $SU >"$T/out" 2>&1 || [ $i -ge 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+echo "$SU (shop a): not a known user, 0 message(s)" >"$T/want"
+expect "sandbox inbox empty" 0 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" inbox a $SU
+echo "kizuna sandbox: webhook to http://127.0.0.1:$KZ_PORT/webhook/a failed: Couldn't connect to server" >"$T/want"
+expect "sandbox follow without daemon" 1 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" follow a $SU
+echo "kizuna sandbox: say needs a text" >"$T/want"
+expect "sandbox say empty" 1 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" say a $SU ""
+kill $SBX_PID
+wait $SBX_PID 2>/dev/null
+"$K" sandbox -c "$T/sbx.conf" frobnicate a $SU >"$T/out" 2>&1
+[ $? = 2 ] || fail "sandbox usage: wrong exit code"
+grep -q "usage: kizuna sandbox serve -c FILE" "$T/out" || fail "sandbox usage: no usage text"
+
+# ---- serve with the sandbox embedded: a played user reaches a plugin
+SBX2_PORT=$((KZ_PORT + 1))
+KZ2_PORT=$((KZ_PORT + 2))
+cat >"$T/emb.conf" <<EOF
+kizuna: { store = "sqlite:$T/k3.db"; listen = "127.0.0.1:$KZ2_PORT"; plugin_path = "$T/plugins";
+  sandbox = { listen = "127.0.0.1:$SBX2_PORT"; store = "sqlite:$T/sbx3.db"; }; };
+shops = ( { id = "a"; line = { channel_secret = "sec"; access_token = "tok"; api = "sandbox"; };
+            plugins = { fx_counter = { subscribe = [ "line.*" ]; }; }; } );
+EOF
+"$K" serve -c "$T/emb.conf" >"$T/emb.log" 2>&1 &
+EMB_PID=$!
+i=0
+until "$K" sandbox -c "$T/emb.conf" follow a $SU >"$T/out" 2>&1 || [ $i -ge 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+grep -q "follow sent to shop 'a'" "$T/out" || fail "embedded sandbox: follow not sent: $(cat "$T/out")"
+"$K" sandbox -c "$T/emb.conf" say a $SU "こんにちは" >"$T/out" 2>&1 || fail "embedded sandbox: say"
+i=0
+until [ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>/dev/null)" = 2 ] || [ $i -ge 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+[ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>&1)" = 2 ] ||
+    fail "embedded sandbox: plugin did not handle follow + message ($(tail -5 "$T/emb.log"))"
+kill $EMB_PID
+wait $EMB_PID
+[ $? = 0 ] || fail "serve with embedded sandbox: unclean exit"
+grep -q "LINE sandbox on http://127.0.0.1:$SBX2_PORT" "$T/emb.log" || fail "embedded sandbox not started"
 
 if [ $failures -gt 0 ]; then
     echo "0 passed, $failures failed"

@@ -262,7 +262,7 @@ static void test_kizuna_unknown_key(void **state)
                   "};\n",
                   "2: kizuna: unknown setting 'wrokers' (known: listen, store, timezone, "
                   "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                  "max_body)",
+                  "max_body, sandbox)",
                   "4: kizuna.retry: unknown setting 'backoff' (known: attempts, initial, max)",
                   NULL);
 }
@@ -343,6 +343,60 @@ static void test_max_body(void **state)
         cfg_free(c);
         diag_free(&d);
     }
+}
+
+static void test_sandbox_group(void **state)
+{
+    (void)state;
+    diag d = {0};
+    cfg *c = load_text("kizuna = { };\n", &d, NULL);
+    assert_non_null(c);
+    assert_string_equal(c->sandbox.listen, "127.0.0.1:8081");
+    assert_string_equal(c->sandbox.store_url, "sqlite:var/sandbox.db");
+    assert_int_equal(c->sandbox.monthly_limit, 0);
+    assert_int_equal(c->sandbox.error_status, 500);
+    assert_int_equal(c->sandbox.nrates, 0);
+    cfg_free(c);
+    c = load_text(
+        "kizuna = { sandbox = { listen = \"127.0.0.1:9091\"; store = \"sqlite:x.db\";\n"
+        "  monthly_limit = 200;\n"
+        "  faults = { error_rate = 0.25; status = 503; latency_ms = 40; drop_rate = 1; };\n"
+        "  rate_limits = { push = 5; broadcast = 2; }; }; };\n",
+        &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_string_equal(c->sandbox.listen, "127.0.0.1:9091");
+    assert_string_equal(c->sandbox.store_url, "sqlite:x.db");
+    assert_int_equal(c->sandbox.monthly_limit, 200);
+    assert_true(c->sandbox.error_rate == 0.25);
+    assert_int_equal(c->sandbox.error_status, 503);
+    assert_int_equal(c->sandbox.latency_ms, 40);
+    assert_true(c->sandbox.drop_rate == 1.0);
+    assert_int_equal(c->sandbox.nrates, 2);
+    assert_string_equal(c->sandbox.rates[0].endpoint, "push");
+    assert_int_equal(c->sandbox.rates[0].limit, 5);
+    assert_string_equal(c->sandbox.rates[1].endpoint, "broadcast");
+    assert_int_equal(c->sandbox.rates[1].limit, 2);
+    cfg_free(c);
+    diag_free(&d);
+    expect_errors("kizuna = { sandbox = {\n"
+                  "  monthly_limit = -1;\n"
+                  "  faults = { error_rate = 1.5; status = 200; lag = 1; };\n"
+                  "  rate_limits = { pushh = 1; reply = 0; push = \"x\"; };\n"
+                  "  colour = 1; }; };\n",
+                  "2: kizuna.sandbox.monthly_limit: must be 0 (unlimited) or more, got -1",
+                  "3: kizuna.sandbox.faults.error_rate: must be between 0 and 1, got 1.5",
+                  "3: kizuna.sandbox.faults.status: must be between 400 and 599, got 200",
+                  "3: kizuna.sandbox.faults: unknown setting 'lag' (known: error_rate, status, "
+                  "latency_ms, drop_rate)",
+                  "4: kizuna.sandbox.rate_limits: unknown endpoint 'pushh' (known: reply, push, "
+                  "multicast, narrowcast, broadcast, validate, progress, profile, quota, info, "
+                  "link_token)",
+                  "4: kizuna.sandbox.rate_limits.reply: must be at least 1, got 0",
+                  "4: kizuna.sandbox.rate_limits.push: expected an integer, got a string",
+                  "5: kizuna.sandbox: unknown setting 'colour' (known: listen, embedded, store, "
+                  "monthly_limit, faults, rate_limits)",
+                  NULL);
 }
 
 static void test_kizuna_ok_values(void **state)
@@ -556,7 +610,7 @@ static void test_many_errors(void **state)
                  "5: kizuna.durability: expected \"full\" or \"normal\", got \"fast\"",
                  "6: kizuna: unknown setting 'colour' (known: listen, store, timezone, "
                  "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                 "max_body)",
+                 "max_body, sandbox)",
                  "9: shop 'a': plugin 'hello': expected a group, got a string",
                  "10: shops[1]: missing required setting 'id'",
                  "11: shop 'a': duplicate shop id (first defined at line 9)",
@@ -981,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_kizuna_values),
         cmocka_unit_test(test_kizuna_ok_values),
         cmocka_unit_test(test_max_body),
+        cmocka_unit_test(test_sandbox_group),
         cmocka_unit_test(test_plugin_path_string),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_shop_unknown_key),

@@ -710,6 +710,211 @@ static void test_meta(void **state)
     assert_string_equal(small, "123");
 }
 
+/* ---- sandbox tables ------------------------------------------------------ */
+
+static int collect_user(void *arg, const store_sbx_user *u)
+{
+    char *out = arg;
+    strcat(out, u->user);
+    strcat(out, u->following ? "+" : "-");
+    strcat(out, ";");
+    return 0;
+}
+
+static void test_sbx_users(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    store_sbx_user u = {0};
+    char err[256] = "";
+    assert_int_equal(store_sbx_user_get(s, "a", "U1", &u, err, sizeof err), KZ_ENOTFOUND);
+    assert_string_equal(err, "");
+    store_sbx_user w = {.user = "U1", .display_name = "Aiko", .following = 1, .since_ms = 5};
+    assert_int_equal(store_sbx_user_put(s, "a", &w, err, sizeof err), 0);
+    store_sbx_user w2 = {.user = "U2", .display_name = "Ben", .blocked = 1, .since_ms = 6};
+    assert_int_equal(store_sbx_user_put(s, "a", &w2, err, sizeof err), 0);
+    store_sbx_user other = {.user = "U3", .display_name = "C", .following = 1};
+    assert_int_equal(store_sbx_user_put(s, "b", &other, err, sizeof err), 0);
+    assert_int_equal(store_sbx_user_get(s, "a", "U1", &u, err, sizeof err), 0);
+    assert_string_equal(u.display_name, "Aiko");
+    assert_int_equal(u.following, 1);
+    assert_int_equal(u.blocked, 0);
+    assert_int_equal(u.since_ms, 5);
+    char list[128] = "";
+    assert_int_equal(store_sbx_users(s, "a", 0, collect_user, list, err, sizeof err), 0);
+    assert_string_equal(list, "U1+;U2-;");
+    list[0] = '\0';
+    assert_int_equal(store_sbx_users(s, "a", 1, collect_user, list, err, sizeof err), 0);
+    assert_string_equal(list, "U1+;");
+    /* replace: unfollow */
+    w.following = 0;
+    w.blocked = 1;
+    assert_int_equal(store_sbx_user_put(s, "a", &w, err, sizeof err), 0);
+    list[0] = '\0';
+    assert_int_equal(store_sbx_users(s, "a", 1, collect_user, list, err, sizeof err), 0);
+    assert_string_equal(list, "");
+}
+
+static int collect_msg(void *arg, const store_sbx_msg *m)
+{
+    char *out = arg;
+    char line[256];
+    snprintf(line, sizeof line, "%s/%s/%s/%lld/%s;", m->user, m->endpoint, m->request_id,
+             (long long)m->time_ms, m->message);
+    strcat(out, line);
+    return 0;
+}
+
+static int stop_at_first(void *arg, const store_sbx_msg *m)
+{
+    (void)m;
+    (*(int *)arg)++;
+    return 7;
+}
+
+static void test_sbx_inbox(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    char err[256] = "";
+    assert_int_equal(
+        store_sbx_inbox_add(s, "a", "U1", 10, "push", "r1", "{\"type\":\"text\"}", err, sizeof err),
+        0);
+    assert_int_equal(
+        store_sbx_inbox_add(s, "a", "U2", 11, "multicast", "r2", "{}", err, sizeof err), 0);
+    assert_int_equal(
+        store_sbx_inbox_add(s, "a", "U1", 11, "multicast", "r2", "{}", err, sizeof err), 0);
+    assert_int_equal(
+        store_sbx_inbox_add(s, "a", "U1", 11, "multicast", "r2", "[]", err, sizeof err), 0);
+    char out[512] = "";
+    assert_int_equal(store_sbx_inbox(s, "a", "U1", collect_msg, out, err, sizeof err), 0);
+    assert_string_equal(out, "U1/push/r1/10/{\"type\":\"text\"};U1/multicast/r2/11/{};"
+                             "U1/multicast/r2/11/[];");
+    out[0] = '\0';
+    assert_int_equal(store_sbx_inbox(s, "b", "U1", collect_msg, out, err, sizeof err), 0);
+    assert_string_equal(out, "");
+    int calls = 0;
+    assert_int_equal(store_sbx_inbox(s, "a", "U1", stop_at_first, &calls, err, sizeof err), 7);
+    assert_int_equal(calls, 1);
+    int64_t msgs = -1, users = -1;
+    assert_int_equal(store_sbx_inbox_count(s, "a", "r2", &msgs, &users, err, sizeof err), 0);
+    assert_int_equal(msgs, 3);
+    assert_int_equal(users, 2);
+    assert_int_equal(store_sbx_inbox_count(s, "a", "nope", &msgs, &users, err, sizeof err), 0);
+    assert_int_equal(msgs, 0);
+    assert_int_equal(users, 0);
+}
+
+static void test_sbx_retry_keys(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    char err[256] = "", id[64] = "";
+    char *resp = NULL;
+    const int64_t day = STORE_SBX_RETRY_KEEP_MS;
+    assert_int_equal(store_sbx_retry_get(s, "a", "k1", 1000, id, sizeof id, &resp, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(
+        store_sbx_retry_put(s, "a", "k1", "req1", 1000, "{\"sentMessages\":[]}", err, sizeof err),
+        0);
+    assert_int_equal(
+        store_sbx_retry_get(s, "a", "k1", 1000 + day - 1, id, sizeof id, &resp, err, sizeof err),
+        0);
+    assert_string_equal(id, "req1");
+    assert_string_equal(resp, "{\"sentMessages\":[]}");
+    free(resp);
+    /* another shop's key space */
+    assert_int_equal(store_sbx_retry_get(s, "b", "k1", 1000, id, sizeof id, NULL, err, sizeof err),
+                     KZ_ENOTFOUND);
+    /* 24 h later it is forgotten, and may be accepted again */
+    assert_int_equal(
+        store_sbx_retry_get(s, "a", "k1", 1000 + day, id, sizeof id, NULL, err, sizeof err),
+        KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_retry_put(s, "a", "k2", "req2", 1000 + day, "", err, sizeof err), 0);
+    assert_int_equal(
+        store_sbx_retry_get(s, "a", "k1", 1000 + 10, id, sizeof id, NULL, err, sizeof err),
+        KZ_ENOTFOUND); /* purged by the put */
+    assert_int_equal(store_sbx_retry_put(s, "a", "k1", "req3", 2000 + day, "", err, sizeof err), 0);
+    assert_int_equal(
+        store_sbx_retry_get(s, "a", "k1", 2000 + day, id, sizeof id, NULL, err, sizeof err), 0);
+    assert_string_equal(id, "req3");
+}
+
+static void test_sbx_reply_tokens(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    char err[256] = "", user[64] = "";
+    assert_int_equal(store_sbx_token_add(s, "a", "t1", "U1", 1000, err, sizeof err), 0);
+    assert_int_equal(store_sbx_token_add(s, "a", "t2", "U2", 1000, err, sizeof err), 0);
+    /* expired: issued before not_before */
+    assert_int_equal(store_sbx_token_use(s, "a", "t2", 1001, user, sizeof user, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_token_use(s, "b", "t1", 0, user, sizeof user, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_token_use(s, "a", "t1", 1000, user, sizeof user, err, sizeof err),
+                     0);
+    assert_string_equal(user, "U1");
+    /* single use */
+    assert_int_equal(store_sbx_token_use(s, "a", "t1", 0, user, sizeof user, err, sizeof err),
+                     KZ_ENOTFOUND);
+    /* inside a rolled-back transaction the use is undone */
+    assert_int_equal(store_begin(s, err, sizeof err), 0);
+    assert_int_equal(store_sbx_token_use(s, "a", "t2", 0, user, sizeof user, err, sizeof err), 0);
+    store_rollback(s);
+    assert_int_equal(store_sbx_token_use(s, "a", "t2", 0, user, sizeof user, err, sizeof err), 0);
+    assert_string_equal(user, "U2");
+}
+
+static void test_sbx_rate_and_usage(void **state)
+{
+    store *s = ((fx *)*state)->s;
+    char err[256] = "";
+    int ok = -1;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_sbx_rate_hit(s, "a", "push", 1000, 3, &ok, err, sizeof err), 0);
+        assert_int_equal(ok, 1);
+    }
+    assert_int_equal(store_sbx_rate_hit(s, "a", "push", 1000, 3, &ok, err, sizeof err), 0);
+    assert_int_equal(ok, 0);
+    /* other endpoint, other shop: own windows */
+    assert_int_equal(store_sbx_rate_hit(s, "a", "reply", 1000, 3, &ok, err, sizeof err), 0);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_sbx_rate_hit(s, "b", "push", 1000, 3, &ok, err, sizeof err), 0);
+    assert_int_equal(ok, 1);
+    /* next window starts over */
+    assert_int_equal(store_sbx_rate_hit(s, "a", "push", 2000, 3, &ok, err, sizeof err), 0);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_sbx_rate_hit(s, "a", "push", 2000, 1, &ok, err, sizeof err), 0);
+    assert_int_equal(ok, 0);
+
+    int64_t n = -1;
+    assert_int_equal(store_sbx_usage_get(s, "a", "2026-11", &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_sbx_usage_add(s, "a", "2026-11", 5, err, sizeof err), 0);
+    assert_int_equal(store_sbx_usage_add(s, "a", "2026-11", 2, err, sizeof err), 0);
+    assert_int_equal(store_sbx_usage_add(s, "a", "2026-12", 1, err, sizeof err), 0);
+    assert_int_equal(store_sbx_usage_get(s, "a", "2026-11", &n, err, sizeof err), 0);
+    assert_int_equal(n, 7);
+    assert_int_equal(store_sbx_usage_get(s, "b", "2026-11", &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+}
+
+/* A database at schema 1 (before the sandbox) gains the sandbox tables. */
+static void test_sbx_migrates_from_1(void **state)
+{
+    fx *f = *state;
+    char path[400], url[420], err[256] = "";
+    snprintf(path, sizeof path, "%s/v1.db", f->dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    raw_exec(path, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                   "CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, shop TEXT NOT NULL,"
+                   " uid TEXT NOT NULL, topic TEXT NOT NULL, user TEXT, time_ms INTEGER NOT NULL,"
+                   " payload TEXT NOT NULL, UNIQUE(shop, uid));"
+                   "PRAGMA user_version = 1");
+    store *s = NULL;
+    assert_int_equal(store_open(url, STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(store_sbx_usage_add(s, "a", "2026-11", 1, err, sizeof err), 0);
+    store_close(s);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -734,6 +939,12 @@ int main(void)
         T(test_begin_commit_rollback),
         T(test_second_connection_sees_commit),
         T(test_meta),
+        T(test_sbx_users),
+        T(test_sbx_inbox),
+        T(test_sbx_retry_keys),
+        T(test_sbx_reply_tokens),
+        T(test_sbx_rate_and_usage),
+        T(test_sbx_migrates_from_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,905 @@
+/*
+ * The LINE sandbox in-process, for real: a config with shops `a` (token
+ * "tok-a", secret "sec-a") and `b` (token "tok-b"), the sandbox on
+ * 127.0.0.1:<free port> with its own store in a temp dir, libcurl as
+ * kizuna's LINE client. Every endpoint's success answer, every error with
+ * its exact status and body, rate and monthly limits, faults, the inbox, a
+ * restart on the same store, and a played user reaching a real ingress and
+ * bus as a signed line.follow webhook.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
+#include "daemon.h"
+#include "diag.h"
+#include "ingress.h"
+#include "sandbox.h"
+#include "store.h"
+
+#define U1 "U1111111111111111111111111111111a"
+#define U2 "U2222222222222222222222222222222b"
+#define U3 "U3333333333333333333333333333333c"
+#define KEY1 "123e4567-e89b-12d3-a456-426614174000"
+#define TEXT_MSG "{\"type\":\"text\",\"text\":\"hello\"}"
+#define PUSH_BODY "{\"to\":\"" U1 "\",\"messages\":[" TEXT_MSG "]}"
+
+typedef struct env {
+    char dir[64];
+    char conf[128];
+    char store_url[160];
+    cfg *c;
+    sandbox *sb;
+    char base[64];
+} env;
+
+static void write_conf(env *e)
+{
+    snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
+    FILE *f = fopen(e->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
+            "\"127.0.0.1:0\"; };\n"
+            "shops = (\n"
+            "  { id = \"a\"; name = \"Shop A\";\n"
+            "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
+            "\"sandbox\"; }; },\n"
+            "  { id = \"b\"; line = { channel_secret = \"sec-b\"; access_token = \"tok-b\"; }; },\n"
+            "  { id = \"c\"; }\n"
+            ");\n",
+            e->dir);
+    fclose(f);
+}
+
+static void start(env *e, const sandbox_options *extra)
+{
+    sandbox_options o = extra ? *extra : (sandbox_options){0};
+    o.listen = "127.0.0.1:0";
+    o.store_url = e->store_url;
+    o.c = e->c;
+    if (o.webhook_base == NULL)
+        o.webhook_base = "http://127.0.0.1:1";
+    char err[512];
+    if (sandbox_start(&o, &e->sb, err, sizeof err) != 0)
+        fail_msg("sandbox_start: %s", err);
+    assert_true(sandbox_port(e->sb) != 0);
+    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", sandbox_port(e->sb));
+}
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    strcpy(e->dir, "/tmp/kz-sandbox-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    write_conf(e);
+    snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
+    diag d = {0};
+    if (cfg_load(e->conf, &e->c, &d) != 0 || diag_count(&d) > 0) {
+        diag_print(&d, stderr);
+        fail_msg("config refused");
+    }
+    diag_free(&d);
+    *state = e;
+    return 0;
+}
+
+static int setup_started(void **state)
+{
+    setup(state);
+    start(*state, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    sandbox_stop(e->sb);
+    cfg_free(e->c);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    free(e);
+    return 0;
+}
+
+/* ---- HTTP client ---------------------------------------------------------- */
+
+typedef struct resp {
+    long code;
+    CURLcode curl;
+    char body[65536];
+    size_t len;
+    char request_id[64];
+    char accepted_id[64];
+} resp;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    size_t k = size * n;
+    size_t copy = r->len + k < sizeof r->body - 1 ? k : sizeof r->body - 1 - r->len;
+    memcpy(r->body + r->len, p, copy);
+    r->len += copy;
+    r->body[r->len] = '\0';
+    return k;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    const char *end = line + n;
+    while (v < end && *v == ' ')
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    snprintf(out, outlen, "%.*s", (int)(end - v), v);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    header_value(p, size * n, "x-line-request-id", r->request_id, sizeof r->request_id);
+    header_value(p, size * n, "x-line-accepted-request-id", r->accepted_id, sizeof r->accepted_id);
+    return size * n;
+}
+
+/* One request. token NULL: no Authorization; retry_key NULL: none. */
+static long req(env *e, const char *method, const char *path, const char *token,
+                const char *retry_key, const char *body, resp *r)
+{
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    memset(r, 0, sizeof *r);
+    char url[512], line[256];
+    snprintf(url, sizeof url, "%s%s", e->base, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    if (token != NULL) {
+        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    if (retry_key != NULL) {
+        snprintf(line, sizeof line, "X-Line-Retry-Key: %s", retry_key);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    r->curl = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return r->code;
+}
+
+static long post(env *e, const char *path, const char *token, const char *key, const char *body,
+                 resp *r)
+{
+    return req(e, "POST", path, token, key, body, r);
+}
+
+static long get(env *e, const char *path, const char *token, resp *r)
+{
+    return req(e, "GET", path, token, NULL, NULL, r);
+}
+
+/* Asserts status and exact body. */
+#define EXPECT(r, status, text)                                                                    \
+    do {                                                                                           \
+        assert_int_equal((r)->code, status);                                                       \
+        assert_string_equal((r)->body, text);                                                      \
+    } while (0)
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Messages in the user's inbox (via the sandbox's HTTP inbox). */
+static size_t inbox_count(env *e, const char *shop, const char *user, resp *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/sandbox/shops/%s/users/%s/inbox", shop, user);
+    assert_int_equal(get(e, path, NULL, r), 200);
+    return count(r->body, "\"endpoint\":");
+}
+
+/* Puts a user into the sandbox's store from a second connection. */
+static void add_user(env *e, const char *shop, const char *user, int following)
+{
+    store *st = NULL;
+    char err[256];
+    assert_int_equal(store_open(e->store_url, STORE_SYNC_NORMAL, &st, err, sizeof err), 0);
+    store_sbx_user u = {.following = following, .blocked = !following, .since_ms = 1};
+    snprintf(u.user, sizeof u.user, "%s", user);
+    snprintf(u.display_name, sizeof u.display_name, "Name %s", user + 29);
+    assert_int_equal(store_sbx_user_put(st, shop, &u, err, sizeof err), 0);
+    store_close(st);
+}
+
+static char *repeat_json(const char *item, int n, const char *sep)
+{
+    size_t cap = (strlen(item) + strlen(sep)) * (size_t)n + 1;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(out, sep);
+        strcat(out, item);
+    }
+    return out;
+}
+
+/* ---- auth ----------------------------------------------------------------- */
+
+static void test_auth(void **state)
+{
+    env *e = *state;
+    resp r;
+    post(e, "/v2/bot/message/push", NULL, NULL, PUSH_BODY, &r);
+    EXPECT(&r, 401,
+           "{\"message\":\"Authorization header required. Must follow the scheme, "
+           "'Authorization: Bearer <ACCESS TOKEN>'\"}");
+    assert_int_equal(strlen(r.request_id), 36);
+    post(e, "/v2/bot/message/push", "nope", NULL, PUSH_BODY, &r);
+    EXPECT(&r, 401,
+           "{\"message\":\"Authentication failed due to the following reason: invalid token. "
+           "Confirm that the access token in the authorization header is valid.\"}");
+    get(e, "/v2/bot/info", "nope", &r);
+    assert_int_equal(r.code, 401);
+    get(e, "/v2/bot/nothing/here", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+}
+
+/* ---- push ----------------------------------------------------------------- */
+
+static void test_push_ok_and_inbox(void **state)
+{
+    env *e = *state;
+    resp r;
+    post(e, "/v2/bot/message/push", "tok-a", NULL,
+         "{\"to\":\"" U1 "\",\"messages\":[" TEXT_MSG
+         ",{\"type\":\"sticker\",\"packageId\":\"446\","
+         "\"stickerId\":\"1988\"}]}",
+         &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(strlen(r.request_id), 36);
+    assert_non_null(strstr(r.body, "{\"sentMessages\":[{\"id\":\""));
+    assert_int_equal(count(r.body, "\"quoteToken\":"), 2);
+    char first_id[64];
+    snprintf(first_id, sizeof first_id, "%s", r.request_id);
+    /* each answer has its own request id */
+    post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_not_equal(r.request_id, first_id);
+
+    assert_int_equal(inbox_count(e, "a", U1, &r), 3);
+    assert_non_null(strstr(r.body, "\"endpoint\":\"push\""));
+    assert_non_null(strstr(r.body, first_id));
+    assert_non_null(strstr(r.body,
+                           "\"message\":{\"type\":\"sticker\",\"packageId\":\"446\",\"stickerId\":"
+                           "\"1988\"}"));
+    /* per shop: b's user with the same id received nothing */
+    assert_int_equal(inbox_count(e, "b", U1, &r), 0);
+    /* blocked users get a 200 and nothing */
+    add_user(e, "a", U2, 0);
+    post(e, "/v2/bot/message/push", "tok-a", NULL,
+         "{\"to\":\"" U2 "\",\"messages\":[" TEXT_MSG "]}", &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(inbox_count(e, "a", U2, &r), 0);
+}
+
+static void test_push_errors(void **state)
+{
+    env *e = *state;
+    resp r;
+    char *six = repeat_json(TEXT_MSG, 6, ",");
+    char body[4096];
+    snprintf(body, sizeof body, "{\"to\":\"" U1 "\",\"messages\":[%s]}", six);
+    free(six);
+    post(e, "/v2/bot/message/push", "tok-a", NULL, body, &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"Size "
+           "must be between 1 and 5\",\"property\":\"messages\"}]}");
+
+    post(e, "/v2/bot/message/push", "tok-a", NULL,
+         "{\"to\":\"" U1 "\",\"messages\":[{\"type\":\"hologram\"}]}", &r);
+    assert_int_equal(r.code, 400);
+    assert_non_null(strstr(r.body, "{\"message\":\"The request body has 1 error(s)\""));
+    assert_non_null(strstr(r.body, "\"property\":\"messages[0].type\""));
+
+    char *text = malloc(5001 + 256);
+    assert_non_null(text);
+    int n = snprintf(text, 256, "{\"to\":\"" U1 "\",\"messages\":[{\"type\":\"text\",\"text\":\"");
+    memset(text + n, 'x', 5001);
+    strcpy(text + n + 5001, "\"}]}");
+    post(e, "/v2/bot/message/push", "tok-a", NULL, text, &r);
+    free(text);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"Length "
+           "must be between 0 and 5000\",\"property\":\"messages[0].text\"}]}");
+
+    post(e, "/v2/bot/message/push", "tok-a", NULL, "{\"to\":\"Uxyz\",\"messages\":[" TEXT_MSG "]}",
+         &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The property, 'to', in the request body is invalid (line: -, column: "
+           "-)\"}");
+    post(e, "/v2/bot/message/push", "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The property, 'to', in the request body is invalid (line: -, column: "
+           "-)\"}");
+    post(e, "/v2/bot/message/push", "tok-a", NULL, "{\"to\":", &r);
+    assert_int_equal(r.code, 400);
+    assert_non_null(strstr(r.body, "The request body could not be parsed as JSON"));
+    /* nothing of it was delivered */
+    assert_int_equal(inbox_count(e, "a", U1, &r), 0);
+}
+
+/* ---- retry keys ----------------------------------------------------------- */
+
+static void test_retry_key(void **state)
+{
+    env *e = *state;
+    resp r, first;
+    post(e, "/v2/bot/message/push", "tok-a", "not-a-uuid", PUSH_BODY, &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The value of the X-Line-Retry-Key header is invalid; it must be a UUID "
+           "in hex form\"}");
+    post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &first);
+    assert_int_equal(first.code, 200);
+    post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &r);
+    assert_int_equal(r.code, 409);
+    assert_string_equal(r.accepted_id, first.request_id);
+    assert_string_not_equal(r.request_id, first.request_id);
+    /* the 409 repeats the first answer's sentMessages */
+    char want[2100];
+    snprintf(want, sizeof want, "{\"message\":\"The retry key is already accepted\",%.2000s",
+             first.body + 1);
+    assert_string_equal(r.body, want);
+    assert_int_equal(inbox_count(e, "a", U1, &r), 1);
+    /* a key is per channel */
+    post(e, "/v2/bot/message/push", "tok-b", KEY1, PUSH_BODY, &r);
+    assert_int_equal(r.code, 200);
+    /* multicast: 409 body without sentMessages */
+    const char *mc = "{\"to\":[\"" U1 "\",\"" U2 "\"],\"messages\":[" TEXT_MSG "]}";
+    post(e, "/v2/bot/message/multicast", "tok-a", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", mc,
+         &first);
+    EXPECT(&first, 200, "{}");
+    post(e, "/v2/bot/message/multicast", "tok-a", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", mc, &r);
+    EXPECT(&r, 409, "{\"message\":\"The retry key is already accepted\"}");
+    assert_string_equal(r.accepted_id, first.request_id);
+    /* reply does not take one */
+    post(e, "/v2/bot/message/reply", "tok-a", KEY1,
+         "{\"replyToken\":\"x\",\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 400, "{\"message\":\"The retry key is not supported by this endpoint\"}");
+}
+
+/* ---- reply ------------------------------------------------------------------ */
+
+static void test_reply(void **state)
+{
+    env *e = *state;
+    resp r;
+    char token[33], err[256], body[512];
+    assert_int_equal(sandbox_issue_reply_token(e->sb, "a", U1, token, err, sizeof err), 0);
+    snprintf(body, sizeof body, "{\"replyToken\":\"%s\",\"messages\":[" TEXT_MSG "]}", token);
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    assert_non_null(strstr(r.body, "{\"sentMessages\":[{\"id\":\""));
+    assert_int_equal(inbox_count(e, "a", U1, &r), 1);
+    assert_non_null(strstr(r.body, "\"endpoint\":\"reply\""));
+    /* used */
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, body, &r);
+    EXPECT(&r, 400, "{\"message\":\"Invalid reply token\"}");
+    /* never issued */
+    post(e, "/v2/bot/message/reply", "tok-a", NULL,
+         "{\"replyToken\":\"00000000000000000000000000000000\",\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 400, "{\"message\":\"Invalid reply token\"}");
+    /* another channel's token */
+    assert_int_equal(sandbox_issue_reply_token(e->sb, "a", U1, token, err, sizeof err), 0);
+    snprintf(body, sizeof body, "{\"replyToken\":\"%s\",\"messages\":[" TEXT_MSG "]}", token);
+    post(e, "/v2/bot/message/reply", "tok-b", NULL, body, &r);
+    EXPECT(&r, 400, "{\"message\":\"Invalid reply token\"}");
+    /* missing */
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"May not "
+           "be empty\",\"property\":\"replyToken\"}]}");
+    /* expired: a minute later (virtual clock) */
+    clock_use_virtual(clock_now_ms());
+    assert_int_equal(sandbox_issue_reply_token(e->sb, "a", U1, token, err, sizeof err), 0);
+    clock_advance_ms(60001);
+    snprintf(body, sizeof body, "{\"replyToken\":\"%s\",\"messages\":[" TEXT_MSG "]}", token);
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, body, &r);
+    clock_use_real();
+    EXPECT(&r, 400, "{\"message\":\"Invalid reply token\"}");
+    assert_int_equal(inbox_count(e, "a", U1, &r), 1);
+}
+
+/* ---- multicast, broadcast, narrowcast, validate ----------------------------- */
+
+static void test_multicast(void **state)
+{
+    env *e = *state;
+    resp r;
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL,
+         "{\"to\":[\"" U1 "\",\"" U2 "\",\"" U1 "\"],\"messages\":[" TEXT_MSG "," TEXT_MSG "]}",
+         &r);
+    EXPECT(&r, 200, "{}");
+    assert_int_equal(inbox_count(e, "a", U1, &r), 2); /* listed twice, received once */
+    assert_int_equal(inbox_count(e, "a", U2, &r), 2);
+    assert_non_null(strstr(r.body, "\"endpoint\":\"multicast\""));
+    /* 501 recipients */
+    char *ids = repeat_json("\"" U3 "\"", 501, ",");
+    char *body = malloc(strlen(ids) + 256);
+    assert_non_null(body);
+    sprintf(body, "{\"to\":[%s],\"messages\":[" TEXT_MSG "]}", ids);
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL, body, &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"Size "
+           "must be between 1 and 500\",\"property\":\"to\"}]}");
+    /* 500 is fine */
+    sprintf(body, "{\"to\":[%.*s],\"messages\":[" TEXT_MSG "]}", (int)(strlen(ids) - 36), ids);
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL, body, &r);
+    EXPECT(&r, 200, "{}");
+    free(ids);
+    free(body);
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL, "{\"to\":[],\"messages\":[" TEXT_MSG "]}",
+         &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"Size "
+           "must be between 1 and 500\",\"property\":\"to\"}]}");
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL,
+         "{\"to\":[\"" U1 "\",\"bad\"],\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The property, 'to[1]', in the request body is invalid (line: -, "
+           "column: -)\"}");
+}
+
+static void test_broadcast_narrowcast(void **state)
+{
+    env *e = *state;
+    resp r;
+    add_user(e, "a", U1, 1);
+    add_user(e, "a", U2, 1);
+    add_user(e, "a", U3, 0); /* blocked */
+    post(e, "/v2/bot/message/broadcast", "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 200, "{}");
+    assert_int_equal(inbox_count(e, "a", U1, &r), 1);
+    assert_int_equal(inbox_count(e, "a", U2, &r), 1);
+    assert_int_equal(inbox_count(e, "a", U3, &r), 0);
+    post(e, "/v2/bot/message/narrowcast", "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 202, "{}");
+    char path[160], id[64];
+    snprintf(id, sizeof id, "%s", r.request_id);
+    assert_int_equal(inbox_count(e, "a", U2, &r), 2);
+    assert_non_null(strstr(r.body, "\"endpoint\":\"narrowcast\""));
+    snprintf(path, sizeof path, "/v2/bot/message/progress/narrowcast?requestId=%s", id);
+    get(e, path, "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    assert_non_null(strstr(r.body, "{\"phase\":\"succeeded\",\"successCount\":2,\"failureCount\":0,"
+                                   "\"targetCount\":2,\"acceptedTime\":\""));
+    get(e, "/v2/bot/message/progress/narrowcast", "tok-a", &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"May not "
+           "be empty\",\"property\":\"requestId\"}]}");
+    /* consumption counts recipients, not reply */
+    get(e, "/v2/bot/message/quota/consumption", "tok-a", &r);
+    EXPECT(&r, 200, "{\"totalUsage\":4}");
+    get(e, "/v2/bot/message/quota", "tok-a", &r);
+    EXPECT(&r, 200, "{\"type\":\"none\"}");
+}
+
+static void test_validate(void **state)
+{
+    env *e = *state;
+    resp r;
+    static const char *const kinds[] = {"reply", "push", "multicast", "narrowcast", "broadcast"};
+    for (int i = 0; i < 5; i++) {
+        char path[80];
+        snprintf(path, sizeof path, "/v2/bot/message/validate/%s", kinds[i]);
+        post(e, path, "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
+        EXPECT(&r, 200, "{}");
+        post(e, path, "tok-a", NULL, "{\"messages\":[]}", &r);
+        EXPECT(&r, 400,
+               "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"Size "
+               "must be between 1 and 5\",\"property\":\"messages\"}]}");
+    }
+    assert_int_equal(inbox_count(e, "a", U1, &r), 0);
+}
+
+/* ---- profile, info, quota, link token -------------------------------------- */
+
+static void test_profile_info_link(void **state)
+{
+    env *e = *state;
+    resp r;
+    add_user(e, "a", U1, 1);
+    get(e, "/v2/bot/profile/" U1, "tok-a", &r);
+    EXPECT(&r, 200, "{\"displayName\":\"Name 111a\",\"userId\":\"" U1 "\",\"language\":\"ja\"}");
+    get(e, "/v2/bot/profile/" U2, "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+    get(e, "/v2/bot/profile/" U1, "tok-b", &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+    get(e, "/v2/bot/info", "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    assert_non_null(strstr(r.body, "{\"userId\":\"U"));
+    assert_non_null(strstr(r.body, "\"basicId\":\"@a\",\"displayName\":\"Shop A\",\"chatMode\":"
+                                   "\"bot\",\"markAsReadMode\":\"auto\"}"));
+    post(e, "/v2/bot/user/" U1 "/linkToken", "tok-a", NULL, NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(strlen(r.body), strlen("{\"linkToken\":\"\"}") + 32);
+    get(e, "/v2/bot/message/quota/consumption", "tok-a", &r);
+    EXPECT(&r, 200, "{\"totalUsage\":0}");
+}
+
+static void test_misc_errors(void **state)
+{
+    env *e = *state;
+    resp r;
+    /* content type */
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    char url[128];
+    snprintf(url, sizeof url, "%s/v2/bot/message/push", e->base);
+    struct curl_slist *hs = curl_slist_append(NULL, "Authorization: Bearer tok-a");
+    hs = curl_slist_append(hs, "Content-Type: text/plain");
+    memset(&r, 0, sizeof r);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, PUSH_BODY);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.code);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(h);
+    EXPECT(&r, 415, "{\"message\":\"The content type, text/plain, is not supported\"}");
+    /* over 2 MB */
+    size_t big = (2u << 20) + 10;
+    char *body = malloc(big + 1);
+    assert_non_null(body);
+    memset(body, ' ', big);
+    body[big] = '\0';
+    post(e, "/v2/bot/message/push", "tok-a", NULL, body, &r);
+    free(body);
+    EXPECT(&r, 413, "{\"message\":\"The request body is over 2 MB\"}");
+    /* link token for a bad user id */
+    post(e, "/v2/bot/user/nobody/linkToken", "tok-a", NULL, NULL, &r);
+    EXPECT(&r, 400, "{\"message\":\"The value for the 'userId' parameter is invalid\"}");
+    /* wrong method on a known path */
+    get(e, "/v2/bot/message/push", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+    /* sandbox routes */
+    get(e, "/sandbox/shops/zz/users/" U1 "/inbox", NULL, &r);
+    EXPECT(&r, 404, "{\"message\":\"unknown shop 'zz'\"}");
+    get(e, "/sandbox/nothing", NULL, &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+    post(e, "/sandbox/faults", NULL, NULL, "[1]", &r);
+    EXPECT(&r, 400, "{\"message\":\"expected a JSON object\"}");
+    assert_int_equal(inbox_count(e, "a", U1, &r), 0);
+    assert_non_null(strstr(r.body, "\"known\":false,\"messages\":[]}"));
+}
+
+/* ---- limits ----------------------------------------------------------------- */
+
+static void test_rate_limit(void **state)
+{
+    env *e = *state;
+    sandbox_rate rates[] = {{"push", 2}, {"info", 1}};
+    sandbox_options o = {.rates = rates, .nrates = 2};
+    start(e, &o);
+    resp r;
+    /* a window is one second: retry when the first two straddle a boundary */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        long a = post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+        long b = post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+        long c = post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+        if (a == 200 && b == 200 && c == 429)
+            break;
+        assert_true(attempt < 2);
+        usleep(1100000);
+    }
+    EXPECT(&r, 429, "{\"message\":\"The API rate limit has been exceeded. Try again later.\"}");
+    /* other channel, other endpoint: own windows */
+    post(e, "/v2/bot/message/push", "tok-b", NULL, PUSH_BODY, &r);
+    assert_int_equal(r.code, 200);
+    get(e, "/v2/bot/info", "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    get(e, "/v2/bot/info", "tok-a", &r);
+    if (r.code != 429) /* crossed into a new second */
+        get(e, "/v2/bot/info", "tok-a", &r);
+    EXPECT(&r, 429, "{\"message\":\"The API rate limit has been exceeded. Try again later.\"}");
+    /* unknown endpoint names are refused */
+    sandbox_stop(e->sb);
+    e->sb = NULL;
+    sandbox_rate bad[] = {{"pushh", 2}};
+    sandbox_options ob = {
+        .listen = "127.0.0.1:0", .store_url = e->store_url, .c = e->c, .rates = bad, .nrates = 1};
+    char err[256];
+    sandbox *sb = NULL;
+    assert_int_equal(sandbox_start(&ob, &sb, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "sandbox rate limit 'pushh': unknown endpoint");
+    /* never kizuna's own store */
+    char kz[200];
+    snprintf(kz, sizeof kz, "sqlite:%s/k.db", e->dir);
+    sandbox_options same = {.listen = "127.0.0.1:0", .store_url = kz, .c = e->c};
+    assert_int_equal(sandbox_start(&same, &sb, err, sizeof err), KZ_EINVAL);
+    assert_null(sb);
+    /* bad listen and faults */
+    sandbox_options bl = {.listen = "nowhere", .store_url = e->store_url, .c = e->c};
+    assert_int_equal(sandbox_start(&bl, &sb, err, sizeof err), KZ_EINVAL);
+    assert_string_equal(err, "sandbox listen \"nowhere\": expected HOST:PORT");
+    sandbox_options bf = {
+        .listen = "127.0.0.1:0", .store_url = e->store_url, .c = e->c, .faults = {.drop_rate = -1}};
+    assert_int_equal(sandbox_start(&bf, &sb, err, sizeof err), KZ_EINVAL);
+}
+
+static void test_monthly_limit(void **state)
+{
+    env *e = *state;
+    sandbox_options o = {.monthly_limit = 3};
+    start(e, &o);
+    resp r;
+    get(e, "/v2/bot/message/quota", "tok-a", &r);
+    EXPECT(&r, 200, "{\"type\":\"limited\",\"value\":3}");
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL,
+         "{\"to\":[\"" U1 "\",\"" U2 "\"],\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 200, "{}");
+    /* two more recipients would make 4 */
+    post(e, "/v2/bot/message/multicast", "tok-a", NULL,
+         "{\"to\":[\"" U1 "\",\"" U2 "\"],\"messages\":[" TEXT_MSG "]}", &r);
+    EXPECT(&r, 429, "{\"message\":\"You have reached your monthly limit.\"}");
+    post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+    assert_int_equal(r.code, 200);
+    post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &r);
+    EXPECT(&r, 429, "{\"message\":\"You have reached your monthly limit.\"}");
+    /* refused with a retry key: the key was not accepted, nothing recorded */
+    get(e, "/v2/bot/message/quota/consumption", "tok-a", &r);
+    EXPECT(&r, 200, "{\"totalUsage\":3}");
+    assert_int_equal(inbox_count(e, "a", U1, &r), 2);
+    /* reply is not counted */
+    char token[33], err[256], body[256];
+    assert_int_equal(sandbox_issue_reply_token(e->sb, "a", U1, token, err, sizeof err), 0);
+    snprintf(body, sizeof body, "{\"replyToken\":\"%s\",\"messages\":[" TEXT_MSG "]}", token);
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    /* the other channel has its own month */
+    post(e, "/v2/bot/message/push", "tok-b", NULL, PUSH_BODY, &r);
+    assert_int_equal(r.code, 200);
+}
+
+/* ---- faults ------------------------------------------------------------------ */
+
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+static void test_faults(void **state)
+{
+    env *e = *state;
+    resp r;
+    post(e, "/sandbox/faults", NULL, NULL, "{\"error_rate\":1.0,\"status\":500}", &r);
+    EXPECT(&r, 200, "{\"error_rate\":1.0,\"status\":500,\"latency_ms\":0,\"drop_rate\":0.0}");
+    post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+    EXPECT(&r, 500, "{\"message\":\"Internal server error\"}");
+    assert_int_equal(strlen(r.request_id), 36);
+    /* /sandbox routes are not affected */
+    assert_int_equal(inbox_count(e, "a", U1, &r), 0);
+    post(e, "/sandbox/faults", NULL, NULL, "{\"error_rate\":0,\"drop_rate\":1}", &r);
+    assert_int_equal(r.code, 200);
+    post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+    assert_int_equal(r.curl, CURLE_GOT_NOTHING);
+    assert_int_equal(inbox_count(e, "a", U1, &r), 0);
+    post(e, "/sandbox/faults", NULL, NULL, "{\"drop_rate\":0,\"latency_ms\":300}", &r);
+    assert_int_equal(r.code, 200);
+    double t0 = mono_ms();
+    post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
+    double took = mono_ms() - t0;
+    assert_int_equal(r.code, 200);
+    assert_true(took >= 300.0);
+    assert_true(took < 10000.0);
+    post(e, "/sandbox/faults", NULL, NULL, "{\"error_rate\":2}", &r);
+    EXPECT(&r, 400, "{\"message\":\"error_rate and drop_rate must be between 0 and 1\"}");
+    get(e, "/sandbox/faults", NULL, &r);
+    EXPECT(&r, 200, "{\"error_rate\":0.0,\"status\":500,\"latency_ms\":300,\"drop_rate\":0.0}");
+    /* from options, with another status */
+    sandbox_stop(e->sb);
+    sandbox_options o = {.faults = {.error_rate = 1, .status = 503}};
+    start(e, &o);
+    get(e, "/v2/bot/info", "tok-a", &r);
+    EXPECT(&r, 503, "{\"message\":\"Internal server error\"}");
+}
+
+/* ---- restart ----------------------------------------------------------------- */
+
+static void test_state_survives_restart(void **state)
+{
+    env *e = *state;
+    resp r, first;
+    post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &first);
+    assert_int_equal(first.code, 200);
+    add_user(e, "a", U2, 1);
+    sandbox_stop(e->sb);
+    e->sb = NULL;
+    start(e, NULL); /* same store file, new server, new port */
+    assert_int_equal(inbox_count(e, "a", U1, &r), 1);
+    post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &r);
+    assert_int_equal(r.code, 409);
+    assert_string_equal(r.accepted_id, first.request_id);
+    get(e, "/v2/bot/profile/" U2, "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    get(e, "/v2/bot/message/quota/consumption", "tok-a", &r);
+    EXPECT(&r, 200, "{\"totalUsage\":1}");
+}
+
+/* ---- playing users against a real ingress and bus ----------------------------- */
+
+typedef struct daemon_env {
+    app a;
+    bus *b;
+    ingress *in;
+    store *st;
+    char base[64];
+} daemon_env;
+
+static void daemon_up(env *e, daemon_env *d)
+{
+    memset(d, 0, sizeof *d);
+    if (app_prepare(&d->a, e->conf, 0) > 0) {
+        diag_print(&d->a.d, stderr);
+        fail_msg("config refused");
+    }
+    bus_options bo = app_bus_options(d->a.c);
+    char err[512];
+    assert_int_equal(bus_new(&bo, &d->b, err, sizeof err), 0);
+    assert_true(app_open_instances(&d->a, d->b) >= 0);
+    ingress_options io = {.listen = "127.0.0.1:0", .c = d->a.c, .b = d->b};
+    if (ingress_start(&io, &d->in, err, sizeof err) != 0)
+        fail_msg("ingress_start: %s", err);
+    snprintf(d->base, sizeof d->base, "http://127.0.0.1:%u", ingress_port(d->in));
+    assert_int_equal(store_open(bo.store_url, bo.sync_mode, &d->st, err, sizeof err), 0);
+}
+
+static void daemon_down(daemon_env *d)
+{
+    ingress_stop(d->in);
+    bus_free(d->b);
+    store_close(d->st);
+    app_free(&d->a);
+}
+
+static void test_play_users_end_to_end(void **state)
+{
+    env *e = *state;
+    daemon_env d;
+    daemon_up(e, &d);
+    sandbox_options o = {.webhook_base = d.base};
+    start(e, &o);
+    char err[512] = "";
+    if (sandbox_play(e->sb, "a", U1, SANDBOX_FOLLOW, NULL, err, sizeof err) != 0)
+        fail_msg("follow: %s", err);
+    store_batch b = {0};
+    assert_int_equal(store_events_after(d.st, "a", 0, 100, &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.ev[0].topic, "line.follow");
+    assert_string_equal(b.ev[0].user, U1);
+    assert_int_equal(strlen(b.ev[0].uid), 26); /* the ULID webhookEventId */
+    const char *p = b.ev[0].payload;
+    assert_non_null(strstr(p, "\"type\":\"follow\",\"mode\":\"active\",\"timestamp\":"));
+    assert_non_null(strstr(p, "\"source\":{\"type\":\"user\",\"userId\":\"" U1 "\"}"));
+    assert_non_null(strstr(p, "\"deliveryContext\":{\"isRedelivery\":false}"));
+    assert_non_null(strstr(p, "\"follow\":{\"isUnblocked\":false}"));
+    /* the reply token in the event works once */
+    const char *t = strstr(p, "\"replyToken\":\"");
+    assert_non_null(t);
+    char body[256];
+    snprintf(body, sizeof body, "{\"replyToken\":\"%.32s\",\"messages\":[" TEXT_MSG "]}", t + 14);
+    resp r;
+    post(e, "/v2/bot/message/reply", "tok-a", NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    /* the user is now known and following */
+    get(e, "/v2/bot/profile/" U1, "tok-a", &r);
+    EXPECT(&r, 200, "{\"displayName\":\"User 111a\",\"userId\":\"" U1 "\",\"language\":\"ja\"}");
+
+    /* say, postback, unfollow over the sandbox's HTTP routes */
+    post(e, "/sandbox/shops/a/users/" U1 "/say", NULL, NULL, "{\"text\":\"こんにちは\"}", &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(strlen(r.body), strlen("{\"replyToken\":\"\"}") + 32);
+    post(e, "/sandbox/shops/a/users/" U1 "/postback", NULL, NULL, "{\"data\":\"a=1\"}", &r);
+    assert_int_equal(r.code, 200);
+    post(e, "/sandbox/shops/a/users/" U1 "/unfollow", NULL, NULL, NULL, &r);
+    EXPECT(&r, 200, "{}");
+    post(e, "/sandbox/shops/a/users/" U1 "/say", NULL, NULL, "{}", &r);
+    EXPECT(&r, 400, "{\"message\":\"say needs a text\"}");
+    post(e, "/sandbox/shops/zz/users/" U1 "/follow", NULL, NULL, NULL, &r);
+    EXPECT(&r, 400, "{\"message\":\"unknown shop 'zz' (or it has no line group)\"}");
+    assert_int_equal(store_events_after(d.st, "a", 0, 100, &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 4);
+    assert_string_equal(b.ev[1].topic, "line.message.text");
+    assert_non_null(strstr(b.ev[1].payload, "\"text\":\"こんにちは\""));
+    assert_string_equal(b.ev[2].topic, "line.postback");
+    assert_non_null(strstr(b.ev[2].payload, "\"postback\":{\"data\":\"a=1\"}"));
+    assert_string_equal(b.ev[3].topic, "line.unfollow");
+    assert_null(strstr(b.ev[3].payload, "replyToken"));
+    /* blocked: the profile is gone, a follow again is an unblock */
+    get(e, "/v2/bot/profile/" U1, "tok-a", &r);
+    assert_int_equal(r.code, 404);
+    assert_int_equal(sandbox_play(e->sb, "a", U1, SANDBOX_FOLLOW, NULL, err, sizeof err), 0);
+    assert_int_equal(store_events_after(d.st, "a", 0, 100, &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 5);
+    assert_non_null(strstr(b.ev[4].payload, "\"follow\":{\"isUnblocked\":true}"));
+    store_batch_free(&b);
+    /* bad input */
+    assert_int_equal(sandbox_play(e->sb, "a", "bob", SANDBOX_FOLLOW, NULL, err, sizeof err),
+                     KZ_EINVAL);
+    assert_int_equal(sandbox_play(e->sb, "c", U1, SANDBOX_FOLLOW, NULL, err, sizeof err),
+                     KZ_EINVAL);
+    daemon_down(&d);
+    /* the daemon is gone: the play fails with the reason */
+    assert_int_equal(sandbox_play(e->sb, "a", U1, SANDBOX_SAY, "hi", err, sizeof err), KZ_EFAIL);
+    assert_non_null(strstr(err, "/webhook/a failed: "));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_started, teardown)
+#define TN(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        T(test_auth),
+        T(test_push_ok_and_inbox),
+        T(test_push_errors),
+        T(test_retry_key),
+        T(test_reply),
+        T(test_multicast),
+        T(test_broadcast_narrowcast),
+        T(test_validate),
+        T(test_profile_info_link),
+        T(test_misc_errors),
+        TN(test_rate_limit),
+        TN(test_monthly_limit),
+        T(test_faults),
+        T(test_state_survives_restart),
+        TN(test_play_users_end_to_end),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
