@@ -12,7 +12,7 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?= conf/kizuna.conf
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test bench bench-webhook clean
 
 all: build
 
@@ -51,6 +51,11 @@ test: deps
 
 bench: build
 	$(BUILD)/bin/bench_bus
+
+# Signed webhooks with wrk against kizuna and an @line/bot-sdk peer (needs
+# node and npm; installs wrk as root). Takes a few minutes.
+bench-webhook: build
+	bench/webhook/run.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) var
