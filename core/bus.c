@@ -43,6 +43,7 @@ struct bus_worker {
     int64_t next_replay_check;
     uint64_t rng;
     struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
+    int batch_sends;   /* a handler in the open transaction queued LINE sends */
 };
 
 struct bus {
@@ -71,6 +72,8 @@ struct bus {
     int committer_started;
     int committer_stop;
     metric_family *m_handled, *m_failed, *m_dead;
+    void (*on_sends)(void *arg);
+    void *on_sends_arg;
 };
 
 /* One publish waiting for its commit: on the caller's stack until `done`
@@ -91,6 +94,7 @@ typedef struct pub_req {
 
 static int start_committer(bus *b, char *err, size_t errlen);
 static void stop_committer(bus *b);
+static void wake_all(void *arg);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -493,6 +497,7 @@ static int call_handler(struct kz_ctx *ctx, bus_instance *i, store *st, const st
     ctx->thread = pthread_self();
     ctx->savepoint_open = 0;
     ctx->published = 0;
+    ctx->queued_sends = 0;
     ctx->valid = 1;
     log_set_context(i->p->name, i->shop_id);
     int r = i->p->desc.handle(i->instance, ctx, ev, herr, herrlen);
@@ -577,6 +582,7 @@ static int deliver(bus_worker *w, bus_instance *i, const store_event *se, char *
     inflight_leave(w->b->inflight, w->index);
     int rc = 0;
     if (r == 0) {
+        w->batch_sends |= w->ctx.queued_sends;
         if (w->ctx.savepoint_open)
             rc = store_release(w->st, err, errlen);
         if (rc == 0 && i->fail_event == se->id)
@@ -661,6 +667,7 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
         return rc;
     if ((rc = store_begin(w->st, err, errlen)) != 0)
         return rc;
+    w->batch_sends = 0;
     int delivered = deliver_batch(w, s, now, err, errlen);
     if (delivered >= 0 && (rc = store_commit(w->st, err, errlen)) != 0)
         delivered = rc;
@@ -669,6 +676,8 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
         reload_shop(w, s);
         return delivered;
     }
+    if (w->batch_sends && w->b->on_sends != NULL)
+        w->b->on_sends(w->b->on_sends_arg);
     /* events were read: progress even if no instance wanted them */
     return delivered > 0 ? delivered : (int)w->batch.n;
 }
@@ -707,6 +716,8 @@ static int replay_one(bus_worker *w, bus_instance *i, int64_t dead_id, int64_t e
         rc = store_commit(w->st, err, errlen);
     if (rc != 0)
         store_rollback(w->st);
+    else if (r == 0 && w->ctx.queued_sends && w->b->on_sends != NULL)
+        w->b->on_sends(w->b->on_sends_arg);
     return rc;
 }
 
@@ -770,6 +781,17 @@ static void worker_wait(bus_worker *w, uint64_t seen)
             break;
     }
     pthread_mutex_unlock(&b->lock);
+}
+
+void bus_wake(bus *b)
+{
+    wake_all(b);
+}
+
+void bus_on_sends(bus *b, void (*fn)(void *arg), void *arg)
+{
+    b->on_sends = fn;
+    b->on_sends_arg = arg;
 }
 
 static void *worker_main(void *arg)

@@ -85,6 +85,7 @@ struct kz_ctx {
     int valid;
     int savepoint_open;
     uint32_t published; /* events published so far: derives their uids */
+    int queued_sends;   /* the handler queued outbox rows (line_send) */
     void **kv_bufs;     /* kv_get results, freed when the handler returns */
     size_t nkv_bufs, cap_kv_bufs;
 };
@@ -147,6 +148,14 @@ void bus_stop(bus *b);
  * Unknown shop, invalid topic or JSON: KZ_EINVAL and nothing is stored.
  * Thread: any. */
 int bus_publish(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err, size_t errlen);
+
+/* Wakes the workers so they look for new events now (events stored by
+ * another connection, e.g. the sender's results). Thread: any. */
+void bus_wake(bus *b);
+
+/* Called (on a worker thread) after a batch whose handlers queued LINE
+ * sends has committed: the sender's wake-up. Set before bus_start. */
+void bus_on_sends(bus *b, void (*fn)(void *arg), void *arg);
 
 /* Called on the bus's commit thread once the events of a
  * bus_publish_async are stored (rc 0) or not (rc < 0, reason in err). Keep

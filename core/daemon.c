@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "host.h"
 #include "ingress.h"
 #include "sandbox.h"
+#include "sender.h"
 #include "log.h"
 
 /* Turns the loader's "plugin 'y' (PATH): REASON" / "plugin 'y': REASON" into
@@ -192,6 +194,7 @@ typedef struct running {
     metrics *m;
     ingress *in;
     sandbox *sb;
+    _Atomic(sender *) snd; /* set once started; read by the workers' hook */
 } running;
 
 static int uses_sandbox(const cfg *c)
@@ -199,6 +202,41 @@ static int uses_sandbox(const cfg *c)
     for (size_t s = 0; s < c->nshops; s++)
         if (c->shops[s].line_api != NULL && strcmp(c->shops[s].line_api, "sandbox") == 0)
             return 1;
+    return 0;
+}
+
+/* Workers call this after committing handlers that queued LINE sends. */
+static void wake_sender(void *arg)
+{
+    running *r = arg;
+    sender *s = atomic_load(&r->snd);
+    if (s != NULL)
+        sender_wake(s);
+}
+
+static int start_sender(const app *a, running *r)
+{
+    char err[512], base[300];
+    const char *sandbox_base = NULL;
+    if (r->sb != NULL) {
+        snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)sandbox_port(r->sb));
+        sandbox_base = base;
+    } else if (uses_sandbox(a->c)) { /* a `kizuna sandbox serve` of its own */
+        snprintf(base, sizeof base, "http://%s", a->c->sandbox.listen);
+        sandbox_base = base;
+    }
+    sender_options so = {.store_url = a->c->store_url,
+                         .sync_mode = a->c->sync_mode,
+                         .c = a->c,
+                         .sandbox_base = sandbox_base,
+                         .b = r->b,
+                         .m = r->m};
+    sender *s = NULL;
+    if (sender_start(&so, &s, err, sizeof err) != 0) {
+        log_msg(KZ_LOG_ERROR, "LINE sender: %s", err);
+        return 2;
+    }
+    atomic_store(&r->snd, s);
     return 0;
 }
 
@@ -247,6 +285,7 @@ static int run(app *a, running *r)
         log_msg(KZ_LOG_ERROR, "cannot open plugin instances: %s", err);
         return 2;
     }
+    bus_on_sends(*bp, wake_sender, r);
     if (bus_start(*bp, err, sizeof err) != 0) {
         log_msg(KZ_LOG_ERROR, "%s", err);
         return 2;
@@ -254,6 +293,8 @@ static int run(app *a, running *r)
     int rc = start_http(a, *bp, r->m, &r->in);
     if (rc == 0)
         rc = start_sandbox(a, r);
+    if (rc == 0)
+        rc = start_sender(a, r);
     if (rc != 0)
         return rc;
     log_msg(KZ_LOG_INFO, "kizuna ready: %zu shop(s), %d plugin instance(s), store %s, clock %s",
@@ -286,6 +327,7 @@ int daemon_serve(const char *config_path, const serve_opts *o)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     running r = {.lockfd = -1};
     int code = run(&a, &r);
+    sender_stop(atomic_load(&r.snd)); /* before the sandbox it may be talking to */
     sandbox_stop(r.sb);
     ingress_stop(r.in); /* finishes requests in flight before the bus goes */
     bus_free(r.b);

@@ -3,10 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "message.h"
 #include "payload.h"
 #include "topic.h"
 
@@ -258,6 +261,222 @@ static int kv_incr(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result)
     return rc;
 }
 
+/* ---- LINE sends (ABI 1.1) ---- */
+
+#define MULTICAST_MAX 500
+#define TAG_MAX 100
+
+/* ^[UCR][0-9a-f]{32}$: a user, group or room id (users only if !any). */
+static int line_id_ok(const char *id, int any)
+{
+    if (id == NULL || strlen(id) != 33 ||
+        !(id[0] == 'U' || (any && (id[0] == 'C' || id[0] == 'R'))))
+        return 0;
+    for (int i = 1; i < 33; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* LINE delivers events in standby mode to channels that must not answer. */
+static int event_in_standby(const kz_ctx *ctx)
+{
+    json_object *ev = json_tokener_parse(ctx->ev->se->payload), *mode;
+    int standby = ev != NULL && json_object_object_get_ex(ev, "mode", &mode) &&
+                  json_object_is_type(mode, json_type_string) &&
+                  strcmp(json_object_get_string(mode), "standby") == 0;
+    json_object_put(ev);
+    return standby;
+}
+
+/* Logs why a send is refused (one line) and returns KZ_EINVAL. fmt has one
+ * %s, filled with detail. */
+static int send_refused(const kz_ctx *ctx, const char *fmt, const char *detail)
+{
+    char why[1200];
+    snprintf(why, sizeof why, fmt, detail ? detail : "");
+    log_msg(KZ_LOG_ERROR, "kz_line_send refused (event %s): %s", ctx->ev->se->uid, why);
+    return KZ_EINVAL;
+}
+
+/* Checks the parts of a request that do not depend on the messages. */
+static int check_send(const kz_ctx *ctx, const kz_line_send *r)
+{
+    if (r->tag != NULL && strlen(r->tag) > TAG_MAX)
+        return send_refused(ctx, "tag longer than 100 bytes%s", NULL);
+    switch (r->kind) {
+    case KZ_LINE_REPLY:
+        if (r->reply_token == NULL || r->reply_token[0] == '\0')
+            return send_refused(ctx, "reply without a reply token%s", NULL);
+        return 0;
+    case KZ_LINE_PUSH:
+        return line_id_ok(r->to, 1)
+                   ? 0
+                   : send_refused(ctx, "push to '%s': not a user, group or room id", r->to);
+    case KZ_LINE_MULTICAST:
+        if (r->nto == 0 || r->to_list == NULL)
+            return send_refused(ctx, "multicast to nobody%s", NULL);
+        for (size_t i = 0; i < r->nto; i++)
+            if (!line_id_ok(r->to_list[i], 0))
+                return send_refused(ctx, "multicast to '%s': not a user id", r->to_list[i]);
+        return 0;
+    case KZ_LINE_BROADCAST:
+    case KZ_LINE_NARROWCAST:
+        return 0;
+    default:
+        return send_refused(ctx, "unknown kind%s", NULL);
+    }
+}
+
+static const char *endpoint_of(int kind)
+{
+    static const char *const paths[] = {"",
+                                        "/v2/bot/message/reply",
+                                        "/v2/bot/message/push",
+                                        "/v2/bot/message/multicast",
+                                        "/v2/bot/message/broadcast",
+                                        "/v2/bot/message/narrowcast"};
+    return paths[kind];
+}
+
+/* The JSON body of one request: base (may be NULL) plus the messages and
+ * the kind's fields; to_list[first, first+n) for multicast. */
+static char *build_body(const kz_line_send *r, json_object *messages, json_object *base,
+                        size_t first, size_t n)
+{
+    json_object *body = base != NULL ? json_object_get(base) : json_object_new_object();
+    json_object_object_add(body, "messages", json_object_get(messages));
+    if (r->notification_disabled)
+        json_object_object_add(body, "notificationDisabled", json_object_new_boolean(1));
+    if (r->kind == KZ_LINE_REPLY)
+        json_object_object_add(body, "replyToken", json_object_new_string(r->reply_token));
+    if (r->kind == KZ_LINE_PUSH)
+        json_object_object_add(body, "to", json_object_new_string(r->to));
+    if (r->kind == KZ_LINE_MULTICAST) {
+        json_object *to = json_object_new_array_ext((int)n);
+        for (size_t i = first; i < first + n; i++)
+            json_object_array_add(to, json_object_new_string(r->to_list[i]));
+        json_object_object_add(body, "to", to);
+    }
+    const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *copy = text != NULL ? strdup(text) : NULL;
+    json_object_put(body);
+    return copy;
+}
+
+/* One outbox row; *first_id gets the first row's id. */
+static int add_row(kz_ctx *ctx, const kz_line_send *r, const char *body, int64_t *first_id)
+{
+    char retry_key[37], err[256];
+    payload_uuid(retry_key);
+    const char *event_user = ctx->ev->se->user;
+    store_outbox row = {
+        .shop = ctx->inst->shop_id,
+        .instance = ctx->inst->id,
+        .kind = r->kind,
+        .endpoint = endpoint_of(r->kind),
+        .body = body,
+        .retry_key = r->kind == KZ_LINE_REPLY ? NULL : retry_key,
+        .user = r->kind == KZ_LINE_PUSH    ? r->to
+                : r->kind == KZ_LINE_REPLY ? event_user
+                                           : NULL,
+        .fallback_to = r->kind == KZ_LINE_REPLY && r->fallback_to_push ? event_user : NULL,
+        .tag = r->tag,
+        .origin = ctx->ev->se->uid,
+        .created_ms = clock_now_ms(),
+        .next_at_ms = clock_now_ms(),
+    };
+    int64_t id = 0;
+    int rc = store_outbox_add(ctx->st, &row, &id, err, sizeof err);
+    if (rc != 0)
+        log_msg(KZ_LOG_ERROR, "kz_line_send: %s", err);
+    else if (*first_id == 0)
+        *first_id = id;
+    return rc;
+}
+
+/* Parses and checks the messages; NULL (after logging LINE's reasons) when
+ * LINE would refuse them. */
+static json_object *checked_messages(const kz_ctx *ctx, const kz_line_send *r)
+{
+    size_t len = r->messages_len ? r->messages_len : strlen(r->messages);
+    message_error e;
+    if (message_validate(r->messages, len, MESSAGE_MAX_PER_REQUEST, &e) != 0) {
+        char line[1024];
+        message_error_line(&e, line, sizeof line);
+        send_refused(ctx, "messages refused: %s", line);
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new();
+    json_object *messages = tok ? json_tokener_parse_ex(tok, r->messages, (int)len) : NULL;
+    json_tokener_free(tok);
+    return messages;
+}
+
+static json_object *narrowcast_base(const kz_ctx *ctx, const kz_line_send *r)
+{
+    if (r->kind != KZ_LINE_NARROWCAST || r->narrowcast == NULL)
+        return NULL;
+    json_object *base = json_tokener_parse(r->narrowcast);
+    if (base == NULL || !json_object_is_type(base, json_type_object)) {
+        json_object_put(base);
+        send_refused(ctx, "narrowcast: not a JSON object: %s", r->narrowcast);
+        return NULL;
+    }
+    return base;
+}
+
+static int queue_rows(kz_ctx *ctx, const kz_line_send *r, json_object *messages, json_object *base,
+                      int64_t *first_id)
+{
+    size_t total = r->kind == KZ_LINE_MULTICAST ? r->nto : 1;
+    int rc = 0;
+    for (size_t first = 0; rc == 0 && first < total; first += MULTICAST_MAX) {
+        size_t n = total - first < MULTICAST_MAX ? total - first : MULTICAST_MAX;
+        char *body = build_body(r, messages, base, first, n);
+        rc = body != NULL ? add_row(ctx, r, body, first_id) : KZ_ENOMEM;
+        free(body);
+    }
+    return rc;
+}
+
+static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
+{
+    if (outbox_id != NULL)
+        *outbox_id = 0;
+    if (!ctx_live(ctx, "kz_line_send"))
+        return KZ_ESTATE;
+    if (req == NULL || req->messages == NULL ||
+        req->struct_size < offsetof(kz_line_send, kind) + sizeof(int))
+        return KZ_EINVAL;
+    kz_line_send r = {0}; /* an older plugin's shorter struct reads as zeros past its end */
+    memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
+    if (event_in_standby(ctx)) {
+        log_msg(KZ_LOG_INFO, "kz_line_send: event %s arrived in standby mode: not sent",
+                ctx->ev->se->uid);
+        return 0;
+    }
+    int rc = check_send(ctx, &r);
+    json_object *messages = rc == 0 ? checked_messages(ctx, &r) : NULL;
+    json_object *base = messages != NULL ? narrowcast_base(ctx, &r) : NULL;
+    if (rc == 0 && (messages == NULL || (r.kind == KZ_LINE_NARROWCAST && r.narrowcast && !base)))
+        rc = KZ_EINVAL;
+    if (rc == 0)
+        rc = ctx_writable(ctx, "kz_line_send");
+    int64_t first = 0;
+    if (rc == 0)
+        rc = queue_rows(ctx, &r, messages, base, &first);
+    json_object_put(messages);
+    json_object_put(base);
+    if (rc == 0) {
+        ctx->queued_sends = 1;
+        if (outbox_id != NULL)
+            *outbox_id = first;
+    }
+    return rc;
+}
+
 static const kz_host table = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
@@ -293,6 +512,7 @@ static const kz_host table = {
     .setting_bool = cfg_setting_bool,
     .setting_duration_ms = cfg_setting_duration_ms,
     .setting_error = cfg_setting_error,
+    .line_send = line_send,
 };
 
 const kz_host *host_table(void)

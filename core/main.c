@@ -1,6 +1,13 @@
+#include <curl/curl.h>
+
 #include "cli.h"
 
 int main(int argc, char **argv)
 {
-    return cli_main(argc, argv);
+    /* libcurl's global state must be set up before any thread exists (the
+     * sender, the sandbox and the CLI's sandbox commands use it). */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = cli_main(argc, argv);
+    curl_global_cleanup();
+    return rc;
 }

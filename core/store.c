@@ -118,6 +118,33 @@ static const char *const migrations[] = {
     " month TEXT NOT NULL,"
     " count INTEGER NOT NULL,"
     " PRIMARY KEY(shop, month)) WITHOUT ROWID;",
+    /* 3: the outbox (store.h, "outbox"). No foreign key on instance: the
+     * core itself (kizuna send) queues rows with instance 0. The partial
+     * index holds only PENDING rows, in id order with next_at alongside, so
+     * "due, oldest first" and the pending count cost the pending rows only;
+     * finished rows leave it. */
+    "CREATE TABLE outbox("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " instance INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " endpoint TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " retry_key TEXT,"
+    " user TEXT,"
+    " fallback_to TEXT,"
+    " tag TEXT,"
+    " origin TEXT,"
+    " state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " next_at_ms INTEGER NOT NULL,"
+    " deadline_ms INTEGER NOT NULL,"
+    " status INTEGER,"
+    " request_id TEXT,"
+    " error TEXT,"
+    " finished_ms INTEGER);"
+    "CREATE INDEX outbox_due ON outbox(id, next_at_ms) WHERE state = 0;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -171,11 +198,21 @@ enum stmt_id {
     Q_SBX_RATE_HIT,
     Q_SBX_USAGE_GET,
     Q_SBX_USAGE_ADD,
+    Q_OB_ADD,
+    Q_OB_DUE,
+    Q_OB_RETRY,
+    Q_OB_REWRITE,
+    Q_OB_FINISH,
+    Q_OB_GET,
+    Q_OB_PENDING,
     Q_COUNT
 };
 
 #define EV_COLUMNS "id, shop, uid, topic, user, time_ms, payload"
 #define SBX_USER_COLUMNS "user, display_name, following, blocked, since_ms"
+#define OB_COLUMNS                                                                                 \
+    "id, shop, instance, kind, endpoint, body, retry_key, user, fallback_to, tag, origin, state,"  \
+    " attempts, created_ms, next_at_ms, deadline_ms"
 
 static const char *const sql_text[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -260,6 +297,19 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SBX_USAGE_GET] = "SELECT count FROM sbx_usage WHERE shop = ?1 AND month = ?2",
     [Q_SBX_USAGE_ADD] = "INSERT INTO sbx_usage(shop, month, count) VALUES(?1, ?2, ?3)"
                         " ON CONFLICT(shop, month) DO UPDATE SET count = count + excluded.count",
+    [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
+                 " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms)"
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [Q_OB_DUE] = "SELECT " OB_COLUMNS " FROM outbox INDEXED BY outbox_due"
+                 " WHERE state = 0 AND next_at_ms <= ?1 ORDER BY id LIMIT ?2",
+    [Q_OB_RETRY] = "UPDATE outbox SET attempts = ?2, next_at_ms = ?3, error = ?4"
+                   " WHERE id = ?1 AND state = 0",
+    [Q_OB_REWRITE] = "UPDATE outbox SET kind = ?2, endpoint = ?3, body = ?4, retry_key = ?5"
+                     " WHERE id = ?1 AND state = 0",
+    [Q_OB_FINISH] = "UPDATE outbox SET state = ?2, status = ?3, request_id = ?4, error = ?5,"
+                    " finished_ms = ?6 WHERE id = ?1 AND state = 0",
+    [Q_OB_GET] = "SELECT " OB_COLUMNS ", status, request_id, error FROM outbox WHERE id = ?1",
+    [Q_OB_PENDING] = "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE state = 0",
 };
 
 /* Slots of one event's strings in store.offs while a batch is being filled. */
@@ -289,7 +339,8 @@ struct store {
     /* Arena offsets of the batch being filled: pointers are only made once
      * the arena has stopped moving. Kept here to reuse the allocation. */
     size_t *offs;
-    size_t offs_cap; /* events */
+    size_t offs_cap;  /* events */
+    char *ob_strings; /* the strings of the last store_outbox_get */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -542,16 +593,22 @@ static void writer_leave(store *s)
 /* WAL lets readers (the CLI) run beside the writer; the busy timeout makes
  * writers queue instead of failing. It is set first so the other pragmas
  * wait too. Bigger pages (new databases only) and memory-mapped reads cut
- * the system calls per commit, which dominate on virtual machines. */
+ * the system calls per commit, which dominate on virtual machines; with
+ * temp_store = MEMORY a savepoint's statement journal stays in memory
+ * instead of spilling to a temp file on every handler or webhook. */
 static int configure(store *s, int sync_mode, char *err, size_t errlen)
 {
-    char sql[320];
-    snprintf(sql, sizeof sql,
-             "PRAGMA busy_timeout = %d; PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;"
-             " PRAGMA synchronous = %s;"
-             " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 1073741824;"
-             " PRAGMA cache_size = -32768",
-             BUSY_TIMEOUT_MS, sync_mode == STORE_SYNC_NORMAL ? "NORMAL" : "FULL");
+    char sql[512];
+    int n =
+        snprintf(sql, sizeof sql,
+                 "PRAGMA busy_timeout = %d; PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;"
+                 " PRAGMA temp_store = MEMORY;"
+                 " PRAGMA synchronous = %s;"
+                 " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 1073741824;"
+                 " PRAGMA cache_size = -32768",
+                 BUSY_TIMEOUT_MS, sync_mode == STORE_SYNC_NORMAL ? "NORMAL" : "FULL");
+    if (n < 0 || (size_t)n >= sizeof sql) /* a cut pragma list would fail silently */
+        return KZ_EINVAL;
     return exec(s, sql, "configure database", err, errlen);
 }
 
@@ -612,6 +669,7 @@ void store_close(store *s)
         pthread_mutex_unlock(&s->wlock->mutex);
     writer_lock_put(s->wlock);
     free(s->offs);
+    free(s->ob_strings);
     free(s);
 }
 
@@ -1554,4 +1612,232 @@ int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t d
         return rc;
     sqlite3_bind_int64(st, 3, delta);
     return run(s, st, "count usage", err, errlen);
+}
+
+/* ---- outbox ------------------------------------------------------------- */
+
+/* Binds a string or SQL NULL. */
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v == NULL)
+        sqlite3_bind_null(st, i);
+    else
+        bind_str(st, i, v);
+}
+
+static const char *col_opt(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return NULL;
+    return col_str(st, col);
+}
+
+/* The current row (OB_COLUMNS) into *r; pointers into the statement. */
+static void outbox_from_row(sqlite3_stmt *st, store_outbox *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->shop = col_str(st, 1);
+    r->instance = sqlite3_column_int64(st, 2);
+    r->kind = sqlite3_column_int(st, 3);
+    r->endpoint = col_str(st, 4);
+    r->body = col_str(st, 5);
+    r->retry_key = col_opt(st, 6);
+    r->user = col_opt(st, 7);
+    r->fallback_to = col_opt(st, 8);
+    r->tag = col_opt(st, 9);
+    r->origin = col_opt(st, 10);
+    r->state = sqlite3_column_int(st, 11);
+    r->attempts = sqlite3_column_int(st, 12);
+    r->created_ms = sqlite3_column_int64(st, 13);
+    r->next_at_ms = sqlite3_column_int64(st, 14);
+    r->deadline_ms = sqlite3_column_int64(st, 15);
+}
+
+int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, size_t errlen)
+{
+    if (row == NULL || row->shop == NULL || row->endpoint == NULL || row->body == NULL) {
+        errbuf_set(err, errlen, "queue send: shop, endpoint and body are required");
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, row->shop);
+    sqlite3_bind_int64(st, 2, row->instance);
+    sqlite3_bind_int(st, 3, row->kind);
+    bind_str(st, 4, row->endpoint);
+    bind_str(st, 5, row->body);
+    bind_opt(st, 6, row->retry_key);
+    bind_opt(st, 7, row->user);
+    bind_opt(st, 8, row->fallback_to);
+    bind_opt(st, 9, row->tag);
+    bind_opt(st, 10, row->origin);
+    sqlite3_bind_int64(st, 11, row->created_ms);
+    sqlite3_bind_int64(st, 12, row->next_at_ms);
+    sqlite3_bind_int64(st, 13, row->deadline_ms);
+    rc = run(s, st, "queue send", err, errlen);
+    if (rc == 0 && id != NULL)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+/* The walk steps the cached statement while cb runs: cb may call other store
+ * functions on this connection, but not store_outbox_due itself. */
+int store_outbox_due(store *s, int64_t now_ms, int limit, store_outbox_cb cb, void *arg, char *err,
+                     size_t errlen)
+{
+    if (limit < 1) {
+        errbuf_set(err, errlen, "read outbox: limit must be at least 1, not %d", limit);
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_DUE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = step(s, st, "read outbox", err, errlen)) == 1) {
+        store_outbox r;
+        outbox_from_row(st, &r);
+        int stop = cb(arg, &r);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+static int outbox_change(store *s, sqlite3_stmt *st, int64_t id, const char *what, char *err,
+                         size_t errlen)
+{
+    int rc = run_change(s, st, what, err, errlen);
+    if (rc == KZ_ENOTFOUND)
+        errbuf_set(err, errlen, "%s: outbox row %lld is not pending", what, (long long)id);
+    return rc;
+}
+
+int store_outbox_retry(store *s, int64_t id, int attempts, int64_t next_at_ms, const char *error,
+                       char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_RETRY, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, attempts);
+    sqlite3_bind_int64(st, 3, next_at_ms);
+    bind_opt(st, 4, error);
+    return outbox_change(s, st, id, "reschedule send", err, errlen);
+}
+
+int store_outbox_rewrite(store *s, int64_t id, int kind, const char *endpoint, const char *body,
+                         const char *retry_key, char *err, size_t errlen)
+{
+    if (endpoint == NULL || body == NULL) {
+        errbuf_set(err, errlen, "rewrite send: endpoint and body are required");
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_REWRITE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, kind);
+    bind_str(st, 3, endpoint);
+    bind_str(st, 4, body);
+    bind_opt(st, 5, retry_key);
+    return outbox_change(s, st, id, "rewrite send", err, errlen);
+}
+
+int store_outbox_finish(store *s, int64_t id, int state, int status, const char *request_id,
+                        const char *error, int64_t now_ms, char *err, size_t errlen)
+{
+    if (state != OUTBOX_SENT && state != OUTBOX_FAILED && state != OUTBOX_PARKED) {
+        errbuf_set(err, errlen, "finish send: state %d is not SENT, FAILED or PARKED", state);
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_FINISH, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, state);
+    sqlite3_bind_int(st, 3, status);
+    bind_opt(st, 4, request_id);
+    bind_opt(st, 5, error);
+    sqlite3_bind_int64(st, 6, now_ms);
+    return outbox_change(s, st, id, "finish send", err, errlen);
+}
+
+/* Copies the row's strings into one buffer owned by the connection (kept
+ * until the next store_outbox_get), so the statement can be reset at once
+ * and holds no read snapshot. */
+int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const char **request_id,
+                     const char **error, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if ((rc = step(s, st, "read outbox row", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    static const int cols[] = {1, 4, 5, 6, 7, 8, 9, 10, 17, 18};
+    enum { NCOLS = sizeof cols / sizeof cols[0] };
+    size_t total = 0;
+    for (int k = 0; k < NCOLS; k++)
+        total += (size_t)sqlite3_column_bytes(st, cols[k]) + 1;
+    char *buf = malloc(total ? total : 1);
+    if (buf == NULL) {
+        sqlite3_reset(st);
+        return no_memory(err, errlen);
+    }
+    const char *ptr[NCOLS];
+    size_t at = 0;
+    for (int k = 0; k < NCOLS; k++) {
+        const char *v = col_opt(st, cols[k]);
+        if (v == NULL) {
+            ptr[k] = NULL;
+            continue;
+        }
+        size_t n = (size_t)sqlite3_column_bytes(st, cols[k]);
+        memcpy(buf + at, v, n);
+        buf[at + n] = '\0';
+        ptr[k] = buf + at;
+        at += n + 1;
+    }
+    store_outbox r;
+    outbox_from_row(st, &r);
+    int st_status = sqlite3_column_int(st, 16);
+    sqlite3_reset(st);
+    r.shop = ptr[0];
+    r.endpoint = ptr[1];
+    r.body = ptr[2];
+    r.retry_key = ptr[3];
+    r.user = ptr[4];
+    r.fallback_to = ptr[5];
+    r.tag = ptr[6];
+    r.origin = ptr[7];
+    free(s->ob_strings);
+    s->ob_strings = buf;
+    if (out != NULL)
+        *out = r;
+    if (status != NULL)
+        *status = st_status;
+    if (request_id != NULL)
+        *request_id = ptr[8];
+    if (error != NULL)
+        *error = ptr[9];
+    return 0;
+}
+
+int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_PENDING, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    return query_int(s, st, "count pending sends", count, err, errlen);
 }

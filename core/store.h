@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct store store;
 
@@ -187,6 +187,68 @@ int store_kv_cas(store *s, int64_t instance, const char *key, const void *expect
  * is not a decimal integer. result may be NULL. */
 int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, int64_t *result,
                   char *err, size_t errlen);
+
+/* ---- outbox: LINE API calls waiting to be sent ------------------------ */
+
+/* Outbox row states. A row is inserted PENDING in the handler's transaction
+ * and leaves PENDING exactly once. */
+enum { OUTBOX_PENDING = 0, OUTBOX_SENT = 1, OUTBOX_FAILED = 2, OUTBOX_PARKED = 3 };
+
+/* One queued call. Strings are owned by whoever made the struct: the caller
+ * of store_outbox_add, or the store during a store_outbox_due callback. */
+typedef struct store_outbox {
+    int64_t id;
+    const char *shop;
+    int64_t instance;        /* the plugin instance that queued it */
+    int kind;                /* KZ_LINE_* (kizuna/host.h) */
+    const char *endpoint;    /* "/v2/bot/message/push" */
+    const char *body;        /* the JSON request body, exactly as it will be sent */
+    const char *retry_key;   /* UUID fixed at insert; NULL for reply */
+    const char *user;        /* the recipient for push/reply (message.* events), or NULL */
+    const char *fallback_to; /* reply: push to this user if the token cannot be used */
+    const char *tag;         /* the plugin's tag, or NULL */
+    const char *origin;      /* uid of the event whose handler queued it */
+    int state;               /* OUTBOX_* */
+    int attempts;            /* sending attempts so far */
+    int64_t created_ms;
+    int64_t next_at_ms;  /* not sent before */
+    int64_t deadline_ms; /* given up (FAILED) after */
+} store_outbox;
+
+/* Inserts a PENDING row (id, state and attempts of *row are ignored); inside
+ * the caller's transaction when one is open. *id may be NULL. */
+int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, size_t errlen);
+
+/* Calls cb for up to `limit` PENDING rows with next_at <= now, oldest id
+ * first; a nonzero return stops the walk and is returned. Pointers in *row
+ * are valid during the call only. */
+typedef int (*store_outbox_cb)(void *arg, const store_outbox *row);
+int store_outbox_due(store *s, int64_t now_ms, int limit, store_outbox_cb cb, void *arg, char *err,
+                     size_t errlen);
+
+/* A failed attempt to be tried again: attempts, next_at and the last error. */
+int store_outbox_retry(store *s, int64_t id, int attempts, int64_t next_at_ms, const char *error,
+                       char *err, size_t errlen);
+
+/* Rewrites a PENDING row in place (a reply turned into its fallback push):
+ * kind, endpoint, body and retry key. */
+int store_outbox_rewrite(store *s, int64_t id, int kind, const char *endpoint, const char *body,
+                         const char *retry_key, char *err, size_t errlen);
+
+/* Ends a row: state SENT, FAILED or PARKED, with the HTTP status (0 for a
+ * network failure), LINE's x-line-request-id (or NULL) and the error text
+ * (NULL when sent). KZ_ENOTFOUND if the row is not PENDING any more. */
+int store_outbox_finish(store *s, int64_t id, int state, int status, const char *request_id,
+                        const char *error, int64_t now_ms, char *err, size_t errlen);
+
+/* Reads one row (any state) into *out; strings stay valid until the next
+ * store call on this connection. KZ_ENOTFOUND if absent. Also returns its
+ * status, request id and error through the optional pointers. */
+int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const char **request_id,
+                     const char **error, char *err, size_t errlen);
+
+/* Rows still PENDING (for /metrics). */
+int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen);
 
 /* ---- small key/value of the core itself (virtual clock, …) ------------ */
 

@@ -51,7 +51,7 @@ shops = ( { id = "a";
   }; } );
 EOF
 cat >"$T/want" <<EOF
-$T/bad.conf:4: shop 'a': plugin 'fx_major2': cannot load $T/bad/fx_major2.so: built for ABI 2, host has ABI 1.0 — refused
+$T/bad.conf:4: shop 'a': plugin 'fx_major2': cannot load $T/bad/fx_major2.so: built for ABI 2, host has ABI 1.1 — refused
 $T/bad.conf:5: shop 'a': plugin 'fx_counter': fail_times: expected an integer, got a string
 $T/bad.conf:6: shop 'a': plugin 'missing': unknown plugin: not found (no missing.so in $T/bad, $T/plugins)
 $T/bad.conf: 3 problem(s)
@@ -80,14 +80,14 @@ expect "check shop_open" 1 "$T/want" -- "$K" check -c "$T/open.conf"
 # ---- plugins: what loads, what is refused and why
 cat >"$T/want" <<EOF
 NAME             VERSION    VENDOR           LICENSE    ABI      PATH
-refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.0 — refused
+refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.1 — refused
 EOF
 "$K" plugins -c "$T/bad.conf" >"$T/plugins.out" 2>&1
 rc=$?
 [ "$rc" = 1 ] || fail "plugins: exit $rc, wanted 1 (a refusal)"
-grep -qx "fx_ok            1.0.0      kizuna tests     MIT        ABI 1.0  $T/bad/fx_ok.so" "$T/plugins.out" ||
+grep -qx "fx_ok            1.0.0      kizuna tests     MIT        ABI 1.1  $T/bad/fx_ok.so" "$T/plugins.out" ||
     fail "plugins: fx_ok not listed"
-grep -qx "refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.0 — refused" "$T/plugins.out" ||
+grep -qx "refused: plugin 'fx_major2' ($T/bad/fx_major2.so): built for ABI 2, host has ABI 1.1 — refused" "$T/plugins.out" ||
     fail "plugins: fx_major2 refusal missing"
 grep -qx "refused: plugin 'fx_ok' ($T/plugins/fx_ok.so): duplicate plugin name 'fx_ok' (already loaded from $T/bad/fx_ok.so)" "$T/plugins.out" ||
     fail "plugins: duplicate refusal missing"
@@ -160,7 +160,8 @@ cat >"$T/emb.conf" <<EOF
 kizuna: { store = "sqlite:$T/k3.db"; listen = "127.0.0.1:$KZ2_PORT"; plugin_path = "$T/plugins";
   sandbox = { listen = "127.0.0.1:$SBX2_PORT"; store = "sqlite:$T/sbx3.db"; }; };
 shops = ( { id = "a"; line = { channel_secret = "sec"; access_token = "tok"; api = "sandbox"; };
-            plugins = { fx_counter = { subscribe = [ "line.*" ]; }; }; } );
+            plugins = { fx_counter = { subscribe = [ "line.*", "message.*" ];
+                                       reply_text = "ようこそ"; }; }; } );
 EOF
 "$K" serve -c "$T/emb.conf" >"$T/emb.log" 2>&1 &
 EMB_PID=$!
@@ -171,13 +172,17 @@ until "$K" sandbox -c "$T/emb.conf" follow a $SU >"$T/out" 2>&1 || [ $i -ge 100 
 done
 grep -q "follow sent to shop 'a'" "$T/out" || fail "embedded sandbox: follow not sent: $(cat "$T/out")"
 "$K" sandbox -c "$T/emb.conf" say a $SU "こんにちは" >"$T/out" 2>&1 || fail "embedded sandbox: say"
+# follow + message, each answered with a reply that comes back as message.sent
 i=0
-until [ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>/dev/null)" = 2 ] || [ $i -ge 100 ]; do
+until [ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>/dev/null)" = 4 ] || [ $i -ge 100 ]; do
     i=$((i + 1))
     sleep 0.1
 done
-[ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>&1)" = 2 ] ||
-    fail "embedded sandbox: plugin did not handle follow + message ($(tail -5 "$T/emb.log"))"
+[ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>&1)" = 4 ] ||
+    fail "embedded sandbox: follow, message and two message.sent not handled ($(tail -5 "$T/emb.log"))"
+"$K" sandbox -c "$T/emb.conf" inbox a $SU >"$T/out" 2>&1
+head -n 1 "$T/out" | grep -q "friend, 2 message(s)" || fail "embedded sandbox: inbox: $(cat "$T/out")"
+[ "$(grep -c 'reply      text: ようこそ' "$T/out")" = 2 ] || fail "embedded sandbox: replies: $(cat "$T/out")"
 kill $EMB_PID
 wait $EMB_PID
 [ $? = 0 ] || fail "serve with embedded sandbox: unclean exit"

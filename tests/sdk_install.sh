@@ -10,6 +10,8 @@
 set -eu
 
 src=$(cd "$1" && pwd -P)
+# The ABI the packages must carry: the one kizuna/host.h defines.
+ABI=$(sed -n 's/^#define KZ_ABI_MAJOR \([0-9]*\)$/\1/p' "$src/sdk/include/kizuna/host.h").$(sed -n 's/^#define KZ_ABI_MINOR \([0-9]*\)$/\1/p' "$src/sdk/include/kizuna/host.h")
 build=$(cd "$2" && pwd -P)
 umask 022 # the host refuses group/world-writable plugins
 
@@ -50,8 +52,8 @@ pcdir=$(dirname "$pc")
 # ---- pkg-config file ------------------------------------------------------
 export PKG_CONFIG_PATH="$pcdir"
 pkg-config --exists 'kizuna-sdk >= 1.0' || fail "pkg-config: kizuna-sdk >= 1.0 not found"
-[ "$(pkg-config --modversion kizuna-sdk)" = "1.0" ] ||
-    fail "pkg-config version is $(pkg-config --modversion kizuna-sdk), want 1.0"
+[ "$(pkg-config --modversion kizuna-sdk)" = "$ABI" ] ||
+    fail "pkg-config version is $(pkg-config --modversion kizuna-sdk), want $ABI"
 cflags=$(pkg-config --cflags kizuna-sdk)
 inc=$(echo "$cflags" | sed -n 's/.*-I\([^ ]*\).*/\1/p')
 [ -f "$inc/kizuna/plugin.h" ] || fail "pkg-config --cflags '$cflags' does not reach kizuna/plugin.h"
@@ -106,13 +108,13 @@ CONF
         cat "$tmp/plugins.out" "$tmp/plugins.err" >&2
         fail "kizuna plugins exited with $rc"
     }
-    line=$(awk -v path="$so" '$1 == "hello" && $2 == "0.1.0" && $3 == "kizuna" &&
-                $4 == "MIT" && $5 == "ABI" && $6 == "1.0" && $7 == path && NF == 7' \
+    line=$(awk -v path="$so" -v abi="$ABI" '$1 == "hello" && $2 == "0.1.0" && $3 == "kizuna" &&
+                $4 == "MIT" && $5 == "ABI" && $6 == abi && $7 == path && NF == 7' \
         "$tmp/plugins.out")
     [ -n "$line" ] || {
         echo "--- kizuna plugins output:" >&2
         cat "$tmp/plugins.out" "$tmp/plugins.err" >&2
-        fail "no line 'hello 0.1.0 kizuna MIT ABI 1.0 $so'"
+        fail "no line 'hello 0.1.0 kizuna MIT ABI $ABI $so'"
     }
 done
 

@@ -332,6 +332,81 @@ static void shop_open_failure_is_scoped(void **state)
     env_close(e);
 }
 
+/* ---- LINE sends (host side of the outbox) ---- */
+
+static int64_t pending_sends(env *e)
+{
+    int64_t n = -1;
+    char err[256];
+    assert_int_equal(store_outbox_pending(e->st, &n, err, sizeof err), 0);
+    return n;
+}
+
+#define USER1 "U0123456789abcdef0123456789abcdef"
+
+static void publish_as(env *e, const char *topic, const char *user, const char *json)
+{
+    char err[256];
+    bus_msg m = {.shop = "a", .topic = topic, .user = user, .json = json, .len = strlen(json)};
+    if (bus_publish(e->b, &m, 1, NULL, err, sizeof err) != 0)
+        fail_msg("publish: %s", err);
+}
+
+static void sends_are_queued_with_the_event(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { push_text = \"hi\"; fail_topic = \"test.bad\"; }; }; }",
+                      0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 1);
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, 1, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_string_equal(row.endpoint, "/v2/bot/message/push");
+    assert_string_equal(row.user, USER1);
+    assert_non_null(row.retry_key);
+    assert_int_equal(strlen(row.retry_key), 36);
+    assert_non_null(strstr(row.body, "\"to\":\"" USER1 "\""));
+    assert_non_null(strstr(row.body, "\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}]"));
+    /* a failing handler's send is rolled back with everything else */
+    publish_as(e, "test.bad", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 1);
+    env_close(e);
+}
+
+static void bad_messages_are_refused_before_queueing(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { push_json = "
+                      "\"[{\\\"type\\\":\\\"txt\\\",\\\"text\\\":\\\"x\\\"}]\"; }; }; }",
+                      0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "send_rc"), KZ_EINVAL);
+    assert_int_equal(pending_sends(e), 0);
+    env_close(e);
+}
+
+static void multicast_is_split_and_standby_never_sends(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { push_text = \"sale\"; multicast = 1201; }; }; }",
+                      0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 3); /* 500 + 500 + 201, one retry key each */
+    publish_as(e, "test.standby", USER1, "{\"mode\":\"standby\"}");
+    run(e);
+    assert_int_equal(pending_sends(e), 3);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 2); /* handled, just not sent */
+    env_close(e);
+}
+
 /* ---- ordering under concurrent publishers ---- */
 
 #define PUBLISHERS 4
@@ -429,6 +504,9 @@ int main(void)
         cmocka_unit_test(publish_refuses_bad_input),
         cmocka_unit_test(shop_open_failure_is_scoped),
         cmocka_unit_test(ordered_per_shop_under_concurrency),
+        cmocka_unit_test(sends_are_queued_with_the_event),
+        cmocka_unit_test(bad_messages_are_refused_before_queueing),
+        cmocka_unit_test(multicast_is_split_and_standby_never_sends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -910,9 +910,261 @@ static void test_sbx_migrates_from_1(void **state)
                    "PRAGMA user_version = 1");
     store *s = NULL;
     assert_int_equal(store_open(url, STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     assert_int_equal(store_sbx_usage_add(s, "a", "2026-11", 1, err, sizeof err), 0);
     store_close(s);
+}
+
+/* ---- outbox ------------------------------------------------------------- */
+
+#define OB_KEY "123e4567-e89b-12d3-a456-426614174000"
+
+static int64_t ob_add(store *s, const char *shop, int kind, int64_t next_at, const char *tag)
+{
+    store_outbox r = {.shop = shop,
+                      .instance = 7,
+                      .kind = kind,
+                      .endpoint =
+                          kind == KZ_LINE_REPLY ? "/v2/bot/message/reply" : "/v2/bot/message/push",
+                      .body = "{\"to\":\"U1\",\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}]}",
+                      .retry_key = kind == KZ_LINE_REPLY ? NULL : OB_KEY,
+                      .user = "U1",
+                      .fallback_to = kind == KZ_LINE_REPLY ? "U1" : NULL,
+                      .tag = tag,
+                      .origin = "ev-1",
+                      .state = OUTBOX_SENT, /* ignored */
+                      .attempts = 9,        /* ignored */
+                      .created_ms = 1000,
+                      .next_at_ms = next_at,
+                      .deadline_ms = 5000};
+    int64_t id = 0;
+    char err[256] = "";
+    if (store_outbox_add(s, &r, &id, err, sizeof err) != 0)
+        fail_msg("store_outbox_add: %s", err);
+    assert_true(id > 0);
+    return id;
+}
+
+typedef struct ob_seen {
+    int64_t ids[16];
+    int n;
+    int stop_after;
+} ob_seen;
+
+static int ob_collect(void *arg, const store_outbox *r)
+{
+    ob_seen *seen = arg;
+    assert_int_equal(r->state, OUTBOX_PENDING);
+    seen->ids[seen->n++] = r->id;
+    return seen->stop_after && seen->n == seen->stop_after ? 42 : 0;
+}
+
+static void test_outbox_add_get(void **state)
+{
+    fx *f = *state;
+    int64_t push = ob_add(f->s, "a", KZ_LINE_PUSH, 1000, "welcome");
+    int64_t reply = ob_add(f->s, "a", KZ_LINE_REPLY, 1000, NULL);
+    assert_true(reply > push);
+
+    store_outbox r;
+    int status = -1;
+    const char *rid = "x", *error = "x";
+    char err[256] = "";
+    assert_int_equal(store_outbox_get(f->s, push, &r, &status, &rid, &error, err, sizeof err), 0);
+    assert_int_equal(r.id, push);
+    assert_string_equal(r.shop, "a");
+    assert_int_equal(r.instance, 7);
+    assert_int_equal(r.kind, KZ_LINE_PUSH);
+    assert_string_equal(r.endpoint, "/v2/bot/message/push");
+    assert_string_equal(r.body,
+                        "{\"to\":\"U1\",\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}]}");
+    assert_string_equal(r.retry_key, OB_KEY);
+    assert_string_equal(r.user, "U1");
+    assert_null(r.fallback_to);
+    assert_string_equal(r.tag, "welcome");
+    assert_string_equal(r.origin, "ev-1");
+    assert_int_equal(r.state, OUTBOX_PENDING);
+    assert_int_equal(r.attempts, 0);
+    assert_int_equal(r.created_ms, 1000);
+    assert_int_equal(r.next_at_ms, 1000);
+    assert_int_equal(r.deadline_ms, 5000);
+    assert_int_equal(status, 0);
+    assert_null(rid);
+    assert_null(error);
+
+    assert_int_equal(store_outbox_get(f->s, reply, &r, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(r.kind, KZ_LINE_REPLY);
+    assert_null(r.retry_key);
+    assert_null(r.tag);
+    assert_string_equal(r.fallback_to, "U1");
+
+    assert_int_equal(store_outbox_get(f->s, reply + 100, &r, NULL, NULL, NULL, err, sizeof err),
+                     KZ_ENOTFOUND);
+    store_outbox bad = {.shop = "a", .endpoint = NULL, .body = "{}"};
+    assert_int_equal(store_outbox_add(f->s, &bad, NULL, err, sizeof err), KZ_EINVAL);
+}
+
+static void test_outbox_due_order_limit(void **state)
+{
+    fx *f = *state;
+    int64_t a = ob_add(f->s, "a", KZ_LINE_PUSH, 1000, NULL);
+    int64_t b = ob_add(f->s, "b", KZ_LINE_PUSH, 3000, NULL); /* not due at 2000 */
+    int64_t c = ob_add(f->s, "a", KZ_LINE_PUSH, 500, NULL);
+    int64_t d = ob_add(f->s, "a", KZ_LINE_PUSH, 2000, NULL);
+    char err[256] = "";
+
+    ob_seen seen = {0};
+    assert_int_equal(store_outbox_due(f->s, 2000, 10, ob_collect, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.ids[0], a); /* oldest id first, not earliest next_at */
+    assert_int_equal(seen.ids[1], c);
+    assert_int_equal(seen.ids[2], d);
+
+    seen = (ob_seen){0};
+    assert_int_equal(store_outbox_due(f->s, 2000, 2, ob_collect, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 2);
+
+    seen = (ob_seen){.stop_after = 1};
+    assert_int_equal(store_outbox_due(f->s, 9000, 10, ob_collect, &seen, err, sizeof err), 42);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(store_outbox_due(f->s, 9000, 0, ob_collect, &seen, err, sizeof err),
+                     KZ_EINVAL);
+
+    /* finished rows leave the due set and the pending count */
+    int64_t pending = 0;
+    assert_int_equal(store_outbox_pending(f->s, &pending, err, sizeof err), 0);
+    assert_int_equal(pending, 4);
+    assert_int_equal(
+        store_outbox_finish(f->s, a, OUTBOX_SENT, 200, "rid-a", NULL, 2100, err, sizeof err), 0);
+    assert_int_equal(
+        store_outbox_finish(f->s, b, OUTBOX_FAILED, 400, "rid-b", "Bad", 2100, err, sizeof err), 0);
+    seen = (ob_seen){0};
+    assert_int_equal(store_outbox_due(f->s, 9000, 10, ob_collect, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.ids[0], c);
+    assert_int_equal(seen.ids[1], d);
+    assert_int_equal(store_outbox_pending(f->s, &pending, err, sizeof err), 0);
+    assert_int_equal(pending, 2);
+}
+
+static void test_outbox_retry_rewrite_finish(void **state)
+{
+    fx *f = *state;
+    int64_t id = ob_add(f->s, "a", KZ_LINE_REPLY, 1000, "t");
+    char err[256] = "";
+    assert_int_equal(
+        store_outbox_retry(f->s, id, 2, 4000, "500 Internal server error", err, sizeof err), 0);
+    ob_seen seen = {0};
+    assert_int_equal(store_outbox_due(f->s, 3999, 10, ob_collect, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 0);
+    assert_int_equal(store_outbox_due(f->s, 4000, 10, ob_collect, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 1);
+
+    store_outbox r;
+    const char *error = NULL;
+    assert_int_equal(store_outbox_get(f->s, id, &r, NULL, NULL, &error, err, sizeof err), 0);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.next_at_ms, 4000);
+    assert_string_equal(error, "500 Internal server error");
+
+    assert_int_equal(store_outbox_rewrite(f->s, id, KZ_LINE_PUSH, "/v2/bot/message/push",
+                                          "{\"to\":\"U1\",\"messages\":[]}", OB_KEY, err,
+                                          sizeof err),
+                     0);
+    assert_int_equal(store_outbox_get(f->s, id, &r, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(r.kind, KZ_LINE_PUSH);
+    assert_string_equal(r.endpoint, "/v2/bot/message/push");
+    assert_string_equal(r.body, "{\"to\":\"U1\",\"messages\":[]}");
+    assert_string_equal(r.retry_key, OB_KEY);
+    assert_string_equal(r.fallback_to, "U1");
+    assert_int_equal(r.attempts, 2);
+
+    int status = 0;
+    const char *rid = NULL;
+    assert_int_equal(store_outbox_finish(f->s, id, OUTBOX_PARKED, 429, "rid-1",
+                                         "You have reached your "
+                                         "monthly limit.",
+                                         5000, err, sizeof err),
+                     0);
+    assert_int_equal(store_outbox_get(f->s, id, &r, &status, &rid, &error, err, sizeof err), 0);
+    assert_int_equal(r.state, OUTBOX_PARKED);
+    assert_int_equal(status, 429);
+    assert_string_equal(rid, "rid-1");
+    assert_string_equal(error, "You have reached your monthly limit.");
+    assert_int_equal(raw_int(f->path, "SELECT finished_ms FROM outbox"), 5000);
+
+    /* a row leaves PENDING exactly once */
+    assert_int_equal(
+        store_outbox_finish(f->s, id, OUTBOX_SENT, 200, "rid-2", NULL, 6000, err, sizeof err),
+        KZ_ENOTFOUND);
+    assert_int_equal(store_outbox_retry(f->s, id, 3, 7000, "x", err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(
+        store_outbox_rewrite(f->s, id, KZ_LINE_PUSH, "/p", "{}", NULL, err, sizeof err),
+        KZ_ENOTFOUND);
+    assert_int_equal(
+        store_outbox_finish(f->s, id + 1, OUTBOX_SENT, 200, NULL, NULL, 6000, err, sizeof err),
+        KZ_ENOTFOUND);
+    assert_int_equal(
+        store_outbox_finish(f->s, id, OUTBOX_PENDING, 200, NULL, NULL, 6000, err, sizeof err),
+        KZ_EINVAL);
+}
+
+/* A row queued in a rolled-back transaction never becomes due; one
+ * finished together with an event commits with it. */
+static void test_outbox_transactions(void **state)
+{
+    fx *f = *state;
+    char err[256] = "";
+    assert_int_equal(store_begin(f->s, err, sizeof err), 0);
+    ob_add(f->s, "a", KZ_LINE_PUSH, 0, NULL);
+    store_rollback(f->s);
+    int64_t pending = -1;
+    assert_int_equal(store_outbox_pending(f->s, &pending, err, sizeof err), 0);
+    assert_int_equal(pending, 0);
+
+    int64_t id = ob_add(f->s, "a", KZ_LINE_PUSH, 0, NULL);
+    assert_int_equal(store_begin(f->s, err, sizeof err), 0);
+    assert_int_equal(
+        store_outbox_finish(f->s, id, OUTBOX_SENT, 200, "rid", NULL, 10, err, sizeof err), 0);
+    assert_int_equal(store_event_append(f->s, "a", "outbox:1:sent", "message.sent", "U1", 10, "{}",
+                                        2, NULL, err, sizeof err),
+                     0);
+    store_rollback(f->s);
+    store_outbox r;
+    assert_int_equal(store_outbox_get(f->s, id, &r, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(r.state, OUTBOX_PENDING);
+    int64_t max = -1;
+    assert_int_equal(store_event_max_id(f->s, "a", &max, err, sizeof err), 0);
+    assert_int_equal(max, 0);
+}
+
+/* A database at schema 2 (before the outbox) gains the outbox and keeps its
+ * rows. */
+static void test_outbox_migrates_from_2(void **state)
+{
+    fx *f = *state;
+    char path[400], url[420], err[256] = "";
+    snprintf(path, sizeof path, "%s/v2.db", f->dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    raw_exec(path, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                   "CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, shop TEXT NOT NULL,"
+                   " uid TEXT NOT NULL, topic TEXT NOT NULL, user TEXT, time_ms INTEGER NOT NULL,"
+                   " payload TEXT NOT NULL, UNIQUE(shop, uid));"
+                   "INSERT INTO events(shop, uid, topic, time_ms, payload)"
+                   " VALUES('a', 'u1', 't', 1, '{}');"
+                   "CREATE TABLE sbx_usage(shop TEXT NOT NULL, month TEXT NOT NULL,"
+                   " count INTEGER NOT NULL, PRIMARY KEY(shop, month)) WITHOUT ROWID;"
+                   "PRAGMA user_version = 2");
+    store *s = NULL;
+    assert_int_equal(store_open(url, STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    int64_t max = 0;
+    assert_int_equal(store_event_max_id(s, "a", &max, err, sizeof err), 0);
+    assert_int_equal(max, 1);
+    int64_t id = ob_add(s, "a", KZ_LINE_PUSH, 0, NULL);
+    assert_int_equal(id, 1);
+    store_close(s);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM outbox WHERE state = 0"), 1);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -945,6 +1197,11 @@ int main(void)
         T(test_sbx_reply_tokens),
         T(test_sbx_rate_and_usage),
         T(test_sbx_migrates_from_1),
+        T(test_outbox_add_get),
+        T(test_outbox_due_order_limit),
+        T(test_outbox_retry_rewrite_finish),
+        T(test_outbox_transactions),
+        T(test_outbox_migrates_from_2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,13 @@
 /*
  * Tests of the fake host itself (kizuna/testing.h): key/value semantics,
- * rollback, stale ctx, settings builder and schema check, publish checks.
+ * rollback, stale ctx, settings builder and schema check, publish checks,
+ * LINE sends (kinds, checks, rollback, standby, struct_size).
  * The plugin under test is a probe defined here whose handler runs a
  * per-test function with the ctx.
  */
 #include <kizuna/testing.h>
+
+#include <kizuna/message.h>
 
 typedef int (*probe_fn)(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen);
 static probe_fn probe;
@@ -372,6 +375,381 @@ static void schema_errors(void **state)
                      KZ_ESTATE);
 }
 
+/* ---- LINE sends (ABI 1.1) --------------------------------------------- */
+
+#define UID_A "U0123456789abcdef0123456789abcdef"
+#define UID_B "Ufedcba9876543210fedcba9876543210"
+#define GROUP_C "C00112233445566778899aabbccddeeff"
+#define TEXT_MSG "[{\"type\":\"text\",\"text\":\"hi\"}]"
+
+static int run_payload(probe_fn fn, const char *id, const char *payload)
+{
+    probe = fn;
+    int rc = kz_test_handle(kz_test_event("line.follow", NULL, UID_A, id, payload));
+    probe = NULL;
+    return rc;
+}
+
+/* Two messages built with kizuna/message.h into buf. */
+static const char *build_msgs(char *buf, size_t cap)
+{
+    kz_msgs m;
+    assert_int_equal(kz_msgs_init(&m, buf, cap), 0);
+    assert_int_equal(kz_msgs_text(&m, "ようこそ \"friend\""), 0);
+    assert_int_equal(kz_msgs_sticker(&m, "446", "1988"), 0);
+    kz_action items[1];
+    items[0] = kz_action_postback("Yes", "survey=1&a=yes", "Yes");
+    assert_int_equal(kz_msgs_quick_reply(&m, items, 1), 0);
+    return kz_msgs_json(&m, NULL);
+}
+
+static int send_every_kind(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    char buf[1024];
+    const char *msgs = build_msgs(buf, sizeof buf);
+
+    assert_int_equal(kz_line_reply(ctx, "tok-1", msgs, 1), 0);
+    assert_int_equal(kz_line_push(ctx, GROUP_C, TEXT_MSG), 0);
+    const char *to[] = {UID_A, UID_B};
+    assert_int_equal(kz_line_multicast(ctx, to, 2, TEXT_MSG), 0);
+    assert_int_equal(kz_line_broadcast(ctx, TEXT_MSG), 0);
+
+    kz_line_send r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    r.kind = KZ_LINE_NARROWCAST;
+    r.messages = TEXT_MSG "trailing bytes outside messages_len";
+    r.messages_len = strlen(TEXT_MSG);
+    r.narrowcast = "{\"limit\":{\"max\":100}}";
+    r.notification_disabled = 1;
+    r.tag = "campaign-7";
+    int64_t id = -1;
+    assert_int_equal(kz_line_send_req(ctx, &r, &id), 0);
+    assert_int_equal(id, 5);
+    assert_int_equal(kz_test_sent_count(), 5); /* pending ones count inside the handler */
+
+    /* 501 recipients: the host stores two rows (500 + 1), ids 6 and 7. */
+    static const char *many[501];
+    for (size_t i = 0; i < 501; i++)
+        many[i] = (i % 2) ? UID_A : UID_B;
+    r.kind = KZ_LINE_MULTICAST;
+    r.to_list = many;
+    r.nto = 501;
+    r.narrowcast = NULL;
+    r.tag = NULL;
+    r.notification_disabled = 0;
+    assert_int_equal(kz_line_send_req(ctx, &r, &id), 0);
+    assert_int_equal(id, 6);
+    assert_int_equal(kz_line_push(ctx, UID_B, TEXT_MSG), 0); /* id 8 */
+    return 0;
+}
+
+static void line_send_kinds(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run_payload(send_every_kind, "e7", NULL));
+    assert_int_equal(kz_test_sent_count(), 7);
+    assert_null(kz_test_sent(7));
+
+    const kz_test_line_sent *s = kz_test_sent(0);
+    assert_int_equal(s->kind, KZ_LINE_REPLY);
+    assert_int_equal(s->outbox_id, 1);
+    assert_string_equal(s->reply_token, "tok-1");
+    assert_null(s->to);
+    assert_int_equal(s->fallback_to_push, 1);
+    assert_string_equal(s->user, UID_A); /* where the reply falls back to */
+    assert_string_equal(s->event_id, "e7");
+    assert_int_equal(s->nmessages, 2);
+    char buf[1024];
+    assert_string_equal(s->messages, build_msgs(buf, sizeof buf)); /* a copy of the builder's */
+    assert_non_null(strstr(s->messages, "\"text\":\"ようこそ \\\"friend\\\"\""));
+    assert_int_equal(s->messages_len, strlen(s->messages));
+    assert_true(kz_test_json_valid(s->messages, s->messages_len));
+
+    s = kz_test_sent(1);
+    assert_int_equal(s->kind, KZ_LINE_PUSH);
+    assert_int_equal(s->outbox_id, 2);
+    assert_string_equal(s->to, GROUP_C);
+    assert_null(s->reply_token);
+    assert_int_equal(s->fallback_to_push, 0);
+    assert_string_equal(s->messages, TEXT_MSG);
+    assert_int_equal(s->nmessages, 1);
+
+    s = kz_test_sent(2);
+    assert_int_equal(s->kind, KZ_LINE_MULTICAST);
+    assert_int_equal(s->nto, 2);
+    assert_string_equal(s->to_list[0], UID_A);
+    assert_string_equal(s->to_list[1], UID_B);
+    assert_null(s->to);
+    assert_int_equal(s->rows, 1);
+
+    s = kz_test_sent(3);
+    assert_int_equal(s->kind, KZ_LINE_BROADCAST);
+    assert_int_equal(s->outbox_id, 4);
+    assert_null(s->to_list);
+    assert_int_equal(s->nto, 0);
+    assert_null(s->tag);
+    assert_int_equal(s->notification_disabled, 0);
+
+    s = kz_test_sent(4);
+    assert_int_equal(s->kind, KZ_LINE_NARROWCAST);
+    assert_string_equal(s->messages, TEXT_MSG); /* messages_len bytes only */
+    assert_int_equal(s->messages_len, strlen(TEXT_MSG));
+    assert_string_equal(s->narrowcast, "{\"limit\":{\"max\":100}}");
+    assert_int_equal(s->notification_disabled, 1);
+    assert_string_equal(s->tag, "campaign-7");
+
+    s = kz_test_sent(5);
+    assert_int_equal(s->kind, KZ_LINE_MULTICAST);
+    assert_int_equal(s->nto, 501);
+    assert_int_equal(s->rows, 2);
+    assert_string_equal(s->to_list[500], UID_B);
+    assert_int_equal(kz_test_sent(6)->outbox_id, 8);
+}
+
+/* Every check that refuses a request, each with the host's log line. */
+static int bad_sends(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    int64_t id = 99;
+    kz_line_send r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    r.messages = TEXT_MSG;
+    assert_int_equal(kz_line_send_req(ctx, &r, &id), KZ_EINVAL); /* kind 0 */
+    assert_int_equal(id, 0);
+    r.kind = KZ_LINE_NARROWCAST + 1;
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), KZ_EINVAL);
+    assert_int_equal(kz_test_host()->line_send(ctx, NULL, NULL), KZ_EINVAL);
+    r.kind = KZ_LINE_BROADCAST;
+    r.struct_size = 4; /* not even the kind */
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), KZ_EINVAL);
+    r.struct_size = sizeof r;
+
+    assert_int_equal(kz_line_reply(ctx, NULL, TEXT_MSG, 0), KZ_EINVAL);
+    assert_int_equal(kz_line_reply(ctx, "", TEXT_MSG, 0), KZ_EINVAL);
+    assert_int_equal(kz_line_push(ctx, NULL, TEXT_MSG), KZ_EINVAL);
+    assert_int_equal(kz_line_push(ctx, "U1", TEXT_MSG), KZ_EINVAL); /* not a LINE id */
+    assert_int_equal(kz_line_multicast(ctx, NULL, 0, TEXT_MSG), KZ_EINVAL);
+    const char *to[] = {UID_A, GROUP_C}; /* multicast: users only */
+    assert_int_equal(kz_line_multicast(ctx, to, 0, TEXT_MSG), KZ_EINVAL);
+    assert_int_equal(kz_line_multicast(ctx, to, 2, TEXT_MSG), KZ_EINVAL);
+
+    assert_int_equal(kz_line_broadcast(ctx, NULL), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, "[]"), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, "{\"type\":\"text\",\"text\":\"hi\"}"), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, "[\"hi\"]"), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, "[{\"type\":\"text\"},]"), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, TEXT_MSG " x"), KZ_EINVAL);
+    assert_int_equal(kz_line_broadcast(ctx, "[{},{},{},{},{},{}]"), KZ_EINVAL); /* 6 */
+    assert_int_equal(kz_line_broadcast(ctx, " \n[ {} , {},{},{},{} ]\t"), 0);   /* 5 */
+
+    r.kind = KZ_LINE_NARROWCAST;
+    r.narrowcast = "[1]";
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), KZ_EINVAL);
+    r.narrowcast = "{\"limit\":";
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), KZ_EINVAL);
+    r.narrowcast = NULL; /* every friend */
+    char tag[102];
+    memset(tag, 't', 101);
+    tag[101] = '\0';
+    r.tag = tag;
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), KZ_EINVAL);
+    tag[100] = '\0';
+    assert_int_equal(kz_line_send_req(ctx, &r, &id), 0);
+    assert_int_equal(id, 2);
+    return 0;
+}
+
+static void line_send_validation(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(bad_sends));
+    assert_int_equal(kz_test_sent_count(), 2);
+    assert_int_equal(kz_test_sent(0)->nmessages, 5);
+    assert_int_equal(strlen(kz_test_sent(1)->tag), 100);
+    assert_int_equal(kz_test_log_find("kz_line_send refused (event e1): "), 21);
+    assert_int_equal(kz_test_log_find("refused (event e1): unknown kind 6"), 1);
+    assert_int_equal(kz_test_log_find("reply without a reply token"), 2);
+    assert_int_equal(kz_test_log_find("push to 'U1': not a user, group or room id"), 1);
+    assert_int_equal(kz_test_log_find("multicast to nobody"), 2);
+    assert_int_equal(kz_test_log_find("multicast to '" GROUP_C "': not a user id"), 1);
+    assert_int_equal(kz_test_log_find("not a JSON array of message objects"), 4);
+    assert_int_equal(kz_test_log_find("6 messages (LINE takes 1 to 5)"), 1);
+    assert_int_equal(kz_test_log_find("0 messages (LINE takes 1 to 5)"), 1);
+    assert_int_equal(kz_test_log_find("narrowcast: not a JSON object"), 2);
+    assert_int_equal(kz_test_log_find("tag longer than 100 bytes"), 1);
+    assert_int_equal(kz_test_log_level(0), KZ_LOG_ERROR);
+}
+
+static int send_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    int64_t id;
+    assert_int_equal(kz_test_host()->line_send(ctx, NULL, &id), KZ_EINVAL);
+    kz_line_send r = {
+        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, UID_B, NULL, 0, TEXT_MSG, 0, NULL, 0, 0, "t"};
+    assert_int_equal(kz_line_send_req(ctx, &r, &id), 0);
+    assert_int_equal(kz_line_broadcast(ctx, TEXT_MSG), 0);
+    assert_int_equal(kz_test_sent_count(), 3);
+    snprintf(err, errlen, "no");
+    return KZ_EFAIL;
+}
+
+static int64_t last_id;
+
+static int send_one(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    last_id = -1;
+    kz_line_send r = {
+        sizeof(kz_line_send), KZ_LINE_REPLY, "tok", NULL, NULL, 0, TEXT_MSG, 0, NULL, 0, 0, NULL};
+    return kz_line_send_req(ctx, &r, &last_id);
+}
+
+static void line_send_rollback_and_stale_ctx(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(send_one));
+    assert_int_equal(last_id, 1);
+    assert_int_equal(kz_test_sent_count(), 1);
+
+    /* A failing handler's sends are discarded with its other effects. */
+    assert_int_equal(run(send_then_fail), KZ_EFAIL);
+    assert_string_equal(kz_test_error(), "no");
+    assert_int_equal(kz_test_sent_count(), 1);
+    assert_int_equal(kz_test_sent(0)->kind, KZ_LINE_REPLY);
+
+    /* An injected store failure: the send fails, the handler returns it. */
+    kz_test_fail_next(KZ_TEST_FAIL_LINE_SEND, KZ_EIO);
+    assert_int_equal(run(send_one), KZ_EIO);
+    assert_int_equal(last_id, 0);
+    assert_int_equal(kz_test_sent_count(), 1);
+    kz_assert_ok(run(send_one)); /* once only; ids are never reused */
+    assert_int_equal(last_id, 4);
+    assert_int_equal(kz_test_sent_count(), 2);
+    assert_int_equal(kz_test_sent(1)->outbox_id, 4);
+
+    /* The finished call's ctx is stale. */
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_BROADCAST,
+                      NULL,
+                      NULL,
+                      NULL,
+                      0,
+                      TEXT_MSG,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      NULL};
+    int64_t id = 7;
+    assert_int_equal(kz_test_host()->line_send(kz_test_last_ctx(), &r, &id), KZ_ESTATE);
+    assert_int_equal(id, 0);
+    assert_int_equal(kz_test_sent_count(), 2);
+}
+
+static void line_send_standby(void **state)
+{
+    (void)state;
+    load_probe();
+    const char *standby = "{\"type\":\"follow\",\"mode\":\"standby\",\"replyToken\":\"tok\"}";
+    kz_test_fail_next(KZ_TEST_FAIL_LINE_SEND, KZ_EIO);
+    kz_assert_ok(run_payload(send_one, "sb1", standby));
+    assert_int_equal(last_id, 0);
+    assert_int_equal(kz_test_sent_count(), 0);
+    assert_int_equal(kz_test_log_find("kz_line_send: event sb1 arrived in standby mode: not sent"),
+                     1);
+    /* An active event sends, and meets the fault a standby call left armed. */
+    const char *active = "{\"type\":\"follow\",\"mode\":\"active\",\"replyToken\":\"tok\"}";
+    assert_int_equal(run_payload(send_one, "a1", active), KZ_EIO);
+    kz_assert_ok(run_payload(send_one, "a2", active));
+    assert_int_equal(last_id, 1);
+    assert_int_equal(kz_test_sent_count(), 1);
+    assert_string_equal(kz_test_sent(0)->event_id, "a2");
+}
+
+/* What an older plugin passes: the same fields, but only up to `narrowcast`
+ * (notification_disabled, fallback_to_push and tag came "later"). */
+typedef struct old_line_send {
+    uint32_t struct_size;
+    int kind;
+    const char *reply_token;
+    const char *to;
+    const char *const *to_list;
+    size_t nto;
+    const char *messages;
+    size_t messages_len;
+    const char *narrowcast;
+} old_line_send;
+
+static int send_old_and_new(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    /* On the heap, so AddressSanitizer catches a read past its end. */
+    old_line_send *old = (old_line_send *)calloc(1, sizeof *old);
+    assert_non_null(old);
+    old->struct_size = sizeof *old;
+    old->kind = KZ_LINE_REPLY;
+    old->reply_token = "old-tok";
+    old->messages = TEXT_MSG;
+    int64_t id;
+    int rc = kz_test_host()->line_send(ctx, (const kz_line_send *)(const void *)old, &id);
+    free(old);
+    assert_int_equal(rc, 0);
+
+    /* A struct_size that stops before the tag: fields past it are not read. */
+    kz_line_send r = {
+        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, UID_A, NULL, 0, TEXT_MSG, 0, NULL, 1, 1,
+        "never read"};
+    r.struct_size = (uint32_t)offsetof(kz_line_send, notification_disabled);
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), 0);
+
+    /* A newer plugin's longer struct: the known part is read. */
+    struct {
+        kz_line_send base;
+        char later[32];
+    } newer;
+    memset(&newer, 0, sizeof newer);
+    newer.base.struct_size = sizeof newer;
+    newer.base.kind = KZ_LINE_BROADCAST;
+    newer.base.messages = TEXT_MSG;
+    newer.base.tag = "newer";
+    return kz_line_send_req(ctx, &newer.base, NULL);
+}
+
+static void line_send_struct_sizes(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(send_old_and_new));
+    assert_int_equal(kz_test_sent_count(), 3);
+    const kz_test_line_sent *s = kz_test_sent(0);
+    assert_int_equal(s->kind, KZ_LINE_REPLY);
+    assert_string_equal(s->reply_token, "old-tok");
+    assert_string_equal(s->messages, TEXT_MSG);
+    assert_int_equal(s->fallback_to_push, 0);
+    assert_null(s->tag);
+    s = kz_test_sent(1);
+    assert_string_equal(s->to, UID_A);
+    assert_int_equal(s->notification_disabled, 0);
+    assert_int_equal(s->fallback_to_push, 0);
+    assert_null(s->tag);
+    assert_string_equal(kz_test_sent(2)->tag, "newer");
+}
+
 /* ---- descriptor checks -------------------------------------------------- */
 
 static kz_plugin bad_desc;
@@ -386,14 +764,17 @@ static void descriptor_checks(void **state)
     (void)state;
     const kz_plugin *good = kizuna_plugin_v1(kz_test_host());
 
+    char want[128];
     bad_desc = *good;
     bad_desc.abi_major = 2;
     assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
-    assert_string_equal(kz_test_error(),
-                        "plugin 'probe' (test): built for ABI 2.0, host has ABI 1.0 — refused");
+    snprintf(want, sizeof want,
+             "plugin 'probe' (test): built for ABI 2.%d, host has ABI 1.%d — refused", KZ_ABI_MINOR,
+             KZ_ABI_MINOR);
+    assert_string_equal(kz_test_error(), want);
 
     bad_desc = *good;
-    bad_desc.abi_minor = 1;
+    bad_desc.abi_minor = KZ_ABI_MINOR + 1; /* newer than the host */
     assert_int_equal(kz_test_load(bad_entry), KZ_EINVAL);
 
     bad_desc = *good;
@@ -432,6 +813,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(settings_nested_and_errors, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(schema_errors, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_kinds, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_validation, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_rollback_and_stale_ctx, kz_test_setup,
+                                        kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_standby, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_struct_sizes, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(descriptor_checks, kz_test_setup, kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

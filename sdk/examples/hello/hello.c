@@ -3,21 +3,25 @@
  *
  * Greets a LINE user when they follow the account or send a message, at most
  * `max_per_user` times per user: publishes `hello.greeted` with
- * {"user":"U…","count":N,"text":"<greeting>"} and logs it. A channel plugin
- * (or a test) turns that event into a LINE message; hello itself does no I/O,
- * so the greeting, the counter and the event commit together or not at all.
+ * {"user":"U…","count":N,"text":"<greeting>"} and logs it. On a host with
+ * LINE sends (ABI 1.1) it also replies to a follow with the greeting as a
+ * text message. hello itself does no I/O: the counter, the event and the
+ * queued reply commit together or not at all, and the host sends the reply
+ * after the commit, once.
  *
  *   hello = { greeting = "Hello"; max_per_user = 3; };
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include <kizuna/message.h>
 #include <kizuna/plugin.h>
 
 /* Per-shop state, made by shop_open. No statics: the same .so serves every
  * shop, possibly on several threads at once. */
 typedef struct hello_shop {
     char *greeting_json; /* the greeting, JSON-escaped once at shop_open */
+    char *greeting_msgs; /* [{"type":"text",…}] to reply with; NULL: the host cannot send */
     int64_t max_per_user;
 } hello_shop;
 
@@ -85,6 +89,47 @@ static char *json_escape_dup(const char *s)
     return out;
 }
 
+/* The greeting as a LINE messages array (kizuna/message.h), in a malloc'ed
+ * buffer: escaping turns a byte into at most 6, plus room for the object. */
+static int build_greeting_msgs(const char *greeting, char **out)
+{
+    size_t cap = strlen(greeting) * 6 + 64;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return KZ_ENOMEM;
+    kz_msgs m;
+    int rc = kz_msgs_init(&m, buf, cap);
+    if (rc == 0)
+        rc = kz_msgs_text(&m, greeting); /* KZ_EINVAL/KZ_ETOOBIG: LINE would refuse it */
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* Copies the event's "replyToken" into out; 0 when there is none.
+ * Example-grade: a strstr scan instead of a JSON parser, which is enough
+ * here because the host hands LINE's event object as compact JSON and a
+ * reply token is plain ASCII (a quote inside a string value is always
+ * escaped, so the needle cannot match inside one). A real plugin parses the
+ * payload with its JSON library. */
+static int reply_token(const kz_event *ev, char *out, size_t outlen)
+{
+    static const char needle[] = "\"replyToken\":\"";
+    const char *p = strstr(kz_event_payload(ev, NULL), needle);
+    if (p == NULL)
+        return 0;
+    p += sizeof needle - 1;
+    size_t n = strcspn(p, "\"\\");
+    if (p[n] != '"' || n == 0 || n >= outlen)
+        return 0;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 1;
+}
+
 static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *setting, void **instance,
                      char *err, size_t errlen)
 {
@@ -105,6 +150,20 @@ static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *settin
         free(h);
         return KZ_ENOMEM;
     }
+    /* LINE sends came with ABI 1.1: on a host without the slot, hello only
+     * publishes hello.greeted. */
+    if (KZ_HOST_HAS(kz_host_api, line_send)) {
+        int rc = build_greeting_msgs(greeting, &h->greeting_msgs);
+        if (rc != 0) {
+            free(h->greeting_json);
+            free(h);
+            if (rc == KZ_ENOMEM)
+                return rc;
+            return kz_setting_error(kz_setting_child(setting, "greeting"), err, errlen,
+                                    "LINE cannot send it as a text message (empty, not UTF-8 "
+                                    "or over 5000 characters)");
+        }
+    }
     h->max_per_user = max;
     *instance = h;
     kz_log(KZ_LOG_DEBUG, "hello: shop %s open, max_per_user=%lld", kz_shop_id(shop),
@@ -115,8 +174,10 @@ static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *settin
 static void shop_close(void *instance)
 {
     hello_shop *h = instance;
-    if (h != NULL)
+    if (h != NULL) {
         free(h->greeting_json);
+        free(h->greeting_msgs);
+    }
     free(h);
 }
 
@@ -164,6 +225,20 @@ static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, si
     if (rc != 0) {
         snprintf(err, errlen, "publishing hello.greeted: error %d", rc);
         return rc; /* the counter increment above is rolled back with it */
+    }
+
+    /* A new friend also gets the greeting as a LINE reply, queued in this
+     * transaction. fallback_to_push: when the reply token cannot be used in
+     * time (expired, e.g. after retries), the host pushes to the user
+     * instead. For a standby event (another channel has the chat) the host
+     * sends nothing and returns 0. */
+    char token[256];
+    if (h->greeting_msgs != NULL && strcmp(kz_event_topic(ev), "line.follow") == 0 &&
+        reply_token(ev, token, sizeof token)) {
+        if ((rc = kz_line_reply(ctx, token, h->greeting_msgs, 1)) != 0) {
+            snprintf(err, errlen, "replying to %s: error %d", user, rc);
+            return rc == KZ_EINVAL ? KZ_EFATAL : rc; /* a refused request stays refused */
+        }
     }
     kz_log(KZ_LOG_INFO, "hello: greeted user=%s count=%lld/%lld on %s", user, (long long)count,
            (long long)h->max_per_user, kz_event_topic(ev));

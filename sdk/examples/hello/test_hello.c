@@ -51,6 +51,7 @@ static void greets_with_escaped_text(void **state)
     assert_string_equal(kz_test_published_id(0), "wh-1/hello/1");
     assert_string_equal(kz_test_kv_get("greeted:Uabc", NULL), "1");
     assert_int_equal(kz_test_log_find("greeted user=Uabc count=1/3"), 1);
+    assert_int_equal(kz_test_sent_count(), 0); /* a message is not answered */
 }
 
 static void stops_after_max(void **state)
@@ -126,6 +127,79 @@ static void failing_publish_rolls_back(void **state)
     assert_int_equal(kz_test_published_count("hello.greeted"), 2);
 }
 
+/* LINE's follow event as the host hands it over (compact JSON). */
+#define FOLLOW(mode, token)                                                                        \
+    "{\"type\":\"follow\",\"mode\":\"" mode "\",\"timestamp\":1700000000000,"                      \
+    "\"source\":{\"type\":\"user\",\"userId\":\"U1\"},\"replyToken\":\"" token "\","               \
+    "\"follow\":{\"isUnblocked\":false}}"
+
+static void replies_to_follow(void **state)
+{
+    (void)state;
+    load_hello(1, "Hi \"friend\"");
+    kz_assert_ok(kz_test_handle(
+        kz_test_event("line.follow", NULL, "U1", "wh-9", FOLLOW("active", "nHuyWiB7yP5Zw52F"))));
+
+    assert_int_equal(kz_test_published_count("hello.greeted"), 1);
+    assert_int_equal(kz_test_sent_count(), 1);
+    const kz_test_line_sent *r = kz_test_sent(0);
+    assert_int_equal(r->kind, KZ_LINE_REPLY);
+    assert_string_equal(r->reply_token, "nHuyWiB7yP5Zw52F");
+    assert_int_equal(r->fallback_to_push, 1);
+    assert_string_equal(r->user, "U1"); /* where the fallback push goes */
+    assert_string_equal(r->messages, "[{\"type\":\"text\",\"text\":\"Hi \\\"friend\\\"\"}]");
+    assert_int_equal(r->nmessages, 1);
+
+    /* Messages are greeted but not answered; nor is a follow past the
+     * maximum, or one without a reply token. */
+    kz_assert_ok(kz_test_handle(
+        kz_test_event("line.message.text", NULL, "U2", NULL, "{\"replyToken\":\"t2\"}")));
+    kz_assert_ok(
+        kz_test_handle(kz_test_event("line.follow", NULL, "U1", NULL, FOLLOW("active", "t3"))));
+    kz_assert_ok(kz_test_handle(kz_test_event("line.follow", NULL, "U3", NULL, NULL)));
+    assert_int_equal(kz_test_published_count("hello.greeted"), 3);
+    assert_int_equal(kz_test_sent_count(), 1);
+}
+
+static void standby_follow_is_not_answered(void **state)
+{
+    (void)state;
+    load_hello(0, NULL);
+    kz_assert_ok(
+        kz_test_handle(kz_test_event("line.follow", NULL, "U1", NULL, FOLLOW("standby", "t1"))));
+    assert_int_equal(kz_test_published_count("hello.greeted"), 1);
+    assert_int_equal(kz_test_sent_count(), 0);
+}
+
+static void failing_reply_rolls_back(void **state)
+{
+    (void)state;
+    load_hello(0, NULL);
+    kz_test_fail_next(KZ_TEST_FAIL_LINE_SEND, KZ_EIO);
+    kz_event *ev = kz_test_event("line.follow", NULL, "U1", NULL, FOLLOW("active", "t1"));
+    assert_int_equal(kz_test_handle(ev), KZ_EIO);
+    assert_string_equal(kz_test_error(), "replying to U1: error -5");
+    assert_null(kz_test_kv_get("greeted:U1", NULL));
+    assert_int_equal(kz_test_published_count(NULL), 0);
+    assert_int_equal(kz_test_sent_count(), 0);
+
+    kz_test_event_set_attempt(ev, 2);
+    kz_assert_ok(kz_test_handle(ev));
+    assert_int_equal(kz_test_published_count(NULL), 1);
+    assert_int_equal(kz_test_sent_count(), 1);
+}
+
+static void rejects_unsendable_greeting(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "greeting", "caf\xe9"); /* Latin-1, not UTF-8 */
+    assert_int_equal(kz_test_load_settings(kizuna_plugin_v1, g), KZ_EINVAL);
+    assert_string_equal(kz_test_error(), "test.conf:2: shop 'test': plugin 'hello': greeting: LINE "
+                                         "cannot send it as a text message (empty, not UTF-8 or "
+                                         "over 5000 characters)");
+}
+
 static void corrupt_counter_is_fatal(void **state)
 {
     (void)state;
@@ -150,6 +224,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(failing_publish_rolls_back, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(corrupt_counter_is_fatal, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(replies_to_follow, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(standby_follow_is_not_answered, kz_test_setup,
+                                        kz_test_teardown),
+        cmocka_unit_test_setup_teardown(failing_reply_rolls_back, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(rejects_unsendable_greeting, kz_test_setup,
+                                        kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,7 @@ extern "C" {
  * (KZ_PLUGIN_DEFINE does it); the host refuses a different major or a newer
  * minor than its own. */
 #define KZ_ABI_MAJOR 1
-#define KZ_ABI_MINOR 0
+#define KZ_ABI_MINOR 1
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KZ_EXPORT __attribute__((visibility("default")))
@@ -103,6 +103,39 @@ enum {
 #define KZ_KEY_MAX 512       /* bytes in a key/value key */
 #define KZ_VALUE_MAX 1048576 /* bytes in a key/value value */
 #define KZ_PAYLOAD_MAX 1048576
+
+/* What a LINE send is (kz_line_send.kind). Since: ABI 1.1. */
+enum {
+    KZ_LINE_REPLY = 1,     /* POST /v2/bot/message/reply */
+    KZ_LINE_PUSH = 2,      /* POST /v2/bot/message/push */
+    KZ_LINE_MULTICAST = 3, /* POST /v2/bot/message/multicast, split into 500s */
+    KZ_LINE_BROADCAST = 4, /* POST /v2/bot/message/broadcast */
+    KZ_LINE_NARROWCAST = 5 /* POST /v2/bot/message/narrowcast */
+};
+
+/* One LINE send, filled by the plugin with designated initialisers (the rest
+ * stays 0): `kz_line_send r = {.struct_size = sizeof r, .kind = KZ_LINE_PUSH,
+ * .to = user, .messages = json};`. struct_size lets the host read an older plugin's
+ * shorter struct: fields added later read as 0/NULL. The host copies what it
+ * needs during the call. Since: ABI 1.1. */
+typedef struct kz_line_send {
+    uint32_t struct_size;       /* sizeof(kz_line_send) as the plugin was built */
+    int kind;                   /* KZ_LINE_* */
+    const char *reply_token;    /* REPLY: the event's replyToken */
+    const char *to;             /* PUSH: a user, group or room id */
+    const char *const *to_list; /* MULTICAST: user ids, any number (sent in 500s) */
+    size_t nto;
+    const char *messages; /* JSON array of 1..5 message objects (kizuna/message.h) */
+    size_t messages_len;  /* 0: strlen(messages) */
+    /* NARROWCAST: a JSON object with "recipient", "filter" and/or "limit" as
+     * LINE defines them; the host adds the messages. NULL: every friend. */
+    const char *narrowcast;
+    int notification_disabled; /* 1: no push notification on the user's phone */
+    /* REPLY: push the same messages to the event's user when the reply
+     * token cannot be used in time (expired, already used). */
+    int fallback_to_push;
+    const char *tag; /* up to 100 bytes, echoed in message.sent / message.failed */
+} kz_line_send;
 
 /* Opaque handles; the host owns them all. */
 typedef struct kz_event kz_event;     /* one event being handled */
@@ -208,7 +241,23 @@ struct kz_host {
      * can `return kz_setting_error(...)`. Thread: shop_open. Since: ABI 1.0. */
     int (*setting_error)(const kz_setting *s, char *err, size_t errlen, const char *msg);
 
-    /* ---- ABI 1.1 and later: append new slots below this line only ---- */
+    /* ---- ABI 1.1 ------------------------------------------------------- */
+
+    /* Queues a LINE Messaging API send in the handler's transaction: it is
+     * stored (as one outbox row, or one per 500 recipients) only if the
+     * handler succeeds, and sent after the commit, exactly once (push,
+     * multicast, narrowcast and broadcast carry an X-Line-Retry-Key fixed
+     * when queued). The messages are checked here against LINE's rules:
+     * KZ_EINVAL with LINE's wording in the log when they would be refused.
+     * The outcome comes back to the shop as an event: `message.sent`
+     * ({"outbox":N,"kind":"push","tag":…,"to":…,"requestId":…}) or
+     * `message.failed` (… "status":400,"message":…,"details":[…], LINE's
+     * own text). An event LINE delivered in `mode: standby` never causes a
+     * send: the call returns 0 with *outbox_id = 0. outbox_id may be NULL.
+     * Thread: handler. Since: ABI 1.1. */
+    int (*line_send)(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id);
+
+    /* ---- ABI 1.2 and later: append new slots below this line only ---- */
 };
 
 /* True when the host's table has slot `fn` and it is set. Use before calling
@@ -292,6 +341,62 @@ static inline int kz_kv_cas(kz_ctx *ctx, const char *key, const void *expect, si
 static inline int kz_kv_incr(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result)
 {
     return kz_host_api->kv_incr(ctx, key, delta, result);
+}
+
+/* LINE sends (see kz_host.line_send). KZ_ENOTSUP on a host older than ABI
+ * 1.1. messages: a JSON array, e.g. from kz_msgs_json(). Since: ABI 1.1. */
+static inline int kz_line_send_req(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
+{
+    if (!KZ_HOST_HAS(kz_host_api, line_send))
+        return KZ_ENOTSUP;
+    return kz_host_api->line_send(ctx, req, outbox_id);
+}
+static inline int kz_line_reply(kz_ctx *ctx, const char *reply_token, const char *messages,
+                                int fallback_to_push)
+{
+    kz_line_send r = {
+        sizeof(kz_line_send), KZ_LINE_REPLY, reply_token, NULL, NULL, 0, messages, 0, NULL, 0,
+        fallback_to_push,     NULL};
+    return kz_line_send_req(ctx, &r, NULL);
+}
+static inline int kz_line_push(kz_ctx *ctx, const char *to, const char *messages)
+{
+    kz_line_send r = {
+        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, to, NULL, 0, messages, 0, NULL, 0, 0, NULL};
+    return kz_line_send_req(ctx, &r, NULL);
+}
+static inline int kz_line_multicast(kz_ctx *ctx, const char *const *to, size_t nto,
+                                    const char *messages)
+{
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_MULTICAST,
+                      NULL,
+                      NULL,
+                      to,
+                      nto,
+                      messages,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      NULL};
+    return kz_line_send_req(ctx, &r, NULL);
+}
+static inline int kz_line_broadcast(kz_ctx *ctx, const char *messages)
+{
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_BROADCAST,
+                      NULL,
+                      NULL,
+                      NULL,
+                      0,
+                      messages,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      NULL};
+    return kz_line_send_req(ctx, &r, NULL);
 }
 
 #ifdef __cplusplus

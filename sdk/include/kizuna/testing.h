@@ -13,7 +13,7 @@
  * One plugin per test executable (KZ_PLUGIN_DEFINE defines kz_host_api).
  * Everything here is `static`; nothing but libc and cmocka is needed.
  *
- * What it provides: a complete ABI 1.0 `kz_host` table that works in memory:
+ * What it provides: a complete ABI 1.1 `kz_host` table that works in memory:
  * - one shop (id "test", timezone "Asia/Tokyo"; kz_test_set_shop() changes it)
  *   and one plugin instance of that shop;
  * - events built by the test: kz_test_event(topic, shop, user, id, payload);
@@ -22,6 +22,10 @@
  *   non-counter; cas with expect == NULL means "only if absent");
  * - recorded publishes, log lines and subscriptions (static ones from the
  *   descriptor first, then those added by kz_subscribe() in shop_open);
+ * - recorded LINE sends (kz_line_reply/push/multicast/broadcast and
+ *   kz_line_send_req): kz_test_sent_count(), kz_test_sent(i). The request's
+ *   shape is checked (see kz_test_h_line_send_); an event whose payload has
+ *   "mode":"standby" sends nothing (0, outbox id 0), as in the host;
  * - a settable clock (kz_test_set_now / kz_test_advance; default
  *   1700000000000 = 2023-11-14T22:13:20Z); new events take their time from it;
  * - settings built without a parser (kz_test_setting_group() and setters);
@@ -29,12 +33,13 @@
  *   fills in defaults, as `kizuna check` does, and setting_error() writes
  *   "test.conf:LINE: shop 'x': plugin 'y': path: msg";
  * - transactions: kz_test_handle(ev) runs the handler with a fresh kz_ctx;
- *   when it returns nonzero, the kv writes and publishes it made are
- *   discarded (like the real host's rollback) and its err text is kept for
+ *   when it returns nonzero, the kv writes, publishes and LINE sends it made
+ *   are discarded (like the real host's rollback) and its err text is kept for
  *   kz_test_error(). Afterwards the ctx is stale: every call with it returns
  *   KZ_ESTATE (kz_test_last_ctx() hands it to a test that wants to check);
  * - fault injection: kz_test_fail_next(KZ_TEST_FAIL_PUBLISH, KZ_EIO) makes
- *   the next call of that slot fail, e.g. to test a plugin's error path.
+ *   the next call of that slot fail, e.g. to test a plugin's error path
+ *   (one KZ_TEST_FAIL_* per slot, KZ_TEST_FAIL_LINE_SEND included).
  *
  * Line numbers of built settings: kz_test_setting_group() is on line 1 (the
  * `name = {` line) and every node added to it takes the next line, in the
@@ -86,7 +91,13 @@
  * only scalar and empty list/group defaults are understood; secrets are not
  * masked in recorded log lines; "file:PATH" secrets are relative to the
  * working directory; published event ids are "<handled id>/<plugin>/<n>"
- * (the host hashes a handled id over 160 bytes).
+ * (the host hashes a handled id over 160 bytes). LINE sends are only
+ * recorded, never sent: no message.sent / message.failed events follow
+ * (publish one yourself with kz_test_event() to test a plugin's handling of
+ * them); the messages are checked as JSON (an array of 1..5 objects), not
+ * against every rule of LINE the host applies (docs/messages.md); and the
+ * request is checked even for a standby event, where the host returns 0
+ * without looking at it.
  */
 #ifndef KIZUNA_TESTING_H
 #define KIZUNA_TESTING_H
@@ -132,6 +143,7 @@ enum {
     KZ_TEST_FAIL_KV_DEL,
     KZ_TEST_FAIL_KV_CAS,
     KZ_TEST_FAIL_KV_INCR,
+    KZ_TEST_FAIL_LINE_SEND, /* a valid send from an active (not standby) event */
     KZ_TEST_FAIL_COUNT_
 };
 
@@ -179,6 +191,35 @@ typedef struct kz_test_log_ {
     char *msg;
 } kz_test_log_;
 
+/* One recorded LINE send, as kz_test_sent(i) returns it. Everything is a
+ * copy made during the call (like the host, the fake keeps none of the
+ * plugin's pointers), valid until kz_test_reset(). Fields past an older
+ * plugin's struct_size read as 0/NULL. */
+typedef struct kz_test_line_sent {
+    int64_t outbox_id; /* the first outbox row's id: 1, 2, … (never reused) */
+    int kind;          /* KZ_LINE_* */
+    const char *reply_token;
+    const char *to;
+    const char *const *to_list; /* nto copied ids; NULL when nto is 0 */
+    size_t nto;
+    const char *messages; /* the JSON array, NUL-terminated */
+    size_t messages_len;
+    int nmessages; /* elements of the array (1..5) */
+    const char *narrowcast;
+    int notification_disabled;
+    int fallback_to_push;
+    const char *tag;
+    const char *user;     /* the handled event's user: where a reply falls back to */
+    const char *event_id; /* the handled event's id */
+    unsigned rows;        /* outbox rows the host stores: multicast one per 500 ids, else 1 */
+} kz_test_line_sent;
+
+typedef struct kz_test_sent_ {
+    kz_test_line_sent v;
+    char *strs[7]; /* the copies behind v's strings */
+    char **to_list;
+} kz_test_sent_;
+
 static struct kz_test_state_ {
     int initialized; /* 0: the defaults below are not set yet */
     int64_t now;
@@ -199,6 +240,9 @@ static struct kz_test_state_ {
     size_t npub, cappub;
     kz_test_log_ *logs;
     size_t nlogs, caplogs;
+    kz_test_sent_ **sent;
+    size_t nsent, capsent;
+    int64_t outbox_seq;
     char **subs;
     size_t nsubs, capsubs;
     /* handles */
@@ -848,6 +892,205 @@ KZ_TEST_FN int kz_test_h_kv_incr_(kz_ctx *ctx, const char *key, int64_t delta, i
     return KZ_OK;
 }
 
+/* ---- host slots: LINE sends (ABI 1.1) --------------------------------- */
+
+/* Elements of json[0..len) when it is exactly a JSON array of objects
+ * (surrounding whitespace ok); -1 otherwise. */
+KZ_TEST_FN int kz_test_json_objects_(const char *json, size_t len)
+{
+    kz_test_json_ j = {json, json + len, 0};
+    int n = 0;
+    kz_test_json_ws_(&j);
+    if (j.p >= j.end || *j.p != '[')
+        return -1;
+    j.p++;
+    kz_test_json_ws_(&j);
+    if (j.p < j.end && *j.p == ']') {
+        j.p++;
+    } else {
+        for (;;) {
+            kz_test_json_ws_(&j);
+            if (j.p >= j.end || *j.p != '{' || !kz_test_json_value_(&j))
+                return -1;
+            if (n < INT_MAX)
+                n++;
+            kz_test_json_ws_(&j);
+            if (j.p >= j.end)
+                return -1;
+            if (*j.p == ',') {
+                j.p++;
+                continue;
+            }
+            if (*j.p++ != ']')
+                return -1;
+            break;
+        }
+    }
+    kz_test_json_ws_(&j);
+    return j.p == j.end ? n : -1;
+}
+
+/* A LINE user id ("U" + 32 hex digits); any: also a group ("C…") or room
+ * ("R…") id. As the host checks push and multicast recipients. */
+KZ_TEST_FN int kz_test_line_id_ok_(const char *id, int any)
+{
+    if (id == NULL || strlen(id) != 33 ||
+        !(id[0] == 'U' || (any && (id[0] == 'C' || id[0] == 'R'))))
+        return 0;
+    for (int i = 1; i < 33; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Logs why a send is refused, in the host's words, and returns KZ_EINVAL. */
+KZ_TEST_FN int kz_test_send_refused_(const char *fmt, ...) KZ_PRINTF(1, 2);
+KZ_TEST_FN int kz_test_send_refused_(const char *fmt, ...)
+{
+    char why[1024], line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "kz_line_send refused (event %s): %s",
+             kz_test_s_.cur_event ? kz_test_s_.cur_event->id : "?", why);
+    kz_test_h_log_(KZ_LOG_ERROR, line);
+    return KZ_EINVAL;
+}
+
+/* The request's shape: what the host refuses before looking at LINE's
+ * message rules. *nmsg gets the number of messages. */
+KZ_TEST_FN int kz_test_send_check_(const kz_line_send *r, size_t len, int *nmsg)
+{
+    if (r->tag != NULL && strlen(r->tag) > 100)
+        return kz_test_send_refused_("tag longer than 100 bytes");
+    switch (r->kind) {
+    case KZ_LINE_REPLY:
+        if (r->reply_token == NULL || r->reply_token[0] == '\0')
+            return kz_test_send_refused_("reply without a reply token");
+        break;
+    case KZ_LINE_PUSH:
+        if (!kz_test_line_id_ok_(r->to, 1))
+            return kz_test_send_refused_("push to '%s': not a user, group or room id",
+                                         r->to ? r->to : "(null)");
+        break;
+    case KZ_LINE_MULTICAST:
+        if (r->nto == 0 || r->to_list == NULL)
+            return kz_test_send_refused_("multicast to nobody");
+        for (size_t i = 0; i < r->nto; i++)
+            if (!kz_test_line_id_ok_(r->to_list[i], 0))
+                return kz_test_send_refused_("multicast to '%s': not a user id",
+                                             r->to_list[i] ? r->to_list[i] : "(null)");
+        break;
+    case KZ_LINE_BROADCAST:
+        break;
+    case KZ_LINE_NARROWCAST:
+        if (r->narrowcast != NULL && (r->narrowcast[strspn(r->narrowcast, " \t\r\n")] != '{' ||
+                                      !kz_test_json_valid(r->narrowcast, strlen(r->narrowcast))))
+            return kz_test_send_refused_("narrowcast: not a JSON object: %s", r->narrowcast);
+        break;
+    default:
+        return kz_test_send_refused_("unknown kind %d", r->kind);
+    }
+    int n = kz_test_json_objects_(r->messages, len);
+    if (n < 0)
+        return kz_test_send_refused_("messages refused: not a JSON array of message objects");
+    if (n < 1 || n > 5)
+        return kz_test_send_refused_("messages refused: %d messages (LINE takes 1 to 5)", n);
+    *nmsg = n;
+    return KZ_OK;
+}
+
+KZ_TEST_FN const char *kz_test_sent_keep_(kz_test_sent_ *rec, int slot, const char *str)
+{
+    if (str == NULL)
+        return NULL;
+    rec->strs[slot] = kz_test_dup_(str);
+    return rec->strs[slot];
+}
+
+KZ_TEST_FN void kz_test_sent_free_(kz_test_sent_ *rec)
+{
+    if (rec == NULL)
+        return;
+    for (size_t i = 0; i < sizeof rec->strs / sizeof rec->strs[0]; i++)
+        free(rec->strs[i]);
+    for (size_t i = 0; rec->to_list != NULL && i < rec->v.nto; i++)
+        free(rec->to_list[i]);
+    free(rec->to_list);
+    free(rec);
+}
+
+/* The host's line_send: checks the request (KZ_EINVAL, with the reason
+ * logged as the host does), then records a copy as a send of the running
+ * handler, discarded if the handler fails. A standby event sends nothing:
+ * 0 and *outbox_id = 0. */
+KZ_TEST_FN int kz_test_h_line_send_(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    if (outbox_id != NULL)
+        *outbox_id = 0;
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (req == NULL)
+        return kz_test_send_refused_("no request");
+    if (req->struct_size < offsetof(kz_line_send, kind) + sizeof req->kind)
+        return kz_test_send_refused_("struct_size %u is too small", (unsigned)req->struct_size);
+    /* Like the host: an older plugin's shorter struct reads as zeros past
+     * its end, and nothing past struct_size is read. */
+    kz_line_send r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
+    if (r.messages == NULL)
+        return kz_test_send_refused_("no messages");
+    size_t len = r.messages_len ? r.messages_len : strlen(r.messages);
+    int nmsg = 0;
+    int rc = kz_test_send_check_(&r, len, &nmsg);
+    if (rc != 0)
+        return rc;
+    const kz_event *ev = s->cur_event;
+    if (ev != NULL && strstr(ev->payload, "\"mode\":\"standby\"") != NULL) {
+        char line[KZ_KEY_MAX + 100];
+        snprintf(line, sizeof line, "kz_line_send: event %s arrived in standby mode: not sent",
+                 ev->id);
+        kz_test_h_log_(KZ_LOG_INFO, line);
+        return KZ_OK;
+    }
+    if ((rc = kz_test_injected_(KZ_TEST_FAIL_LINE_SEND)) != 0)
+        return rc;
+
+    kz_test_sent_ *rec = (kz_test_sent_ *)kz_test_alloc_(sizeof *rec);
+    kz_test_line_sent *v = &rec->v;
+    v->kind = r.kind;
+    v->reply_token = kz_test_sent_keep_(rec, 0, r.reply_token);
+    v->to = kz_test_sent_keep_(rec, 1, r.to);
+    if (r.kind == KZ_LINE_MULTICAST) {
+        rec->to_list = (char **)kz_test_alloc_(r.nto * sizeof *rec->to_list);
+        for (size_t i = 0; i < r.nto; i++)
+            rec->to_list[i] = kz_test_dup_(r.to_list[i]);
+        v->to_list = (const char *const *)rec->to_list;
+        v->nto = r.nto;
+    }
+    rec->strs[2] = kz_test_dupn_(r.messages, len);
+    v->messages = rec->strs[2];
+    v->messages_len = len;
+    v->nmessages = nmsg;
+    v->narrowcast = kz_test_sent_keep_(rec, 3, r.narrowcast);
+    v->notification_disabled = r.notification_disabled;
+    v->fallback_to_push = r.fallback_to_push;
+    v->tag = kz_test_sent_keep_(rec, 4, r.tag);
+    v->user = kz_test_sent_keep_(rec, 5, ev ? ev->user : NULL);
+    v->event_id = kz_test_sent_keep_(rec, 6, ev ? ev->id : NULL);
+    v->rows = r.kind == KZ_LINE_MULTICAST ? (unsigned)((r.nto + 499) / 500) : 1u;
+    v->outbox_id = s->outbox_seq + 1;
+    s->outbox_seq += v->rows;
+    kz_test_grow_((void **)&s->sent, &s->capsent, s->nsent, sizeof *s->sent);
+    s->sent[s->nsent++] = rec;
+    if (outbox_id != NULL)
+        *outbox_id = v->outbox_id;
+    return KZ_OK;
+}
+
 /* ---- host slots: settings --------------------------------------------- */
 
 KZ_TEST_FN const kz_setting *kz_test_h_setting_child_(const kz_setting *s, const char *key)
@@ -976,11 +1219,12 @@ KZ_TEST_FN int kz_test_h_setting_error_(const kz_setting *s, char *err, size_t e
     return KZ_EINVAL;
 }
 
-/* The fake host's table: every ABI 1.0 slot. */
+/* The fake host's table: every ABI 1.1 slot. */
 static const kz_host kz_test_host_table_ = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
     .struct_size = (uint32_t)sizeof(kz_host),
+    .reserved0 = 0, /* every member named: the header also compiles as C++20 */
     .log = kz_test_h_log_,
     .now_ms = kz_test_h_now_ms_,
     .event_topic = kz_test_h_event_topic_,
@@ -1012,6 +1256,7 @@ static const kz_host kz_test_host_table_ = {
     .setting_bool = kz_test_h_setting_bool_,
     .setting_duration_ms = kz_test_h_setting_duration_ms_,
     .setting_error = kz_test_h_setting_error_,
+    .line_send = kz_test_h_line_send_,
 };
 
 /* The table handed to the plugin. */
@@ -1550,8 +1795,8 @@ KZ_TEST_FN void kz_test_event_set_attempt(kz_event *ev, uint32_t attempt)
 }
 
 /* Runs the instance's handler on ev in a transaction: returns its code; on
- * nonzero, its kv writes and publishes are rolled back and its err text is
- * in kz_test_error(). Does not check subscriptions. */
+ * nonzero, its kv writes, publishes and LINE sends are rolled back and its
+ * err text is in kz_test_error(). Does not check subscriptions. */
 KZ_TEST_FN int kz_test_handle(const kz_event *ev)
 {
     struct kz_test_state_ *s = &kz_test_s_;
@@ -1574,7 +1819,7 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         snap[i].val = kz_test_dupn_(s->kv[i].val, s->kv[i].len);
         snap[i].len = s->kv[i].len;
     }
-    size_t npub = s->npub;
+    size_t npub = s->npub, nsent = s->nsent;
 
     kz_ctx *ctx = (kz_ctx *)kz_test_alloc_(sizeof *ctx);
     ctx->next = s->ctxs;
@@ -1599,6 +1844,8 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         s->capkv = nkv ? nkv : 1;
         s->nkv = nkv;
         s->npub = npub; /* the events themselves stay on s->events until reset */
+        while (s->nsent > nsent)
+            kz_test_sent_free_(s->sent[--s->nsent]);
         if (err[0])
             kz_test_seterr_("%s", err);
         else
@@ -1619,7 +1866,8 @@ KZ_TEST_FN kz_ctx *kz_test_last_ctx(void)
 }
 
 /* Makes the next call of `slot` (KZ_TEST_FAIL_*) return rc (after its
- * argument checks), once. */
+ * argument checks), once. KZ_TEST_FAIL_LINE_SEND: the next send that would
+ * be queued (a standby event's call returns 0 and leaves it armed). */
 KZ_TEST_FN void kz_test_fail_next(int slot, int rc)
 {
     if (slot >= 0 && slot < KZ_TEST_FAIL_COUNT_)
@@ -1658,6 +1906,17 @@ KZ_TEST_FN const char *kz_test_published_payload(size_t i)
 KZ_TEST_FN const char *kz_test_published_id(size_t i)
 {
     return i < kz_test_s_.npub ? kz_test_s_.pub[i]->id : NULL;
+}
+
+/* Committed LINE sends, in the order they were made (all kinds). */
+KZ_TEST_FN size_t kz_test_sent_count(void)
+{
+    return kz_test_s_.nsent;
+}
+/* The i-th committed LINE send (0-based), or NULL. */
+KZ_TEST_FN const kz_test_line_sent *kz_test_sent(size_t i)
+{
+    return i < kz_test_s_.nsent ? &kz_test_s_.sent[i]->v : NULL;
 }
 
 KZ_TEST_FN size_t kz_test_log_count(void)
@@ -1742,6 +2001,9 @@ KZ_TEST_FN void kz_test_reset(void)
     if (s->snap != NULL)
         kz_test_kv_free_all_(s->snap, s->nsnap);
     free(s->pub);
+    for (size_t i = 0; i < s->nsent; i++)
+        kz_test_sent_free_(s->sent[i]);
+    free(s->sent);
     for (size_t i = 0; i < s->nlogs; i++)
         free(s->logs[i].msg);
     free(s->logs);
