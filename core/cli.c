@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "bus.h"
+#include "chat.h"
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
@@ -43,6 +44,7 @@ static const char usage[] =
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
     "                                   play a LINE user against the running sandbox\n"
     "  sandbox -c FILE inbox SHOP USER [--json]   what the user received\n"
+    "  chat    -c FILE SHOP USER          chat as a LINE user in the terminal (docs/chat.md)\n"
     "  version                          print versions\n"
     "\n"
     "-c defaults to $KIZUNA_CONFIG. See docs/ for details.\n";
@@ -262,18 +264,117 @@ static void format_time(int64_t ms, char *out, size_t outlen)
     strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int print_dead(void *arg, const store_dead *d)
+static void print_dead_row(int *count, long long id, const char *when, const char *shop,
+                           const char *plugin, const char *topic, int attempts, const char *uid,
+                           int replay, const char *error)
 {
-    int *count = arg;
-    char when[32];
-    format_time(d->time_ms, when, sizeof when);
     if ((*count)++ == 0)
         printf("%-6s %-20s %-12s %-14s %-20s %-8s %s\n", "ID", "PARKED", "SHOP", "PLUGIN", "TOPIC",
                "ATTEMPTS", "EVENT / ERROR");
-    printf("%-6lld %-20s %-12s %-14s %-20s %-8d %s%s\n       error: %s\n", (long long)d->id, when,
-           d->shop, d->plugin, d->topic, d->attempts, d->uid,
-           d->replay ? " (queued for replay)" : "", d->error);
+    printf("%-6lld %-20s %-12s %-14s %-20s %-8d %s%s\n       error: %s\n", id, when, shop, plugin,
+           topic, attempts, uid, replay ? " (queued for replay)" : "", error);
+}
+
+static int print_dead(void *arg, const store_dead *d)
+{
+    char when[32];
+    format_time(d->time_ms, when, sizeof when);
+    print_dead_row(arg, (long long)d->id, when, d->shop, d->plugin, d->topic, d->attempts, d->uid,
+                   d->replay, d->error);
     return 0;
+}
+
+static const char *jget(json_object *o, const char *key);
+
+/* GET /admin/dead's JSON array, printed like print_dead. */
+static int print_dead_json(const char *body, char *err, size_t errlen)
+{
+    json_object *list = json_tokener_parse(body);
+    if (list == NULL || !json_object_is_type(list, json_type_array)) {
+        json_object_put(list);
+        snprintf(err, errlen, "admin API: unexpected answer to GET /admin/dead");
+        return KZ_EFAIL;
+    }
+    int count = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *d = json_object_array_get_idx(list, i), *v;
+        long long id = json_object_object_get_ex(d, "id", &v) ? json_object_get_int64(v) : 0;
+        int attempts = json_object_object_get_ex(d, "attempts", &v) ? json_object_get_int(v) : 0;
+        int replay = json_object_object_get_ex(d, "replay", &v) && json_object_get_boolean(v);
+        const char *f[6] = {"time", "shop", "plugin", "topic", "uid", "error"};
+        for (size_t k = 0; k < 6; k++)
+            f[k] = jget(d, f[k]) ? jget(d, f[k]) : "";
+        print_dead_row(&count, id, f[0], f[1], f[2], f[3], attempts, f[4], replay, f[5]);
+    }
+    if (count == 0)
+        printf("no dead letters\n");
+    json_object_put(list);
+    return 0;
+}
+
+/* The running daemon's admin API: method path → *status and *resp.
+ * KZ_ESTATE when the daemon is not running (nothing listens). */
+static int admin_call(const cfg *c, const char *method, const char *path, long *status, char **resp,
+                      char *err, size_t errlen)
+{
+    char url[512];
+    snprintf(url, sizeof url, "http://%s%s", c->listen, path);
+    return sandbox_http_auth(method, url, c->admin_token, NULL, status, resp, err, errlen);
+}
+
+/* An admin API answer other than 2xx: its message. */
+static void admin_error(long status, const char *resp, char *err, size_t errlen)
+{
+    json_object *o = json_tokener_parse(resp != NULL ? resp : "");
+    const char *msg = jget(o, "message");
+    snprintf(err, errlen, "admin API: %ld %s%s", status, msg ? msg : "",
+             status == 401   ? " (is kizuna.admin_token the daemon's?)"
+             : status == 403 ? " (run it on the daemon's host, or set kizuna.admin_remote)"
+                             : "");
+    json_object_put(o);
+}
+
+/* With kizuna.admin_token: through the running daemon. --dead falls back
+ * to reading the store when the daemon is not running; --replay then queues
+ * in the store and says so (the daemon replays it when it starts).
+ * Returns 1 when handled (rc in *rc), 0 to go on with the store. */
+static int events_via_daemon(const cfg *c, const args *a, long long id, int *rc, char *err,
+                             size_t errlen)
+{
+    char path[64];
+    if (a->replay != NULL)
+        snprintf(path, sizeof path, "/admin/dead/%lld/replay", id);
+    long status = 0;
+    char *resp = NULL;
+    int r = admin_call(c, a->replay != NULL ? "POST" : "GET",
+                       a->replay != NULL ? path : "/admin/dead", &status, &resp, err, errlen);
+    if (r == KZ_ESTATE) { /* not running */
+        if (a->replay != NULL)
+            fprintf(stderr,
+                    "kizuna events: kizuna is not running at %s: start it, or the replay waits: "
+                    "queued in the store, dead letter %lld is replayed when kizuna starts\n",
+                    c->listen, id);
+        else
+            fprintf(stderr, "kizuna events: kizuna is not running at %s; reading the store\n",
+                    c->listen);
+        return 0;
+    }
+    *rc = 0;
+    if (r != 0) {
+        *rc = r;
+    } else if (status == 404 && a->replay != NULL) {
+        *rc = KZ_ENOTFOUND;
+    } else if (status != 200) {
+        admin_error(status, resp, err, errlen);
+        *rc = KZ_EFAIL;
+    } else if (a->replay != NULL) {
+        printf("dead letter %lld queued for replay; the daemon hands it to its plugin once more\n",
+               id);
+    } else {
+        *rc = print_dead_json(resp, err, errlen);
+    }
+    free(resp);
+    return 1;
 }
 
 static int cmd_events(const args *a)
@@ -287,26 +388,41 @@ static int cmd_events(const args *a)
     cfg *c = load_config(a->config, "events");
     if (c == NULL)
         return 1;
+    long long id = 0;
+    if (a->replay != NULL) {
+        char *end;
+        id = strtoll(a->replay, &end, 10);
+        if (*end != '\0' || id <= 0) {
+            fprintf(stderr,
+                    "kizuna events: no dead letter with id '%s' (see kizuna events --dead)\n",
+                    a->replay);
+            cfg_free(c);
+            return 1;
+        }
+    }
     store *st = NULL;
     char err[512];
-    int rc = store_open(c->store_url, c->sync_mode, &st, err, sizeof err);
+    int rc = 0;
     int count = 0;
-    if (rc == 0 && a->replay != NULL) {
-        char *end;
-        long long id = strtoll(a->replay, &end, 10);
-        rc = (*end != '\0' || id <= 0) ? KZ_EINVAL : store_dead_replay(st, id, err, sizeof err);
-        if (rc == 0)
-            printf("dead letter %lld queued for replay; the daemon hands it to its plugin once "
-                   "more\n",
-                   id);
-        else if (rc == KZ_ENOTFOUND || rc == KZ_EINVAL)
-            snprintf(err, sizeof err, "no dead letter with id '%s' (see kizuna events --dead)",
-                     a->replay);
-    } else if (rc == 0) {
-        rc = store_dead_list(st, print_dead, &count, err, sizeof err);
-        if (rc == 0 && count == 0)
-            printf("no dead letters\n");
+    if (c->admin_token != NULL && events_via_daemon(c, a, id, &rc, err, sizeof err)) {
+        /* answered by the daemon */
+    } else {
+        rc = store_open(c->store_url, c->sync_mode, &st, err, sizeof err);
+        if (rc == 0 && a->replay != NULL) {
+            rc = store_dead_replay(st, id, err, sizeof err);
+            if (rc == 0)
+                printf("dead letter %lld queued for replay; the daemon hands it to its plugin "
+                       "once more\n",
+                       id);
+        } else if (rc == 0) {
+            rc = store_dead_list(st, print_dead, &count, err, sizeof err);
+            if (rc == 0 && count == 0)
+                printf("no dead letters\n");
+        }
     }
+    if (rc == KZ_ENOTFOUND && a->replay != NULL)
+        snprintf(err, sizeof err, "no dead letter with id '%s' (see kizuna events --dead)",
+                 a->replay);
     if (rc != 0)
         fprintf(stderr, "kizuna events: %s\n", err);
     store_close(st);
@@ -619,6 +735,29 @@ static int cmd_sandbox(const args *a)
     return exit_code;
 }
 
+/* ---- chat ---- */
+
+static int cmd_chat(const args *a)
+{
+    if (need_config(a, "chat") != 0)
+        return 2;
+    if (a->nrest != 2) {
+        fprintf(stderr, "usage: kizuna chat -c FILE SHOP USER\n");
+        return 2;
+    }
+    if (!sandbox_user_id_valid(a->rest[1])) {
+        fprintf(stderr, "kizuna chat: invalid user id '%s': expected U and 32 hex digits\n",
+                a->rest[1]);
+        return 2;
+    }
+    cfg *c = load_config(a->config, "chat");
+    if (c == NULL)
+        return 1;
+    int rc = chat_run(c, a->rest[0], a->rest[1], stdin, stdout);
+    cfg_free(c);
+    return rc;
+}
+
 int cli_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -653,6 +792,8 @@ int cli_main(int argc, char **argv)
         return cmd_kv(&a);
     if (strcmp(cmd, "sandbox") == 0)
         return cmd_sandbox(&a);
+    if (strcmp(cmd, "chat") == 0)
+        return cmd_chat(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -56,9 +56,6 @@ typedef struct cfg_priv {
     char **paths;       /* plugin_path entries, owned */
     size_t npaths;
     int path_given;
-    /* kizuna.admin_token, resolved; reserved for the admin API and not in
-     * struct cfg yet because config.h does not export it. */
-    const char *admin_token;
 } cfg_priv;
 
 /* State of one check pass: where errors go and what prefixes them. */
@@ -583,8 +580,13 @@ static void k_retry(ctx *x, config_setting_t *s, const char *path)
 
 static void k_admin_token(ctx *x, config_setting_t *s, const char *path)
 {
+    x->c->admin_token = nonempty(x, s, path);
+}
+
+static void k_admin_remote(ctx *x, config_setting_t *s, const char *path)
+{
     (void)path;
-    x->p->admin_token = config_setting_get_string(s);
+    x->c->admin_remote = config_setting_get_bool(s);
 }
 
 /* ---- kizuna.sandbox ---------------------------------------------------- */
@@ -730,6 +732,7 @@ static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"durability", KZ_SETTING_STRING, k_durability},
                                         {"retry", KZ_SETTING_GROUP, k_retry},
                                         {"admin_token", KZ_SETTING_SECRET, k_admin_token},
+                                        {"admin_remote", KZ_SETTING_BOOL, k_admin_remote},
                                         {"max_body", KZ_SETTING_INT, k_max_body},
                                         {"sandbox", KZ_SETTING_GROUP, k_sandbox},
                                         {NULL, 0, NULL}};

@@ -94,6 +94,9 @@ typedef struct cfg {
     int64_t retry_max_ms;     /* kizuna.retry.max, default "10m" */
     size_t max_body;          /* kizuna.max_body: webhook body limit in bytes,
                                  1024..67108864, default 1048576 */
+    const char *admin_token;  /* kizuna.admin_token (secret, resolved); NULL: no admin API */
+    int admin_remote;         /* kizuna.admin_remote: admin API from any address, default
+                                 false (loopback only) */
     cfg_sandbox sandbox;      /* kizuna.sandbox */
     cfg_shop *shops;
     size_t nshops;

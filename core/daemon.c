@@ -178,8 +178,13 @@ static int wait_for_stop_signal(void)
 static int start_http(app *a, bus *b, metrics *m, ingress **in)
 {
     char err[512];
-    ingress_options io = {
-        .listen = a->c->listen, .max_body = a->c->max_body, .c = a->c, .b = b, .m = m};
+    ingress_options io = {.listen = a->c->listen,
+                          .max_body = a->c->max_body,
+                          .c = a->c,
+                          .b = b,
+                          .m = m,
+                          .store_url = a->c->store_url,
+                          .sync_mode = a->c->sync_mode};
     if (ingress_start(&io, in, err, sizeof err) != 0) {
         log_msg(KZ_LOG_ERROR, "%s", err);
         return 2;

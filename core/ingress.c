@@ -18,19 +18,23 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <microhttpd.h>
 
 #include "errbuf.h"
 #include "log.h"
+#include "store.h"
 #include "webhook.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
@@ -38,6 +42,7 @@
 #define DRAIN_FACTOR 4
 #define HTTP_THREADS 2u /* epoll threads; requests never block them */
 #define WEBHOOK_PREFIX "/webhook/"
+#define ADMIN_PREFIX "/admin/"
 
 struct ingress {
     struct MHD_Daemon *d;
@@ -52,9 +57,12 @@ struct ingress {
     char start_err[256];     /* last libmicrohttpd message while starting */
     atomic_int starting;
     atomic_int suspended; /* requests waiting for their commit */
+    /* admin API: only with c->admin_token; st is its own connection */
+    store *st;
+    pthread_mutex_t st_mu; /* one request at a time on st */
 };
 
-enum route { R_WEBHOOK, R_HEALTHZ, R_METRICS, R_NOT_FOUND };
+enum route { R_WEBHOOK, R_HEALTHZ, R_METRICS, R_ADMIN, R_NOT_FOUND };
 
 /* Per-request state (libmicrohttpd's con_cls). */
 typedef struct req {
@@ -385,6 +393,235 @@ static enum MHD_Result serve_metrics(ingress *in, struct MHD_Connection *conn, r
     return ret;
 }
 
+/* ---- admin API ------------------------------------------------------- */
+
+int ingress_is_loopback(const struct sockaddr *sa)
+{
+    if (sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+/* Constant time in the length of the configured token. */
+static int token_ok(const char *want, const char *given)
+{
+    size_t wl = strlen(want), gl = strlen(given);
+    unsigned char diff = (unsigned char)(wl != gl);
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? given[i] : 0);
+    return diff == 0;
+}
+
+/* The token of "Authorization: Bearer <token>" (scheme in any case), or NULL. */
+static const char *bearer_of(struct MHD_Connection *conn)
+{
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h != '\0' ? h : NULL;
+}
+
+static enum MHD_Result respond_unauthorized(ingress *in, struct MHD_Connection *conn, req *r,
+                                            const char *msg)
+{
+    (void)in;
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_UNAUTHORIZED, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->responded = 1;
+    return ret;
+}
+
+static enum MHD_Result respond_jobj(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                                    json_object *o)
+{
+    if (o == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    enum MHD_Result ret = respond_json(in, conn, r, code, text);
+    json_object_put(o);
+    return ret;
+}
+
+static void iso_time(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int add_dead(void *arg, const store_dead *d)
+{
+    json_object *o = json_object_new_object();
+    char when[32];
+    iso_time(d->time_ms, when, sizeof when);
+    json_object_object_add(o, "id", json_object_new_int64(d->id));
+    json_object_object_add(o, "shop", json_object_new_string(d->shop));
+    json_object_object_add(o, "plugin", json_object_new_string(d->plugin));
+    json_object_object_add(o, "topic", json_object_new_string(d->topic));
+    json_object_object_add(o, "uid", json_object_new_string(d->uid));
+    json_object_object_add(o, "event_id", json_object_new_int64(d->event_id));
+    json_object_object_add(o, "attempts", json_object_new_int(d->attempts));
+    json_object_object_add(o, "error", json_object_new_string(d->error ? d->error : ""));
+    json_object_object_add(o, "time", json_object_new_string(when));
+    json_object_object_add(o, "time_ms", json_object_new_int64(d->time_ms));
+    json_object_object_add(o, "replay", json_object_new_boolean(d->replay));
+    json_object_array_add(arg, o);
+    return 0;
+}
+
+static enum MHD_Result admin_dead(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    json_object *list = json_object_new_array();
+    char err[512] = "";
+    pthread_mutex_lock(&in->st_mu);
+    int rc = store_dead_list(in->st, add_dead, list, err, sizeof err);
+    pthread_mutex_unlock(&in->st_mu);
+    if (rc != 0) {
+        json_object_put(list);
+        log_msg(KZ_LOG_ERROR, "admin: dead letters: %s", err);
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+    }
+    return respond_jobj(in, conn, r, MHD_HTTP_OK, list);
+}
+
+static enum MHD_Result admin_replay(ingress *in, struct MHD_Connection *conn, req *r,
+                                    const char *id_text, size_t id_len)
+{
+    long long id = 0;
+    int ok = id_len > 0 && id_len <= 18;
+    for (size_t i = 0; ok && i < id_len; i++) {
+        ok = id_text[i] >= '0' && id_text[i] <= '9';
+        id = id * 10 + (id_text[i] - '0');
+    }
+    if (!ok || id <= 0)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "no dead letter '%.*s'",
+                             (int)(id_len > 32 ? 32 : id_len), id_text);
+    char err[512] = "";
+    pthread_mutex_lock(&in->st_mu);
+    int rc = store_dead_replay(in->st, id, err, sizeof err);
+    pthread_mutex_unlock(&in->st_mu);
+    if (rc == KZ_ENOTFOUND)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "no dead letter %lld", id);
+    if (rc != 0) {
+        log_msg(KZ_LOG_ERROR, "admin: replay of dead letter %lld: %s", id, err);
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+    }
+    log_msg(KZ_LOG_INFO, "admin: dead letter %lld queued for replay", id);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_int64(id));
+    json_object_object_add(o, "queued", json_object_new_boolean(1));
+    return respond_jobj(in, conn, r, MHD_HTTP_OK, o);
+}
+
+static enum MHD_Result admin_status(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    json_object *o = json_object_new_object(), *shops = json_object_new_array(),
+                *insts = json_object_new_array();
+    for (size_t i = 0; i < in->c->nshops; i++) {
+        const cfg_shop *sh = &in->c->shops[i];
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "id", json_object_new_string(sh->id));
+        json_object_object_add(j, "name", json_object_new_string(sh->name ? sh->name : sh->id));
+        json_object_object_add(j, "line", json_object_new_boolean(sh->line_channel_secret != NULL));
+        json_object_array_add(shops, j);
+    }
+    char err[512] = "";
+    int rc = 0;
+    int64_t pending = 0;
+    pthread_mutex_lock(&in->st_mu);
+    for (size_t i = 0; rc == 0 && i < bus_instance_count(in->b); i++) {
+        const bus_instance *bi = bus_instance_at(in->b, i);
+        /* the store's cursor: the in-memory one belongs to a worker thread */
+        int64_t cursor = 0;
+        rc = store_cursor_get(in->st, bi->id, &cursor, err, sizeof err);
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "shop", json_object_new_string(bi->shop_id));
+        json_object_object_add(j, "plugin", json_object_new_string(bi->p->name));
+        json_object_object_add(j, "enabled", json_object_new_boolean(bi->enabled));
+        json_object_object_add(j, "cursor", json_object_new_int64(cursor));
+        json_object_array_add(insts, j);
+    }
+    if (rc == 0)
+        rc = store_outbox_pending(in->st, &pending, err, sizeof err);
+    pthread_mutex_unlock(&in->st_mu);
+    json_object_object_add(o, "shops", shops);
+    json_object_object_add(o, "instances", insts);
+    json_object_object_add(o, "outbox_pending", json_object_new_int64(pending));
+    if (rc != 0) {
+        json_object_put(o);
+        log_msg(KZ_LOG_ERROR, "admin: status: %s", err);
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+    }
+    return respond_jobj(in, conn, r, MHD_HTTP_OK, o);
+}
+
+/* Everything is decided from the headers; a body is ignored. */
+static enum MHD_Result admin_request(ingress *in, struct MHD_Connection *conn, req *r,
+                                     const char *url, const char *method)
+{
+    if (in->c->admin_token == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL,
+                             "admin API disabled: set kizuna.admin_token");
+    if (!in->c->admin_remote) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci == NULL || !ingress_is_loopback(ci->client_addr))
+            return respond_error(in, conn, r, MHD_HTTP_FORBIDDEN, NULL,
+                                 "admin API answers loopback clients only "
+                                 "(kizuna.admin_remote = false)");
+    }
+    const char *tok = bearer_of(conn);
+    if (tok == NULL)
+        return respond_unauthorized(in, conn, r, "missing Authorization: Bearer token");
+    if (!token_ok(in->c->admin_token, tok))
+        return respond_unauthorized(in, conn, r, "bad admin token");
+    const char *path = url + strlen(ADMIN_PREFIX);
+    const char *allow = NULL;
+    if (strcmp(path, "dead") == 0) {
+        if (is_get(method))
+            return admin_dead(in, conn, r);
+        allow = "GET, HEAD";
+    } else if (strcmp(path, "status") == 0) {
+        if (is_get(method))
+            return admin_status(in, conn, r);
+        allow = "GET, HEAD";
+    } else if (strncmp(path, "dead/", 5) == 0 && strchr(path + 5, '/') != NULL &&
+               strcmp(strchr(path + 5, '/'), "/replay") == 0) {
+        const char *id = path + 5;
+        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+            return admin_replay(in, conn, r, id, (size_t)(strchr(id, '/') - id));
+        allow = "POST";
+    }
+    if (allow == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "not found");
+    return respond_error(in, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED, allow,
+                         "method %.32s not allowed; use %s", method, allow);
+}
+
 /* ---- libmicrohttpd callbacks -------------------------------------------- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -407,6 +644,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->route = R_WEBHOOK;
             r->shop = find_shop(in->c, shop_id);
             return webhook_headers(in, conn, r, shop_id, method);
+        }
+        if (strncmp(url, ADMIN_PREFIX, strlen(ADMIN_PREFIX)) == 0 || strcmp(url, "/admin") == 0) {
+            r->route = R_ADMIN;
+            return admin_request(in, conn, r, strcmp(url, "/admin") == 0 ? ADMIN_PREFIX : url,
+                                 method);
         }
         if (strcmp(url, "/healthz") == 0)
             r->route = R_HEALTHZ;
@@ -524,6 +766,17 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
     in->c = o->c;
     in->b = o->b;
     in->max_body = o->max_body != 0 ? o->max_body : DEFAULT_MAX_BODY;
+    pthread_mutex_init(&in->st_mu, NULL);
+    if (o->c->admin_token != NULL) {
+        rc = o->store_url != NULL
+                 ? store_open(o->store_url, o->sync_mode, &in->st, err, errlen)
+                 : (errbuf_set(err, errlen, "ingress: admin API needs a store"), KZ_EINVAL);
+        if (rc != 0) {
+            pthread_mutex_destroy(&in->st_mu);
+            free(in);
+            return rc;
+        }
+    }
     if (o->m != NULL) {
         static const char *const req_labels[] = {"shop", "code", NULL};
         static const char *const ev_labels[] = {"shop", "result", NULL};
@@ -552,12 +805,17 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
     if (in->d == NULL) {
         errbuf_set(err, errlen, "cannot listen on %s%s%s", o->listen, in->start_err[0] ? ": " : "",
                    in->start_err);
+        store_close(in->st);
+        pthread_mutex_destroy(&in->st_mu);
         free(in);
         return KZ_EFAIL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(in->d, MHD_DAEMON_INFO_BIND_PORT);
     in->port = info != NULL ? info->port : ntohs(sa.sin_port);
     atomic_store(&in->starting, 0);
+    if (in->st != NULL)
+        log_msg(KZ_LOG_INFO, "admin API on /admin/ (%s)",
+                o->c->admin_remote ? "any client with the token" : "loopback clients only");
     *out = in;
     return 0;
 }
@@ -579,5 +837,7 @@ void ingress_stop(ingress *in)
     MHD_stop_daemon(in->d);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    store_close(in->st);
+    pthread_mutex_destroy(&in->st_mu);
     free(in);
 }

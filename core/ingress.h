@@ -12,6 +12,12 @@
  *                          (redeliveries) accepted and stored once.
  *   GET  /healthz          200 "ok" while serving.
  *   GET  /metrics          Prometheus text (metrics.h).
+ *   /admin/...             the admin API (docs/http.md), when c->admin_token
+ *                          is set (404 otherwise): 403 from a non-loopback
+ *                          peer unless c->admin_remote; 401 without
+ *                          "Authorization: Bearer <admin_token>".
+ *                          GET /admin/dead, POST /admin/dead/<id>/replay,
+ *                          GET /admin/status.
  *   anything else          404.
  *
  * Error bodies are small JSON objects: {"message":"…"}.
@@ -38,6 +44,10 @@ typedef struct ingress_options {
     const cfg *c;       /* shops and their channel secrets */
     bus *b;             /* where webhook events go */
     metrics *m;         /* may be NULL */
+    /* the admin API's own store connection (opened only when
+     * c->admin_token is set) */
+    const char *store_url;
+    int sync_mode;
 } ingress_options;
 
 int ingress_start(const ingress_options *o, ingress **out, char *err, size_t errlen);
@@ -45,5 +55,10 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
 uint16_t ingress_port(const ingress *in);
 /* Stops accepting, finishes requests in flight, frees. NULL is fine. */
 void ingress_stop(ingress *in);
+
+struct sockaddr;
+/* 1 when sa is a loopback peer: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104
+ * (the admin API's default rule); 0 otherwise and for NULL. */
+int ingress_is_loopback(const struct sockaddr *sa);
 
 #endif

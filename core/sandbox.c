@@ -942,6 +942,11 @@ int sandbox_action_parse(const char *name)
     return -1;
 }
 
+int sandbox_user_id_valid(const char *s)
+{
+    return user_id_ok(s);
+}
+
 static size_t on_curl_body(char *p, size_t size, size_t n, void *arg)
 {
     char *out = arg; /* 256 bytes */
@@ -1137,6 +1142,13 @@ static size_t on_grow(char *p, size_t size, size_t n, void *arg)
 int sandbox_http(const char *method, const char *url, const char *body, long *status, char **resp,
                  char *err, size_t errlen)
 {
+    int rc = sandbox_http_auth(method, url, NULL, body, status, resp, err, errlen);
+    return rc == KZ_ESTATE ? KZ_EFAIL : rc;
+}
+
+int sandbox_http_auth(const char *method, const char *url, const char *bearer, const char *body,
+                      long *status, char **resp, char *err, size_t errlen)
+{
     *status = 0;
     if (resp != NULL)
         *resp = NULL;
@@ -1147,6 +1159,15 @@ int sandbox_http(const char *method, const char *url, const char *body, long *st
     }
     grow g = {0};
     struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (bearer != NULL) {
+        size_t n = strlen(bearer) + 32;
+        char *auth = malloc(n);
+        if (auth != NULL) {
+            snprintf(auth, n, "Authorization: Bearer %s", bearer);
+            hs = curl_slist_append(hs, auth);
+            free(auth);
+        }
+    }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
@@ -1164,7 +1185,7 @@ int sandbox_http(const char *method, const char *url, const char *body, long *st
     if (cc != CURLE_OK) {
         free(g.p);
         errbuf_set(err, errlen, "%s %s: %s", method, url, curl_easy_strerror(cc));
-        return KZ_EFAIL;
+        return cc == CURLE_COULDNT_CONNECT ? KZ_ESTATE : KZ_EFAIL;
     }
     if (resp != NULL)
         *resp = g.p != NULL ? g.p : strdup("");

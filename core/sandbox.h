@@ -121,8 +121,16 @@ int sandbox_issue_reply_token(sandbox *sb, const char *shop, const char *user, c
  * reason in err when no answer came. */
 int sandbox_http(const char *method, const char *url, const char *body, long *status, char **resp,
                  char *err, size_t errlen);
+/* The same with "Authorization: Bearer <bearer>" when bearer != NULL (the
+ * CLI and the admin API); KZ_ESTATE when nothing listens at the address
+ * (connection refused), KZ_EFAIL for other failures. */
+int sandbox_http_auth(const char *method, const char *url, const char *bearer, const char *body,
+                      long *status, char **resp, char *err, size_t errlen);
 
 /* Parses "follow", "unfollow", "say", "postback"; -1 otherwise. */
 int sandbox_action_parse(const char *name);
+
+/* 1 when s is a LINE user id the sandbox plays (^U[0-9a-f]{32}$), else 0. */
+int sandbox_user_id_valid(const char *s);
 
 #endif

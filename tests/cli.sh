@@ -188,6 +188,43 @@ wait $EMB_PID
 [ $? = 0 ] || fail "serve with embedded sandbox: unclean exit"
 grep -q "LINE sandbox on http://127.0.0.1:$SBX2_PORT" "$T/emb.log" || fail "embedded sandbox not started"
 
+# ---- events through the running daemon's admin API (kizuna.admin_token)
+ADM_PORT=$((KZ_PORT + 3))
+for tok in adm1n wrong; do
+    cat >"$T/adm-$tok.conf" <<EOF
+kizuna: { store = "sqlite:$T/k4.db"; listen = "127.0.0.1:$ADM_PORT"; plugin_path = "$T/plugins";
+  admin_token = "env:KZ_TEST_TOKEN_$tok"; };
+shops = ( { id = "a"; plugins = { fx_counter = { fail_topic = "test.bad"; fatal = true; }; }; } );
+EOF
+done
+export KZ_TEST_TOKEN_adm1n=adm1n KZ_TEST_TOKEN_wrong=wrong
+"$K" serve -c "$T/adm-adm1n.conf" >"$T/adm.log" 2>&1 &
+ADM_PID=$!
+"$K" publish -c "$T/adm-adm1n.conf" a test.bad --id bad1 >/dev/null 2>&1 || fail "admin: publish"
+i=0
+until "$K" events -c "$T/adm-adm1n.conf" --dead 2>&1 | grep -q "test.bad" || [ $i -ge 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+"$K" events -c "$T/adm-adm1n.conf" --dead >"$T/out" 2>&1 || fail "admin: events --dead: $(cat "$T/out")"
+grep -q "^1 .* a  *fx_counter  *test.bad  *1  *bad1$" "$T/out" || fail "admin: dead list: $(cat "$T/out")"
+echo "kizuna events: admin API: 401 bad admin token (is kizuna.admin_token the daemon's?)" >"$T/want"
+expect "events dead wrong token" 1 "$T/want" -- "$K" events -c "$T/adm-wrong.conf" --dead
+echo "kizuna events: no dead letter with id '9' (see kizuna events --dead)" >"$T/want"
+expect "events replay unknown via daemon" 1 "$T/want" -- "$K" events -c "$T/adm-adm1n.conf" --replay 9
+kill $ADM_PID
+wait $ADM_PID
+[ $? = 0 ] || fail "serve with admin API: unclean exit"
+grep -q "admin API on /admin/ (loopback clients only)" "$T/adm.log" || fail "admin API not started"
+# not running: --dead reads the store, --replay queues in the store and says so
+"$K" events -c "$T/adm-adm1n.conf" --dead >"$T/out" 2>&1 || fail "admin: --dead without daemon"
+head -n 1 "$T/out" | grep -q "kizuna is not running at 127.0.0.1:$ADM_PORT; reading the store" ||
+    fail "admin: --dead without daemon: $(cat "$T/out")"
+grep -q "test.bad" "$T/out" || fail "admin: --dead without daemon: no list: $(cat "$T/out")"
+echo "kizuna events: kizuna is not running at 127.0.0.1:$ADM_PORT: start it, or the replay waits: queued in the store, dead letter 1 is replayed when kizuna starts" >"$T/want"
+echo "dead letter 1 queued for replay; the daemon hands it to its plugin once more" >>"$T/want"
+expect "events replay without daemon" 0 "$T/want" -- "$K" events -c "$T/adm-adm1n.conf" --replay 1
+
 if [ $failures -gt 0 ]; then
     echo "0 passed, $failures failed"
     exit 1

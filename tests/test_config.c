@@ -262,7 +262,7 @@ static void test_kizuna_unknown_key(void **state)
                   "};\n",
                   "2: kizuna: unknown setting 'wrokers' (known: listen, store, timezone, "
                   "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                  "max_body, sandbox)",
+                  "admin_remote, max_body, sandbox)",
                   "4: kizuna.retry: unknown setting 'backoff' (known: attempts, initial, max)",
                   NULL);
 }
@@ -450,6 +450,26 @@ static void test_admin_token(void **state)
     expect_errors("kizuna = { admin_token = 5; };\n",
                   "1: kizuna.admin_token: expected a string, got an integer", NULL);
     expect_errors("kizuna = { admin_token = \"env:KZ_TEST_ADMIN_TOKEN\"; };\n", NULL);
+    expect_errors("kizuna = { admin_token = \"\"; };\n", "1: kizuna.admin_token: must not be empty",
+                  NULL);
+    expect_errors("kizuna = { admin_remote = \"yes\"; };\n",
+                  "1: kizuna.admin_remote: expected a boolean, got a string", NULL);
+    /* resolved into cfg.admin_token; admin_remote defaults to false */
+    diag d = {0};
+    cfg *c = load_text("kizuna = { admin_token = \"env:KZ_TEST_ADMIN_TOKEN\"; };\n", &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_string_equal(c->admin_token, "admin-token-123");
+    assert_int_equal(c->admin_remote, 0);
+    cfg_free(c);
+    diag_free(&d);
+    c = load_text("kizuna = { admin_remote = true; };\n", &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_null(c->admin_token);
+    assert_int_equal(c->admin_remote, 1);
+    cfg_free(c);
+    diag_free(&d);
 }
 
 /* ---- shops -------------------------------------------------------------- */
@@ -610,7 +630,7 @@ static void test_many_errors(void **state)
                  "5: kizuna.durability: expected \"full\" or \"normal\", got \"fast\"",
                  "6: kizuna: unknown setting 'colour' (known: listen, store, timezone, "
                  "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                 "max_body, sandbox)",
+                 "admin_remote, max_body, sandbox)",
                  "9: shop 'a': plugin 'hello': expected a group, got a string",
                  "10: shops[1]: missing required setting 'id'",
                  "11: shop 'a': duplicate shop id (first defined at line 9)",

@@ -1,0 +1,447 @@
+/*
+ * The admin API (ingress.h, docs/http.md) in-process: a config with shop
+ * `a` (the fx_counter fixture, events of topic test.bad fail fatally, so
+ * they become dead letters at once), the real bus and store, the ingress
+ * on a free port, libcurl as the client.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "ingress.h"
+#include "store.h"
+
+#define TOKEN "adm1n-t0ken"
+
+typedef struct env {
+    char dir[64];
+    char conf[128];
+    app a;
+    bus *b;
+    store *st; /* the test's own connection */
+    ingress *in;
+    char base[64]; /* http://HOST:PORT */
+} env;
+
+/* token: kizuna.admin_token or NULL; listen: "HOST:0". */
+static env *env_open(const char *token, int remote, const char *listen)
+{
+    env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    strcpy(e->dir, "/tmp/kz-admin-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
+    FILE *f = fopen(e->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; log_level = \"error\";\n"
+            "  %s%s%s admin_remote = %s; };\n"
+            "shops = (\n"
+            "  { id = \"a\"; name = \"Shop A\";\n"
+            "    plugins = { fx_counter = { fail_topic = \"test.bad\"; fatal = true; }; }; },\n"
+            "  { id = \"b\"; }\n"
+            ");\n",
+            e->dir, KZ_BUS_FIXTURES, token ? "admin_token = \"" : "", token ? token : "",
+            token ? "\";" : "", remote ? "true" : "false");
+    fclose(f);
+    if (app_prepare(&e->a, e->conf, 0) > 0) {
+        diag_print(&e->a.d, stderr);
+        fail_msg("config refused");
+    }
+    bus_options o = app_bus_options(e->a.c);
+    char err[512];
+    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    assert_int_equal(app_open_instances(&e->a, e->b), 1);
+    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    ingress_options io = {.listen = listen,
+                          .c = e->a.c,
+                          .b = e->b,
+                          .store_url = e->a.c->store_url,
+                          .sync_mode = e->a.c->sync_mode};
+    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
+        fail_msg("ingress_start: %s", err);
+    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    return e;
+}
+
+static void env_close(env *e)
+{
+    ingress_stop(e->in);
+    bus_free(e->b);
+    store_close(e->st);
+    app_free(&e->a);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    free(e);
+}
+
+/* Publishes one event of topic to shop a and runs the bus until idle. */
+static void publish_run(env *e, const char *topic)
+{
+    char err[256];
+    bus_msg m = {.shop = "a", .topic = topic};
+    assert_int_equal(bus_publish(e->b, &m, 1, NULL, err, sizeof err), 0);
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+}
+
+/* ---- HTTP client ---------------------------------------------------------- */
+
+typedef struct resp {
+    long code;
+    char body[8192];
+    size_t len;
+    char www_auth[64];
+    char allow[64];
+} resp;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    size_t len = size * n;
+    size_t room = sizeof r->body - 1 - r->len;
+    size_t k = len < room ? len : room;
+    memcpy(r->body + r->len, p, k);
+    r->len += k;
+    r->body[r->len] = '\0';
+    return len;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    while (*v == ' ')
+        v++;
+    size_t vl = (size_t)(line + n - v);
+    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+        vl--;
+    snprintf(out, outlen, "%.*s", (int)vl, v);
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    resp *r = arg;
+    header_value(p, size * n, "WWW-Authenticate", r->www_auth, sizeof r->www_auth);
+    header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
+    return size * n;
+}
+
+/* auth: the whole Authorization value, or NULL for none. 0 when answered. */
+static int http(const char *base, const char *method, const char *path, const char *auth, resp *r)
+{
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    memset(r, 0, sizeof *r);
+    char url[256], line[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *hdrs = NULL;
+    if (auth != NULL) {
+        snprintf(line, sizeof line, "Authorization: %s", auth);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+    } else if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static long call(env *e, const char *method, const char *path, resp *r)
+{
+    if (http(e->base, method, path, "Bearer " TOKEN, r) != 0)
+        fail_msg("%s %s: no answer", method, path);
+    return r->code;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, key, &v));
+    return json_object_get_string(v);
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, key, &v));
+    return json_object_get_int64(v);
+}
+
+static int jbool(json_object *o, const char *key)
+{
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, key, &v));
+    assert_true(json_object_is_type(v, json_type_boolean));
+    return json_object_get_boolean(v);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void disabled_without_token(void **state)
+{
+    (void)state;
+    env *e = env_open(NULL, 0, "127.0.0.1:0");
+    resp r;
+    const char *paths[] = {"/admin/dead", "/admin/status", "/admin/dead/1/replay", "/admin"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        assert_int_equal(http(e->base, "GET", paths[i], "Bearer " TOKEN, &r), 0);
+        assert_int_equal(r.code, 404);
+        assert_string_equal(r.body, "{\"message\":\"admin API disabled: set kizuna.admin_token\"}");
+    }
+    /* the rest of the server is unchanged */
+    assert_int_equal(http(e->base, "GET", "/healthz", NULL, &r), 0);
+    assert_int_equal(r.code, 200);
+    env_close(e);
+}
+
+static void unauthorized_is_401(void **state)
+{
+    (void)state;
+    env *e = env_open(TOKEN, 0, "127.0.0.1:0");
+    const char *bad[] = {
+        NULL,           "Bearer wrong", "Bearer " TOKEN "x", "Bearer adm1n-t0ke", "Bearer ",
+        "Basic " TOKEN, TOKEN};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        resp r;
+        assert_int_equal(http(e->base, "GET", "/admin/dead", bad[i], &r), 0);
+        if (r.code != 401)
+            fail_msg("Authorization %s: %ld", bad[i] ? bad[i] : "(none)", r.code);
+        assert_string_equal(r.www_auth, "Bearer");
+        json_object *o = json_tokener_parse(r.body);
+        assert_non_null(o);
+        assert_true(strlen(jstr(o, "message")) > 0);
+        assert_null(strstr(r.body, TOKEN)); /* never echoed */
+        json_object_put(o);
+        /* a state change is refused too, and changes nothing */
+        assert_int_equal(http(e->base, "POST", "/admin/dead/1/replay", bad[i], &r), 0);
+        assert_int_equal(r.code, 401);
+    }
+    /* the scheme is matched in any case */
+    resp r;
+    assert_int_equal(http(e->base, "GET", "/admin/dead", "bearer " TOKEN, &r), 0);
+    assert_int_equal(r.code, 200);
+    env_close(e);
+}
+
+static void dead_letters_listed_and_replayed(void **state)
+{
+    (void)state;
+    env *e = env_open(TOKEN, 0, "127.0.0.1:0");
+    resp r;
+    assert_int_equal(call(e, "GET", "/admin/dead", &r), 200);
+    assert_string_equal(r.body, "[]");
+
+    publish_run(e, "test.bad"); /* fatal: dead at once */
+    assert_int_equal(call(e, "GET", "/admin/dead", &r), 200);
+    json_object *list = json_tokener_parse(r.body);
+    assert_non_null(list);
+    assert_true(json_object_is_type(list, json_type_array));
+    assert_int_equal(json_object_array_length(list), 1);
+    json_object *d = json_object_array_get_idx(list, 0);
+    int64_t id = jint(d, "id");
+    assert_true(id > 0);
+    assert_string_equal(jstr(d, "shop"), "a");
+    assert_string_equal(jstr(d, "plugin"), "fx_counter");
+    assert_string_equal(jstr(d, "topic"), "test.bad");
+    assert_true(strlen(jstr(d, "uid")) > 0);
+    assert_int_equal(jint(d, "attempts"), 1);
+    assert_true(strlen(jstr(d, "error")) > 0);
+    assert_int_equal(strlen(jstr(d, "time")), 20); /* 2026-01-02T03:04:05Z */
+    assert_int_equal(jbool(d, "replay"), 0);
+    json_object_put(list);
+
+    char path[64], want[64];
+    snprintf(path, sizeof path, "/admin/dead/%lld/replay", (long long)id);
+    assert_int_equal(call(e, "POST", path, &r), 200);
+    snprintf(want, sizeof want, "{\"id\":%lld,\"queued\":true}", (long long)id);
+    assert_string_equal(r.body, want);
+    assert_int_equal(call(e, "GET", "/admin/dead", &r), 200);
+    list = json_tokener_parse(r.body);
+    assert_int_equal(jbool(json_object_array_get_idx(list, 0), "replay"), 1);
+    json_object_put(list);
+    /* the flag is in the store: the daemon's workers pick it up */
+    int64_t dead_id = 0, event_id = 0;
+    char err[256];
+    assert_int_equal(store_dead_next_replay(e->st, bus_instance_at(e->b, 0)->id, &dead_id,
+                                            &event_id, err, sizeof err),
+                     0);
+    assert_int_equal(dead_id, id);
+
+    /* unknown and malformed ids */
+    snprintf(path, sizeof path, "/admin/dead/%lld/replay", (long long)id + 1000);
+    assert_int_equal(call(e, "POST", path, &r), 404);
+    assert_non_null(strstr(r.body, "\"message\":\"no dead letter"));
+    assert_int_equal(call(e, "POST", "/admin/dead/abc/replay", &r), 404);
+    assert_int_equal(call(e, "POST", "/admin/dead/0/replay", &r), 404);
+    assert_int_equal(call(e, "POST", "/admin/dead//replay", &r), 404);
+    assert_int_equal(call(e, "POST", "/admin/dead/99999999999999999999/replay", &r), 404);
+    /* wrong methods and paths */
+    assert_int_equal(call(e, "GET", path, &r), 405);
+    assert_string_equal(r.allow, "POST");
+    assert_int_equal(call(e, "POST", "/admin/dead", &r), 405);
+    assert_string_equal(r.allow, "GET, HEAD");
+    assert_int_equal(call(e, "DELETE", "/admin/status", &r), 405);
+    assert_int_equal(call(e, "GET", "/admin/nope", &r), 404);
+    assert_int_equal(call(e, "GET", "/admin/dead/1/replay/x", &r), 404);
+    env_close(e);
+}
+
+static void status_json(void **state)
+{
+    (void)state;
+    env *e = env_open(TOKEN, 0, "127.0.0.1:0");
+    publish_run(e, "test.ok");
+    publish_run(e, "test.ok");
+    int64_t max = 0;
+    char err[256];
+    assert_int_equal(store_event_max_id(e->st, "a", &max, err, sizeof err), 0);
+    resp r;
+    assert_int_equal(call(e, "GET", "/admin/status", &r), 200);
+    json_object *o = json_tokener_parse(r.body);
+    assert_non_null(o);
+    json_object *shops, *insts;
+    assert_true(json_object_object_get_ex(o, "shops", &shops));
+    assert_int_equal(json_object_array_length(shops), 2);
+    assert_string_equal(jstr(json_object_array_get_idx(shops, 0), "id"), "a");
+    assert_string_equal(jstr(json_object_array_get_idx(shops, 0), "name"), "Shop A");
+    assert_string_equal(jstr(json_object_array_get_idx(shops, 1), "id"), "b");
+    assert_true(json_object_object_get_ex(o, "instances", &insts));
+    assert_int_equal(json_object_array_length(insts), 1);
+    json_object *i = json_object_array_get_idx(insts, 0);
+    assert_string_equal(jstr(i, "shop"), "a");
+    assert_string_equal(jstr(i, "plugin"), "fx_counter");
+    assert_int_equal(jbool(i, "enabled"), 1);
+    assert_int_equal(jint(i, "cursor"), max);
+    assert_int_equal(jint(o, "outbox_pending"), 0);
+    json_object_put(o);
+    env_close(e);
+}
+
+static struct sockaddr_storage addr_of(const char *text)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1)
+        v4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1)
+        v6->sin6_family = AF_INET6;
+    else
+        fail_msg("bad address %s", text);
+    return ss;
+}
+
+static void loopback_rule(void **state)
+{
+    (void)state;
+    const char *yes[] = {"127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"};
+    const char *no[] = {"10.0.0.1", "128.0.0.1", "0.0.0.0",         "192.0.2.2",
+                        "::",       "::2",       "::ffff:10.0.0.1", "2001:db8::1"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+        struct sockaddr_storage ss = addr_of(yes[i]);
+        if (!ingress_is_loopback((struct sockaddr *)&ss))
+            fail_msg("%s should be loopback", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
+        struct sockaddr_storage ss = addr_of(no[i]);
+        if (ingress_is_loopback((struct sockaddr *)&ss))
+            fail_msg("%s should not be loopback", no[i]);
+    }
+    assert_int_equal(ingress_is_loopback(NULL), 0);
+}
+
+/* A local IPv4 address that is not loopback, or 0. */
+static int other_address(char *out, size_t outlen)
+{
+    struct ifaddrs *ifs = NULL, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
+            ingress_is_loopback(i->ifa_addr))
+            continue;
+        found = inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, out,
+                          (socklen_t)outlen) != NULL;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+static void remote_peer_is_403(void **state)
+{
+    (void)state;
+    char ip[INET_ADDRSTRLEN];
+    if (!other_address(ip, sizeof ip)) {
+        print_message("no non-loopback IPv4 address here: only loopback_rule checks the rule\n");
+        skip();
+    }
+    for (int remote = 0; remote <= 1; remote++) {
+        env *e = env_open(TOKEN, remote, "0.0.0.0:0");
+        char base[64];
+        snprintf(base, sizeof base, "http://%s:%u", ip, ingress_port(e->in));
+        resp r;
+        assert_int_equal(http(base, "GET", "/admin/dead", "Bearer " TOKEN, &r), 0);
+        assert_int_equal(r.code, remote ? 200 : 403);
+        if (!remote)
+            assert_non_null(strstr(r.body, "loopback"));
+        /* from loopback it answers either way */
+        assert_int_equal(call(e, "GET", "/admin/dead", &r), 200);
+        /* webhooks and /healthz are not restricted */
+        assert_int_equal(http(base, "GET", "/healthz", NULL, &r), 0);
+        assert_int_equal(r.code, 200);
+        env_close(e);
+    }
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(disabled_without_token),
+        cmocka_unit_test(unauthorized_is_401),
+        cmocka_unit_test(dead_letters_listed_and_replayed),
+        cmocka_unit_test(status_json),
+        cmocka_unit_test(loopback_rule),
+        cmocka_unit_test(remote_peer_is_403),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
