@@ -661,15 +661,16 @@ static void k_sbx_faults(ctx *x, config_setting_t *s, const char *path)
     check_group(x, s, path, sandbox_fault_rules);
 }
 
-static void k_sbx_rate_limits(ctx *x, config_setting_t *s, const char *path)
+/* name = N; entries of a rate_limits group, for the endpoints listed. */
+static void parse_rates(ctx *x, config_setting_t *s, const char *path, const char *const *endpoints,
+                        cfg_sandbox_rate **out, size_t *nout)
 {
     int n = config_setting_length(s);
-    cfg_sandbox *sb = &x->c->sandbox;
     if (n == 0)
         return;
-    free(sb->rates);
-    sb->nrates = 0;
-    if ((sb->rates = calloc((size_t)n, sizeof *sb->rates)) == NULL) {
+    free(*out);
+    *nout = 0;
+    if ((*out = calloc((size_t)n, sizeof **out)) == NULL) {
         report(x, s, path, "out of memory");
         return;
     }
@@ -679,13 +680,13 @@ static void k_sbx_rate_limits(ctx *x, config_setting_t *s, const char *path)
         char epath[300];
         snprintf(epath, sizeof epath, "%s.%s", path, name);
         int known = 0;
-        for (const char *const *k = sandbox_endpoints; *k != NULL; k++)
+        for (const char *const *k = endpoints; *k != NULL; k++)
             known |= strcmp(*k, name) == 0;
         if (!known) {
             char names[256];
             size_t used = 0;
             names[0] = '\0';
-            for (const char *const *k = sandbox_endpoints; *k != NULL && used < sizeof names; k++)
+            for (const char *const *k = endpoints; *k != NULL && used < sizeof names; k++)
                 used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
                                          used ? ", " : "", *k);
             report(x, e, path, "unknown endpoint '%s' (known: %s)", name, names);
@@ -698,9 +699,14 @@ static void k_sbx_rate_limits(ctx *x, config_setting_t *s, const char *path)
             report(x, e, epath, "must be at least 1, got %lld", v);
             continue;
         }
-        sb->rates[sb->nrates].endpoint = name;
-        sb->rates[sb->nrates++].limit = v;
+        (*out)[*nout].endpoint = name;
+        (*out)[(*nout)++].limit = v;
     }
+}
+
+static void k_sbx_rate_limits(ctx *x, config_setting_t *s, const char *path)
+{
+    parse_rates(x, s, path, sandbox_endpoints, &x->c->sandbox.rates, &x->c->sandbox.nrates);
 }
 
 static void k_sbx_embedded(ctx *x, config_setting_t *s, const char *path)
@@ -769,9 +775,19 @@ static void k_api(ctx *x, config_setting_t *s, const char *path)
         report(x, s, path, "expected \"sandbox\" or an http(s):// URL, got \"%s\"", v);
 }
 
+/* The endpoints kizuna's sender sends to. */
+static const char *const send_endpoints[] = {"reply",     "push",       "multicast",
+                                             "broadcast", "narrowcast", NULL};
+
+static void k_line_rate_limits(ctx *x, config_setting_t *s, const char *path)
+{
+    parse_rates(x, s, path, send_endpoints, &x->shop->line_rates, &x->shop->nline_rates);
+}
+
 static const key_rule line_rules[] = {{"channel_secret", KZ_SETTING_SECRET, k_channel_secret},
                                       {"access_token", KZ_SETTING_SECRET, k_access_token},
                                       {"api", KZ_SETTING_STRING, k_api},
+                                      {"rate_limits", KZ_SETTING_GROUP, k_line_rate_limits},
                                       {NULL, 0, NULL}};
 
 static void k_line(ctx *x, config_setting_t *s, const char *path)
@@ -895,6 +911,7 @@ static void check_shop(ctx *x, config_setting_t *s, int index)
         x->c->nshops++;
     } else {
         free(shop->plugins);
+        free(shop->line_rates);
         memset(shop, 0, sizeof *shop);
     }
 }
@@ -1055,8 +1072,10 @@ void cfg_free(cfg *c)
     if (c == NULL)
         return;
     cfg_priv *p = c->priv;
-    for (size_t i = 0; i < c->nshops; i++)
+    for (size_t i = 0; i < c->nshops; i++) {
         free(c->shops[i].plugins);
+        free(c->shops[i].line_rates);
+    }
     free(c->shops);
     free(c->sandbox.rates);
     for (size_t i = 0; i < p->npaths; i++)

@@ -46,14 +46,19 @@ typedef struct cfg_shop {
     const char *timezone; /* the shop's, else kizuna.timezone */
     int line;
     /* line = { … } (used from the LINE issue on; NULL when absent) */
-    const char *line_channel_secret; /* resolved */
-    const char *line_access_token;   /* resolved */
-    const char *line_api;            /* "sandbox" or a base URL */
+    const char *line_channel_secret;     /* resolved */
+    const char *line_access_token;       /* resolved */
+    const char *line_api;                /* "sandbox" or a base URL */
+    struct cfg_sandbox_rate *line_rates; /* line.rate_limits = { push = N; … } */
+    size_t nline_rates;
     cfg_plugin_use *plugins;
     size_t nplugins;
 } cfg_shop;
 
-/* kizuna.sandbox.rate_limits: one endpoint's limit (sandbox.h). */
+/* One endpoint's rate limit: kizuna.sandbox.rate_limits (what the sandbox
+ * enforces) and a shop's line.rate_limits (what kizuna's sender keeps to),
+ * in requests per LINE's window for that endpoint (a second; an hour for
+ * broadcast and narrowcast). */
 typedef struct cfg_sandbox_rate {
     const char *endpoint; /* reply, push, multicast, narrowcast, broadcast, validate,
                              progress, profile, quota, info, link_token */

@@ -176,9 +176,13 @@ static void outcome_free(outcome *o)
 
 /* ---- rates -------------------------------------------------------------- */
 
+static const cfg_shop *shop_of(const sender *s, const char *id);
+
 /* LINE's documented limits (line-api-notes §2.5): per second, except
- * broadcast and narrowcast per hour. */
-static double rate_limit(const sender *s, int kind, int64_t *window_ms)
+ * broadcast and narrowcast per hour. Overridden by the sender's options,
+ * then by the shop's own line.rate_limits (LINE changes them per channel
+ * and over time). */
+static double rate_limit(const sender *s, const char *shop, int kind, int64_t *window_ms)
 {
     static const double defaults[] = {0, 2000, 2000, 200, 60, 60};
     *window_ms = kind == KZ_LINE_BROADCAST || kind == KZ_LINE_NARROWCAST ? 3600000 : 1000;
@@ -186,6 +190,10 @@ static double rate_limit(const sender *s, int kind, int64_t *window_ms)
     for (size_t i = 0; i < s->o.nrates; i++)
         if (strcmp(s->rates[i].endpoint, kind_name(kind)) == 0 && s->rates[i].per_second > 0)
             v = s->rates[i].per_second;
+    const cfg_shop *cs = shop_of(s, shop);
+    for (size_t i = 0; cs != NULL && i < cs->nline_rates; i++)
+        if (strcmp(cs->line_rates[i].endpoint, kind_name(kind)) == 0)
+            v = (double)cs->line_rates[i].limit;
     return v;
 }
 
@@ -202,7 +210,7 @@ static bucket *bucket_of(sender *s, const char *shop, int kind)
     if ((b->shop = strdup(shop)) == NULL)
         return NULL;
     int64_t window;
-    double limit = rate_limit(s, kind, &window);
+    double limit = rate_limit(s, shop, kind, &window);
     b->kind = kind;
     b->per_ms = limit / (double)window;
     /* burst: one second's worth of a per-second limit, one minute's worth

@@ -399,6 +399,34 @@ static void test_sandbox_group(void **state)
                   NULL);
 }
 
+/* A shop's own LINE rate limits (what the sender keeps to). */
+static void test_line_rate_limits(void **state)
+{
+    (void)state;
+    diag d = {0};
+    cfg *c = load_text("shops = ( { id = \"a\"; line = { channel_secret = \"s\";\n"
+                       "  access_token = \"t\"; rate_limits = { multicast = 100; broadcast = 10; };"
+                       " }; } );\n",
+                       &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_int_equal(c->shops[0].nline_rates, 2);
+    assert_string_equal(c->shops[0].line_rates[0].endpoint, "multicast");
+    assert_int_equal(c->shops[0].line_rates[0].limit, 100);
+    assert_string_equal(c->shops[0].line_rates[1].endpoint, "broadcast");
+    assert_int_equal(c->shops[0].line_rates[1].limit, 10);
+    cfg_free(c);
+    diag_free(&d);
+    expect_errors("shops = ( { id = \"a\"; line = { channel_secret = \"s\"; access_token = \"t\";\n"
+                  "  rate_limits = { profile = 1; push = 0; }; }; },\n"
+                  "          { id = \"a\"; line = { channel_secret = \"s\"; access_token = \"t\";\n"
+                  "  rate_limits = { push = 5; }; }; } );\n",
+                  "2: shop 'a': line.rate_limits: unknown endpoint 'profile' (known: reply, push, "
+                  "multicast, broadcast, narrowcast)",
+                  "2: shop 'a': line.rate_limits.push: must be at least 1, got 0",
+                  "3: shop 'a': duplicate shop id (first defined at line 1)", NULL);
+}
+
 static void test_kizuna_ok_values(void **state)
 {
     (void)state;
@@ -1053,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_kizuna_unknown_key),
         cmocka_unit_test(test_kizuna_types),
         cmocka_unit_test(test_kizuna_values),
+        cmocka_unit_test(test_line_rate_limits),
         cmocka_unit_test(test_kizuna_ok_values),
         cmocka_unit_test(test_max_body),
         cmocka_unit_test(test_sandbox_group),

@@ -54,6 +54,9 @@ typedef struct env {
     int nkeys;
 } env;
 
+/* Extra settings for the shop's line group (one test sets rate limits). */
+static const char *line_extra = "";
+
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
@@ -67,9 +70,10 @@ static int setup(void **state)
             "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
             "\"normal\"; };\n"
             "shops = ( { id = \"a\";\n"
-            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };"
+            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\";"
+            " %s };"
             " } );\n",
-            e->dir);
+            e->dir, line_extra);
     fclose(f);
     snprintf(e->sbx_url, sizeof e->sbx_url, "sqlite:%s/sandbox.db", e->dir);
     if (app_prepare(&e->a, e->conf, 0) > 0) {
@@ -647,6 +651,30 @@ static void test_rate_limit(void **state)
     assert_int_equal(inbox_of(e, U1).n, 5);
 }
 
+/* The shop's own line.rate_limits (config) wins over LINE's defaults: push
+ * at 2/s, so five rows need at least 1.5 s. */
+static int setup_shop_rates(void **state)
+{
+    line_extra = "rate_limits = { push = 2; };";
+    int rc = setup(state);
+    line_extra = "";
+    return rc;
+}
+
+static void test_rate_limit_from_config(void **state)
+{
+    env *e = *state;
+    start(e, NULL, NULL);
+    int64_t t0 = mono_ms();
+    int64_t ids[5];
+    for (int i = 0; i < 5; i++)
+        ids[i] = push(e, PUSH(U1, "c"));
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(wait_done(e, ids[i]).state, OUTBOX_SENT);
+    assert_true(mono_ms() - t0 >= 1400);
+    assert_int_equal(inbox_of(e, U1).n, 5);
+}
+
 /* A sandbox shop while no sandbox runs: its rows wait, pushed out of the
  * way of other shops' rows, and are not failed. */
 static void test_no_sandbox_defers(void **state)
@@ -688,12 +716,19 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        T(test_push_sent_once),         T(test_multicast_broadcast_reply),
-        T(test_bad_request_failed),     T(test_server_errors_retried),
-        T(test_dropped_then_sent_once), T(test_lost_answer_409),
-        T(test_monthly_limit_parked),   T(test_reply_fallback),
-        T(test_deadline_passed),        T(test_rate_limit),
-        T(test_no_sandbox_defers),      T(test_bad_options),
+        T(test_push_sent_once),
+        T(test_multicast_broadcast_reply),
+        T(test_bad_request_failed),
+        T(test_server_errors_retried),
+        T(test_dropped_then_sent_once),
+        T(test_lost_answer_409),
+        T(test_monthly_limit_parked),
+        T(test_reply_fallback),
+        T(test_deadline_passed),
+        T(test_rate_limit),
+        cmocka_unit_test_setup_teardown(test_rate_limit_from_config, setup_shop_rates, teardown),
+        T(test_no_sandbox_defers),
+        T(test_bad_options),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
