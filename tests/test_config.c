@@ -621,7 +621,7 @@ static void test_shop_line_errors(void **state)
                   "5: shop 'solia': line.api: expected \"sandbox\" or an http(s):// URL, got "
                   "\"ftp://x\"",
                   "6: shop 'solia': line: unknown setting 'webhook' (known: channel_secret, "
-                  "access_token, api)",
+                  "access_token, api, rate_limits)",
                   NULL);
     expect_errors("shops = ( { id = \"solia\";\n"
                   "  line = { api = \"https://api.line.me\";\n"
