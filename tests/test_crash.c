@@ -279,11 +279,129 @@ static void poison_event_is_quarantined(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- sends: the daemon dies while a slow LINE is answering ---- */
+
+#define SEND_USERS 30
+
+static int count_msg(void *arg, const store_sbx_msg *m)
+{
+    (void)m;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* Messages each user received, from the sandbox's own store. */
+static void inbox_counts(const char *sbx_url, int counts[SEND_USERS])
+{
+    store *st;
+    char err[256], user[40];
+    assert_int_equal(store_open(sbx_url, 1, &st, err, sizeof err), 0);
+    for (int i = 0; i < SEND_USERS; i++) {
+        counts[i] = 0;
+        snprintf(user, sizeof user, "U%032x", i + 1);
+        assert_int_equal(store_sbx_inbox(st, "a", user, count_msg, &counts[i], err, sizeof err), 0);
+    }
+    store_close(st);
+}
+
+static int delivered(const int counts[SEND_USERS])
+{
+    int n = 0;
+    for (int i = 0; i < SEND_USERS; i++)
+        n += counts[i] > 0;
+    return n;
+}
+
+/* The issue's case, on the real binaries: `kizuna sandbox serve` (LINE)
+ * answers every call 250 ms late; `kizuna serve` is SIGKILLed while sends
+ * are in flight, then restarted; every outbox row must end up delivered
+ * exactly once (a resend carries the same X-Line-Retry-Key: LINE, here the
+ * sandbox, answers 409 for one it already accepted). */
+static void sends_survive_sigkill_exactly_once(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/kz-sendcrash-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
+    snprintf(lines, sizeof lines, "%s/events.jsonl", dir);
+    snprintf(logpath, sizeof logpath, "%s/daemon.log", dir);
+    snprintf(url, sizeof url, "sqlite:%s/k.db", dir);
+    char sbx_url[128];
+    snprintf(sbx_url, sizeof sbx_url, "sqlite:%s/sandbox.db", dir);
+    int port = 30000 + (int)(getpid() % 20000);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+            "  log_level = \"warn\";\n"
+            "  sandbox = { embedded = false; listen = \"127.0.0.1:%d\"; store = \"%s\";\n"
+            "              faults = { latency_ms = 250; }; }; };\n"
+            "shops = ( { id = \"a\";\n"
+            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };\n"
+            "  plugins = { fx_counter = { push_text = \"hi\"; }; }; } );\n",
+            url, KZ_BUS_FIXTURES, port, sbx_url);
+    fclose(f);
+    f = fopen(lines, "w");
+    assert_non_null(f);
+    for (int i = 0; i < SEND_USERS; i++)
+        fprintf(f, "{\"shop\":\"a\",\"topic\":\"test.tick\",\"user\":\"U%032x\"}\n", i + 1);
+    fclose(f);
+    const char *const pub[] = {KIZUNA_BIN, "publish", "-c", conf, "--lines", lines, NULL};
+    assert_int_equal(run_cli(pub), 0);
+    const char *const sbx_argv[] = {KIZUNA_BIN, "sandbox", "serve", "-c", conf, NULL};
+    pid_t sbx = spawn(sbx_argv);
+
+    /* first run: killed once something was delivered, before all was */
+    int counts[SEND_USERS], status;
+    pid_t pid = serve();
+    for (int i = 0; i < 1500; i++) {
+        inbox_counts(sbx_url, counts);
+        if (delivered(counts) > 0)
+            break;
+        sleep_ms(2);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    inbox_counts(sbx_url, counts);
+    int before = delivered(counts);
+    assert_true(before > 0);
+    print_message("killed kizuna serve after %d of %d sends were delivered\n", before,
+                  SEND_USERS);
+
+    /* second run: finishes the outbox */
+    pid = serve();
+    for (int i = 0; i < 1500 && delivered(counts) < SEND_USERS; i++) {
+        sleep_ms(10);
+        inbox_counts(sbx_url, counts);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    kill(sbx, SIGTERM);
+    waitpid(sbx, NULL, 0);
+    if (delivered(counts) != SEND_USERS)
+        dump_log();
+    for (int i = 0; i < SEND_USERS; i++)
+        if (counts[i] != 1)
+            fail_msg("user %d received %d copies (killed after %d of %d delivered)", i + 1,
+                     counts[i], before, SEND_USERS);
+    store *st;
+    char err[256];
+    int64_t pending = -1;
+    assert_int_equal(store_open(url, 0, &st, err, sizeof err), 0);
+    assert_int_equal(store_outbox_pending(st, &pending, err, sizeof err), 0);
+    store_close(st);
+    assert_int_equal(pending, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crash_and_recover_exactly_once),
         cmocka_unit_test(poison_event_is_quarantined),
+        cmocka_unit_test(sends_survive_sigkill_exactly_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
