@@ -570,6 +570,43 @@ static const key_rule retry_rules[] = {{"attempts", KZ_SETTING_INT, k_attempts},
                                        {"max", KZ_SETTING_DURATION, k_max},
                                        {NULL, 0, NULL}};
 
+/* A duration within [lo, hi] ms into *out. */
+static void bounded_duration(ctx *x, config_setting_t *s, const char *path, int64_t lo, int64_t hi,
+                             const char *range, int64_t *out)
+{
+    int64_t ms = duration_of(s);
+    if (ms < lo || ms > hi)
+        report(x, s, path, "must be between %s", range);
+    else
+        *out = ms;
+}
+
+static void k_sender_timeout(ctx *x, config_setting_t *s, const char *path)
+{
+    bounded_duration(x, s, path, 1000, 600000, "1s and 10m", &x->c->sender_timeout_ms);
+}
+
+static void k_sender_deadline(ctx *x, config_setting_t *s, const char *path)
+{
+    bounded_duration(x, s, path, 60000, 86400000, "1m and 24h (LINE keeps a retry key 24 h)",
+                     &x->c->sender_deadline_ms);
+}
+
+static void k_sender_in_flight(ctx *x, config_setting_t *s, const char *path)
+{
+    ranged(x, s, path, 1, 256, &x->c->sender_max_in_flight);
+}
+
+static const key_rule sender_rules[] = {{"timeout", KZ_SETTING_DURATION, k_sender_timeout},
+                                        {"deadline", KZ_SETTING_DURATION, k_sender_deadline},
+                                        {"max_in_flight", KZ_SETTING_INT, k_sender_in_flight},
+                                        {NULL, 0, NULL}};
+
+static void k_sender(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, sender_rules);
+}
+
 static void k_retry(ctx *x, config_setting_t *s, const char *path)
 {
     check_group(x, s, path, retry_rules);
@@ -741,6 +778,7 @@ static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"admin_remote", KZ_SETTING_BOOL, k_admin_remote},
                                         {"max_body", KZ_SETTING_INT, k_max_body},
                                         {"sandbox", KZ_SETTING_GROUP, k_sandbox},
+                                        {"sender", KZ_SETTING_GROUP, k_sender},
                                         {NULL, 0, NULL}};
 
 /* ---- shops -------------------------------------------------------------- */

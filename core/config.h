@@ -103,6 +103,11 @@ typedef struct cfg {
     int admin_remote;         /* kizuna.admin_remote: admin API from any address, default
                                  false (loopback only) */
     cfg_sandbox sandbox;      /* kizuna.sandbox */
+    /* kizuna.sender = { timeout; deadline; max_in_flight; } (0: the sender's
+     * defaults: 30 s, 24 h, 16) */
+    int64_t sender_timeout_ms;  /* one LINE request, 1s..10m */
+    int64_t sender_deadline_ms; /* give a send up after, 1m..24h (LINE keeps retry keys 24 h) */
+    int sender_max_in_flight;   /* concurrent LINE requests, 1..256 */
     cfg_shop *shops;
     size_t nshops;
     void *priv; /* libconfig state */

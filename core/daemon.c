@@ -235,7 +235,10 @@ static int start_sender(const app *a, running *r)
                          .c = a->c,
                          .sandbox_base = sandbox_base,
                          .b = r->b,
-                         .m = r->m};
+                         .m = r->m,
+                         .timeout_ms = a->c->sender_timeout_ms,
+                         .deadline_ms = a->c->sender_deadline_ms,
+                         .max_in_flight = a->c->sender_max_in_flight};
     sender *s = NULL;
     if (sender_start(&so, &s, err, sizeof err) != 0) {
         log_msg(KZ_LOG_ERROR, "LINE sender: %s", err);

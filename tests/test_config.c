@@ -262,7 +262,7 @@ static void test_kizuna_unknown_key(void **state)
                   "};\n",
                   "2: kizuna: unknown setting 'wrokers' (known: listen, store, timezone, "
                   "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                  "admin_remote, max_body, sandbox)",
+                  "admin_remote, max_body, sandbox, sender)",
                   "4: kizuna.retry: unknown setting 'backoff' (known: attempts, initial, max)",
                   NULL);
 }
@@ -396,6 +396,39 @@ static void test_sandbox_group(void **state)
                   "4: kizuna.sandbox.rate_limits.push: expected an integer, got a string",
                   "5: kizuna.sandbox: unknown setting 'colour' (known: listen, embedded, store, "
                   "monthly_limit, faults, rate_limits)",
+                  NULL);
+}
+
+/* kizuna.sender: timeouts and concurrency of LINE requests. */
+static void test_sender_group(void **state)
+{
+    (void)state;
+    diag d = {0};
+    cfg *c = load_text("kizuna = { };\n", &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(c->sender_timeout_ms, 0); /* 0: the sender's own defaults */
+    assert_int_equal(c->sender_deadline_ms, 0);
+    assert_int_equal(c->sender_max_in_flight, 0);
+    cfg_free(c);
+    c = load_text("kizuna = { sender = { timeout = \"10s\"; deadline = \"6h\";"
+                  " max_in_flight = 32; }; };\n",
+                  &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_int_equal(c->sender_timeout_ms, 10000);
+    assert_int_equal(c->sender_deadline_ms, 6 * 3600000LL);
+    assert_int_equal(c->sender_max_in_flight, 32);
+    cfg_free(c);
+    diag_free(&d);
+    expect_errors("kizuna = { sender = {\n"
+                  "  timeout = \"0s\"; deadline = \"2d\";\n"
+                  "  max_in_flight = 0; retries = 3; }; };\n",
+                  "2: kizuna.sender.timeout: must be between 1s and 10m",
+                  "2: kizuna.sender.deadline: must be between 1m and 24h (LINE keeps a retry "
+                  "key 24 h)",
+                  "3: kizuna.sender.max_in_flight: must be between 1 and 256, got 0",
+                  "3: kizuna.sender: unknown setting 'retries' (known: timeout, deadline, "
+                  "max_in_flight)",
                   NULL);
 }
 
@@ -658,7 +691,7 @@ static void test_many_errors(void **state)
                  "5: kizuna.durability: expected \"full\" or \"normal\", got \"fast\"",
                  "6: kizuna: unknown setting 'colour' (known: listen, store, timezone, "
                  "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                 "admin_remote, max_body, sandbox)",
+                 "admin_remote, max_body, sandbox, sender)",
                  "9: shop 'a': plugin 'hello': expected a group, got a string",
                  "10: shops[1]: missing required setting 'id'",
                  "11: shop 'a': duplicate shop id (first defined at line 9)",
@@ -1081,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_kizuna_unknown_key),
         cmocka_unit_test(test_kizuna_types),
         cmocka_unit_test(test_kizuna_values),
+        cmocka_unit_test(test_sender_group),
         cmocka_unit_test(test_line_rate_limits),
         cmocka_unit_test(test_kizuna_ok_values),
         cmocka_unit_test(test_max_body),
