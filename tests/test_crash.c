@@ -365,8 +365,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
     inbox_counts(sbx_url, counts);
     int before = delivered(counts);
     assert_true(before > 0);
-    print_message("killed kizuna serve after %d of %d sends were delivered\n", before,
-                  SEND_USERS);
+    print_message("killed kizuna serve after %d of %d sends were delivered\n", before, SEND_USERS);
 
     /* second run: finishes the outbox */
     pid = serve();
