@@ -40,11 +40,12 @@ static void write_conf(env *e, const char *shops)
     FILE *f = fopen(e->conf, "w");
     assert_non_null(f);
     fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 2;\n"
+            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = [ \"%s\", \"%s\" ];\n"
+            "  workers = 2;\n"
             "  batch = 64; log_level = \"error\";\n"
             "  retry = { attempts = 3; initial = \"1s\"; max = \"10s\"; }; };\n"
             "shops = ( %s );\n",
-            e->dir, KZ_BUS_FIXTURES, shops);
+            e->dir, KZ_BUS_FIXTURES, KZ_FROZEN_FIXTURES, shops);
     fclose(f);
 }
 
@@ -324,7 +325,7 @@ static void shop_open_failure_is_scoped(void **state)
         bus_add_instance(b2, p, "b", NULL, shop_b->plugins[0].setting, err, sizeof err), KZ_EFAIL);
     char want[512];
     snprintf(want, sizeof want,
-             "shop 'b': plugin 'fx_counter': shop_open failed: %s:4: shop 'b': plugin "
+             "shop 'b': plugin 'fx_counter': shop_open failed: %s:5: shop 'b': plugin "
              "'fx_counter': fail_open: told to fail shop_open",
              e->conf);
     assert_string_equal(err, want);
@@ -404,6 +405,21 @@ static void multicast_is_split_and_standby_never_sends(void **state)
     run(e);
     assert_int_equal(pending_sends(e), 3);
     assert_int_equal(kv(e, "a", "fx_counter", "count"), 2); /* handled, just not sent */
+    env_close(e);
+}
+
+/* A plugin built against the frozen ABI 1.1 headers sends through this host. */
+static void frozen_abi_1_1_plugin_sends(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_frozen_v1_1 = { }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 1);
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, 1, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_non_null(strstr(row.body, "frozen 1.1"));
     env_close(e);
 }
 
@@ -507,6 +523,7 @@ int main(void)
         cmocka_unit_test(sends_are_queued_with_the_event),
         cmocka_unit_test(bad_messages_are_refused_before_queueing),
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
+        cmocka_unit_test(frozen_abi_1_1_plugin_sends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
