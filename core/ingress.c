@@ -33,6 +33,7 @@
 #include <microhttpd.h>
 
 #include "errbuf.h"
+#include "netaddr.h"
 #include "log.h"
 #include "store.h"
 #include "webhook.h"
@@ -711,41 +712,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start / stop ------------------------------------------------------- */
 
-/* "HOST:PORT", HOST an IPv4 address (or "localhost"), PORT 0..65535. */
-static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
-{
-    const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
-    if (colon == NULL || colon == listen || colon[1] == '\0') {
-        errbuf_set(err, errlen, "listen \"%s\": expected HOST:PORT", listen ? listen : "");
-        return KZ_EINVAL;
-    }
-    char host[64];
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= sizeof host) {
-        errbuf_set(err, errlen, "listen \"%s\": host too long", listen);
-        return KZ_EINVAL;
-    }
-    memcpy(host, listen, hl);
-    host[hl] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-        errbuf_set(err, errlen, "listen \"%s\": '%s' is not an IPv4 address", listen, host);
-        return KZ_EINVAL;
-    }
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || port > 65535 || colon[1] < '0' || colon[1] > '9') {
-        errbuf_set(err, errlen, "listen \"%s\": port must be 0..65535", listen);
-        return KZ_EINVAL;
-    }
-    sa->sin_port = htons((uint16_t)port);
-    return 0;
-}
-
 int ingress_start(const ingress_options *o, ingress **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -754,7 +720,7 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
         return KZ_EINVAL;
     }
     struct sockaddr_in sa;
-    int rc = parse_listen(o->listen, &sa, err, errlen);
+    int rc = netaddr_parse("listen", o->listen, &sa, err, errlen);
     if (rc != 0)
         return rc;
     ingress *in = calloc(1, sizeof *in);

@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "errbuf.h"
+#include "netaddr.h"
 #include "log.h"
 #include "message.h"
 #include "store.h"
@@ -1460,38 +1461,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         log_msg(KZ_LOG_DEBUG, "sandbox http: %s", msg);
 }
 
-/* "HOST:PORT", HOST an IPv4 address (or "localhost"), PORT 0..65535. */
-static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
-{
-    const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
-    if (colon == NULL || colon == listen || colon[1] == '\0') {
-        errbuf_set(err, errlen, "sandbox listen \"%s\": expected HOST:PORT", listen ? listen : "");
-        return KZ_EINVAL;
-    }
-    char host[64];
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= sizeof host) {
-        errbuf_set(err, errlen, "sandbox listen \"%s\": host too long", listen);
-        return KZ_EINVAL;
-    }
-    memcpy(host, listen, hl);
-    host[hl] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1 || errno != 0 || *end != '\0' ||
-        port > 65535 || colon[1] < '0' || colon[1] > '9') {
-        errbuf_set(err, errlen, "sandbox listen \"%s\": expected an IPv4 HOST:PORT", listen);
-        return KZ_EINVAL;
-    }
-    sa->sin_port = htons((uint16_t)port);
-    return 0;
-}
-
 static int endpoint_index(const char *name)
 {
     for (int i = 0; sandbox_endpoint_names[i] != NULL; i++)
@@ -1530,7 +1499,7 @@ int sandbox_start(const sandbox_options *o, sandbox **out, char *err, size_t err
         return KZ_EINVAL;
     }
     struct sockaddr_in sa;
-    int rc = parse_listen(o->listen, &sa, err, errlen);
+    int rc = netaddr_parse("sandbox listen", o->listen, &sa, err, errlen);
     if (rc == 0)
         rc = faults_check(&o->faults, err, errlen);
     if (rc != 0)
