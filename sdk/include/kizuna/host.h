@@ -43,6 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,7 +54,7 @@ extern "C" {
  * (KZ_PLUGIN_DEFINE does it); the host refuses a different major or a newer
  * minor than its own. */
 #define KZ_ABI_MAJOR 1
-#define KZ_ABI_MINOR 1
+#define KZ_ABI_MINOR 2
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KZ_EXPORT __attribute__((visibility("default")))
@@ -136,6 +138,47 @@ typedef struct kz_line_send {
     int fallback_to_push;
     const char *tag; /* up to 100 bytes, echoed in message.sent / message.failed */
 } kz_line_send;
+
+/* Any other Messaging API call: profile, rich menus and their aliases,
+ * link tokens, quota and consumption, narrowcast progress, validate, coupons,
+ * … The plugin fills it with designated initialisers (the rest stays 0):
+ *   kz_line_call c = {.struct_size = sizeof c, .method = "GET",
+ *                     .path = "/v2/bot/profile/U4af…", .user = "U4af…",
+ *                     .tag = "profile"};
+ * struct_size lets the host read an older plugin's shorter struct. The host
+ * copies what it needs during the call. Since: ABI 1.2. */
+typedef struct kz_line_call {
+    uint32_t struct_size; /* sizeof(kz_line_call) as the plugin was built */
+    const char *method;   /* "GET", "POST" or "DELETE" */
+    /* Starts with "/v2/bot/" (or "/bot/"); path segments the plugin takes from
+     * outside (user ids, rich menu ids) must already be checked or escaped. A
+     * query string is allowed ("/v2/bot/message/progress/narrowcast?requestId=…"). */
+    const char *path;
+    const void *body; /* request body, or NULL for none */
+    size_t body_len;  /* 0 with a body: strlen(body) */
+    /* NULL: "application/json" when there is a body. Rich menu images are
+     * "image/png" or "image/jpeg". */
+    const char *content_type;
+    int data_api; /* 1: send to api-data.line.me (rich menu image upload) */
+    /* Bulk calls (rich menu bulk link/unlink): any number of user ids; the
+     * host sends one request per 500, each with the body's JSON object plus
+     * "userIds": [the 500]. */
+    const char *const *users;
+    size_t nusers;
+    const char *user; /* the LINE user the call is about; the result event carries it */
+    const char *tag;  /* up to 100 bytes, echoed in the result event */
+} kz_line_call;
+
+/* One HTTP request to a plugin's route (/shops/<shop>/<plugin>/…). Valid
+ * only during the route callback. Since: ABI 1.2. */
+typedef struct kz_http kz_http;
+
+/* A plugin route. Runs on one of the HTTP server's threads, possibly on
+ * several at once and at the same time as the instance's handlers: state
+ * shared with handlers must be read-only or locked. It gets no kz_ctx: it
+ * publishes events (http_publish) and handlers do the rest. It must answer with http_respond before
+ * returning (otherwise the host answers 500). Since: ABI 1.2. */
+typedef void (*kz_route_fn)(kz_http *req, void *arg);
 
 /* Opaque handles; the host owns them all. */
 typedef struct kz_event kz_event;     /* one event being handled */
@@ -257,7 +300,62 @@ struct kz_host {
      * Thread: handler. Since: ABI 1.1. */
     int (*line_send)(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id);
 
-    /* ---- ABI 1.2 and later: append new slots below this line only ---- */
+    /* ---- ABI 1.2 ------------------------------------------------------- */
+
+    /* Queues any other Messaging API call in the handler's transaction, like
+     * line_send: stored only if the handler succeeds, made after the commit.
+     * Calls that are safe to repeat (every GET and DELETE, linking, link
+     * tokens, validate, …) are retried on 429, 5xx and network errors until
+     * the deadline; creating a rich menu (POST /v2/bot/richmenu) is not
+     * repeated once LINE may have received it. The outcome comes back to the
+     * shop as an event with the call's user: `api.done`
+     * ({"outbox":N,"plugin":…,"method":…,"path":…,"tag":…,"status":200,
+     * "requestId":…,"response":<LINE's JSON answer or null>}) or
+     * `api.failed` (… "status","message","details": LINE's own text).
+     * Standby events never cause calls (0, *outbox_id = 0). KZ_EINVAL for a
+     * bad method or path, a body over 1 MiB or non-JSON body with users.
+     * outbox_id may be NULL. Thread: handler. Since: ABI 1.2. */
+    int (*line_call)(kz_ctx *ctx, const kz_line_call *req, int64_t *outbox_id);
+
+    /* Registers a route: requests to /shops/<shop>/<plugin>/<path> with this
+     * method (NULL: any) go to fn(req, arg). path is relative and has no
+     * leading '/': "click" matches exactly that; "orders/" followed by a
+     * star matches any path below orders/; "" is the plugin's root. The most specific match
+     * wins; a method that does not match gets 405. arg is the plugin's and
+     * must stay valid until shop_close, which unregisters the instance's
+     * routes (after requests in flight returned). KZ_EEXIST for a duplicate.
+     * Thread: shop_open. Since: ABI 1.2. */
+    int (*route)(kz_shop *shop, const char *method, const char *path, kz_route_fn fn, void *arg);
+
+    /* Request accessors. Ownership: the host's, valid during the route
+     * callback. Thread: route. Since: ABI 1.2. */
+    kz_shop *(*http_shop)(kz_http *req);
+    const char *(*http_method)(const kz_http *req);
+    /* The path below the plugin's root, without '/' in front or the query. */
+    const char *(*http_path)(const kz_http *req);
+    /* A query argument, URL-decoded; NULL if absent. */
+    const char *(*http_query)(const kz_http *req, const char *name);
+    /* A request header, name matched case-insensitively; NULL if absent. */
+    const char *(*http_header)(const kz_http *req, const char *name);
+    /* The raw body (empty: "" and *len 0). Bodies over the daemon's
+     * max_body were answered 413 before the route was called. */
+    const void *(*http_body)(const kz_http *req, size_t *len);
+    /* Publishes an event to the route's shop. The answer is held back until
+     * every event published during the callback is durably stored; if
+     * storing fails the client gets 503 instead, so an EC platform retries.
+     * dedupe_key (NULL: none) makes the event's id a function of (shop,
+     * plugin, key): a redelivered order webhook is stored once. user may be
+     * NULL; json is a JSON value of len bytes (0: "{}"). Thread: route. */
+    int (*http_publish)(kz_http *req, const char *topic, const char *user, const char *json,
+                        size_t len, const char *dedupe_key);
+    /* Adds a response header (Location for a redirect, …). */
+    int (*http_header_set)(kz_http *req, const char *name, const char *value);
+    /* Sets the answer: status, content type (NULL: text/plain), body. The
+     * host copies the body. Call once; KZ_ESTATE on a second call. */
+    int (*http_respond)(kz_http *req, int status, const char *content_type, const void *body,
+                        size_t len);
+
+    /* ---- ABI 1.3 and later: append new slots below this line only ---- */
 };
 
 /* True when the host's table has slot `fn` and it is set. Use before calling
@@ -397,6 +495,166 @@ static inline int kz_line_broadcast(kz_ctx *ctx, const char *messages)
                       0,
                       NULL};
     return kz_line_send_req(ctx, &r, NULL);
+}
+
+/* Other Messaging API calls (see kz_host.line_call). The outcome arrives as
+ * `api.done` / `api.failed` with `tag` echoed. KZ_ENOTSUP on a host older
+ * than ABI 1.2; KZ_EINVAL when an id does not fit the path. Since: ABI 1.2. */
+static inline int kz_line_call_req(kz_ctx *ctx, const kz_line_call *req, int64_t *outbox_id)
+{
+    if (!KZ_HOST_HAS(kz_host_api, line_call))
+        return KZ_ENOTSUP;
+    return kz_host_api->line_call(ctx, req, outbox_id);
+}
+/* method + path (+ a JSON body) with the user and tag the result carries. */
+static inline int kz_line_call_json(kz_ctx *ctx, const char *method, const char *user,
+                                    const char *tag, const char *json, const char *fmt, ...)
+    KZ_PRINTF(6, 7);
+static inline int kz_line_call_json(kz_ctx *ctx, const char *method, const char *user,
+                                    const char *tag, const char *json, const char *fmt, ...)
+{
+    char path[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(path, sizeof path, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return KZ_EINVAL;
+    kz_line_call c = {sizeof(kz_line_call), method, path, json, 0, NULL, 0, NULL, 0, user, tag};
+    return kz_line_call_req(ctx, &c, NULL);
+}
+/* GET /v2/bot/profile/{userId}: api.done's "response" holds displayName,
+ * pictureUrl, statusMessage, language. */
+static inline int kz_line_get_profile(kz_ctx *ctx, const char *user, const char *tag)
+{
+    return kz_line_call_json(ctx, "GET", user, tag, NULL, "/v2/bot/profile/%s", user);
+}
+/* POST /v2/bot/user/{userId}/linkToken: "response" holds linkToken. */
+static inline int kz_line_link_token(kz_ctx *ctx, const char *user, const char *tag)
+{
+    return kz_line_call_json(ctx, "POST", user, tag, NULL, "/v2/bot/user/%s/linkToken", user);
+}
+/* GET /v2/bot/message/quota and /quota/consumption. */
+static inline int kz_line_quota(kz_ctx *ctx, const char *tag)
+{
+    return kz_line_call_json(ctx, "GET", NULL, tag, NULL, "/v2/bot/message/quota");
+}
+static inline int kz_line_quota_consumption(kz_ctx *ctx, const char *tag)
+{
+    return kz_line_call_json(ctx, "GET", NULL, tag, NULL, "/v2/bot/message/quota/consumption");
+}
+/* GET /v2/bot/message/progress/narrowcast?requestId=… (the requestId of the
+ * narrowcast's message.sent). */
+static inline int kz_line_narrowcast_progress(kz_ctx *ctx, const char *request_id, const char *tag)
+{
+    return kz_line_call_json(ctx, "GET", NULL, tag, NULL,
+                             "/v2/bot/message/progress/narrowcast?requestId=%s", request_id);
+}
+/* POST /v2/bot/richmenu with the rich menu object (JSON): "response" holds
+ * richMenuId. Not repeated once LINE may have received it. */
+static inline int kz_line_richmenu_create(kz_ctx *ctx, const char *richmenu_json, const char *tag)
+{
+    return kz_line_call_json(ctx, "POST", NULL, tag, richmenu_json, "/v2/bot/richmenu");
+}
+/* POST api-data.line.me/v2/bot/richmenu/{id}/content: a PNG or JPEG image. */
+static inline int kz_line_richmenu_upload(kz_ctx *ctx, const char *richmenu_id,
+                                          const char *content_type, const void *image, size_t len,
+                                          const char *tag)
+{
+    char path[256];
+    int n = snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", richmenu_id);
+    if (n < 0 || (size_t)n >= sizeof path || image == NULL || len == 0)
+        return KZ_EINVAL;
+    kz_line_call c = {
+        sizeof(kz_line_call), "POST", path, image, len, content_type, 1, NULL, 0, NULL, tag};
+    return kz_line_call_req(ctx, &c, NULL);
+}
+/* POST /v2/bot/user/{userId}/richmenu/{richMenuId}. */
+static inline int kz_line_richmenu_link(kz_ctx *ctx, const char *user, const char *richmenu_id,
+                                        const char *tag)
+{
+    return kz_line_call_json(ctx, "POST", user, tag, NULL, "/v2/bot/user/%s/richmenu/%s", user,
+                             richmenu_id);
+}
+/* DELETE /v2/bot/user/{userId}/richmenu. */
+static inline int kz_line_richmenu_unlink(kz_ctx *ctx, const char *user, const char *tag)
+{
+    return kz_line_call_json(ctx, "DELETE", user, tag, NULL, "/v2/bot/user/%s/richmenu", user);
+}
+/* POST /v2/bot/richmenu/bulk/link for any number of users (500 a request). */
+static inline int kz_line_richmenu_bulk_link(kz_ctx *ctx, const char *richmenu_id,
+                                             const char *const *users, size_t n, const char *tag)
+{
+    char body[256];
+    int m = snprintf(body, sizeof body, "{\"richMenuId\":\"%s\"}", richmenu_id);
+    if (m < 0 || (size_t)m >= sizeof body)
+        return KZ_EINVAL;
+    kz_line_call c = {sizeof(kz_line_call),
+                      "POST",
+                      "/v2/bot/richmenu/bulk/link",
+                      body,
+                      0,
+                      NULL,
+                      0,
+                      users,
+                      n,
+                      NULL,
+                      tag};
+    return kz_line_call_req(ctx, &c, NULL);
+}
+/* POST /v2/bot/richmenu/bulk/unlink for any number of users. */
+static inline int kz_line_richmenu_bulk_unlink(kz_ctx *ctx, const char *const *users, size_t n,
+                                               const char *tag)
+{
+    kz_line_call c = {sizeof(kz_line_call),
+                      "POST",
+                      "/v2/bot/richmenu/bulk/unlink",
+                      "{}",
+                      0,
+                      NULL,
+                      0,
+                      users,
+                      n,
+                      NULL,
+                      tag};
+    return kz_line_call_req(ctx, &c, NULL);
+}
+/* POST /v2/bot/user/all/richmenu/{richMenuId}: the default rich menu. */
+static inline int kz_line_richmenu_default(kz_ctx *ctx, const char *richmenu_id, const char *tag)
+{
+    return kz_line_call_json(ctx, "POST", NULL, tag, NULL, "/v2/bot/user/all/richmenu/%s",
+                             richmenu_id);
+}
+/* POST /v2/bot/richmenu/alias: alias → rich menu (for richmenuswitch actions). */
+static inline int kz_line_richmenu_alias(kz_ctx *ctx, const char *alias, const char *richmenu_id,
+                                         const char *tag)
+{
+    char body[256];
+    int m = snprintf(body, sizeof body, "{\"richMenuAliasId\":\"%s\",\"richMenuId\":\"%s\"}", alias,
+                     richmenu_id);
+    if (m < 0 || (size_t)m >= sizeof body)
+        return KZ_EINVAL;
+    return kz_line_call_json(ctx, "POST", NULL, tag, body, "/v2/bot/richmenu/alias");
+}
+/* POST /v2/bot/message/validate/{kind}: kind "reply", "push", "multicast",
+ * "narrowcast" or "broadcast"; messages a JSON array. */
+static inline int kz_line_validate(kz_ctx *ctx, const char *kind, const char *messages,
+                                   const char *tag)
+{
+    size_t n = 0;
+    while (messages != NULL && messages[n] != '\0')
+        n++;
+    if (messages == NULL || n > KZ_PAYLOAD_MAX)
+        return KZ_EINVAL;
+    char *body = (char *)malloc(n + 16);
+    if (body == NULL)
+        return KZ_ENOMEM;
+    memcpy(body, "{\"messages\":", 12);
+    memcpy(body + 12, messages, n);
+    memcpy(body + 12 + n, "}", 2);
+    int rc = kz_line_call_json(ctx, "POST", NULL, tag, body, "/v2/bot/message/validate/%s", kind);
+    free(body);
+    return rc;
 }
 
 #ifdef __cplusplus
