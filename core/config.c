@@ -813,9 +813,11 @@ static void k_api(ctx *x, config_setting_t *s, const char *path)
         report(x, s, path, "expected \"sandbox\" or an http(s):// URL, got \"%s\"", v);
 }
 
-/* The endpoints kizuna's sender sends to. */
-static const char *const send_endpoints[] = {"reply",     "push",       "multicast",
-                                             "broadcast", "narrowcast", NULL};
+/* The endpoints kizuna's sender sends to, and the rate classes of other
+ * calls (sender.c: rate_class). */
+static const char *const send_endpoints[] = {"reply",     "push",           "multicast",
+                                             "broadcast", "narrowcast",     "call",
+                                             "richmenu",  "richmenu_batch", NULL};
 
 static void k_line_rate_limits(ctx *x, config_setting_t *s, const char *path)
 {

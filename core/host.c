@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 
+#include "apicall.h"
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
@@ -14,7 +15,7 @@
 #include "topic.h"
 
 /* A ctx is usable only while its handler runs, on the handler's thread. */
-static int ctx_live(const kz_ctx *ctx, const char *what)
+int host_ctx_live(const kz_ctx *ctx, const char *what)
 {
     if (ctx != NULL && ctx->valid && pthread_equal(ctx->thread, pthread_self()))
         return 1;
@@ -27,9 +28,9 @@ static int ctx_live(const kz_ctx *ctx, const char *what)
 
 /* Handler effects sit between a savepoint opened on the first write and its
  * release by the bus; reads need none. */
-static int ctx_writable(kz_ctx *ctx, const char *what)
+int host_ctx_writable(kz_ctx *ctx, const char *what)
 {
-    if (!ctx_live(ctx, what))
+    if (!host_ctx_live(ctx, what))
         return KZ_ESTATE;
     if (ctx->st == NULL)
         return KZ_ENOTSUP;
@@ -58,7 +59,7 @@ static int key_check(const char *key)
 static int kv_write_check(kz_ctx *ctx, const char *what, const char *key, const void *val,
                           size_t len)
 {
-    if (!ctx_live(ctx, what))
+    if (!host_ctx_live(ctx, what))
         return KZ_ESTATE;
     int rc = key_check(key);
     if (rc != 0)
@@ -67,7 +68,7 @@ static int kv_write_check(kz_ctx *ctx, const char *what, const char *key, const 
         return KZ_EINVAL;
     if (len > KZ_VALUE_MAX)
         return KZ_ETOOBIG;
-    return ctx_writable(ctx, what);
+    return host_ctx_writable(ctx, what);
 }
 
 /* ---- events ---- */
@@ -107,7 +108,7 @@ static uint32_t ev_attempt(const kz_event *ev)
 
 static kz_shop *ctx_shop(kz_ctx *ctx)
 {
-    return ctx_live(ctx, "kz_ctx_shop") ? &ctx->inst->shop : NULL;
+    return host_ctx_live(ctx, "kz_ctx_shop") ? &ctx->inst->shop : NULL;
 }
 static const char *shop_id(const kz_shop *shop)
 {
@@ -149,7 +150,7 @@ static void derive_uid(const kz_ctx *ctx, char *out, size_t outlen)
 static int publish(kz_ctx *ctx, const char *topic, const char *user, const char *json, size_t len)
 {
     char err[256];
-    if (!ctx_live(ctx, "kz_publish"))
+    if (!host_ctx_live(ctx, "kz_publish"))
         return KZ_ESTATE;
     if (!topic_valid(topic)) {
         log_msg(KZ_LOG_ERROR, "kz_publish: invalid topic '%s'", topic ? topic : "(null)");
@@ -164,7 +165,7 @@ static int publish(kz_ctx *ctx, const char *topic, const char *user, const char 
         log_msg(KZ_LOG_ERROR, "kz_publish %s: %s", topic, err);
         return rc;
     }
-    if ((rc = ctx_writable(ctx, "kz_publish")) != 0)
+    if ((rc = host_ctx_writable(ctx, "kz_publish")) != 0)
         return rc;
     char uid[256];
     ctx->published++;
@@ -194,7 +195,7 @@ static int keep_buf(kz_ctx *ctx, void *buf)
 
 static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
 {
-    if (!ctx_live(ctx, "kz_kv_get"))
+    if (!host_ctx_live(ctx, "kz_kv_get"))
         return KZ_ESTATE;
     int rc = key_check(key);
     if (rc != 0 || val == NULL)
@@ -267,7 +268,7 @@ static int kv_incr(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result)
 #define TAG_MAX 100
 
 /* ^[UCR][0-9a-f]{32}$: a user, group or room id (users only if !any). */
-static int line_id_ok(const char *id, int any)
+int host_line_id_ok(const char *id, int any)
 {
     if (id == NULL || strlen(id) != 33 ||
         !(id[0] == 'U' || (any && (id[0] == 'C' || id[0] == 'R'))))
@@ -279,7 +280,7 @@ static int line_id_ok(const char *id, int any)
 }
 
 /* LINE delivers events in standby mode to channels that must not answer. */
-static int event_in_standby(const kz_ctx *ctx)
+int host_in_standby(const kz_ctx *ctx)
 {
     json_object *ev = json_tokener_parse(ctx->ev->se->payload), *mode;
     int standby = ev != NULL && json_object_object_get_ex(ev, "mode", &mode) &&
@@ -310,14 +311,14 @@ static int check_send(const kz_ctx *ctx, const kz_line_send *r)
             return send_refused(ctx, "reply without a reply token%s", NULL);
         return 0;
     case KZ_LINE_PUSH:
-        return line_id_ok(r->to, 1)
+        return host_line_id_ok(r->to, 1)
                    ? 0
                    : send_refused(ctx, "push to '%s': not a user, group or room id", r->to);
     case KZ_LINE_MULTICAST:
         if (r->nto == 0 || r->to_list == NULL)
             return send_refused(ctx, "multicast to nobody%s", NULL);
         for (size_t i = 0; i < r->nto; i++)
-            if (!line_id_ok(r->to_list[i], 0))
+            if (!host_line_id_ok(r->to_list[i], 0))
                 return send_refused(ctx, "multicast to '%s': not a user id", r->to_list[i]);
         return 0;
     case KZ_LINE_BROADCAST:
@@ -445,14 +446,14 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
 {
     if (outbox_id != NULL)
         *outbox_id = 0;
-    if (!ctx_live(ctx, "kz_line_send"))
+    if (!host_ctx_live(ctx, "kz_line_send"))
         return KZ_ESTATE;
     if (req == NULL || req->messages == NULL ||
         req->struct_size < offsetof(kz_line_send, kind) + sizeof(int))
         return KZ_EINVAL;
     kz_line_send r = {0}; /* an older plugin's shorter struct reads as zeros past its end */
     memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
-    if (event_in_standby(ctx)) {
+    if (host_in_standby(ctx)) {
         log_msg(KZ_LOG_INFO, "kz_line_send: event %s arrived in standby mode: not sent",
                 ctx->ev->se->uid);
         return 0;
@@ -463,7 +464,7 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
     if (rc == 0 && (messages == NULL || (r.kind == KZ_LINE_NARROWCAST && r.narrowcast && !base)))
         rc = KZ_EINVAL;
     if (rc == 0)
-        rc = ctx_writable(ctx, "kz_line_send");
+        rc = host_ctx_writable(ctx, "kz_line_send");
     int64_t first = 0;
     if (rc == 0)
         rc = queue_rows(ctx, &r, messages, base, &first);
@@ -513,6 +514,7 @@ static const kz_host table = {
     .setting_duration_ms = cfg_setting_duration_ms,
     .setting_error = cfg_setting_error,
     .line_send = line_send,
+    .line_call = apicall_queue,
 };
 
 const kz_host *host_table(void)

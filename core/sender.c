@@ -38,6 +38,10 @@
 
 #define MONTHLY_LIMIT_TEXT "You have reached your monthly limit."
 #define INVALID_TOKEN_TEXT "Invalid reply token"
+/* The error of a call that is not repeated, counted before it is sent: a
+ * row still holding it was sent by a process that stopped before the
+ * answer was recorded. */
+#define UNANSWERED_TEXT "sent, no answer recorded"
 #define RESP_MAX (1024 * 1024)
 #define RECORD_RETRY_MS 200
 #define PENDING_REFRESH_MS 1000
@@ -50,6 +54,8 @@ static const char *const kind_names[] = {"",          "reply",     "push",
 
 static const char *kind_name(int kind)
 {
+    if (kind == OUTBOX_CALL)
+        return "call";
     return kind >= KZ_LINE_REPLY && kind <= KZ_LINE_NARROWCAST ? kind_names[kind] : "unknown";
 }
 
@@ -58,7 +64,9 @@ static const char *kind_name(int kind)
 typedef struct row {
     int64_t id;
     char *shop, *endpoint, *body, *retry_key, *user, *fallback_to, *tag;
-    int kind, attempts;
+    char *method, *content_type, *plugin; /* calls (OUTBOX_CALL) */
+    size_t body_len;
+    int kind, attempts, data_api;
     int64_t created_ms, deadline_ms;
 } row;
 
@@ -134,6 +142,9 @@ static void row_free(row *r)
     free(r->user);
     free(r->fallback_to);
     free(r->tag);
+    free(r->method);
+    free(r->content_type);
+    free(r->plugin);
     memset(r, 0, sizeof *r);
 }
 
@@ -150,15 +161,25 @@ static int row_copy(row *d, const store_outbox *s)
     d->attempts = s->attempts;
     d->created_ms = s->created_ms;
     d->deadline_ms = s->deadline_ms;
+    d->data_api = s->data_api;
+    d->body_len = s->body_len;
     d->shop = strdup(s->shop);
     d->endpoint = strdup(s->endpoint);
-    d->body = strdup(s->body);
+    if ((d->body = malloc(s->body_len + 1)) != NULL) { /* a blob may hold NULs */
+        memcpy(d->body, s->body, s->body_len);
+        d->body[s->body_len] = '\0';
+    }
     d->retry_key = dup_opt(s->retry_key);
     d->user = dup_opt(s->user);
     d->fallback_to = dup_opt(s->fallback_to);
     d->tag = dup_opt(s->tag);
+    d->method = dup_opt(s->method);
+    d->content_type = dup_opt(s->content_type);
+    d->plugin = dup_opt(s->plugin);
     if (!d->shop || !d->endpoint || !d->body || (s->retry_key && !d->retry_key) ||
-        (s->user && !d->user) || (s->fallback_to && !d->fallback_to) || (s->tag && !d->tag)) {
+        (s->user && !d->user) || (s->fallback_to && !d->fallback_to) || (s->tag && !d->tag) ||
+        (s->method && !d->method) || (s->content_type && !d->content_type) ||
+        (s->plugin && !d->plugin)) {
         row_free(d);
         return KZ_ENOMEM;
     }
@@ -178,21 +199,52 @@ static void outcome_free(outcome *o)
 
 static const cfg_shop *shop_of(const sender *s, const char *id);
 
+/* Rate classes of calls beside the send kinds: LINE limits creating and
+ * deleting rich menus (and aliases, and batch progress) to 100 an hour,
+ * batch replacement to 3 an hour, the rest to 2,000 a second. */
+enum { RATE_CALL = OUTBOX_CALL, RATE_RICHMENU, RATE_RICHMENU_BATCH };
+
+static int rate_class(const store_outbox *o)
+{
+    if (o->kind != OUTBOX_CALL)
+        return o->kind;
+    const char *m = o->method ? o->method : "POST", *p = o->endpoint;
+    if (strcmp(m, "POST") == 0 && strcmp(p, "/v2/bot/richmenu/batch") == 0)
+        return RATE_RICHMENU_BATCH;
+    if ((strcmp(m, "POST") == 0 && strcmp(p, "/v2/bot/richmenu") == 0) ||
+        (strcmp(m, "DELETE") == 0 && strncmp(p, "/v2/bot/richmenu/", 17) == 0) ||
+        (strcmp(m, "GET") == 0 && strncmp(p, "/v2/bot/richmenu/progress/batch", 31) == 0))
+        return RATE_RICHMENU;
+    return RATE_CALL;
+}
+
+static const char *rate_name(int cls)
+{
+    return cls == RATE_RICHMENU         ? "richmenu"
+           : cls == RATE_RICHMENU_BATCH ? "richmenu_batch"
+                                        : kind_name(cls);
+}
+
 /* LINE's documented limits (line-api-notes §2.5): per second, except
- * broadcast and narrowcast per hour. Overridden by the sender's options,
- * then by the shop's own line.rate_limits (LINE changes them per channel
- * and over time). */
-static double rate_limit(const sender *s, const char *shop, int kind, int64_t *window_ms)
+ * broadcast, narrowcast and the rich menu classes per hour. Overridden by
+ * the sender's options, then by the shop's own line.rate_limits (LINE
+ * changes them per channel and over time). */
+static double rate_limit(const sender *s, const char *shop, int cls, int64_t *window_ms)
 {
     static const double defaults[] = {0, 2000, 2000, 200, 60, 60};
-    *window_ms = kind == KZ_LINE_BROADCAST || kind == KZ_LINE_NARROWCAST ? 3600000 : 1000;
-    double v = kind >= KZ_LINE_REPLY && kind <= KZ_LINE_NARROWCAST ? defaults[kind] : 2000;
+    int hourly = cls == KZ_LINE_BROADCAST || cls == KZ_LINE_NARROWCAST || cls == RATE_RICHMENU ||
+                 cls == RATE_RICHMENU_BATCH;
+    *window_ms = hourly ? 3600000 : 1000;
+    double v = cls >= KZ_LINE_REPLY && cls <= KZ_LINE_NARROWCAST ? defaults[cls]
+               : cls == RATE_RICHMENU                            ? 100
+               : cls == RATE_RICHMENU_BATCH                      ? 3
+                                                                 : 2000;
     for (size_t i = 0; i < s->o.nrates; i++)
-        if (strcmp(s->rates[i].endpoint, kind_name(kind)) == 0 && s->rates[i].per_second > 0)
+        if (strcmp(s->rates[i].endpoint, rate_name(cls)) == 0 && s->rates[i].per_second > 0)
             v = s->rates[i].per_second;
     const cfg_shop *cs = shop_of(s, shop);
     for (size_t i = 0; cs != NULL && i < cs->nline_rates; i++)
-        if (strcmp(cs->line_rates[i].endpoint, kind_name(kind)) == 0)
+        if (strcmp(cs->line_rates[i].endpoint, rate_name(cls)) == 0)
             v = (double)cs->line_rates[i].limit;
     return v;
 }
@@ -288,6 +340,15 @@ static const char *base_of(sender *s, const char *shop_id, const char **token)
     return shop->line_api;
 }
 
+/* Rich menu images go to api-data.line.me when the shop talks to LINE
+ * itself; a proxy or the sandbox serves both on one base. */
+static const char *data_base(const char *base)
+{
+    if (strcmp(base, "https://api.line.me") == 0 || strcmp(base, "https://api.line.me/") == 0)
+        return "https://api-data.line.me";
+    return base;
+}
+
 static int64_t deadline_of(const sender *s, const row *r)
 {
     int64_t d = r->created_ms + (s->o.deadline_ms > 0 ? s->o.deadline_ms : RETRY_KEY_LIFE_MS);
@@ -343,9 +404,33 @@ static char *fallback_body(const row *r)
 
 /* ---- events ------------------------------------------------------------- */
 
-/* The common head of message.sent / message.failed. */
+/* A call the sender does not repeat once LINE may have received it:
+ * creating a rich menu twice leaves an orphan that counts against the
+ * 1000-menu cap. Everything else a plugin can call is safe to repeat. */
+static int repeatable(const row *r)
+{
+    return r->kind != OUTBOX_CALL || r->method == NULL || strcmp(r->method, "POST") != 0 ||
+           strcmp(r->endpoint, "/v2/bot/richmenu") != 0;
+}
+
+/* The head of api.done / api.failed. */
+static json_object *call_head(const row *r)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "outbox", json_object_new_int64(r->id));
+    json_object_object_add(o, "plugin", r->plugin ? json_object_new_string(r->plugin) : NULL);
+    json_object_object_add(o, "method", json_object_new_string(r->method ? r->method : "POST"));
+    json_object_object_add(o, "path", json_object_new_string(r->endpoint));
+    json_object_object_add(o, "tag", r->tag ? json_object_new_string(r->tag) : NULL);
+    json_object_object_add(o, "user", r->user ? json_object_new_string(r->user) : NULL);
+    return o;
+}
+
+/* The common head of message.sent / message.failed (api.* for calls). */
 static json_object *payload_head(const row *r)
 {
+    if (r->kind == OUTBOX_CALL)
+        return call_head(r);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "outbox", json_object_new_int64(r->id));
     json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
@@ -368,10 +453,26 @@ static char *payload_done(json_object *o)
     return s;
 }
 
-static char *sent_payload(const row *r, const char *request_id, const char *resp)
+/* LINE's answer to a call: JSON as it is; anything else (an image) as null
+ * with its size, so the event stays small and valid. */
+static void add_response(json_object *o, const char *resp, size_t len)
+{
+    json_object *body = resp && len ? json_tokener_parse(resp) : NULL;
+    json_object_object_add(o, "response", body);
+    if (body == NULL && len > 0)
+        json_object_object_add(o, "responseBytes", json_object_new_int64((int64_t)len));
+}
+
+static char *sent_payload(const row *r, int status, const char *request_id, const char *resp,
+                          size_t resp_len)
 {
     json_object *o = payload_head(r);
     json_object_object_add(o, "requestId", request_id ? json_object_new_string(request_id) : NULL);
+    if (r->kind == OUTBOX_CALL) {
+        json_object_object_add(o, "status", json_object_new_int(status));
+        add_response(o, resp, resp_len);
+        return payload_done(o);
+    }
     json_object *body = resp ? json_tokener_parse(resp) : NULL, *sm;
     if (body != NULL && json_object_is_type(body, json_type_object) &&
         json_object_object_get_ex(body, "sentMessages", &sm))
@@ -443,9 +544,11 @@ static int record(sender *s, const row *r, const outcome *out)
             char uid[64];
             int sent = out->state == OUTBOX_SENT;
             snprintf(uid, sizeof uid, "outbox:%lld:%s", (long long)r->id, sent ? "sent" : "failed");
-            rc = store_event_append(s->st, r->shop, uid, sent ? "message.sent" : "message.failed",
-                                    r->user, now, out->payload, strlen(out->payload), NULL, err,
-                                    sizeof err);
+            const char *topic = r->kind == OUTBOX_CALL ? (sent ? "api.done" : "api.failed")
+                                : sent                 ? "message.sent"
+                                                       : "message.failed";
+            rc = store_event_append(s->st, r->shop, uid, topic, r->user, now, out->payload,
+                                    strlen(out->payload), NULL, err, sizeof err);
         }
     } else if (rc == 0 && out->act == ACT_FALLBACK) {
         rc = store_outbox_rewrite(s->st, r->id, KZ_LINE_PUSH, "/v2/bot/message/push", out->new_body,
@@ -543,10 +646,37 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return k;
 }
 
+/* The request line and body: a send is a JSON POST; a call has its own
+ * method and may have no body or a binary one. */
+static void set_method(CURL *h, const row *r)
+{
+    const char *m = r->method ? r->method : "POST";
+    if (strcmp(m, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        return;
+    }
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    if (strcmp(m, "POST") != 0)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+}
+
+static struct curl_slist *content_type_header(const row *r)
+{
+    char line[256];
+    const char *m = r->method ? r->method : "POST";
+    if (strcmp(m, "GET") == 0 || (strcmp(m, "DELETE") == 0 && r->body_len == 0))
+        return curl_slist_append(NULL, "Accept: application/json");
+    snprintf(line, sizeof line, "Content-Type: %s",
+             r->content_type ? r->content_type : "application/json");
+    return curl_slist_append(NULL, line);
+}
+
 static int start_request(sender *s, slot *sl, const char *base, const char *token)
 {
     char url[2048], line[1024];
-    snprintf(url, sizeof url, "%s%s", base, sl->r.endpoint);
+    snprintf(url, sizeof url, "%s%s", sl->r.data_api ? data_base(base) : base, sl->r.endpoint);
     size_t bl = strlen(url);
     if (bl > 0 && url[bl - 1] == '/')
         url[bl - 1] = '\0';
@@ -556,7 +686,7 @@ static int start_request(sender *s, slot *sl, const char *base, const char *toke
     sl->request_id[0] = sl->accepted_id[0] = sl->curl_err[0] = '\0';
     sl->retry_after_s = -1;
     curl_slist_free_all(sl->hdrs);
-    sl->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    sl->hdrs = content_type_header(&sl->r);
     snprintf(line, sizeof line, "Authorization: Bearer %s", token);
     sl->hdrs = curl_slist_append(sl->hdrs, line);
     if (sl->r.retry_key != NULL && sl->r.kind != KZ_LINE_REPLY) {
@@ -570,9 +700,7 @@ static int start_request(sender *s, slot *sl, const char *base, const char *toke
     CURL *h = sl->h;
     curl_easy_reset(h); /* keeps the handle's connections and caches */
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, sl->r.body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(sl->r.body));
+    set_method(h, &sl->r);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl->hdrs);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -610,12 +738,13 @@ static void judge(sender *s, slot *sl, CURLcode cc, long status)
         status = 0;
     } else if (status >= 200 && status < 300) {
         const char *id = sl->request_id[0] ? sl->request_id : NULL;
-        finish_outcome(out, OUTBOX_SENT, (int)status, id, NULL, sent_payload(r, id, sl->resp));
+        finish_outcome(out, OUTBOX_SENT, (int)status, id, NULL,
+                       sent_payload(r, (int)status, id, sl->resp, sl->resp_len));
         return;
     } else if (status == 409 && sl->accepted_id[0] != '\0') {
         /* the retry key was accepted by an earlier attempt */
         finish_outcome(out, OUTBOX_SENT, (int)status, sl->accepted_id, NULL,
-                       sent_payload(r, sl->accepted_id, sl->resp));
+                       sent_payload(r, (int)status, sl->accepted_id, sl->resp, sl->resp_len));
         return;
     } else {
         details = parse_error(sl->resp, (int)status, &message);
@@ -625,6 +754,16 @@ static void judge(sender *s, slot *sl, CURLcode cc, long status)
     int retryable =
         status == 0 || status >= 500 ||
         (status == 429 && (message == NULL || strcmp(message, MONTHLY_LIMIT_TEXT) != 0));
+    if (retryable && !repeatable(r) && status != 429 && cc != CURLE_COULDNT_CONNECT &&
+        cc != CURLE_COULDNT_RESOLVE_HOST) {
+        retryable = 0; /* LINE may have acted on it */
+        char *m = NULL;
+        if (asprintf(&m, "%s (not repeated: LINE may have received it)", message ? message : "") >=
+            0) {
+            free(message);
+            message = m;
+        }
+    }
     if (status == 429 && !retryable) {
         finish_outcome(out, OUTBOX_PARKED, (int)status, rid, message,
                        failed_payload(r, (int)status, message, details, rid, attempts));
@@ -751,7 +890,8 @@ static int scan_row(void *arg, const store_outbox *o)
         o->created_ms + (s->o.deadline_ms > 0 ? s->o.deadline_ms : RETRY_KEY_LIFE_MS);
     if (o->deadline_ms > 0 && o->deadline_ms < deadline)
         deadline = o->deadline_ms;
-    if (sc->now > deadline) {
+    if (sc->now > deadline ||
+        (o->kind == OUTBOX_CALL && o->error && strcmp(o->error, UNANSWERED_TEXT) == 0)) {
         what = TODO_EXPIRED;
     } else if (o->kind == KZ_LINE_REPLY && sc->now - o->created_ms > s->o.reply_token_ttl_ms) {
         what = o->fallback_to != NULL && o->attempts == 0 ? TODO_FALLBACK : TODO_EXPIRED;
@@ -761,7 +901,7 @@ static int scan_row(void *arg, const store_outbox *o)
         if ((base = base_of(s, o->shop, &token)) == NULL) {
             what = TODO_DEFER; /* out of the way of other shops' rows */
         } else {
-            bucket *b = bucket_of(s, o->shop, o->kind);
+            bucket *b = bucket_of(s, o->shop, rate_class(o));
             if (b == NULL || !bucket_take(s, b))
                 return 0;
             sc->sends++;
@@ -794,6 +934,10 @@ static void expire(sender *s, row *r)
     char text[1200];
     if (r->kind == KZ_LINE_REPLY && now <= deadline_of(s, r)) {
         why = "The reply token expired before it could be used";
+        status = 0;
+    } else if (last != NULL && strcmp(last, UNANSWERED_TEXT) == 0) {
+        why = "Sent before kizuna stopped, with no answer recorded; not repeated, as LINE may "
+              "have acted on it";
         status = 0;
     } else {
         snprintf(text, sizeof text, "Not sent before its deadline (%d attempts%s%s)", r->attempts,
@@ -831,13 +975,16 @@ static slot *free_slot(sender *s)
     return NULL;
 }
 
-/* Counts the attempt of a reply that may fall back before it is sent, so a
- * crash after sending cannot lead to a push as well. */
-static int mark_reply(sender *s, const row *r)
+/* Counts the attempt of a reply that may fall back, or of a call that is
+ * not repeated, before it is sent: a crash after sending then cannot lead
+ * to a push as well, or to a second rich menu. */
+static int mark_attempt(sender *s, const row *r)
 {
     char err[256];
     int rc = store_outbox_retry(s->st, r->id, r->attempts + 1, clock_now_ms(),
-                                "reply sent, no answer recorded", err, sizeof err);
+                                r->kind == KZ_LINE_REPLY ? "reply sent, no answer recorded"
+                                                         : UNANSWERED_TEXT,
+                                err, sizeof err);
     if (rc != 0)
         log_msg(KZ_LOG_ERROR, "sender: outbox %lld: %s", (long long)r->id, err);
     return rc;
@@ -872,8 +1019,8 @@ static void do_scan(sender *s)
             s->next_scan_ms = 0;
         } else {
             slot *sl = free_slot(s);
-            if (sl == NULL ||
-                (t->r.kind == KZ_LINE_REPLY && t->r.fallback_to && mark_reply(s, &t->r) != 0)) {
+            int mark = (t->r.kind == KZ_LINE_REPLY && t->r.fallback_to) || !repeatable(&t->r);
+            if (sl == NULL || (mark && mark_attempt(s, &t->r) != 0)) {
                 row_free(&t->r);
                 continue;
             }
@@ -1053,6 +1200,8 @@ int sender_start(const sender_options *o, sender **out, char *err, size_t errlen
             int known = 0;
             for (int k = KZ_LINE_REPLY; k <= KZ_LINE_NARROWCAST; k++)
                 known |= ep != NULL && strcmp(ep, kind_names[k]) == 0;
+            for (int k = RATE_CALL; k <= RATE_RICHMENU_BATCH; k++)
+                known |= ep != NULL && strcmp(ep, rate_name(k)) == 0;
             if (!known || !(o->rates[i].per_second > 0)) {
                 char m[160];
                 snprintf(m, sizeof m, "bad rate for endpoint '%s'", ep ? ep : "(null)");

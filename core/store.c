@@ -145,6 +145,13 @@ static const char *const migrations[] = {
     " error TEXT,"
     " finished_ms INTEGER);"
     "CREATE INDEX outbox_due ON outbox(id, next_at_ms) WHERE state = 0;",
+    /* 4: line_call rows (OUTBOX_CALL): any method and content type (a rich
+     * menu image is a blob body), the api-data host, and the plugin that
+     * queued the call for its result event. */
+    "ALTER TABLE outbox ADD COLUMN method TEXT;"
+    "ALTER TABLE outbox ADD COLUMN content_type TEXT;"
+    "ALTER TABLE outbox ADD COLUMN data_api INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN plugin TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -212,7 +219,8 @@ enum stmt_id {
 #define SBX_USER_COLUMNS "user, display_name, following, blocked, since_ms"
 #define OB_COLUMNS                                                                                 \
     "id, shop, instance, kind, endpoint, body, retry_key, user, fallback_to, tag, origin, state,"  \
-    " attempts, created_ms, next_at_ms, deadline_ms"
+    " attempts, created_ms, next_at_ms, deadline_ms, method, content_type, data_api, plugin, "     \
+    "error"
 
 static const char *const sql_text[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -298,8 +306,10 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SBX_USAGE_ADD] = "INSERT INTO sbx_usage(shop, month, count) VALUES(?1, ?2, ?3)"
                         " ON CONFLICT(shop, month) DO UPDATE SET count = count + excluded.count",
     [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
-                 " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms)"
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms, method,"
+                 " content_type, data_api, plugin)"
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+                 " ?17)",
     [Q_OB_DUE] = "SELECT " OB_COLUMNS " FROM outbox INDEXED BY outbox_due"
                  " WHERE state = 0 AND next_at_ms <= ?1 ORDER BY id LIMIT ?2",
     [Q_OB_RETRY] = "UPDATE outbox SET attempts = ?2, next_at_ms = ?3, error = ?4"
@@ -308,7 +318,7 @@ static const char *const sql_text[Q_COUNT] = {
                      " WHERE id = ?1 AND state = 0",
     [Q_OB_FINISH] = "UPDATE outbox SET state = ?2, status = ?3, request_id = ?4, error = ?5,"
                     " finished_ms = ?6 WHERE id = ?1 AND state = 0",
-    [Q_OB_GET] = "SELECT " OB_COLUMNS ", status, request_id, error FROM outbox WHERE id = ?1",
+    [Q_OB_GET] = "SELECT " OB_COLUMNS ", status, request_id FROM outbox WHERE id = ?1",
     [Q_OB_PENDING] = "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE state = 0",
 };
 
@@ -1640,7 +1650,8 @@ static void outbox_from_row(sqlite3_stmt *st, store_outbox *r)
     r->instance = sqlite3_column_int64(st, 2);
     r->kind = sqlite3_column_int(st, 3);
     r->endpoint = col_str(st, 4);
-    r->body = col_str(st, 5);
+    r->body = col_str(st, 5); /* a blob body comes back as its bytes, NUL-terminated */
+    r->body_len = (size_t)sqlite3_column_bytes(st, 5);
     r->retry_key = col_opt(st, 6);
     r->user = col_opt(st, 7);
     r->fallback_to = col_opt(st, 8);
@@ -1651,6 +1662,21 @@ static void outbox_from_row(sqlite3_stmt *st, store_outbox *r)
     r->created_ms = sqlite3_column_int64(st, 13);
     r->next_at_ms = sqlite3_column_int64(st, 14);
     r->deadline_ms = sqlite3_column_int64(st, 15);
+    r->method = col_opt(st, 16);
+    r->content_type = col_opt(st, 17);
+    r->data_api = sqlite3_column_int(st, 18);
+    r->plugin = col_opt(st, 19);
+    r->error = col_opt(st, 20);
+}
+
+/* JSON bodies are text (readable with the sqlite3 shell); others are blobs. */
+static void bind_body(sqlite3_stmt *st, int i, const store_outbox *row)
+{
+    size_t n = row->body_len ? row->body_len : strlen(row->body);
+    if (row->content_type == NULL || strncmp(row->content_type, "application/json", 16) == 0)
+        sqlite3_bind_text(st, i, row->body, (int)n, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_blob(st, i, row->body, (int)n, SQLITE_TRANSIENT);
 }
 
 int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, size_t errlen)
@@ -1667,7 +1693,7 @@ int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, 
     sqlite3_bind_int64(st, 2, row->instance);
     sqlite3_bind_int(st, 3, row->kind);
     bind_str(st, 4, row->endpoint);
-    bind_str(st, 5, row->body);
+    bind_body(st, 5, row);
     bind_opt(st, 6, row->retry_key);
     bind_opt(st, 7, row->user);
     bind_opt(st, 8, row->fallback_to);
@@ -1676,6 +1702,10 @@ int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, 
     sqlite3_bind_int64(st, 11, row->created_ms);
     sqlite3_bind_int64(st, 12, row->next_at_ms);
     sqlite3_bind_int64(st, 13, row->deadline_ms);
+    bind_opt(st, 14, row->method);
+    bind_opt(st, 15, row->content_type);
+    sqlite3_bind_int(st, 16, row->data_api);
+    bind_opt(st, 17, row->plugin);
     rc = run(s, st, "queue send", err, errlen);
     if (rc == 0 && id != NULL)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -1784,7 +1814,7 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
     sqlite3_bind_int64(st, 1, id);
     if ((rc = step(s, st, "read outbox row", err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
-    static const int cols[] = {1, 4, 5, 6, 7, 8, 9, 10, 17, 18};
+    static const int cols[] = {1, 4, 5, 6, 7, 8, 9, 10, 22, 20, 16, 17, 19};
     enum { NCOLS = sizeof cols / sizeof cols[0] };
     size_t total = 0;
     for (int k = 0; k < NCOLS; k++)
@@ -1810,7 +1840,7 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
     }
     store_outbox r;
     outbox_from_row(st, &r);
-    int st_status = sqlite3_column_int(st, 16);
+    int st_status = sqlite3_column_int(st, 21);
     sqlite3_reset(st);
     r.shop = ptr[0];
     r.endpoint = ptr[1];
@@ -1820,6 +1850,10 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
     r.fallback_to = ptr[5];
     r.tag = ptr[6];
     r.origin = ptr[7];
+    r.error = ptr[9];
+    r.method = ptr[10];
+    r.content_type = ptr[11];
+    r.plugin = ptr[12];
     free(s->ob_strings);
     s->ob_strings = buf;
     if (out != NULL)

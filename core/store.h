@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store store;
 
@@ -194,22 +194,32 @@ int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, in
  * and leaves PENDING exactly once. */
 enum { OUTBOX_PENDING = 0, OUTBOX_SENT = 1, OUTBOX_FAILED = 2, OUTBOX_PARKED = 3 };
 
+/* The kind of a row queued by line_call (any other API call), beside the
+ * KZ_LINE_* sends. */
+enum { OUTBOX_CALL = 64 };
+
 /* One queued call. Strings are owned by whoever made the struct: the caller
  * of store_outbox_add, or the store during a store_outbox_due callback. */
 typedef struct store_outbox {
     int64_t id;
     const char *shop;
-    int64_t instance;        /* the plugin instance that queued it */
-    int kind;                /* KZ_LINE_* (kizuna/host.h) */
-    const char *endpoint;    /* "/v2/bot/message/push" */
-    const char *body;        /* the JSON request body, exactly as it will be sent */
-    const char *retry_key;   /* UUID fixed at insert; NULL for reply */
-    const char *user;        /* the recipient for push/reply (message.* events), or NULL */
-    const char *fallback_to; /* reply: push to this user if the token cannot be used */
-    const char *tag;         /* the plugin's tag, or NULL */
-    const char *origin;      /* uid of the event whose handler queued it */
-    int state;               /* OUTBOX_* */
-    int attempts;            /* sending attempts so far */
+    int64_t instance;         /* the plugin instance that queued it */
+    int kind;                 /* KZ_LINE_* (kizuna/host.h) */
+    const char *endpoint;     /* "/v2/bot/message/push"; a call's path and query */
+    const char *body;         /* the request body, exactly as it will be sent ("" for none) */
+    size_t body_len;          /* add: 0 means strlen(body); read: always set */
+    const char *method;       /* NULL: POST */
+    const char *content_type; /* NULL: application/json; anything else is stored as a blob */
+    int data_api;             /* 1: api-data.line.me */
+    const char *plugin;       /* the queuing plugin's name, or NULL */
+    const char *error;        /* read only: the last attempt's error, or NULL */
+    const char *retry_key;    /* UUID fixed at insert; NULL for reply */
+    const char *user;         /* the recipient for push/reply (message.* events), or NULL */
+    const char *fallback_to;  /* reply: push to this user if the token cannot be used */
+    const char *tag;          /* the plugin's tag, or NULL */
+    const char *origin;       /* uid of the event whose handler queued it */
+    int state;                /* OUTBOX_* */
+    int attempts;             /* sending attempts so far */
     int64_t created_ms;
     int64_t next_at_ms;  /* not sent before */
     int64_t deadline_ms; /* given up (FAILED) after */

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "bus.h"
 #include "clock.h"
 #include "daemon.h"
@@ -423,6 +425,128 @@ static void frozen_abi_1_1_plugin_sends(void **state)
     env_close(e);
 }
 
+/* ---- other LINE API calls (line_call) ---- */
+
+static env *call_env(const char *call, const char *body, int users)
+{
+    char shops[1024];
+    snprintf(shops, sizeof shops,
+             "{ id = \"a\"; plugins = { fx_counter = { call = \"%s\"; call_body = \"%s\";"
+             " call_users = %d; fail_topic = \"test.bad\"; }; }; }",
+             call, body, users);
+    return env_open(shops, 0);
+}
+
+static void calls_are_queued_with_the_event(void **state)
+{
+    (void)state;
+    env *e = call_env("profile", "", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "call_rc"), 0);
+    assert_int_equal(pending_sends(e), 1);
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, 1, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(row.kind, OUTBOX_CALL);
+    assert_string_equal(row.method, "GET");
+    assert_string_equal(row.endpoint, "/v2/bot/profile/" USER1);
+    assert_string_equal(row.user, USER1);
+    assert_string_equal(row.plugin, "fx_counter");
+    assert_string_equal(row.tag, "profile");
+    assert_null(row.retry_key); /* LINE takes retry keys on sends only */
+    assert_int_equal(row.body_len, 0);
+    /* a failing handler's call is rolled back with everything else */
+    publish_as(e, "test.bad", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 1);
+    env_close(e);
+}
+
+/* Bulk link for 1201 users: three requests of 500, 500 and 201 ids, each
+ * with the plugin's richMenuId. */
+static void bulk_calls_are_split_in_500s(void **state)
+{
+    (void)state;
+    env *e = call_env("bulk_link", "", 1201);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "call_rc"), 0);
+    assert_int_equal(pending_sends(e), 3);
+    static const size_t want[] = {500, 500, 201};
+    char err[256];
+    for (int64_t id = 1; id <= 3; id++) {
+        store_outbox row;
+        assert_int_equal(store_outbox_get(e->st, id, &row, NULL, NULL, NULL, err, sizeof err), 0);
+        assert_string_equal(row.endpoint, "/v2/bot/richmenu/bulk/link");
+        json_object *body = json_tokener_parse(row.body), *ids, *menu;
+        assert_non_null(body);
+        assert_true(json_object_object_get_ex(body, "userIds", &ids));
+        assert_int_equal(json_object_array_length(ids), want[id - 1]);
+        assert_true(json_object_object_get_ex(body, "richMenuId", &menu));
+        assert_string_equal(json_object_get_string(menu),
+                            "richmenu-0123456789abcdef0123456789abcdef");
+        json_object_put(body);
+    }
+    env_close(e);
+}
+
+/* A rich menu image: a binary body kept byte for byte, for api-data. */
+static void binary_call_body_is_kept(void **state)
+{
+    (void)state;
+    env *e = call_env("upload", "", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "call_rc"), 0);
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, 1, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+    assert_int_equal(row.body_len, sizeof png);
+    assert_memory_equal(row.body, png, sizeof png);
+    assert_string_equal(row.content_type, "image/png");
+    assert_int_equal(row.data_api, 1);
+    assert_string_equal(row.endpoint,
+                        "/v2/bot/richmenu/richmenu-0123456789abcdef0123456789abcdef/content");
+    env_close(e);
+}
+
+/* Each refused call leaves the event handled and nothing queued. */
+static void bad_calls_are_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *call, *body;
+        int rc;
+    } cases[] = {
+        {"POST /v2/bot/message/push", "{}", KZ_EINVAL},     /* line_send's job */
+        {"POST /v2/bot/message/push?x=1", "{}", KZ_EINVAL}, /* with a query too */
+        {"GET /v2/bot/../oauth/token", "", KZ_EINVAL},      /* climbs out */
+        {"GET /v1/oauth/accessToken", "", KZ_EINVAL},       /* not the bot API */
+        {"GET /v2/bot/profile/x", "{}", KZ_EINVAL},         /* GET with a body */
+        {"POST /v2/bot/richmenu", "{not json", KZ_EINVAL},  /* bad JSON */
+        {"PATCH /v2/bot/richmenu", "{}", KZ_EINVAL},        /* method */
+        {"GET /v2/bot/profile/a<b", "", KZ_EINVAL},         /* characters */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        env *e = call_env(cases[i].call, cases[i].body, 0);
+        publish_as(e, "test.ok", USER1, "{}");
+        run(e);
+        if (kv(e, "a", "fx_counter", "call_rc") != cases[i].rc)
+            fail_msg("%s: rc %ld", cases[i].call, kv(e, "a", "fx_counter", "call_rc"));
+        assert_int_equal(pending_sends(e), 0);
+        env_close(e);
+    }
+    /* standby: handled, not called */
+    env *e = call_env("profile", "", 0);
+    publish_as(e, "test.standby", USER1, "{\"mode\":\"standby\"}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "call_rc"), 0);
+    assert_int_equal(pending_sends(e), 0);
+    env_close(e);
+}
+
 /* ---- ordering under concurrent publishers ---- */
 
 #define PUBLISHERS 4
@@ -524,6 +648,10 @@ int main(void)
         cmocka_unit_test(bad_messages_are_refused_before_queueing),
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
         cmocka_unit_test(frozen_abi_1_1_plugin_sends),
+        cmocka_unit_test(calls_are_queued_with_the_event),
+        cmocka_unit_test(bulk_calls_are_split_in_500s),
+        cmocka_unit_test(binary_call_body_is_kept),
+        cmocka_unit_test(bad_calls_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

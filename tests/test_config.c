@@ -455,7 +455,7 @@ static void test_line_rate_limits(void **state)
                   "          { id = \"a\"; line = { channel_secret = \"s\"; access_token = \"t\";\n"
                   "  rate_limits = { push = 5; }; }; } );\n",
                   "2: shop 'a': line.rate_limits: unknown endpoint 'profile' (known: reply, push, "
-                  "multicast, broadcast, narrowcast)",
+                  "multicast, broadcast, narrowcast, call, richmenu, richmenu_batch)",
                   "2: shop 'a': line.rate_limits.push: must be at least 1, got 0",
                   "3: shop 'a': duplicate shop id (first defined at line 1)", NULL);
 }

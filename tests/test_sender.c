@@ -697,6 +697,178 @@ static void test_no_sandbox_defers(void **state)
     assert_true(row.next_at_ms > clock_now_ms() + 30000);
 }
 
+/* ---- other API calls (OUTBOX_CALL rows, as line_call queues them) ---- */
+
+static int64_t add_call(env *e, const char *method, const char *path, const char *body,
+                        const char *user)
+{
+    int64_t now = clock_now_ms();
+    store_outbox r = {.shop = "a",
+                      .kind = OUTBOX_CALL,
+                      .endpoint = path,
+                      .body = body ? body : "",
+                      .method = method,
+                      .plugin = "fx",
+                      .user = user,
+                      .tag = "c1",
+                      .origin = "ev",
+                      .created_ms = now,
+                      .next_at_ms = now,
+                      .deadline_ms = now + 3600000};
+    int64_t id = 0;
+    char err[256];
+    if (store_outbox_add(e->st, &r, &id, err, sizeof err) != 0)
+        fail_msg("store_outbox_add: %s", err);
+    sender_wake(e->snd);
+    return id;
+}
+
+/* GET profile: api.done carries LINE's answer; an unknown user is
+ * api.failed with LINE's message; a POST (link token) works as well. */
+static void test_call_done_and_failed(void **state)
+{
+    env *e = *state;
+    start(e, NULL, NULL);
+    assert_int_equal(follow(e, U1), 0);
+    int64_t id = add_call(e, "GET", "/v2/bot/profile/" U1, NULL, U1);
+    rowstate r = wait_done(e, id);
+    assert_int_equal(r.state, OUTBOX_SENT);
+    assert_int_equal(r.status, 200);
+    char uid[64], topic[64], user[64];
+    snprintf(uid, sizeof uid, "outbox:%lld:sent", (long long)id);
+    json_object *p = event(e, uid, topic, user);
+    assert_non_null(p);
+    assert_string_equal(topic, "api.done");
+    assert_string_equal(user, U1);
+    assert_string_equal(jstr(p, "method"), "GET");
+    assert_string_equal(jstr(p, "path"), "/v2/bot/profile/" U1);
+    assert_string_equal(jstr(p, "plugin"), "fx");
+    assert_string_equal(jstr(p, "tag"), "c1");
+    assert_int_equal(jint(p, "status"), 200);
+    assert_string_equal(jstr(p, "requestId"), r.request_id);
+    json_object *resp = json_object_object_get(p, "response");
+    assert_string_equal(jstr(resp, "userId"), U1);
+    assert_string_equal(jstr(resp, "displayName"), "User");
+    json_object_put(p);
+
+    id = add_call(e, "GET", "/v2/bot/profile/" U2, NULL, U2);
+    r = wait_done(e, id);
+    assert_int_equal(r.state, OUTBOX_FAILED);
+    assert_int_equal(r.status, 404);
+    p = event_of(e, id, "failed", "api.failed");
+    assert_int_equal(jint(p, "status"), 404);
+    assert_string_equal(jstr(p, "message"), r.error);
+    assert_true(strlen(r.error) > 0);
+    json_object_put(p);
+
+    id = add_call(e, "POST", "/v2/bot/user/" U1 "/linkToken", NULL, U1);
+    assert_int_equal(wait_done(e, id).state, OUTBOX_SENT);
+    p = event_of(e, id, "sent", "api.done");
+    assert_non_null(jstr(json_object_object_get(p, "response"), "linkToken"));
+    json_object_put(p);
+
+    size_t len;
+    char *text = metrics_render(e->m, &len);
+    assert_non_null(strstr(text, "endpoint=\"call\",code=\"200\"} 2"));
+    free(text);
+}
+
+/* A GET that meets 500s is repeated until it gets through. */
+static void test_call_retried(void **state)
+{
+    env *e = *state;
+    start(e, NULL, NULL);
+    assert_int_equal(follow(e, U1), 0);
+    faults(e, 1.0, 0, 0);
+    int64_t id = add_call(e, "GET", "/v2/bot/message/quota", NULL, NULL);
+    wait_attempts(e, id, 2);
+    faults(e, 0, 0, 0);
+    rowstate r = wait_done(e, id);
+    assert_int_equal(r.state, OUTBOX_SENT);
+    assert_true(r.attempts >= 2);
+    json_object *p = event_of(e, id, "sent", "api.done");
+    assert_non_null(jstr(json_object_object_get(p, "response"), "type"));
+    json_object_put(p);
+}
+
+/* Creating a rich menu is not repeated once LINE may have received it: a
+ * 500 ends it at once; a 429 (refused unprocessed) is retried. */
+static void test_richmenu_create_not_repeated(void **state)
+{
+    env *e = *state;
+    sender_rate rates[] = {{"richmenu", 1000}}; /* LINE's 100/hour would pace the test */
+    sender_options so = {.rates = rates, .nrates = 1};
+    start(e, NULL, &so);
+    faults(e, 1.0, 0, 0);
+    int64_t id = add_call(e, "POST", "/v2/bot/richmenu", "{}", NULL);
+    rowstate r = wait_done(e, id);
+    assert_int_equal(r.state, OUTBOX_FAILED);
+    assert_int_equal(r.status, 500);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(r.error, "Internal server error (not repeated: LINE may have received it)");
+    json_object *p = event_of(e, id, "failed", "api.failed");
+    assert_string_equal(jstr(p, "message"), r.error);
+    json_object_put(p);
+
+    sandbox_faults f = {.error_rate = 1.0, .status = 429};
+    char err[256];
+    assert_int_equal(sandbox_set_faults(e->sb, &f, err, sizeof err), 0);
+    id = add_call(e, "POST", "/v2/bot/richmenu", "{}", NULL);
+    wait_attempts(e, id, 2);
+    assert_int_equal(get_row(e, id).state, OUTBOX_PENDING);
+}
+
+/* A create that a stopped process had sent (the row still holds the mark
+ * counted before sending) is given up, never sent again. */
+static void test_unanswered_create_given_up(void **state)
+{
+    env *e = *state;
+    char err[256];
+    assert_int_equal(store_open(e->a.c->store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
+    int64_t now = clock_now_ms();
+    store_outbox row = {.shop = "a",
+                        .kind = OUTBOX_CALL,
+                        .endpoint = "/v2/bot/richmenu",
+                        .body = "{}",
+                        .method = "POST",
+                        .origin = "ev",
+                        .created_ms = now,
+                        .next_at_ms = now,
+                        .deadline_ms = now + 3600000};
+    int64_t id;
+    assert_int_equal(store_outbox_add(e->st, &row, &id, err, sizeof err), 0);
+    assert_int_equal(
+        store_outbox_retry(e->st, id, 1, now, "sent, no answer recorded", err, sizeof err), 0);
+    store_close(e->st);
+    start(e, NULL, NULL);
+    rowstate r = wait_done(e, id);
+    assert_int_equal(r.state, OUTBOX_FAILED);
+    assert_int_equal(r.attempts, 1);
+    assert_non_null(strstr(r.error, "not repeated"));
+    size_t len;
+    char *text = metrics_render(e->m, &len);
+    assert_null(strstr(text, "endpoint=\"call\""));
+    free(text);
+}
+
+/* Rich menu creation has its own class (100/hour at LINE): with the class
+ * at 1, a second create waits while other calls go through. */
+static void test_richmenu_rate_class(void **state)
+{
+    env *e = *state;
+    sender_rate rates[] = {{"richmenu", 1}};
+    sender_options so = {.rates = rates, .nrates = 1};
+    start(e, NULL, &so);
+    int64_t first = add_call(e, "POST", "/v2/bot/richmenu", "{}", NULL);
+    int64_t second = add_call(e, "POST", "/v2/bot/richmenu", "{}", NULL);
+    wait_done(e, first);
+    int64_t quota = add_call(e, "GET", "/v2/bot/message/quota", NULL, NULL);
+    assert_int_equal(wait_done(e, quota).state, OUTBOX_SENT);
+    rowstate r = get_row(e, second);
+    assert_int_equal(r.state, OUTBOX_PENDING);
+    assert_int_equal(r.attempts, 0);
+}
+
 static void test_bad_options(void **state)
 {
     env *e = *state;
@@ -728,6 +900,11 @@ int main(void)
         T(test_rate_limit),
         cmocka_unit_test_setup_teardown(test_rate_limit_from_config, setup_shop_rates, teardown),
         T(test_no_sandbox_defers),
+        T(test_call_done_and_failed),
+        T(test_call_retried),
+        T(test_richmenu_create_not_repeated),
+        T(test_unanswered_create_given_up),
+        T(test_richmenu_rate_class),
         T(test_bad_options),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

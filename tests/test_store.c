@@ -1157,7 +1157,7 @@ static void test_outbox_migrates_from_2(void **state)
                    "PRAGMA user_version = 2");
     store *s = NULL;
     assert_int_equal(store_open(url, STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     int64_t max = 0;
     assert_int_equal(store_event_max_id(s, "a", &max, err, sizeof err), 0);
     assert_int_equal(max, 1);
@@ -1165,6 +1165,63 @@ static void test_outbox_migrates_from_2(void **state)
     assert_int_equal(id, 1);
     store_close(s);
     assert_int_equal(raw_int(path, "SELECT count(*) FROM outbox WHERE state = 0"), 1);
+}
+
+/* A send queued at schema 3 (before line_call) reads back unchanged at 4:
+ * a JSON POST with no plugin, and new call rows keep binary bodies. */
+static void test_outbox_migrates_from_3(void **state)
+{
+    fx *f = *state;
+    char path[400], url[420], err[256] = "";
+    snprintf(path, sizeof path, "%s/v3.db", f->dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    raw_exec(path, "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " shop TEXT NOT NULL, instance INTEGER NOT NULL, kind INTEGER NOT NULL,"
+                   " endpoint TEXT NOT NULL, body TEXT NOT NULL, retry_key TEXT, user TEXT,"
+                   " fallback_to TEXT, tag TEXT, origin TEXT, state INTEGER NOT NULL DEFAULT 0,"
+                   " attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+                   " next_at_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, status INTEGER,"
+                   " request_id TEXT, error TEXT, finished_ms INTEGER);"
+                   "CREATE INDEX outbox_due ON outbox(id, next_at_ms) WHERE state = 0;"
+                   "INSERT INTO outbox(shop, instance, kind, endpoint, body, created_ms,"
+                   " next_at_ms, deadline_ms) VALUES('a', 0, 2, '/v2/bot/message/push',"
+                   " '{\"to\":\"x\"}', 1, 1, 9);"
+                   "PRAGMA user_version = 3");
+    store *s = NULL;
+    assert_int_equal(store_open(url, STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    store_outbox r;
+    assert_int_equal(store_outbox_get(s, 1, &r, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_null(r.method);
+    assert_null(r.content_type);
+    assert_null(r.plugin);
+    assert_int_equal(r.data_api, 0);
+    assert_string_equal(r.body, "{\"to\":\"x\"}");
+    assert_int_equal(r.body_len, 10);
+
+    static const char png[] = {'\x89', 'P', 'N', 'G', 0, 1, 0, 2};
+    store_outbox c = {.shop = "a",
+                      .kind = OUTBOX_CALL,
+                      .endpoint = "/v2/bot/richmenu/x/content",
+                      .body = png,
+                      .body_len = sizeof png,
+                      .method = "POST",
+                      .content_type = "image/png",
+                      .data_api = 1,
+                      .plugin = "p",
+                      .created_ms = 1,
+                      .next_at_ms = 1,
+                      .deadline_ms = 9};
+    int64_t id = 0;
+    assert_int_equal(store_outbox_add(s, &c, &id, err, sizeof err), 0);
+    assert_int_equal(store_outbox_get(s, id, &r, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(r.body_len, sizeof png);
+    assert_memory_equal(r.body, png, sizeof png);
+    assert_string_equal(r.content_type, "image/png");
+    assert_string_equal(r.plugin, "p");
+    assert_int_equal(r.data_api, 1);
+    store_close(s);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM outbox WHERE typeof(body) = 'blob'"), 1);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1202,6 +1259,7 @@ int main(void)
         T(test_outbox_retry_rewrite_finish),
         T(test_outbox_transactions),
         T(test_outbox_migrates_from_2),
+        T(test_outbox_migrates_from_3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

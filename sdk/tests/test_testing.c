@@ -1,7 +1,7 @@
 /*
  * Tests of the fake host itself (kizuna/testing.h): key/value semantics,
  * rollback, stale ctx, settings builder and schema check, publish checks,
- * LINE sends (kinds, checks, rollback, standby, struct_size).
+ * LINE sends (kinds, checks, rollback, standby, struct_size), API calls.
  * The plugin under test is a probe defined here whose handler runs a
  * per-test function with the ctx.
  */
@@ -759,6 +759,94 @@ static const kz_plugin *bad_entry(const kz_host *host)
     return &bad_desc;
 }
 
+/* ---- API calls (ABI 1.2) ---- */
+
+#define UID "U0123456789abcdef0123456789abcdef"
+
+static int calls_made(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    static const char *const users[] = {UID, UID, UID};
+    int rc = kz_line_get_profile(ctx, UID, "p");
+    if (rc == 0)
+        rc = kz_line_richmenu_bulk_link(ctx, "richmenu-1", users, 3, "b");
+    if (rc == 0)
+        rc = kz_line_richmenu_upload(ctx, "richmenu-1", "image/png", "\x89PNG\0\1", 6, NULL);
+    return rc;
+}
+
+static void line_call_records(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(calls_made));
+    assert_int_equal(kz_test_called_count(), 3);
+    const kz_test_line_called *c = kz_test_called(0);
+    assert_string_equal(c->method, "GET");
+    assert_string_equal(c->path, "/v2/bot/profile/" UID);
+    assert_string_equal(c->user, UID);
+    assert_string_equal(c->tag, "p");
+    assert_string_equal(c->event_id, "e1");
+    assert_int_equal(c->body_len, 0);
+    c = kz_test_called(1);
+    assert_string_equal(c->path, "/v2/bot/richmenu/bulk/link");
+    assert_string_equal(c->body, "{\"richMenuId\":\"richmenu-1\"}");
+    assert_int_equal(c->nusers, 3);
+    assert_string_equal(c->users[2], UID);
+    c = kz_test_called(2);
+    assert_int_equal(c->body_len, 6);
+    assert_memory_equal(c->body, "\x89PNG\0\1", 6);
+    assert_int_equal(c->data_api, 1);
+    assert_string_equal(c->content_type, "image/png");
+    assert_null(kz_test_called(3));
+}
+
+static int call_raw(kz_ctx *ctx, const char *method, const char *path, const char *body)
+{
+    kz_line_call c = {.struct_size = sizeof c, .method = method, .path = path, .body = body};
+    return kz_line_call_req(ctx, &c, NULL);
+}
+
+static int bad_calls(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(call_raw(ctx, "POST", "/v2/bot/message/push", "{}"), KZ_EINVAL);
+    assert_int_equal(call_raw(ctx, "GET", "/v2/bot/../x", NULL), KZ_EINVAL);
+    assert_int_equal(call_raw(ctx, "GET", "/v2/bot/profile/x", "{}"), KZ_EINVAL);
+    assert_int_equal(call_raw(ctx, "POST", "/v2/bot/richmenu", "{oops"), KZ_EINVAL);
+    assert_int_equal(call_raw(ctx, "PATCH", "/v2/bot/richmenu", "{}"), KZ_EINVAL);
+    assert_int_equal(call_raw(ctx, "GET", "/oauth/x", NULL), KZ_EINVAL);
+    assert_int_equal(kz_line_get_profile(ctx, "U1", NULL), KZ_EINVAL); /* not a user id */
+    return KZ_OK;
+}
+
+static int call_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    kz_assert_ok(kz_line_quota(ctx, NULL));
+    snprintf(err, errlen, "no");
+    return KZ_EFAIL;
+}
+
+static void line_call_checks_and_rollback(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(bad_calls));
+    assert_int_equal(kz_test_called_count(), 0);
+    assert_int_equal(kz_test_log_find("kz_line_call refused"), 7);
+    assert_int_equal(kz_test_log_find("use kz_line_send"), 1);
+    assert_int_equal(run(call_then_fail), KZ_EFAIL);
+    assert_int_equal(kz_test_called_count(), 0);
+    kz_test_fail_next(KZ_TEST_FAIL_LINE_CALL, KZ_EIO);
+    assert_int_equal(run(calls_made), KZ_EIO);
+    assert_int_equal(kz_test_called_count(), 0);
+}
+
 static void descriptor_checks(void **state)
 {
     (void)state;
@@ -819,6 +907,9 @@ int main(void)
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_send_standby, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_send_struct_sizes, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_call_records, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_call_checks_and_rollback, kz_test_setup,
+                                        kz_test_teardown),
         cmocka_unit_test_setup_teardown(descriptor_checks, kz_test_setup, kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

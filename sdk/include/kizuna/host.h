@@ -313,8 +313,10 @@ struct kz_host {
      * "requestId":…,"response":<LINE's JSON answer or null>}) or
      * `api.failed` (… "status","message","details": LINE's own text).
      * Standby events never cause calls (0, *outbox_id = 0). KZ_EINVAL for a
-     * bad method or path, a body over 1 MiB or non-JSON body with users.
-     * outbox_id may be NULL. Thread: handler. Since: ABI 1.2. */
+     * bad method or path, a message-sending path (use line_send), a body
+     * that is not JSON with a JSON content type, or users without a JSON
+     * object body; KZ_ETOOBIG for a body over 1 MiB. outbox_id may be NULL. Thread: handler. Since:
+     * ABI 1.2. */
     int (*line_call)(kz_ctx *ctx, const kz_line_call *req, int64_t *outbox_id);
 
     /* Registers a route: requests to /shops/<shop>/<plugin>/<path> with this

@@ -13,7 +13,7 @@
  * One plugin per test executable (KZ_PLUGIN_DEFINE defines kz_host_api).
  * Everything here is `static`; nothing but libc and cmocka is needed.
  *
- * What it provides: a complete ABI 1.1 `kz_host` table that works in memory:
+ * What it provides: a complete ABI 1.2 `kz_host` table that works in memory:
  * - one shop (id "test", timezone "Asia/Tokyo"; kz_test_set_shop() changes it)
  *   and one plugin instance of that shop;
  * - events built by the test: kz_test_event(topic, shop, user, id, payload);
@@ -26,6 +26,10 @@
  *   kz_line_send_req): kz_test_sent_count(), kz_test_sent(i). The request's
  *   shape is checked (see kz_test_h_line_send_); an event whose payload has
  *   "mode":"standby" sends nothing (0, outbox id 0), as in the host;
+ * - recorded API calls (kz_line_call_req and its wrappers: profile, rich
+ *   menus, link tokens, …): kz_test_called_count(), kz_test_called(i),
+ *   checked with the host's rules (method, path, body, users); no
+ *   api.done / api.failed follows (build one with kz_test_event());
  * - a settable clock (kz_test_set_now / kz_test_advance; default
  *   1700000000000 = 2023-11-14T22:13:20Z); new events take their time from it;
  * - settings built without a parser (kz_test_setting_group() and setters);
@@ -144,6 +148,7 @@ enum {
     KZ_TEST_FAIL_KV_CAS,
     KZ_TEST_FAIL_KV_INCR,
     KZ_TEST_FAIL_LINE_SEND, /* a valid send from an active (not standby) event */
+    KZ_TEST_FAIL_LINE_CALL, /* a valid API call from an active event (ABI 1.2) */
     KZ_TEST_FAIL_COUNT_
 };
 
@@ -220,6 +225,30 @@ typedef struct kz_test_sent_ {
     char **to_list;
 } kz_test_sent_;
 
+/* One recorded API call (line_call, ABI 1.2), as kz_test_called(i) returns
+ * it: copies valid until kz_test_reset(). */
+typedef struct kz_test_line_called {
+    int64_t outbox_id; /* the first outbox row's id (shared sequence with sends) */
+    const char *method;
+    const char *path;
+    const char *body; /* a copy, NUL-terminated beyond body_len; "" for none */
+    size_t body_len;
+    const char *content_type; /* as passed (NULL: JSON) */
+    int data_api;
+    const char *const *users; /* nusers copied ids; NULL when nusers is 0 */
+    size_t nusers;
+    const char *user;
+    const char *tag;
+    const char *event_id;
+    unsigned rows; /* one per 500 users, else 1 */
+} kz_test_line_called;
+
+typedef struct kz_test_called_ {
+    kz_test_line_called v;
+    char *strs[7];
+    char **users;
+} kz_test_called_;
+
 static struct kz_test_state_ {
     int initialized; /* 0: the defaults below are not set yet */
     int64_t now;
@@ -242,6 +271,8 @@ static struct kz_test_state_ {
     size_t nlogs, caplogs;
     kz_test_sent_ **sent;
     size_t nsent, capsent;
+    kz_test_called_ **called;
+    size_t ncalled, capcalled;
     int64_t outbox_seq;
     char **subs;
     size_t nsubs, capsubs;
@@ -1091,6 +1122,158 @@ KZ_TEST_FN int kz_test_h_line_send_(kz_ctx *ctx, const kz_line_send *req, int64_
     return KZ_OK;
 }
 
+/* ---- host slots: other API calls (ABI 1.2) ---------------------------- */
+
+/* Logs why a call is refused, in the host's words, and returns rc. */
+KZ_TEST_FN int kz_test_call_refused_(int rc, const char *fmt, ...) KZ_PRINTF(2, 3);
+KZ_TEST_FN int kz_test_call_refused_(int rc, const char *fmt, ...)
+{
+    char why[1024], line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "kz_line_call refused (event %s): %s",
+             kz_test_s_.cur_event ? kz_test_s_.cur_event->id : "?", why);
+    kz_test_h_log_(KZ_LOG_ERROR, line);
+    return rc;
+}
+
+/* The path rules of the host (core/apicall.c). */
+KZ_TEST_FN int kz_test_call_path_(const char *p)
+{
+    if (p == NULL || (strncmp(p, "/v2/bot/", 8) != 0 && strncmp(p, "/bot/", 5) != 0))
+        return kz_test_call_refused_(KZ_EINVAL, "path '%s' does not start with /v2/bot/ or /bot/",
+                                     p ? p : "(null)");
+    for (const char *c = p; *c; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f ||
+            strchr("\"#<>\\^`{|}", *c) != NULL)
+            return kz_test_call_refused_(KZ_EINVAL, "path '%.200s' is not a clean URL path", p);
+    if (strlen(p) > 2000 || strstr(p, "..") || strstr(p, "//"))
+        return kz_test_call_refused_(KZ_EINVAL, "path '%.200s' is not a clean URL path", p);
+    static const char *const sends[] = {"reply", "push", "multicast", "narrowcast", "broadcast"};
+    if (strncmp(p, "/v2/bot/message/", 16) == 0)
+        for (size_t i = 0; i < 5; i++)
+            if (strncmp(p + 16, sends[i], strlen(sends[i])) == 0 &&
+                (p[16 + strlen(sends[i])] == '\0' || p[16 + strlen(sends[i])] == '?'))
+                return kz_test_call_refused_(KZ_EINVAL, "%s sends messages: use kz_line_send", p);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_call_check_(const kz_line_call *r, size_t len)
+{
+    const char *m = r->method;
+    if (m == NULL ||
+        (strcmp(m, "GET") && strcmp(m, "POST") && strcmp(m, "PUT") && strcmp(m, "DELETE")))
+        return kz_test_call_refused_(KZ_EINVAL, "method '%s' is not GET, POST, PUT or DELETE",
+                                     m ? m : "(null)");
+    int rc = kz_test_call_path_(r->path);
+    if (rc != 0)
+        return rc;
+    if (len > 0 && strcmp(m, "GET") == 0)
+        return kz_test_call_refused_(KZ_EINVAL, "GET %s with a body", r->path);
+    if (len > KZ_PAYLOAD_MAX)
+        return kz_test_call_refused_(KZ_ETOOBIG, "body of %s over 1 MiB", r->path);
+    if (r->tag != NULL && strlen(r->tag) > 100)
+        return kz_test_call_refused_(KZ_EINVAL, "tag longer than 100 bytes");
+    if (r->user != NULL && !kz_test_line_id_ok_(r->user, 1))
+        return kz_test_call_refused_(KZ_EINVAL, "user '%s' is not a user, group or room id",
+                                     r->user);
+    int json = r->content_type == NULL || strncmp(r->content_type, "application/json", 16) == 0;
+    if (r->nusers > 0 && (r->users == NULL || !json))
+        return kz_test_call_refused_(KZ_EINVAL, "users need a JSON body (%s)", r->path);
+    for (size_t i = 0; i < r->nusers; i++)
+        if (!kz_test_line_id_ok_(r->users[i], 0))
+            return kz_test_call_refused_(KZ_EINVAL, "'%s' in users is not a user id",
+                                         r->users[i] ? r->users[i] : "(null)");
+    if (json && len > 0 &&
+        (!kz_test_json_valid((const char *)r->body, len) ||
+         (r->nusers > 0 &&
+          ((const char *)r->body)[strspn((const char *)r->body, " \t\r\n")] != '{')))
+        return kz_test_call_refused_(KZ_EINVAL, "body of %s is not JSON", r->path);
+    return KZ_OK;
+}
+
+KZ_TEST_FN void kz_test_called_free_(kz_test_called_ *rec)
+{
+    if (rec == NULL)
+        return;
+    for (size_t i = 0; i < sizeof rec->strs / sizeof rec->strs[0]; i++)
+        free(rec->strs[i]);
+    for (size_t i = 0; rec->users != NULL && i < rec->v.nusers; i++)
+        free(rec->users[i]);
+    free(rec->users);
+    free(rec);
+}
+
+KZ_TEST_FN const char *kz_test_called_keep_(kz_test_called_ *rec, int slot, const char *str)
+{
+    if (str == NULL)
+        return NULL;
+    rec->strs[slot] = kz_test_dup_(str);
+    return rec->strs[slot];
+}
+
+/* Records a checked call as one of the running handler's. */
+KZ_TEST_FN int64_t kz_test_called_add_(const kz_line_call *r, size_t len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    const kz_event *ev = s->cur_event;
+    kz_test_called_ *rec = (kz_test_called_ *)kz_test_alloc_(sizeof *rec);
+    kz_test_line_called *v = &rec->v;
+    v->method = kz_test_called_keep_(rec, 0, r->method);
+    v->path = kz_test_called_keep_(rec, 1, r->path);
+    rec->strs[2] = kz_test_dupn_(len ? (const char *)r->body : "", len);
+    v->body = rec->strs[2];
+    v->body_len = len;
+    v->content_type = kz_test_called_keep_(rec, 3, r->content_type);
+    v->data_api = r->data_api;
+    v->user = kz_test_called_keep_(rec, 4, r->user);
+    v->tag = kz_test_called_keep_(rec, 5, r->tag);
+    v->event_id = kz_test_called_keep_(rec, 6, ev ? ev->id : NULL);
+    if (r->nusers > 0) {
+        rec->users = (char **)kz_test_alloc_(r->nusers * sizeof *rec->users);
+        for (size_t i = 0; i < r->nusers; i++)
+            rec->users[i] = kz_test_dup_(r->users[i]);
+        v->users = (const char *const *)rec->users;
+        v->nusers = r->nusers;
+    }
+    v->rows = r->nusers > 0 ? (unsigned)((r->nusers + 499) / 500) : 1u;
+    v->outbox_id = s->outbox_seq + 1;
+    s->outbox_seq += v->rows;
+    kz_test_grow_((void **)&s->called, &s->capcalled, s->ncalled, sizeof *s->called);
+    s->called[s->ncalled++] = rec;
+    return v->outbox_id;
+}
+
+/* The host's line_call: checks the request as core/apicall.c does, then
+ * records a copy, discarded if the handler fails. Standby: 0, no call. */
+KZ_TEST_FN int kz_test_h_line_call_(kz_ctx *ctx, const kz_line_call *req, int64_t *outbox_id)
+{
+    if (outbox_id != NULL)
+        *outbox_id = 0;
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (req == NULL || req->struct_size < offsetof(kz_line_call, path) + sizeof req->path)
+        return KZ_EINVAL;
+    kz_line_call r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
+    size_t len = r.body == NULL ? 0 : r.body_len ? r.body_len : strlen((const char *)r.body);
+    int rc = kz_test_call_check_(&r, len);
+    if (rc != 0)
+        return rc;
+    const kz_event *ev = kz_test_s_.cur_event;
+    if (ev != NULL && strstr(ev->payload, "\"mode\":\"standby\"") != NULL)
+        return KZ_OK;
+    if ((rc = kz_test_injected_(KZ_TEST_FAIL_LINE_CALL)) != 0)
+        return rc;
+    int64_t id = kz_test_called_add_(&r, len);
+    if (outbox_id != NULL)
+        *outbox_id = id;
+    return KZ_OK;
+}
+
 /* ---- host slots: settings --------------------------------------------- */
 
 KZ_TEST_FN const kz_setting *kz_test_h_setting_child_(const kz_setting *s, const char *key)
@@ -1219,7 +1402,7 @@ KZ_TEST_FN int kz_test_h_setting_error_(const kz_setting *s, char *err, size_t e
     return KZ_EINVAL;
 }
 
-/* The fake host's table: every ABI 1.1 slot. */
+/* The fake host's table: every ABI 1.2 slot. */
 static const kz_host kz_test_host_table_ = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
@@ -1257,6 +1440,7 @@ static const kz_host kz_test_host_table_ = {
     .setting_duration_ms = kz_test_h_setting_duration_ms_,
     .setting_error = kz_test_h_setting_error_,
     .line_send = kz_test_h_line_send_,
+    .line_call = kz_test_h_line_call_,
 };
 
 /* The table handed to the plugin. */
@@ -1819,7 +2003,7 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         snap[i].val = kz_test_dupn_(s->kv[i].val, s->kv[i].len);
         snap[i].len = s->kv[i].len;
     }
-    size_t npub = s->npub, nsent = s->nsent;
+    size_t npub = s->npub, nsent = s->nsent, ncalled = s->ncalled;
 
     kz_ctx *ctx = (kz_ctx *)kz_test_alloc_(sizeof *ctx);
     ctx->next = s->ctxs;
@@ -1846,6 +2030,8 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         s->npub = npub; /* the events themselves stay on s->events until reset */
         while (s->nsent > nsent)
             kz_test_sent_free_(s->sent[--s->nsent]);
+        while (s->ncalled > ncalled)
+            kz_test_called_free_(s->called[--s->ncalled]);
         if (err[0])
             kz_test_seterr_("%s", err);
         else
@@ -1917,6 +2103,17 @@ KZ_TEST_FN size_t kz_test_sent_count(void)
 KZ_TEST_FN const kz_test_line_sent *kz_test_sent(size_t i)
 {
     return i < kz_test_s_.nsent ? &kz_test_s_.sent[i]->v : NULL;
+}
+
+/* Committed API calls (kz_line_call_req and its wrappers), in order. */
+KZ_TEST_FN size_t kz_test_called_count(void)
+{
+    return kz_test_s_.ncalled;
+}
+/* The i-th committed API call (0-based), or NULL. */
+KZ_TEST_FN const kz_test_line_called *kz_test_called(size_t i)
+{
+    return i < kz_test_s_.ncalled ? &kz_test_s_.called[i]->v : NULL;
 }
 
 KZ_TEST_FN size_t kz_test_log_count(void)
@@ -2004,6 +2201,9 @@ KZ_TEST_FN void kz_test_reset(void)
     for (size_t i = 0; i < s->nsent; i++)
         kz_test_sent_free_(s->sent[i]);
     free(s->sent);
+    for (size_t i = 0; i < s->ncalled; i++)
+        kz_test_called_free_(s->called[i]);
+    free(s->called);
     for (size_t i = 0; i < s->nlogs; i++)
         free(s->logs[i].msg);
     free(s->logs);
