@@ -630,9 +630,11 @@ static void k_admin_remote(ctx *x, config_setting_t *s, const char *path)
 
 /* sandbox.h's sandbox_endpoint_names; repeated so config does not depend on
  * the sandbox module. */
-static const char *const sandbox_endpoints[] = {"reply",     "push",     "multicast",  "narrowcast",
-                                                "broadcast", "validate", "progress",   "profile",
-                                                "quota",     "info",     "link_token", NULL};
+static const char *const sandbox_endpoints[] = {
+    "reply",      "push",     "multicast",       "narrowcast",      "broadcast",
+    "validate",   "progress", "profile",         "quota",           "info",
+    "link_token", "richmenu", "richmenu_create", "richmenu_delete", "richmenu_alias_delete",
+    NULL};
 
 static void k_sbx_listen(ctx *x, config_setting_t *s, const char *path)
 {

@@ -12,6 +12,9 @@
  *   GET  /v2/bot/message/quota, /v2/bot/message/quota/consumption
  *   GET  /v2/bot/profile/{userId}, /v2/bot/info
  *   POST /v2/bot/user/{userId}/linkToken
+ *   rich menus: /v2/bot/richmenu (create, validate, get, list, delete,
+ *   content upload and download, bulk link/unlink, aliases),
+ *   /v2/bot/user/all/richmenu (default), /v2/bot/user/{userId}/richmenu
  *
  * Channels are the shops of the config that have a `line` group: the
  * `Authorization: Bearer <token>` of a request picks the shop whose
@@ -74,8 +77,10 @@ typedef struct sandbox_options {
 
 /* The rate-limited endpoint names, NULL-terminated, in the order of their
  * defaults: reply, push, multicast, narrowcast, broadcast, validate,
- * progress, profile, quota, info, link_token. `validate` covers the five
- * validate calls, `quota` both quota calls. */
+ * progress, profile, quota, info, link_token, richmenu, richmenu_create,
+ * richmenu_delete, richmenu_alias_delete. `validate` covers the five
+ * validate calls, `quota` both quota calls, `richmenu` every rich menu call
+ * without a limit of its own. */
 extern const char *const sandbox_endpoint_names[];
 
 /* Options from the config's kizuna.sandbox group (listen, store,
@@ -108,6 +113,14 @@ enum sandbox_action { SANDBOX_FOLLOW, SANDBOX_UNFOLLOW, SANDBOX_SAY, SANDBOX_POS
  * status and body in err when the daemon refused or could not be reached. */
 int sandbox_play(sandbox *sb, const char *shop, const char *user, enum sandbox_action action,
                  const char *text_or_data, char *err, size_t errlen);
+
+/* Plays a tap on a richmenuswitch area: links the menu of `alias` to the
+ * user (as LINE does) and sends the postback webhook LINE sends for it,
+ * with `data` and params {newRichMenuAliasId, status} — status SUCCESS,
+ * RICHMENU_ALIAS_ID_NOTFOUND or RICHMENU_NOTFOUND. Returns as
+ * sandbox_play. */
+int sandbox_richmenu_switch(sandbox *sb, const char *shop, const char *user, const char *alias,
+                            const char *data, char *err, size_t errlen);
 
 /* Issues a reply token for user of shop as a webhook would, without sending
  * one (tests, tools): token receives 32 hex digits and a NUL. */

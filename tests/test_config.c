@@ -391,7 +391,8 @@ static void test_sandbox_group(void **state)
                   "latency_ms, drop_rate)",
                   "4: kizuna.sandbox.rate_limits: unknown endpoint 'pushh' (known: reply, push, "
                   "multicast, narrowcast, broadcast, validate, progress, profile, quota, info, "
-                  "link_token)",
+                  "link_token, richmenu, richmenu_create, richmenu_delete, "
+                  "richmenu_alias_delete)",
                   "4: kizuna.sandbox.rate_limits.reply: must be at least 1, got 0",
                   "4: kizuna.sandbox.rate_limits.push: expected an integer, got a string",
                   "5: kizuna.sandbox: unknown setting 'colour' (known: listen, embedded, store, "
