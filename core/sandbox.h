@@ -21,7 +21,8 @@
  * line.access_token it is. Every answer carries `x-line-request-id`.
  *
  * State (what each user received, users and their follow state, retry keys,
- * reply tokens, rate windows, monthly usage) lives in the sandbox's own
+ * reply tokens, rate windows, monthly usage, rich menus with their images,
+ * links and aliases) lives in the sandbox's own
  * store (o->store_url, store.h "sandbox"), so it survives a crash or restart
  * of the daemon or of the sandbox. Every delivered message is recorded (one
  * inbox row per recipient per message) in the same transaction as its retry
@@ -34,7 +35,8 @@
  * Playing users: sandbox_play (or `POST /sandbox/shops/<shop>/users/<user>/
  * {follow,unfollow,say,postback}`) sends the daemon a signed LINE webhook as
  * that user; `GET /sandbox/shops/<shop>/users/<user>/inbox` shows what the
- * user received.
+ * user received; `GET …/richmenu` the rich menu the user sees and
+ * `POST …/richmenuswitch` plays a tap on a rich menu switch area.
  *
  * Ownership: the sandbox borrows o->c (it must outlive sandbox_stop) and
  * copies every other option. Thread: start/stop from one thread; requests run
