@@ -105,6 +105,7 @@ static const struct {
 #define TXT_REPLY_TOKEN "Invalid reply token"
 #define TXT_RETRY_ACCEPTED "The retry key is already accepted"
 #define TXT_NOT_FOUND "Not found"
+#define TXT_USER_ID "The value for the 'userId' parameter is invalid"
 #define TXT_AUTH_MISSING                                                                           \
     "Authorization header required. Must follow the scheme, 'Authorization: Bearer <ACCESS "       \
     "TOKEN>'"
@@ -832,9 +833,7 @@ static enum MHD_Result do_info(struct MHD_Connection *conn, req *r, const cfg_sh
 static enum MHD_Result do_link_token(struct MHD_Connection *conn, req *r, const char *user)
 {
     if (!user_id_ok(user))
-        return answer_msg(conn, r, MHD_HTTP_BAD_REQUEST,
-                          "The value for the 'userId' parameter is "
-                          "invalid");
+        return answer_msg(conn, r, MHD_HTTP_BAD_REQUEST, TXT_USER_ID);
     unsigned char b[32];
     random_bytes(b, sizeof b);
     static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -860,7 +859,6 @@ static enum MHD_Result do_link_token(struct MHD_Connection *conn, req *r, const 
 #define TXT_RM_NO_DEFAULT "no default richmenu"
 #define TXT_RM_ALIAS_CONFLICT "conflict richmenu alias id"
 #define TXT_RM_ALIAS_NOT_FOUND "richmenu alias not found"
-#define TXT_USER_ID "The value for the 'userId' parameter is invalid"
 #define RM_IMAGE_MAX ((size_t)1 << 20) /* LINE: at most 1 MB */
 #define RM_BULK_MAX 500
 
