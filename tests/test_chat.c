@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 
 #include "bus.h"
 #include "chat.h"
+#include "cli.h"
 #include "config.h"
 #include "daemon.h"
 #include "diag.h"
@@ -460,16 +462,24 @@ static void test_chat_refusals(void **state)
 #define RM_MENU(bar, areas)                                                                        \
     "{\"size\":{\"width\":2500,\"height\":843},\"selected\":true,\"name\":\"" bar                  \
     "\",\"chatBarText\":\"" bar "\",\"areas\":[" areas "]}"
-#define RM_MAIN                                                                                    \
-    RM_MENU("メニュー", RM_AREA(0, "{\"type\":\"postback\",\"label\":\"買う\",\"data\":\"buy="   \
-                                   "1\"}") "," RM_AREA(625, "{\"type\":\"message\",\"label\":"     \
-                                                            "\"在庫は?\",\"text\":"             \
-                                                            "\"在庫はありますか\"}") "," RM_AREA(  \
-                            1250, "{\"type\":\"uri\",\"label\":\"詳細\",\"uri\":\"https://shop." \
-                                  "example/\"}") "," RM_AREA(1875, "{\"type\":\"richmenuswitch\"," \
-                                                                   "\"label\":\"次へ\","         \
-                                                                   "\"richMenuAliasId\":\"page-"   \
-                                                                   "2\",\"data\":\"switch=2\"}"))
+#define RM_MAIN                                                                                                                 \
+    RM_MENU(                                                                                                                    \
+        "メニュー",                                                                                                             \
+        RM_AREA(                                                                                                                \
+            0,                                                                                                                  \
+            "{\"type\":\"postback\",\"label\":\"買う\",\"data\":\"buy="                                                       \
+            "1\"}") "," RM_AREA(625,                                                                                            \
+                                "{\"type\":\"message\",\"label\":"                                                              \
+                                "\"在庫は?\",\"text\":"                                                                      \
+                                "\"在庫はありますか\"}") "," RM_AREA(1250,                                                      \
+                                                                     "{\"type\":\"uri\","                                       \
+                                                                     "\"label\":\"詳細\",\"uri\":"                            \
+                                                                     "\"https://shop."                                          \
+                                                                     "example/\"}") "," RM_AREA(1875,                           \
+                                                                                                "{\"type\":\"richmenuswitch\"," \
+                                                                                                "\"label\":\"次へ\","         \
+                                                                                                "\"richMenuAliasId\":\"page-"   \
+                                                                                                "2\",\"data\":\"switch=2\"}"))
 #define RM_PAGE2                                                                                   \
     RM_MENU("ページ2", RM_AREA(0, "{\"type\":\"postback\",\"label\":\"戻る\",\"data\":\"page="   \
                                   "1\"}"))
@@ -515,6 +525,45 @@ static void rich_menu(env *e, const char *json, char id[48])
     char path[128];
     snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
     free(api(e, path, "image/png", png, sizeof png, 200));
+}
+
+/* Runs `kizuna sandbox -c FILE richmenu a USER [--json]` in-process against
+ * the test's sandbox; returns what it printed (malloc'd). */
+static char *cli_richmenu(env *e, const char *user, int json, int *rc)
+{
+    char conf[200], out_path[200];
+    snprintf(conf, sizeof conf, "%s/cli.conf", e->dir);
+    snprintf(out_path, sizeof out_path, "%s/cli.out", e->dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
+            "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
+            "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
+            "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
+            e->dir, e->sandbox_listen, e->store_url);
+    fclose(f);
+    char a0[] = "kizuna", a1[] = "sandbox", a2[] = "-c", a4[] = "richmenu", a5[] = "a",
+         a7[] = "--json", u[40];
+    snprintf(u, sizeof u, "%s", user);
+    char *argv[] = {a0, a1, a2, conf, a4, a5, u, a7, NULL};
+    fflush(stdout);
+    int saved = dup(1), fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 1);
+    close(fd);
+    *rc = cli_main(json ? 8 : 7, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    f = fopen(out_path, "r");
+    assert_non_null(f);
+    char *out = calloc(1, 8192);
+    assert_non_null(out);
+    size_t n = fread(out, 1, 8191, f);
+    out[n] = '\0';
+    fclose(f);
+    return out;
 }
 
 static void test_chat_rich_menu(void **state)
@@ -575,13 +624,8 @@ static void test_chat_rich_menu(void **state)
 
     /* what `kizuna sandbox richmenu` prints: U1 now has page 2 linked, U2
      * sees the default */
-    char url[256];
-    long status = 0;
-    char *resp = NULL, *text;
-    snprintf(url, sizeof url, "http://%s/sandbox/shops/a/users/" U2 "/richmenu", e->sandbox_listen);
-    assert_int_equal(sandbox_http("GET", url, NULL, &status, &resp, err, sizeof err), 0);
-    assert_int_equal(status, 200);
-    text = chat_render_richmenu(resp, NULL, 1);
+    char *text = cli_richmenu(e, U2, 0, &rc);
+    assert_int_equal(rc, 0);
     char expect[1024];
     snprintf(expect, sizeof expect,
              U2 " (shop a): rich menu %s \"メニュー\" (the shop's default), 2500x843\n"
@@ -593,10 +637,8 @@ static void test_chat_rich_menu(void **state)
              main_id);
     assert_string_equal(text, expect);
     free(text);
-    free(resp);
-    snprintf(url, sizeof url, "http://%s/sandbox/shops/a/users/" U1 "/richmenu", e->sandbox_listen);
-    assert_int_equal(sandbox_http("GET", url, NULL, &status, &resp, err, sizeof err), 0);
-    text = chat_render_richmenu(resp, NULL, 1);
+    text = cli_richmenu(e, U1, 0, &rc);
+    assert_int_equal(rc, 0);
     snprintf(expect, sizeof expect,
              U1 " (shop a): rich menu %s \"ページ2\" (linked to the user), 2500x843\n"
                 "chat bar: ページ2\n"
@@ -604,7 +646,14 @@ static void test_chat_rich_menu(void **state)
              page2);
     assert_string_equal(text, expect);
     free(text);
-    free(resp);
+    text = cli_richmenu(e, U1, 1, &rc);
+    assert_int_equal(rc, 0);
+    snprintf(expect, sizeof expect,
+             "{\"shop\":\"a\",\"userId\":\"" U1 "\",\"source\":\"user\",\"richMenuId\":\"%s\","
+             "\"richMenu\":{\"richMenuId\":\"%s\",",
+             page2, page2);
+    assert_memory_equal(text, expect, strlen(expect));
+    free(text);
 }
 
 int main(void)
