@@ -1162,7 +1162,7 @@ static void test_richmenu_aliases(void **state)
     EXPECT(&r, 200, "{\"aliases\":[]}");
 }
 
-static void test_richmenu_rate_limit(void **state)
+static void test_richmenu_rate_limit_and_faults(void **state)
 {
     env *e = *state;
     sandbox_rate rates[] = {{"richmenu_create", 1}};
@@ -1175,6 +1175,12 @@ static void test_richmenu_rate_limit(void **state)
     EXPECT(&r, 429, "{\"message\":\"The API rate limit has been exceeded. Try again later.\"}");
     post(e, "/v2/bot/richmenu/validate", "tok-a", NULL, MENU, &r);
     EXPECT(&r, 200, "{}");
+    /* faults reach rich menu calls like every /v2 call */
+    sandbox_faults f = {.error_rate = 1.0};
+    char err[256];
+    assert_int_equal(sandbox_set_faults(e->sb, &f, err, sizeof err), 0);
+    get(e, "/v2/bot/richmenu/list", "tok-a", &r);
+    EXPECT(&r, 500, "{\"message\":\"Internal server error\"}");
 }
 
 static void test_richmenu_survives_restart(void **state)
@@ -1268,7 +1274,7 @@ int main(void)
         T(test_richmenu_content),
         T(test_richmenu_links),
         T(test_richmenu_aliases),
-        TN(test_richmenu_rate_limit),
+        TN(test_richmenu_rate_limit_and_faults),
         T(test_richmenu_survives_restart),
         TN(test_richmenu_switch),
     };
