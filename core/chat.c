@@ -36,6 +36,18 @@ static const char *jstring(json_object *o, const char *key)
     return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
+static const char *jstr0(json_object *o, const char *key)
+{
+    const char *s = jstring(o, key);
+    return s != NULL ? s : "";
+}
+
+static long long jint(json_object *o, const char *key)
+{
+    json_object *v = jobj(o, key);
+    return v != NULL ? (long long)json_object_get_int64(v) : 0;
+}
+
 static size_t jlen(json_object *arr)
 {
     return arr != NULL && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
@@ -327,8 +339,9 @@ static void render_quick_reply(rend *r, json_object *msg)
     put(r, "\n");
 }
 
-/* Prefixes every line: "shop> " the first, six spaces the others. */
-static char *prefix_lines(const char *body)
+/* Prefixes every line: `first` the first (six columns), six spaces the
+ * others. */
+static char *prefix_lines_as(const char *body, const char *first_prefix)
 {
     char *out = NULL;
     size_t len = 0;
@@ -339,7 +352,7 @@ static char *prefix_lines(const char *body)
     int first = 1;
     while (*p != '\0') {
         size_t n = strcspn(p, "\n");
-        fputs(first ? "shop> " : "      ", f);
+        fputs(first ? first_prefix : "      ", f);
         for (size_t i = 0; i < n; i++) /* no terminal control from a message */
             fputc((unsigned char)p[i] < 0x20 && p[i] != '\t' ? '?' : p[i] == 0x7f ? '?' : p[i], f);
         fputc('\n', f);
@@ -349,9 +362,14 @@ static char *prefix_lines(const char *body)
             p++;
     }
     if (first)
-        fputs("shop> \n", f);
+        fprintf(f, "%s\n", first_prefix);
     fclose(f);
     return out;
+}
+
+static char *prefix_lines(const char *body)
+{
+    return prefix_lines_as(body, "shop> ");
 }
 
 static char *render_obj(json_object *msg, chat_actions *acts)
@@ -374,6 +392,61 @@ static char *render_obj(json_object *msg, chat_actions *acts)
     return out;
 }
 
+/* What an area's action carries, for the CLI's detailed view. */
+static void put_action_detail(rend *r, json_object *a)
+{
+    static const char *const keys[] = {"data",          "text", "uri", "richMenuAliasId",
+                                       "clipboardText", "mode"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = jstring(a, keys[i]);
+        if (v != NULL)
+            put(r, " %s=\"%s\"", keys[i], v);
+    }
+}
+
+static void put_area(rend *r, json_object *area, int detail)
+{
+    json_object *a = jobj(area, "action"), *b = jobj(area, "bounds");
+    put_action(r, a);
+    if (detail) {
+        put_action_detail(r, a);
+        put(r, " at %lld,%lld %lldx%lld", jint(b, "x"), jint(b, "y"), jint(b, "width"),
+            jint(b, "height"));
+    }
+    put(r, "\n");
+}
+
+char *chat_render_richmenu(const char *answer_json, chat_actions *acts, int detail)
+{
+    json_object *o = answer_json != NULL ? json_tokener_parse(answer_json) : NULL;
+    json_object *menu = jobj(o, "richMenu"), *size = jobj(menu, "size");
+    chat_actions local = {0};
+    rend r = {.acts = acts != NULL ? acts : &local};
+    r.f = open_memstream(&r.buf, &r.len);
+    if (r.f == NULL)
+        abort();
+    const char *bar = jstring(menu, "chatBarText"), *source = jstring(o, "source");
+    int mine = source != NULL && strcmp(source, "user") == 0;
+    if (detail)
+        put(&r, "%s (shop %s): rich menu %s \"%s\" (%s), %lldx%lld\nchat bar: %s\n",
+            jstr0(o, "userId"), jstr0(o, "shop"), jstr0(o, "richMenuId"), jstr0(menu, "name"),
+            mine ? "linked to the user" : "the shop's default", jint(size, "width"),
+            jint(size, "height"), bar ? bar : "");
+    else
+        put(&r, "%s\n", bar ? bar : "[rich menu]");
+    json_object *areas = jobj(menu, "areas");
+    for (size_t i = 0; i < jlen(areas); i++)
+        put_area(&r, json_object_array_get_idx(areas, i), detail);
+    fclose(r.f);
+    char *out = detail ? strdup(r.buf) : prefix_lines_as(r.buf, "menu> ");
+    free(r.buf);
+    chat_actions_clear(&local);
+    json_object_put(o);
+    if (out == NULL)
+        abort();
+    return out;
+}
+
 char *chat_render(const char *message_json, chat_actions *acts)
 {
     json_object *msg = message_json != NULL ? json_tokener_parse(message_json) : NULL;
@@ -391,9 +464,10 @@ typedef struct chat {
     int tty_in, tty_out;
     int at_prompt; /* "you> " is on screen with the cursor after it */
     chat_options o;
-    char base[600];    /* http://<sandbox>/sandbox/shops/<shop>/users/<user>/ */
-    size_t shown;      /* inbox messages shown so far */
-    chat_actions acts; /* of the last batch that had any */
+    char base[600];         /* http://<sandbox>/sandbox/shops/<shop>/users/<user>/ */
+    size_t shown;           /* inbox messages shown so far */
+    chat_actions acts;      /* of the last batch that had any */
+    chat_actions menu_acts; /* of the rich menu last shown */
 } chat;
 
 static int64_t now_ms(void)
@@ -561,11 +635,13 @@ static void help(chat *ch)
             "* /tap N         tap button or quick-reply item [N] of the last messages\n"
             "* /open N        open link [N] (also /click N)\n"
             "* /inbox         show every message again\n"
+            "* /menu [N]      show the rich menu; tap its area [N]\n"
             "* /help, /quit   this text; leave (also Ctrl-D)\n");
 }
 
-/* The action [n] of the last messages, parsed; NULL (and a message) if none. */
-static json_object *numbered(chat *ch, const char *arg)
+/* The action [n] of acts (the last messages' or the menu's), parsed; NULL
+ * (and a message) if none. */
+static json_object *numbered(chat *ch, const chat_actions *acts, const char *arg)
 {
     if (*arg == '\0') {
         say(ch, "! which one? /tap N or /open N, N a number shown as [N]\n");
@@ -575,14 +651,17 @@ static json_object *numbered(chat *ch, const char *arg)
     long n = strtol(arg, &end, 10);
     while (*end == ' ')
         end++;
-    if (end == arg || *end != '\0' || n < 1 || (size_t)n > ch->acts.n) {
-        if (ch->acts.n == 0)
-            say(ch, "! nothing to tap: no message with buttons yet\n");
+    int is_menu = acts == &ch->menu_acts;
+    if (end == arg || *end != '\0' || n < 1 || (size_t)n > acts->n) {
+        if (acts->n == 0)
+            say(ch, "! nothing to tap: %s\n",
+                is_menu ? "the rich menu has no areas" : "no message with buttons yet");
         else
-            say(ch, "! no [%s]: the last messages have [1]..[%zu]\n", arg, ch->acts.n);
+            say(ch, "! no [%s]: %s [1]..[%zu]\n", arg,
+                is_menu ? "the rich menu has" : "the last messages have", acts->n);
         return NULL;
     }
-    return json_tokener_parse(ch->acts.json[n - 1]);
+    return json_tokener_parse(acts->json[n - 1]);
 }
 
 static void open_link(chat *ch, json_object *a)
@@ -591,11 +670,11 @@ static void open_link(chat *ch, json_object *a)
     say(ch, "opened %s\n", uri ? uri : "");
 }
 
-static void tap(chat *ch, const char *arg, int open_only)
+static void switch_menu(chat *ch, json_object *a, const char *arg);
+
+/* Does what tapping action a (shown as [arg]) does in LINE. */
+static void tap_action(chat *ch, json_object *a, const char *arg, int open_only)
 {
-    json_object *a = numbered(ch, arg);
-    if (a == NULL)
-        return;
     const char *type = jstring(a, "type") ? jstring(a, "type") : "";
     const char *label = action_label(a);
     int link = strcmp(type, "uri") == 0;
@@ -620,10 +699,98 @@ static void tap(chat *ch, const char *arg, int open_only)
     } else if (strcmp(type, "clipboard") == 0) {
         const char *text = jstring(a, "clipboardText");
         say(ch, "* copied %s\n", text ? text : "");
+    } else if (strcmp(type, "richmenuswitch") == 0) {
+        switch_menu(ch, a, arg);
     } else {
         say(ch, "* [%s] %s: %s is not available in the chat\n", arg, label, action_kind(type));
     }
+}
+
+static void tap(chat *ch, const char *arg, int open_only)
+{
+    json_object *a = numbered(ch, &ch->acts, arg);
+    if (a == NULL)
+        return;
+    tap_action(ch, a, arg, open_only);
     json_object_put(a);
+}
+
+/* GET the user's rich menu: 0 with the answer (malloc'd), 1 when the user
+ * has none (said so), -1 on error (said so). */
+static int fetch_menu(chat *ch, char **resp)
+{
+    char url[700], err[512];
+    snprintf(url, sizeof url, "%srichmenu", ch->base);
+    long status = 0;
+    *resp = NULL;
+    if (sandbox_http("GET", url, NULL, &status, resp, err, sizeof err) != 0) {
+        say(ch, "! cannot reach the LINE sandbox: %s\n", err);
+        return -1;
+    }
+    if (status == 200)
+        return 0;
+    char msg[512];
+    answer_message(*resp, msg, sizeof msg);
+    free(*resp);
+    *resp = NULL;
+    if (status == 404) {
+        say(ch, "* '%s' shows you no rich menu\n", ch->shop);
+        return 1;
+    }
+    say(ch, "! the sandbox answered %ld: %s\n", status, msg);
+    return -1;
+}
+
+/* /menu shows the user's rich menu; /menu N taps its area N. The menu is
+ * fetched each time: a switch or a link by the shop changes it. */
+static void menu(chat *ch, const char *arg)
+{
+    char *resp;
+    if (fetch_menu(ch, &resp) != 0)
+        return;
+    chat_actions_clear(&ch->menu_acts);
+    char *text = chat_render_richmenu(resp, &ch->menu_acts, 0);
+    free(resp);
+    if (*arg == '\0')
+        say(ch, "%s", text);
+    free(text);
+    if (*arg == '\0')
+        return;
+    json_object *a = numbered(ch, &ch->menu_acts, arg);
+    if (a == NULL)
+        return;
+    tap_action(ch, a, arg, 0);
+    json_object_put(a);
+}
+
+/* A richmenuswitch tap: the sandbox switches the menu and sends the
+ * postback LINE sends; then the new menu shows. */
+static void switch_menu(chat *ch, json_object *a, const char *arg)
+{
+    char url[700], err[512];
+    snprintf(url, sizeof url, "%srichmenuswitch", ch->base);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "richMenuAliasId",
+                           json_object_new_string(jstr0(a, "richMenuAliasId")));
+    json_object_object_add(o, "data", json_object_new_string(jstr0(a, "data")));
+    long status = 0;
+    char *resp = NULL;
+    int rc = sandbox_http("POST", url, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                          &status, &resp, err, sizeof err);
+    json_object_put(o);
+    if (rc != 0) {
+        say(ch, "! cannot reach the LINE sandbox: %s\n", err);
+    } else if (status != 200) {
+        char msg[512];
+        answer_message(resp, msg, sizeof msg);
+        say(ch, "! richmenuswitch: %s\n", msg);
+    } else {
+        say(ch, "* tapped [%s] %s: rich menu '%s'\n", arg, action_label(a),
+            jstr0(a, "richMenuAliasId"));
+        menu(ch, "");
+        wait_answers(ch);
+    }
+    free(resp);
 }
 
 static void show_all(chat *ch)
@@ -676,6 +843,8 @@ static int handle(chat *ch, char *line)
         tap(ch, arg, 1);
     } else if (strcmp(cmd, "inbox") == 0) {
         show_all(ch);
+    } else if (strcmp(cmd, "menu") == 0) {
+        menu(ch, arg);
     } else if (strcmp(cmd, "help") == 0) {
         help(ch);
     } else {
@@ -790,6 +959,7 @@ int chat_run_opts(const cfg *c, const char *shop, const char *user, FILE *in, FI
     fflush(out);
     free(line);
     chat_actions_clear(&ch.acts);
+    chat_actions_clear(&ch.menu_acts);
     return 0;
 }
 

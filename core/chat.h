@@ -51,4 +51,13 @@ void chat_actions_clear(chat_actions *a);
  * "[unreadable message]"). */
 char *chat_render(const char *message_json, chat_actions *acts);
 
+/* Renders a user's rich menu, as the sandbox answers
+ * GET /sandbox/shops/<shop>/users/<user>/richmenu: its chat bar text, then
+ * one numbered line per area with its action ("[1] 買う (postback)"),
+ * appended to acts as chat_render does. The chat's view (detail 0) starts
+ * with "menu> " and indents the rest; the detailed view (detail 1, `kizuna
+ * sandbox richmenu`) adds the menu's id, name, size and whose it is, and per
+ * area what its action carries and its bounds. Returns malloc'd text. */
+char *chat_render_richmenu(const char *answer_json, chat_actions *acts, int detail);
+
 #endif

@@ -44,6 +44,7 @@ static const char usage[] =
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
     "                                   play a LINE user against the running sandbox\n"
     "  sandbox -c FILE inbox SHOP USER [--json]   what the user received\n"
+    "  sandbox -c FILE richmenu SHOP USER [--json] the rich menu the user sees\n"
     "  chat    -c FILE SHOP USER          chat as a LINE user in the terminal (docs/chat.md)\n"
     "  version                          print versions\n"
     "\n"
@@ -678,7 +679,8 @@ static int cmd_sandbox(const args *a)
         return 2;
     const char *what = a->nrest > 0 ? a->rest[0] : "";
     int action = sandbox_action_parse(what);
-    int inbox = strcmp(what, "inbox") == 0;
+    int richmenu = strcmp(what, "richmenu") == 0;
+    int inbox = richmenu || strcmp(what, "inbox") == 0; /* both GET a view of the user */
     int serve = strcmp(what, "serve") == 0;
     int want = serve ? 1 : action == SANDBOX_SAY || action == SANDBOX_POSTBACK ? 4 : 3;
     if ((!serve && !inbox && action < 0) || a->nrest != want) {
@@ -686,7 +688,8 @@ static int cmd_sandbox(const args *a)
                         "       kizuna sandbox -c FILE follow|unfollow SHOP USER\n"
                         "       kizuna sandbox -c FILE say SHOP USER TEXT\n"
                         "       kizuna sandbox -c FILE postback SHOP USER DATA\n"
-                        "       kizuna sandbox -c FILE inbox SHOP USER [--json]\n");
+                        "       kizuna sandbox -c FILE inbox SHOP USER [--json]\n"
+                        "       kizuna sandbox -c FILE richmenu SHOP USER [--json]\n");
         return 2;
     }
     cfg *c = load_config(a->config, "sandbox");
@@ -724,6 +727,10 @@ static int cmd_sandbox(const args *a)
         exit_code = 1;
     } else if (inbox && a->json) {
         printf("%s\n", resp);
+    } else if (richmenu) {
+        char *text = chat_render_richmenu(resp, NULL, 1);
+        fputs(text, stdout);
+        free(text);
     } else if (inbox) {
         print_inbox(resp);
     } else {

@@ -630,9 +630,11 @@ static void k_admin_remote(ctx *x, config_setting_t *s, const char *path)
 
 /* sandbox.h's sandbox_endpoint_names; repeated so config does not depend on
  * the sandbox module. */
-static const char *const sandbox_endpoints[] = {"reply",     "push",     "multicast",  "narrowcast",
-                                                "broadcast", "validate", "progress",   "profile",
-                                                "quota",     "info",     "link_token", NULL};
+static const char *const sandbox_endpoints[] = {
+    "reply",      "push",     "multicast",       "narrowcast",      "broadcast",
+    "validate",   "progress", "profile",         "quota",           "info",
+    "link_token", "richmenu", "richmenu_create", "richmenu_delete", "richmenu_alias_delete",
+    NULL};
 
 static void k_sbx_listen(ctx *x, config_setting_t *s, const char *path)
 {
@@ -815,9 +817,18 @@ static void k_api(ctx *x, config_setting_t *s, const char *path)
 
 /* The endpoints kizuna's sender sends to, and the rate classes of other
  * calls (sender.c: rate_class). */
-static const char *const send_endpoints[] = {"reply",     "push",           "multicast",
-                                             "broadcast", "narrowcast",     "call",
-                                             "richmenu",  "richmenu_batch", NULL};
+static const char *const send_endpoints[] = {"reply",
+                                             "push",
+                                             "multicast",
+                                             "broadcast",
+                                             "narrowcast",
+                                             "call",
+                                             "richmenu_create",
+                                             "richmenu_delete",
+                                             "richmenu_alias_delete",
+                                             "richmenu_batch_progress",
+                                             "richmenu_batch",
+                                             NULL};
 
 static void k_line_rate_limits(ctx *x, config_setting_t *s, const char *path)
 {

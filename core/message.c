@@ -41,6 +41,13 @@
 #define LABEL_MAX 20            /* template and quick reply action labels */
 #define LABEL_IMAGE_CAROUSEL 12 /* image carousel action label */
 #define POSTBACK_DATA_MAX 300
+#define RICH_MENU_ALIAS_MAX 32
+#define RICH_MENU_AREAS_MAX 20
+#define RICH_MENU_NAME_MAX 300
+#define RICH_MENU_CHAT_BAR_MAX 14
+#define RICH_MENU_WIDTH_MIN 800
+#define RICH_MENU_WIDTH_MAX 2500
+#define RICH_MENU_HEIGHT_MIN 250
 #define ACTION_TEXT_MAX 300 /* message text, displayText, fillInText */
 #define FLEX_BUBBLE_BYTES (30 * 1024)
 #define FLEX_CAROUSEL_BYTES (50 * 1024)
@@ -467,7 +474,8 @@ enum action_ctx {
     ACT_TEMPLATE,       /* buttons, confirm, carousel actions: label required, <= 20 */
     ACT_DEFAULT,        /* template defaultAction: label optional, <= 20 */
     ACT_IMAGE_CAROUSEL, /* image carousel column action: label optional, <= 12 */
-    ACT_QUICK_REPLY     /* quick reply button: label required, <= 20 */
+    ACT_QUICK_REPLY,    /* quick reply button: label required, <= 20 */
+    ACT_RICH_MENU       /* rich menu area: label optional, <= 20 */
 };
 
 static const char *const template_actions[] = {"postback",       "message",   "uri",
@@ -475,11 +483,24 @@ static const char *const template_actions[] = {"postback",       "message",   "u
 static const char *const quick_reply_actions[] = {"postback",       "message",   "uri",
                                                   "datetimepicker", "camera",    "cameraRoll",
                                                   "location",       "clipboard", NULL};
+static const char *const rich_menu_actions[] = {
+    "postback", "message",    "uri",      "datetimepicker", "richmenuswitch",
+    "camera",   "cameraRoll", "location", "clipboard",      NULL};
 /* Every action type kizuna knows, in the order of the enum below. */
-static const char *const action_kinds[] = {"postback",       "message",   "uri",
-                                           "datetimepicker", "clipboard", "camera",
-                                           "cameraRoll",     "location",  NULL};
-enum { A_POSTBACK, A_MESSAGE, A_URI, A_DATETIME, A_CLIPBOARD, A_CAMERA, A_CAMERA_ROLL, A_LOCATION };
+static const char *const action_kinds[] = {
+    "postback", "message",    "uri",      "datetimepicker", "clipboard",
+    "camera",   "cameraRoll", "location", "richmenuswitch", NULL};
+enum {
+    A_POSTBACK,
+    A_MESSAGE,
+    A_URI,
+    A_DATETIME,
+    A_CLIPBOARD,
+    A_CAMERA,
+    A_CAMERA_ROLL,
+    A_LOCATION,
+    A_RICHMENU_SWITCH
+};
 
 static int action_kind(const char *type)
 {
@@ -565,8 +586,10 @@ static void check_action(vctx *v, json_object *a, enum action_ctx ctx)
     const char *type = req_str(v, a, "type", 0, COUNT_UTF16);
     if (type == NULL)
         return;
-    if (check_enum(v, "type", type,
-                   ctx == ACT_QUICK_REPLY ? quick_reply_actions : template_actions) < 0)
+    const char *const *allowed = ctx == ACT_QUICK_REPLY ? quick_reply_actions
+                                 : ctx == ACT_RICH_MENU ? rich_menu_actions
+                                                        : template_actions;
+    if (check_enum(v, "type", type, allowed) < 0)
         return;
     int t = action_kind(type);
 
@@ -608,6 +631,10 @@ static void check_action(vctx *v, json_object *a, enum action_ctx ctx)
         break;
     case A_CLIPBOARD:
         req_str(v, a, "clipboardText", CLIPBOARD_MAX, COUNT_UTF16);
+        break;
+    case A_RICHMENU_SWITCH:
+        req_str(v, a, "richMenuAliasId", RICH_MENU_ALIAS_MAX, COUNT_UTF16);
+        req_str_ex(v, a, "data", POSTBACK_DATA_MAX, COUNT_UTF16, true, NULL);
         break;
     default: /* camera, cameraRoll, location: label only */
         break;
@@ -1254,6 +1281,12 @@ static int parse(const char *text, size_t len, json_object **out, message_error 
     return KZ_EINVAL;
 }
 
+int message_parse_body(const char *text, size_t len, json_object **out, message_error *e)
+{
+    memset(e, 0, sizeof *e);
+    return parse(text, len, out, e);
+}
+
 static int run(const char *json, size_t len, int max, message_error *out, bool request)
 {
     message_error local;
@@ -1287,6 +1320,106 @@ int message_validate(const char *json, size_t len, int max_messages, message_err
 int message_validate_request(const char *body, size_t len, int max_messages, message_error *out)
 {
     return run(body, len, max_messages, out, true);
+}
+
+/* ---- rich menus -------------------------------------------------------- */
+
+/* size: LINE's image rules (width 800..2500, height >= 250, width/height
+ * >= 1.45). LINE's wording for the last two is not published: the texts
+ * are kizuna's, in LINE's style. */
+static bool check_rich_menu_size(vctx *v, json_object *size, int64_t *w, int64_t *h)
+{
+    size_t old = path_key(&v->p, "size");
+    int bad = req_int(v, size, "width", 1, w) | req_int(v, size, "height", 1, h);
+    if (bad == 0 && (*w < RICH_MENU_WIDTH_MIN || *w > RICH_MENU_WIDTH_MAX)) {
+        fail(v, "width", "Must be between %d and %d", RICH_MENU_WIDTH_MIN, RICH_MENU_WIDTH_MAX);
+        bad = -1;
+    }
+    if (bad == 0 && *h < RICH_MENU_HEIGHT_MIN) {
+        fail(v, "height", "Must be greater than or equal to %d", RICH_MENU_HEIGHT_MIN);
+        bad = -1;
+    }
+    if (bad == 0 && *w * 100 < *h * 145) {
+        fail(v, NULL, "The aspect ratio (width / height) must be at least 1.45");
+        bad = -1;
+    }
+    path_restore(&v->p, old);
+    return bad == 0;
+}
+
+/* One area: bounds inside the menu (when its size is known) and an action. */
+static void check_rich_menu_area(vctx *v, json_object *area, int64_t w, int64_t h)
+{
+    if (!json_object_is_type(area, json_type_object)) {
+        fail(v, NULL, "Must be an object");
+        return;
+    }
+    json_object *b = req_obj(v, area, "bounds");
+    if (b != NULL) {
+        size_t old = path_key(&v->p, "bounds");
+        int64_t x = 0, y = 0, bw = 0, bh = 0;
+        int bad = req_int(v, b, "x", 0, &x) | req_int(v, b, "y", 0, &y) |
+                  req_int(v, b, "width", 1, &bw) | req_int(v, b, "height", 1, &bh);
+        if (bad == 0 && w > 0 && (x + bw > w || y + bh > h))
+            fail(v, NULL, "The area must lie within the rich menu (%" PRId64 "x%" PRId64 ")", w, h);
+        path_restore(&v->p, old);
+    }
+    check_action_key(v, area, "action", true, ACT_RICH_MENU);
+}
+
+static void check_rich_menu(vctx *v, json_object *root)
+{
+    int64_t w = 0, h = 0;
+    json_object *size = req_obj(v, root, "size");
+    if (size != NULL && !check_rich_menu_size(v, size, &w, &h))
+        w = h = 0;
+    json_object *sel = get(root, "selected");
+    if (sel == NULL)
+        fail(v, "selected", "May not be null");
+    else if (!json_object_is_type(sel, json_type_boolean))
+        fail(v, "selected", "Must be a boolean");
+    req_str(v, root, "name", RICH_MENU_NAME_MAX, COUNT_UTF16);
+    req_str(v, root, "chatBarText", RICH_MENU_CHAT_BAR_MAX, COUNT_UTF16);
+    json_object *areas = get(root, "areas");
+    if (areas == NULL) {
+        fail(v, "areas", "May not be null");
+        return;
+    }
+    if (!json_object_is_type(areas, json_type_array)) {
+        fail(v, "areas", "Must be an array");
+        return;
+    }
+    size_t n = json_object_array_length(areas);
+    if (n > RICH_MENU_AREAS_MAX) {
+        fail(v, "areas", "Size must be between 0 and %d", RICH_MENU_AREAS_MAX);
+        return;
+    }
+    size_t old = path_key(&v->p, "areas");
+    for (size_t i = 0; i < n; i++) {
+        size_t o2 = path_index(&v->p, i);
+        check_rich_menu_area(v, json_object_array_get_idx(areas, i), w, h);
+        path_restore(&v->p, o2);
+    }
+    path_restore(&v->p, old);
+}
+
+int message_validate_rich_menu(const char *body, size_t len, message_error *out)
+{
+    message_error local;
+    message_error *e = out != NULL ? out : &local;
+    memset(e, 0, sizeof *e);
+    json_object *root;
+    int rc = parse(body, len, &root, e);
+    if (rc != 0)
+        return rc;
+    vctx v = {.err = e};
+    if (!json_object_is_type(root, json_type_object))
+        fail_at(&v, "", "The request body must be a JSON object");
+    else
+        check_rich_menu(&v, root);
+    json_object_put(root);
+    finish(e);
+    return e->total > 0 ? KZ_EINVAL : 0;
 }
 
 /* ---- rendering --------------------------------------------------------- */

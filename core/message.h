@@ -81,6 +81,23 @@ int message_validate(const char *json, size_t len, int max_messages, message_err
  * not checked. */
 int message_validate_request(const char *body, size_t len, int max_messages, message_error *out);
 
+/* Validates a rich menu object (RichMenuRequest: what create and validate
+ * rich menu take) in body[len]: size (width 800..2500, height >= 250,
+ * width/height >= 1.45), selected, name (<= 300), chatBarText (<= 14),
+ * areas (<= 20), each with bounds inside the size and an action of a type a
+ * rich menu allows (postback, message, uri, datetimepicker, richmenuswitch,
+ * camera, cameraRoll, location, clipboard), checked by the same action
+ * rules as messages. Paths are relative to the body ("areas[0].action.uri").
+ * Returns and fills out like message_validate. */
+int message_validate_rich_menu(const char *body, size_t len, message_error *out);
+
+/* Parses a request body as JSON: 0 with *out (the caller puts it), or
+ * KZ_EINVAL with e->message LINE's "The request body could not be parsed
+ * as JSON (line: L, column: C)" (trailing text counts as an error, as on
+ * LINE); KZ_ENOMEM. */
+struct json_object;
+int message_parse_body(const char *text, size_t len, struct json_object **out, message_error *e);
+
 /* Renders e as LINE's error JSON ({"message": ..., "details": [...]},
  * "details" omitted when empty) into buf[buflen], always NUL-terminated when
  * buflen > 0. Returns the length the whole text needs (as snprintf does), so

@@ -12,13 +12,17 @@
  *   GET  /v2/bot/message/quota, /v2/bot/message/quota/consumption
  *   GET  /v2/bot/profile/{userId}, /v2/bot/info
  *   POST /v2/bot/user/{userId}/linkToken
+ *   rich menus: /v2/bot/richmenu (create, validate, get, list, delete,
+ *   content upload and download, bulk link/unlink, aliases),
+ *   /v2/bot/user/all/richmenu (default), /v2/bot/user/{userId}/richmenu
  *
  * Channels are the shops of the config that have a `line` group: the
  * `Authorization: Bearer <token>` of a request picks the shop whose
  * line.access_token it is. Every answer carries `x-line-request-id`.
  *
  * State (what each user received, users and their follow state, retry keys,
- * reply tokens, rate windows, monthly usage) lives in the sandbox's own
+ * reply tokens, rate windows, monthly usage, rich menus with their images,
+ * links and aliases) lives in the sandbox's own
  * store (o->store_url, store.h "sandbox"), so it survives a crash or restart
  * of the daemon or of the sandbox. Every delivered message is recorded (one
  * inbox row per recipient per message) in the same transaction as its retry
@@ -31,7 +35,8 @@
  * Playing users: sandbox_play (or `POST /sandbox/shops/<shop>/users/<user>/
  * {follow,unfollow,say,postback}`) sends the daemon a signed LINE webhook as
  * that user; `GET /sandbox/shops/<shop>/users/<user>/inbox` shows what the
- * user received.
+ * user received; `GET …/richmenu` the rich menu the user sees and
+ * `POST …/richmenuswitch` plays a tap on a rich menu switch area.
  *
  * Ownership: the sandbox borrows o->c (it must outlive sandbox_stop) and
  * copies every other option. Thread: start/stop from one thread; requests run
@@ -74,8 +79,10 @@ typedef struct sandbox_options {
 
 /* The rate-limited endpoint names, NULL-terminated, in the order of their
  * defaults: reply, push, multicast, narrowcast, broadcast, validate,
- * progress, profile, quota, info, link_token. `validate` covers the five
- * validate calls, `quota` both quota calls. */
+ * progress, profile, quota, info, link_token, richmenu, richmenu_create,
+ * richmenu_delete, richmenu_alias_delete. `validate` covers the five
+ * validate calls, `quota` both quota calls, `richmenu` every rich menu call
+ * without a limit of its own. */
 extern const char *const sandbox_endpoint_names[];
 
 /* Options from the config's kizuna.sandbox group (listen, store,
@@ -108,6 +115,14 @@ enum sandbox_action { SANDBOX_FOLLOW, SANDBOX_UNFOLLOW, SANDBOX_SAY, SANDBOX_POS
  * status and body in err when the daemon refused or could not be reached. */
 int sandbox_play(sandbox *sb, const char *shop, const char *user, enum sandbox_action action,
                  const char *text_or_data, char *err, size_t errlen);
+
+/* Plays a tap on a richmenuswitch area: links the menu of `alias` to the
+ * user (as LINE does) and sends the postback webhook LINE sends for it,
+ * with `data` and params {newRichMenuAliasId, status} — status SUCCESS,
+ * RICHMENU_ALIAS_ID_NOTFOUND or RICHMENU_NOTFOUND. Returns as
+ * sandbox_play. */
+int sandbox_richmenu_switch(sandbox *sb, const char *shop, const char *user, const char *alias,
+                            const char *data, char *err, size_t errlen);
 
 /* Issues a reply token for user of shop as a webhook would, without sending
  * one (tests, tools): token receives 32 hex digits and a NUL. */

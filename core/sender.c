@@ -199,30 +199,50 @@ static void outcome_free(outcome *o)
 
 static const cfg_shop *shop_of(const sender *s, const char *id);
 
-/* Rate classes of calls beside the send kinds: LINE limits creating and
- * deleting rich menus (and aliases, and batch progress) to 100 an hour,
- * batch replacement to 3 an hour, the rest to 2,000 a second. */
-enum { RATE_CALL = OUTBOX_CALL, RATE_RICHMENU, RATE_RICHMENU_BATCH };
+/* Rate buckets of calls beside the send kinds. LINE limits per endpoint
+ * (method + path template): creating a rich menu, deleting one, deleting an
+ * alias and reading batch progress to 100 an hour each, batch replacement
+ * to 3 an hour, everything else to 2,000 a second (shared here: the sum
+ * stays under each endpoint's limit). Names as the sandbox's. */
+enum {
+    RATE_CALL = OUTBOX_CALL,
+    RATE_RM_CREATE,
+    RATE_RM_DELETE,
+    RATE_RM_ALIAS_DELETE,
+    RATE_RM_BATCH_PROGRESS,
+    RATE_RM_BATCH,
+    RATE_LAST = RATE_RM_BATCH
+};
+
+static const char *const rate_names[] = {"call",
+                                         "richmenu_create",
+                                         "richmenu_delete",
+                                         "richmenu_alias_delete",
+                                         "richmenu_batch_progress",
+                                         "richmenu_batch"};
 
 static int rate_class(const store_outbox *o)
 {
     if (o->kind != OUTBOX_CALL)
         return o->kind;
     const char *m = o->method ? o->method : "POST", *p = o->endpoint;
-    if (strcmp(m, "POST") == 0 && strcmp(p, "/v2/bot/richmenu/batch") == 0)
-        return RATE_RICHMENU_BATCH;
-    if ((strcmp(m, "POST") == 0 && strcmp(p, "/v2/bot/richmenu") == 0) ||
-        (strcmp(m, "DELETE") == 0 && strncmp(p, "/v2/bot/richmenu/", 17) == 0) ||
-        (strcmp(m, "GET") == 0 && strncmp(p, "/v2/bot/richmenu/progress/batch", 31) == 0))
-        return RATE_RICHMENU;
+    int post = strcmp(m, "POST") == 0, del = strcmp(m, "DELETE") == 0;
+    if (post && strcmp(p, "/v2/bot/richmenu/batch") == 0)
+        return RATE_RM_BATCH;
+    if (post && strcmp(p, "/v2/bot/richmenu") == 0)
+        return RATE_RM_CREATE;
+    if (del && strncmp(p, "/v2/bot/richmenu/alias/", 23) == 0)
+        return RATE_RM_ALIAS_DELETE;
+    if (del && strncmp(p, "/v2/bot/richmenu/", 17) == 0 && strchr(p + 17, '/') == NULL)
+        return RATE_RM_DELETE;
+    if (strcmp(m, "GET") == 0 && strncmp(p, "/v2/bot/richmenu/progress/batch", 31) == 0)
+        return RATE_RM_BATCH_PROGRESS;
     return RATE_CALL;
 }
 
 static const char *rate_name(int cls)
 {
-    return cls == RATE_RICHMENU         ? "richmenu"
-           : cls == RATE_RICHMENU_BATCH ? "richmenu_batch"
-                                        : kind_name(cls);
+    return cls >= RATE_CALL && cls <= RATE_LAST ? rate_names[cls - RATE_CALL] : kind_name(cls);
 }
 
 /* LINE's documented limits (line-api-notes §2.5): per second, except
@@ -232,12 +252,11 @@ static const char *rate_name(int cls)
 static double rate_limit(const sender *s, const char *shop, int cls, int64_t *window_ms)
 {
     static const double defaults[] = {0, 2000, 2000, 200, 60, 60};
-    int hourly = cls == KZ_LINE_BROADCAST || cls == KZ_LINE_NARROWCAST || cls == RATE_RICHMENU ||
-                 cls == RATE_RICHMENU_BATCH;
+    int hourly = cls == KZ_LINE_BROADCAST || cls == KZ_LINE_NARROWCAST || cls > RATE_CALL;
     *window_ms = hourly ? 3600000 : 1000;
     double v = cls >= KZ_LINE_REPLY && cls <= KZ_LINE_NARROWCAST ? defaults[cls]
-               : cls == RATE_RICHMENU                            ? 100
-               : cls == RATE_RICHMENU_BATCH                      ? 3
+               : cls == RATE_RM_BATCH                            ? 3
+               : cls > RATE_CALL                                 ? 100
                                                                  : 2000;
     for (size_t i = 0; i < s->o.nrates; i++)
         if (strcmp(s->rates[i].endpoint, rate_name(cls)) == 0 && s->rates[i].per_second > 0)
@@ -1200,7 +1219,7 @@ int sender_start(const sender_options *o, sender **out, char *err, size_t errlen
             int known = 0;
             for (int k = KZ_LINE_REPLY; k <= KZ_LINE_NARROWCAST; k++)
                 known |= ep != NULL && strcmp(ep, kind_names[k]) == 0;
-            for (int k = RATE_CALL; k <= RATE_RICHMENU_BATCH; k++)
+            for (int k = RATE_CALL; k <= RATE_LAST; k++)
                 known |= ep != NULL && strcmp(ep, rate_name(k)) == 0;
             if (!known || !(o->rates[i].per_second > 0)) {
                 char m[160];

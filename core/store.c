@@ -152,6 +152,29 @@ static const char *const migrations[] = {
     "ALTER TABLE outbox ADD COLUMN content_type TEXT;"
     "ALTER TABLE outbox ADD COLUMN data_api INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE outbox ADD COLUMN plugin TEXT;",
+    /* 5: the sandbox's rich menus (store.h, "sandbox: rich menus"). The
+     * image lives in the menu's row (one menu, at most one image, never
+     * replaced); a rowid table keeps the up-to-1 MB blobs out of a
+     * WITHOUT ROWID b-tree and gives the creation order for the list.
+     * Links: user '' is the shop's default menu. */
+    "CREATE TABLE sbx_richmenus("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " image_type TEXT,"
+    " image BLOB,"
+    " UNIQUE(shop, id));"
+    "CREATE TABLE sbx_richmenu_links("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " richmenu TEXT NOT NULL,"
+    " PRIMARY KEY(shop, user)) WITHOUT ROWID;"
+    "CREATE TABLE sbx_richmenu_aliases("
+    " shop TEXT NOT NULL,"
+    " alias TEXT NOT NULL,"
+    " richmenu TEXT NOT NULL,"
+    " PRIMARY KEY(shop, alias)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -205,6 +228,22 @@ enum stmt_id {
     Q_SBX_RATE_HIT,
     Q_SBX_USAGE_GET,
     Q_SBX_USAGE_ADD,
+    Q_SBX_RM_ADD,
+    Q_SBX_RM_GET,
+    Q_SBX_RM_LIST,
+    Q_SBX_RM_DEL,
+    Q_SBX_RM_DEL_LINKS,
+    Q_SBX_RM_DEL_ALIASES,
+    Q_SBX_RM_IMAGE_PUT,
+    Q_SBX_RM_IMAGE_GET,
+    Q_SBX_RM_LINK_PUT,
+    Q_SBX_RM_LINK_DEL,
+    Q_SBX_RM_LINK_GET,
+    Q_SBX_RM_ALIAS_ADD,
+    Q_SBX_RM_ALIAS_SET,
+    Q_SBX_RM_ALIAS_GET,
+    Q_SBX_RM_ALIAS_DEL,
+    Q_SBX_RM_ALIASES,
     Q_OB_ADD,
     Q_OB_DUE,
     Q_OB_RETRY,
@@ -305,6 +344,30 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SBX_USAGE_GET] = "SELECT count FROM sbx_usage WHERE shop = ?1 AND month = ?2",
     [Q_SBX_USAGE_ADD] = "INSERT INTO sbx_usage(shop, month, count) VALUES(?1, ?2, ?3)"
                         " ON CONFLICT(shop, month) DO UPDATE SET count = count + excluded.count",
+    [Q_SBX_RM_ADD] = "INSERT INTO sbx_richmenus(shop, id, body) VALUES(?1, ?2, ?3)",
+    [Q_SBX_RM_GET] =
+        "SELECT body, image IS NOT NULL FROM sbx_richmenus WHERE shop = ?1 AND id = ?2",
+    [Q_SBX_RM_LIST] = "SELECT id, body FROM sbx_richmenus WHERE shop = ?1 ORDER BY seq",
+    [Q_SBX_RM_DEL] = "DELETE FROM sbx_richmenus WHERE shop = ?1 AND id = ?2",
+    [Q_SBX_RM_DEL_LINKS] = "DELETE FROM sbx_richmenu_links WHERE shop = ?1 AND richmenu = ?2",
+    [Q_SBX_RM_DEL_ALIASES] = "DELETE FROM sbx_richmenu_aliases WHERE shop = ?1 AND richmenu = ?2",
+    [Q_SBX_RM_IMAGE_PUT] = "UPDATE sbx_richmenus SET image_type = ?3, image = ?4"
+                           " WHERE shop = ?1 AND id = ?2 AND image IS NULL",
+    [Q_SBX_RM_IMAGE_GET] = "SELECT image_type, image FROM sbx_richmenus"
+                           " WHERE shop = ?1 AND id = ?2 AND image IS NOT NULL",
+    [Q_SBX_RM_LINK_PUT] = "INSERT INTO sbx_richmenu_links(shop, user, richmenu) VALUES(?1, ?2, ?3)"
+                          " ON CONFLICT(shop, user) DO UPDATE SET richmenu = excluded.richmenu",
+    [Q_SBX_RM_LINK_DEL] = "DELETE FROM sbx_richmenu_links WHERE shop = ?1 AND user = ?2",
+    [Q_SBX_RM_LINK_GET] = "SELECT richmenu FROM sbx_richmenu_links WHERE shop = ?1 AND user = ?2",
+    [Q_SBX_RM_ALIAS_ADD] = "INSERT INTO sbx_richmenu_aliases(shop, alias, richmenu)"
+                           " VALUES(?1, ?2, ?3) ON CONFLICT(shop, alias) DO NOTHING",
+    [Q_SBX_RM_ALIAS_SET] = "UPDATE sbx_richmenu_aliases SET richmenu = ?3"
+                           " WHERE shop = ?1 AND alias = ?2",
+    [Q_SBX_RM_ALIAS_GET] =
+        "SELECT richmenu FROM sbx_richmenu_aliases WHERE shop = ?1 AND alias = ?2",
+    [Q_SBX_RM_ALIAS_DEL] = "DELETE FROM sbx_richmenu_aliases WHERE shop = ?1 AND alias = ?2",
+    [Q_SBX_RM_ALIASES] = "SELECT alias, richmenu FROM sbx_richmenu_aliases WHERE shop = ?1"
+                         " ORDER BY alias",
     [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
                  " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms, method,"
                  " content_type, data_api, plugin)"
@@ -1622,6 +1685,181 @@ int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t d
         return rc;
     sqlite3_bind_int64(st, 3, delta);
     return run(s, st, "count usage", err, errlen);
+}
+
+/* ---- sandbox: rich menus -------------------------------------------------- */
+
+int store_sbx_rm_add(store *s, const char *shop, const char *id, const char *body, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RM_ADD, shop, id, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, body);
+    return run(s, st, "add rich menu", err, errlen);
+}
+
+int store_sbx_rm_get(store *s, const char *shop, const char *id, char **body, int *has_image,
+                     char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RM_GET, shop, id, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read rich menu", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    if (has_image != NULL)
+        *has_image = sqlite3_column_int(st, 1);
+    if (body != NULL && (*body = strdup(col_str(st, 0))) == NULL) {
+        sqlite3_reset(st);
+        return no_memory(err, errlen);
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Walks the (text, text) rows of a shop's statement. */
+static int sbx_pairs(store *s, enum stmt_id id, const char *shop, store_sbx_rm_cb cb, void *arg,
+                     const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, id, shop, NULL, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, what, err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0), col_str(st, 1));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_sbx_rm_list(store *s, const char *shop, store_sbx_rm_cb cb, void *arg, char *err,
+                      size_t errlen)
+{
+    return sbx_pairs(s, Q_SBX_RM_LIST, shop, cb, arg, "list rich menus", err, errlen);
+}
+
+int store_sbx_rm_delete(store *s, const char *shop, const char *id, char *err, size_t errlen)
+{
+    static const enum stmt_id steps[] = {Q_SBX_RM_DEL_LINKS, Q_SBX_RM_DEL_ALIASES, Q_SBX_RM_DEL};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof steps / sizeof steps[0]; i++) {
+        sqlite3_stmt *st;
+        rc = sbx_stmt(s, steps[i], shop, id, &st, err, errlen);
+        if (rc == 0)
+            rc = steps[i] == Q_SBX_RM_DEL ? run_change(s, st, "delete rich menu", err, errlen)
+                                          : run(s, st, "delete rich menu", err, errlen);
+    }
+    return rc;
+}
+
+int store_sbx_rm_image_put(store *s, const char *shop, const char *id, const char *content_type,
+                           const void *data, size_t n, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RM_IMAGE_PUT, shop, id, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, content_type);
+    if ((rc = bind_bytes(s, st, 4, data, n, err, errlen)) != 0) {
+        sqlite3_reset(st);
+        return rc;
+    }
+    rc = run_change(s, st, "store rich menu image", err, errlen);
+    if (rc != KZ_ENOTFOUND)
+        return rc;
+    /* nothing changed: no such menu, or it has its image already */
+    rc = store_sbx_rm_get(s, shop, id, NULL, NULL, err, errlen);
+    return rc == 0 ? KZ_EEXIST : rc;
+}
+
+int store_sbx_rm_image_get(store *s, const char *shop, const char *id, char *type, size_t typelen,
+                           void **data, size_t *n, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RM_IMAGE_GET, shop, id, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read rich menu image", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    copy_text(type, typelen, st, 0);
+    *n = (size_t)sqlite3_column_bytes(st, 1);
+    *data = malloc(*n ? *n : 1);
+    if (*data == NULL) {
+        sqlite3_reset(st);
+        return no_memory(err, errlen);
+    }
+    if (*n > 0)
+        memcpy(*data, sqlite3_column_blob(st, 1), *n);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_sbx_rm_link_put(store *s, const char *shop, const char *user, const char *id, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, id != NULL ? Q_SBX_RM_LINK_PUT : Q_SBX_RM_LINK_DEL, shop, user, &st, err,
+                      errlen);
+    if (rc != 0)
+        return rc;
+    if (id != NULL)
+        bind_str(st, 3, id);
+    return run(s, st, "link rich menu", err, errlen);
+}
+
+/* One text column of a (shop, key) lookup into out[outlen]. */
+static int sbx_text(store *s, enum stmt_id id, const char *shop, const char *key, char *out,
+                    size_t outlen, const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, id, shop, key, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, what, err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    copy_text(out, outlen, st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_sbx_rm_link_get(store *s, const char *shop, const char *user, char *id, size_t idlen,
+                          char *err, size_t errlen)
+{
+    return sbx_text(s, Q_SBX_RM_LINK_GET, shop, user, id, idlen, "read rich menu link", err,
+                    errlen);
+}
+
+int store_sbx_rm_alias_put(store *s, const char *shop, const char *alias, const char *id,
+                           int create, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, create ? Q_SBX_RM_ALIAS_ADD : Q_SBX_RM_ALIAS_SET, shop, alias, &st, err,
+                      errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, id);
+    rc = run_change(s, st, "write rich menu alias", err, errlen);
+    return create && rc == KZ_ENOTFOUND ? KZ_EEXIST : rc;
+}
+
+int store_sbx_rm_alias_get(store *s, const char *shop, const char *alias, char *id, size_t idlen,
+                           char *err, size_t errlen)
+{
+    return sbx_text(s, Q_SBX_RM_ALIAS_GET, shop, alias, id, idlen, "read rich menu alias", err,
+                    errlen);
+}
+
+int store_sbx_rm_alias_delete(store *s, const char *shop, const char *alias, char *err,
+                              size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sbx_stmt(s, Q_SBX_RM_ALIAS_DEL, shop, alias, &st, err, errlen);
+    return rc != 0 ? rc : run_change(s, st, "delete rich menu alias", err, errlen);
+}
+
+int store_sbx_rm_aliases(store *s, const char *shop, store_sbx_rm_cb cb, void *arg, char *err,
+                         size_t errlen)
+{
+    return sbx_pairs(s, Q_SBX_RM_ALIASES, shop, cb, arg, "list rich menu aliases", err, errlen);
 }
 
 /* ---- outbox ------------------------------------------------------------- */

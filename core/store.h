@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store store;
 
@@ -365,5 +365,55 @@ int store_sbx_usage_get(store *s, const char *shop, const char *month, int64_t *
                         size_t errlen);
 int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t delta, char *err,
                         size_t errlen);
+
+/* ---- sandbox: rich menus (schema 4) ------------------------------------
+ *
+ * Per shop: rich menus (their RichMenuResponse JSON and at most one image),
+ * the menu linked to each user and the default one, and aliases. Ids are
+ * the sandbox's to make; the store only keeps them. Not found is
+ * KZ_ENOTFOUND with no error text, as for users.
+ */
+
+/* Stores a new menu: body is its JSON text (RichMenuResponse). */
+int store_sbx_rm_add(store *s, const char *shop, const char *id, const char *body, char *err,
+                     size_t errlen);
+/* *body malloc'd (owned by the caller; body may be NULL); *has_image 1 once
+ * an image was stored (has_image may be NULL). */
+int store_sbx_rm_get(store *s, const char *shop, const char *id, char **body, int *has_image,
+                     char *err, size_t errlen);
+/* Calls cb for each menu of the shop, oldest first (stop and reentrancy
+ * rules as store_sbx_users). */
+typedef int (*store_sbx_rm_cb)(void *arg, const char *id, const char *body);
+int store_sbx_rm_list(store *s, const char *shop, store_sbx_rm_cb cb, void *arg, char *err,
+                      size_t errlen);
+/* Deletes a menu with its image, the links to it (users' and the default)
+ * and the aliases naming it. Call inside a transaction. */
+int store_sbx_rm_delete(store *s, const char *shop, const char *id, char *err, size_t errlen);
+/* Stores the menu's image: KZ_ENOTFOUND for no such menu, KZ_EEXIST when
+ * it has one already (an image is never replaced, as on LINE). */
+int store_sbx_rm_image_put(store *s, const char *shop, const char *id, const char *content_type,
+                           const void *data, size_t n, char *err, size_t errlen);
+/* The image: content_type copied into type[typelen], *data malloc'd (owned
+ * by the caller). KZ_ENOTFOUND for no such menu or no image yet. */
+int store_sbx_rm_image_get(store *s, const char *shop, const char *id, char *type, size_t typelen,
+                           void **data, size_t *n, char *err, size_t errlen);
+/* Links menu id to user ("" = the shop's default), replacing a link; a NULL
+ * id unlinks (no error when nothing was linked). */
+int store_sbx_rm_link_put(store *s, const char *shop, const char *user, const char *id, char *err,
+                          size_t errlen);
+/* The menu linked to user ("" = the default) into id[idlen]. */
+int store_sbx_rm_link_get(store *s, const char *shop, const char *user, char *id, size_t idlen,
+                          char *err, size_t errlen);
+/* create: adds alias -> id, KZ_EEXIST when the alias exists; otherwise
+ * points an existing alias at id, KZ_ENOTFOUND when there is none. */
+int store_sbx_rm_alias_put(store *s, const char *shop, const char *alias, const char *id,
+                           int create, char *err, size_t errlen);
+int store_sbx_rm_alias_get(store *s, const char *shop, const char *alias, char *id, size_t idlen,
+                           char *err, size_t errlen);
+int store_sbx_rm_alias_delete(store *s, const char *shop, const char *alias, char *err,
+                              size_t errlen);
+/* Calls cb(arg, alias, menu id) for each alias of the shop, by alias. */
+int store_sbx_rm_aliases(store *s, const char *shop, store_sbx_rm_cb cb, void *arg, char *err,
+                         size_t errlen);
 
 #endif /* KIZUNA_CORE_STORE_H */

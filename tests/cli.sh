@@ -149,11 +149,15 @@ echo "kizuna sandbox: webhook to http://127.0.0.1:$KZ_PORT/webhook/a failed: Cou
 expect "sandbox follow without daemon" 1 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" follow a $SU
 echo "kizuna sandbox: say needs a text" >"$T/want"
 expect "sandbox say empty" 1 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" say a $SU ""
+echo "kizuna sandbox: no rich menu for user $SU" >"$T/want"
+expect "sandbox richmenu none" 1 "$T/want" -- "$K" sandbox -c "$T/sbx.conf" richmenu a $SU
 kill $SBX_PID
 wait $SBX_PID 2>/dev/null
 "$K" sandbox -c "$T/sbx.conf" frobnicate a $SU >"$T/out" 2>&1
 [ $? = 2 ] || fail "sandbox usage: wrong exit code"
 grep -q "usage: kizuna sandbox serve -c FILE" "$T/out" || fail "sandbox usage: no usage text"
+grep -q "kizuna sandbox -c FILE richmenu SHOP USER \[--json\]" "$T/out" ||
+    fail "sandbox usage: no richmenu line"
 
 # ---- serve with the sandbox embedded: a played user reaches a plugin
 SBX2_PORT=$((KZ_PORT + 1))

@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 
 #include "bus.h"
 #include "chat.h"
+#include "cli.h"
 #include "config.h"
 #include "daemon.h"
 #include "diag.h"
@@ -452,6 +454,208 @@ static void test_chat_refusals(void **state)
     free(out);
 }
 
+/* ---- rich menus ------------------------------------------------------------ */
+
+#define U2 "U2222222222222222222222222222222b"
+#define RM_AREA(x, action)                                                                         \
+    "{\"bounds\":{\"x\":" #x ",\"y\":0,\"width\":625,\"height\":843},\"action\":" action "}"
+#define RM_MENU(bar, areas)                                                                        \
+    "{\"size\":{\"width\":2500,\"height\":843},\"selected\":true,\"name\":\"" bar                  \
+    "\",\"chatBarText\":\"" bar "\",\"areas\":[" areas "]}"
+#define RM_MAIN                                                                                                                 \
+    RM_MENU(                                                                                                                    \
+        "メニュー",                                                                                                             \
+        RM_AREA(                                                                                                                \
+            0,                                                                                                                  \
+            "{\"type\":\"postback\",\"label\":\"買う\",\"data\":\"buy="                                                       \
+            "1\"}") "," RM_AREA(625,                                                                                            \
+                                "{\"type\":\"message\",\"label\":"                                                              \
+                                "\"在庫は?\",\"text\":"                                                                      \
+                                "\"在庫はありますか\"}") "," RM_AREA(1250,                                                      \
+                                                                     "{\"type\":\"uri\","                                       \
+                                                                     "\"label\":\"詳細\",\"uri\":"                            \
+                                                                     "\"https://shop."                                          \
+                                                                     "example/\"}") "," RM_AREA(1875,                           \
+                                                                                                "{\"type\":\"richmenuswitch\"," \
+                                                                                                "\"label\":\"次へ\","         \
+                                                                                                "\"richMenuAliasId\":\"page-"   \
+                                                                                                "2\",\"data\":\"switch=2\"}"))
+#define RM_PAGE2                                                                                   \
+    RM_MENU("ページ2", RM_AREA(0, "{\"type\":\"postback\",\"label\":\"戻る\",\"data\":\"page="   \
+                                  "1\"}"))
+
+/* A call to the sandbox's Messaging API as shop a; returns the body. */
+static char *api(env *e, const char *path, const char *ctype, const void *data, size_t len,
+                 long want)
+{
+    char url[256], hdr[96];
+    snprintf(url, sizeof url, "http://%s%s", e->sandbox_listen, path);
+    snprintf(hdr, sizeof hdr, "Content-Type: %s", ctype);
+    char *body = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&body, &blen);
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    struct curl_slist *hs = curl_slist_append(NULL, hdr);
+    hs = curl_slist_append(hs, "Authorization: Bearer tok-a");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(h);
+    fclose(f);
+    if (code != want)
+        fail_msg("%s answered %ld: %s", path, code, body);
+    return body;
+}
+
+/* Creates a menu with an image; id receives its id. */
+static void rich_menu(env *e, const char *json, char id[48])
+{
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    char *b = api(e, "/v2/bot/richmenu", "application/json", json, strlen(json), 200);
+    assert_int_equal(sscanf(b, "{\"richMenuId\":\"%41[^\"]\"}", id), 1);
+    free(b);
+    char path[128];
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    free(api(e, path, "image/png", png, sizeof png, 200));
+}
+
+/* Runs `kizuna sandbox -c FILE richmenu a USER [--json]` in-process against
+ * the test's sandbox; returns what it printed (malloc'd). */
+static char *cli_richmenu(env *e, const char *user, int json, int *rc)
+{
+    char conf[200], out_path[200];
+    snprintf(conf, sizeof conf, "%s/cli.conf", e->dir);
+    snprintf(out_path, sizeof out_path, "%s/cli.out", e->dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
+            "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
+            "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
+            "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
+            e->dir, e->sandbox_listen, e->store_url);
+    fclose(f);
+    char a0[] = "kizuna", a1[] = "sandbox", a2[] = "-c", a4[] = "richmenu", a5[] = "a",
+         a7[] = "--json", u[40];
+    snprintf(u, sizeof u, "%s", user);
+    char *argv[] = {a0, a1, a2, conf, a4, a5, u, a7, NULL};
+    fflush(stdout);
+    int saved = dup(1), fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 1);
+    close(fd);
+    *rc = cli_main(json ? 8 : 7, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    f = fopen(out_path, "r");
+    assert_non_null(f);
+    char *out = calloc(1, 8192);
+    assert_non_null(out);
+    size_t n = fread(out, 1, 8191, f);
+    out[n] = '\0';
+    fclose(f);
+    return out;
+}
+
+static void test_chat_rich_menu(void **state)
+{
+    env *e = *state;
+    int rc = -1;
+    char *out = chat(e, U1, "/menu\n/menu 1\n", &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "you> /menu\n* 'a' shows you no rich menu\n"
+                                "you> /menu 1\n* 'a' shows you no rich menu\n"));
+    free(out);
+    char main_id[48], page2[48], path[128], body[160];
+    rich_menu(e, RM_MAIN, main_id);
+    rich_menu(e, RM_PAGE2, page2);
+    snprintf(body, sizeof body, "{\"richMenuAliasId\":\"page-2\",\"richMenuId\":\"%s\"}", page2);
+    free(api(e, "/v2/bot/richmenu/alias", "application/json", body, strlen(body), 200));
+    snprintf(path, sizeof path, "/v2/bot/user/all/richmenu/%s", main_id);
+    free(api(e, path, "application/json", "", 0, 200));
+
+    out = chat(e, U1, "/menu\n/menu 1\n/menu 2\n/menu 3\n/menu 4\n/menu 9\n/menu x\n", &rc);
+    assert_int_equal(rc, 0);
+    const char *want[] = {
+        "you> /menu\n"
+        "menu> メニュー\n"
+        "      [1] 買う (postback)\n"
+        "      [2] 在庫は? (message)\n"
+        "      [3] 詳細 (link)\n"
+        "      [4] 次へ (menu)\n",
+        "you> /menu 1\n* tapped [1] 買う: postback \"buy=1\"\n",
+        "you> /menu 2\nyou> 在庫はありますか\n",
+        "you> /menu 3\nopened https://shop.example/\n",
+        "you> /menu 4\n* tapped [4] 次へ: rich menu 'page-2'\n"
+        "menu> ページ2\n"
+        "      [1] 戻る (postback)\n",
+        "you> /menu 9\n! no [9]: the rich menu has [1]..[1]\n",
+        "you> /menu x\n! no [x]: the rich menu has [1]..[1]\n",
+    };
+    const char *at = out;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *p = strstr(at, want[i]);
+        if (p == NULL)
+            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
+        at = p + strlen(want[i]);
+    }
+    free(out);
+
+    store_batch b = {0};
+    char err[512];
+    assert_int_equal(store_events_after(e->st, "a", 0, 100, &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 3);
+    assert_non_null(strstr(b.ev[0].payload, "\"postback\":{\"data\":\"buy=1\"}"));
+    assert_non_null(strstr(b.ev[1].payload, "\"text\":\"在庫はありますか\""));
+    assert_string_equal(b.ev[2].topic, "line.postback");
+    assert_non_null(strstr(b.ev[2].payload, "\"postback\":{\"data\":\"switch=2\",\"params\":{"
+                                            "\"newRichMenuAliasId\":\"page-2\",\"status\":"
+                                            "\"SUCCESS\"}}"));
+    store_batch_free(&b);
+
+    /* what `kizuna sandbox richmenu` prints: U1 now has page 2 linked, U2
+     * sees the default */
+    char *text = cli_richmenu(e, U2, 0, &rc);
+    assert_int_equal(rc, 0);
+    char expect[1024];
+    snprintf(expect, sizeof expect,
+             U2 " (shop a): rich menu %s \"メニュー\" (the shop's default), 2500x843\n"
+                "chat bar: メニュー\n"
+                "[1] 買う (postback) data=\"buy=1\" at 0,0 625x843\n"
+                "[2] 在庫は? (message) text=\"在庫はありますか\" at 625,0 625x843\n"
+                "[3] 詳細 (link) uri=\"https://shop.example/\" at 1250,0 625x843\n"
+                "[4] 次へ (menu) data=\"switch=2\" richMenuAliasId=\"page-2\" at 1875,0 625x843\n",
+             main_id);
+    assert_string_equal(text, expect);
+    free(text);
+    text = cli_richmenu(e, U1, 0, &rc);
+    assert_int_equal(rc, 0);
+    snprintf(expect, sizeof expect,
+             U1 " (shop a): rich menu %s \"ページ2\" (linked to the user), 2500x843\n"
+                "chat bar: ページ2\n"
+                "[1] 戻る (postback) data=\"page=1\" at 0,0 625x843\n",
+             page2);
+    assert_string_equal(text, expect);
+    free(text);
+    text = cli_richmenu(e, U1, 1, &rc);
+    assert_int_equal(rc, 0);
+    snprintf(expect, sizeof expect,
+             "{\"shop\":\"a\",\"userId\":\"" U1 "\",\"source\":\"user\",\"richMenuId\":\"%s\","
+             "\"richMenu\":{\"richMenuId\":\"%s\",",
+             page2, page2);
+    assert_memory_equal(text, expect, strlen(expect));
+    free(text);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -460,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_render_numbering_across_messages),
         cmocka_unit_test_setup_teardown(test_chat_end_to_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chat_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chat_rich_menu, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

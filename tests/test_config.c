@@ -391,7 +391,8 @@ static void test_sandbox_group(void **state)
                   "latency_ms, drop_rate)",
                   "4: kizuna.sandbox.rate_limits: unknown endpoint 'pushh' (known: reply, push, "
                   "multicast, narrowcast, broadcast, validate, progress, profile, quota, info, "
-                  "link_token)",
+                  "link_token, richmenu, richmenu_create, richmenu_delete, "
+                  "richmenu_alias_delete)",
                   "4: kizuna.sandbox.rate_limits.reply: must be at least 1, got 0",
                   "4: kizuna.sandbox.rate_limits.push: expected an integer, got a string",
                   "5: kizuna.sandbox: unknown setting 'colour' (known: listen, embedded, store, "
@@ -455,7 +456,8 @@ static void test_line_rate_limits(void **state)
                   "          { id = \"a\"; line = { channel_secret = \"s\"; access_token = \"t\";\n"
                   "  rate_limits = { push = 5; }; }; } );\n",
                   "2: shop 'a': line.rate_limits: unknown endpoint 'profile' (known: reply, push, "
-                  "multicast, broadcast, narrowcast, call, richmenu, richmenu_batch)",
+                  "multicast, broadcast, narrowcast, call, richmenu_create, richmenu_delete, "
+                  "richmenu_alias_delete, richmenu_batch_progress, richmenu_batch)",
                   "2: shop 'a': line.rate_limits.push: must be at least 1, got 0",
                   "3: shop 'a': duplicate shop id (first defined at line 1)", NULL);
 }

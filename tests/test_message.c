@@ -968,6 +968,45 @@ static void whole_request(void **state)
     assert_string_equal(E.details[0].message, "The request body must be a JSON object");
 }
 
+/* Rich menu objects: the menu's own rules, and area actions checked by the
+ * message action rules with the rich menu's allowed types. */
+static void rich_menu_rules(void **state)
+{
+    (void)state;
+    const char *ok =
+        "{\"size\":{\"width\":2500,\"height\":1686},\"selected\":false,"
+        "\"name\":\"n\",\"chatBarText\":\"Tap\",\"areas\":[{\"bounds\":{\"x\":0,"
+        "\"y\":0,\"width\":2500,\"height\":1686},\"action\":{\"type\":\"location\"}}]}";
+    assert_int_equal(message_validate_rich_menu(ok, strlen(ok), &E), 0);
+    const char *bad =
+        "{\"size\":{\"width\":2500},\"selected\":\"no\",\"chatBarText\":\"x\","
+        "\"areas\":[{\"bounds\":{\"x\":-1,\"y\":0,\"width\":1,\"height\":1},"
+        "\"action\":{\"type\":\"postback\",\"data\":\"d\","
+        "\"label\":\"123456789012345678901\"}},{\"action\":{\"type\":\"richmenuswitch\","
+        "\"richMenuAliasId\":\"a\"}}]}";
+    assert_int_equal(message_validate_rich_menu(bad, strlen(bad), &E), KZ_EINVAL);
+    static const char *const want[][2] = {
+        {"size.height", "May not be null"},
+        {"selected", "Must be a boolean"},
+        {"name", "May not be empty"},
+        {"areas[0].bounds.x", "Must be greater than or equal to 0"},
+        {"areas[0].action.label", "Length must be between 0 and 20"},
+        {"areas[1].bounds", "May not be null"},
+        {"areas[1].action.data", "May not be null"},
+    };
+    assert_int_equal(E.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < E.n; i++) {
+        assert_string_equal(E.details[i].property, want[i][0]);
+        assert_string_equal(E.details[i].message, want[i][1]);
+    }
+    /* richmenuswitch belongs to rich menus only */
+    const char *tmpl = "[{\"type\":\"template\",\"altText\":\"a\",\"template\":{\"type\":"
+                       "\"buttons\",\"text\":\"t\",\"actions\":[{\"type\":\"richmenuswitch\","
+                       "\"label\":\"l\",\"richMenuAliasId\":\"a\",\"data\":\"\"}]}}]";
+    assert_int_equal(message_validate(tmpl, strlen(tmpl), 0, &E), KZ_EINVAL);
+    assert_string_equal(E.details[0].property, "messages[0].template.actions[0].type");
+}
+
 /* ---- the SDK builder ----------------------------------------------------- */
 
 static void valid_array(const kz_msgs *m)
@@ -1235,6 +1274,7 @@ int main(void)
         cmocka_unit_test_teardown(sender_rules, free_allocs),
         cmocka_unit_test_teardown(several_errors_and_rendering, free_allocs),
         cmocka_unit_test_teardown(whole_request, free_allocs),
+        cmocka_unit_test_teardown(rich_menu_rules, free_allocs),
         cmocka_unit_test_teardown(builder_kinds, free_allocs),
         cmocka_unit_test_teardown(builder_errors, free_allocs),
         cmocka_unit_test_teardown(builder_small_buffers, free_allocs),

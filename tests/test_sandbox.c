@@ -876,6 +876,378 @@ static void test_play_users_end_to_end(void **state)
     assert_non_null(strstr(err, "/webhook/a failed: "));
 }
 
+/* ---- rich menus ----------------------------------------------------------- */
+
+#define AREA(x, action)                                                                            \
+    "{\"bounds\":{\"x\":" #x ",\"y\":0,\"width\":1250,\"height\":843},\"action\":" action "}"
+#define MENU_WITH(size, bar, areas)                                                                \
+    "{\"size\":" size ",\"selected\":false,\"name\":\"main\",\"chatBarText\":\"" bar               \
+    "\",\"areas\":[" areas "]}"
+#define SIZE_OK "{\"width\":2500,\"height\":843}"
+#define MENU                                                                                       \
+    MENU_WITH(SIZE_OK, "メニュー",                                                                 \
+              AREA(0, "{\"type\":\"postback\",\"label\":\"買う\",\"data\":\"buy=1\"}") "," AREA(   \
+                  1250, "{\"type\":\"richmenuswitch\",\"label\":\"次へ\",\"richMenuAliasId\":"   \
+                        "\"page-2\",\"data\":\"switch=2\"}"))
+#define ONE_ERROR(msg, prop)                                                                       \
+    "{\"message\":\"The request body has 1 error(s)\",\"details\":[{\"message\":\"" msg            \
+    "\",\"property\":\"" prop "\"}]}"
+
+/* Any method, content type and (binary) body, as shop a. */
+static long call(env *e, const char *method, const char *path, const char *ctype, const void *body,
+                 size_t len, resp *r)
+{
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    memset(r, 0, sizeof *r);
+    char url[512], line[128];
+    snprintf(url, sizeof url, "%s%s", e->base, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Authorization: Bearer tok-a");
+    snprintf(line, sizeof line, "Content-Type: %s", ctype ? ctype : "");
+    hdrs = curl_slist_append(hdrs, line);
+    if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    r->curl = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return r->code;
+}
+
+static long del(env *e, const char *path, resp *r)
+{
+    return call(e, "DELETE", path, NULL, NULL, 0, r);
+}
+
+static const unsigned char png_head[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+
+/* Creates MENU for shop a; id receives "richmenu-…". */
+static void create_menu(env *e, char id[48], int with_image)
+{
+    resp r;
+    post(e, "/v2/bot/richmenu", "tok-a", NULL, MENU, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(sscanf(r.body, "{\"richMenuId\":\"%41[^\"]\"}", id), 1);
+    assert_int_equal(strlen(id), 41);
+    assert_memory_equal(id, "richmenu-", 9);
+    if (!with_image)
+        return;
+    char path[128];
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    call(e, "POST", path, "image/png", png_head, sizeof png_head, &r);
+    EXPECT(&r, 200, "{}");
+}
+
+static void test_richmenu_create_errors(void **state)
+{
+    env *e = *state;
+    resp r;
+    char id[48];
+    create_menu(e, id, 0);
+    post(e, "/v2/bot/richmenu/validate", "tok-a", NULL, MENU, &r);
+    EXPECT(&r, 200, "{}");
+    static const struct {
+        const char *body, *answer;
+    } bad[] = {
+        {MENU_WITH("{\"width\":700,\"height\":300}", "x", ""),
+         ONE_ERROR("Must be between 800 and 2500", "size.width")},
+        {MENU_WITH("{\"width\":2500,\"height\":200}", "x", ""),
+         ONE_ERROR("Must be greater than or equal to 250", "size.height")},
+        {MENU_WITH("{\"width\":1000,\"height\":800}", "x", ""),
+         ONE_ERROR("The aspect ratio (width / height) must be at least 1.45", "size")},
+        {MENU_WITH(SIZE_OK, "123456789012345", ""),
+         ONE_ERROR("Length must be between 0 and 14", "chatBarText")},
+        {MENU_WITH(SIZE_OK, "x", AREA(1251, "{\"type\":\"message\",\"text\":\"a\"}")),
+         ONE_ERROR("The area must lie within the rich menu (2500x843)", "areas[0].bounds")},
+        {MENU_WITH(SIZE_OK, "x", AREA(0, "{\"type\":\"imagemap\"}")),
+         ONE_ERROR("Must be one of the following values: [postback, message, uri, "
+                   "datetimepicker, richmenuswitch, camera, cameraRoll, location, clipboard]",
+                   "areas[0].action.type")},
+        {MENU_WITH(SIZE_OK, "x", AREA(0, "{\"type\":\"richmenuswitch\",\"data\":\"d\"}")),
+         ONE_ERROR("May not be empty", "areas[0].action.richMenuAliasId")},
+        {MENU_WITH(SIZE_OK, "x", AREA(0, "{\"type\":\"uri\",\"uri\":\"ftp://x\"}")),
+         ONE_ERROR("Must use one of the following schemes: [http, https, line, tel]",
+                   "areas[0].action.uri")},
+        {"{\"size\":", "{\"message\":\"The request body could not be parsed as JSON (line: 1, "
+                       "column: 9)\"}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        post(e, "/v2/bot/richmenu", "tok-a", NULL, bad[i].body, &r);
+        EXPECT(&r, 400, bad[i].answer);
+        post(e, "/v2/bot/richmenu/validate", "tok-a", NULL, bad[i].body, &r);
+        EXPECT(&r, 400, bad[i].answer);
+    }
+    /* 21 areas */
+    char *areas = repeat_json(AREA(0, "{\"type\":\"camera\"}"), 21, ",");
+    char body[8192];
+    snprintf(body, sizeof body,
+             "{\"size\":" SIZE_OK ",\"selected\":true,\"name\":\"n\",\"chatBarText\":\"x\","
+             "\"areas\":[%s]}",
+             areas);
+    free(areas);
+    post(e, "/v2/bot/richmenu", "tok-a", NULL, body, &r);
+    EXPECT(&r, 400, ONE_ERROR("Size must be between 0 and 20", "areas"));
+    call(e, "POST", "/v2/bot/richmenu", "text/plain", MENU, strlen(MENU), &r);
+    EXPECT(&r, 415, "{\"message\":\"The content type, text/plain, is not supported\"}");
+    post(e, "/v2/bot/richmenu", NULL, NULL, MENU, &r);
+    assert_int_equal(r.code, 401);
+    /* the stored menu is the request plus its id */
+    char path[128];
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s", id);
+    get(e, path, "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    assert_memory_equal(r.body, "{\"richMenuId\":\"", 15);
+    assert_non_null(strstr(r.body, "\"chatBarText\":\"メニュー\""));
+    get(e, "/v2/bot/richmenu/list", "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(count(r.body, "\"richMenuId\""), 1);
+    get(e, "/v2/bot/richmenu/list", "tok-b", &r);
+    EXPECT(&r, 200, "{\"richmenus\":[]}");
+    get(e, "/v2/bot/richmenu/richmenu-00000000000000000000000000000000", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu not found\"}");
+}
+
+static void test_richmenu_content(void **state)
+{
+    env *e = *state;
+    resp r;
+    char id[48], path[128];
+    create_menu(e, id, 0);
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    call(e, "POST", path, "image/gif", png_head, sizeof png_head, &r);
+    EXPECT(&r, 415, "{\"message\":\"The content type, image/gif, is not supported\"}");
+    call(e, "POST", path, "image/jpeg", png_head, sizeof png_head, &r);
+    EXPECT(&r, 400, "{\"message\":\"The image is not a valid image/jpeg file (sandbox text)\"}");
+    size_t big = ((size_t)1 << 20) + 1;
+    unsigned char *img = calloc(1, big);
+    assert_non_null(img);
+    memcpy(img, png_head, sizeof png_head);
+    call(e, "POST", path, "image/png", img, big, &r);
+    EXPECT(&r, 400, "{\"message\":\"The image is over 1 MB\"}");
+    call(e, "POST", "/v2/bot/richmenu/richmenu-nope/content", "image/png", img, 64, &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu not found\"}");
+    get(e, path, "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"Not found\"}");
+    call(e, "POST", path, "image/png", img, big - 1, &r); /* exactly 1 MB */
+    EXPECT(&r, 200, "{}");
+    call(e, "POST", path, "image/png", img, 64, &r);
+    EXPECT(&r, 400, "{\"message\":\"An image has already been uploaded to the richmenu\"}");
+    free(img);
+    call(e, "GET", path, NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_memory_equal(r.body, png_head, sizeof png_head);
+}
+
+static void test_richmenu_links(void **state)
+{
+    env *e = *state;
+    resp r;
+    char bare[48], id[48], path[192], body[256];
+    create_menu(e, bare, 0);
+    create_menu(e, id, 1);
+    snprintf(path, sizeof path, "/v2/bot/user/" U1 "/richmenu/%s", bare);
+    post(e, path, "tok-a", NULL, NULL, &r);
+    EXPECT(&r, 400, "{\"message\":\"must upload richmenu image before applying it to user\"}");
+    get(e, "/v2/bot/user/" U1 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"the user has no richmenu\"}");
+    snprintf(path, sizeof path, "/v2/bot/user/" U1 "/richmenu/%s", id);
+    post(e, path, "tok-a", NULL, NULL, &r);
+    EXPECT(&r, 200, "{}");
+    snprintf(body, sizeof body, "{\"richMenuId\":\"%s\"}", id);
+    get(e, "/v2/bot/user/" U1 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    post(e, "/v2/bot/user/bob/richmenu/x", "tok-a", NULL, NULL, &r);
+    EXPECT(&r, 400, "{\"message\":\"The value for the 'userId' parameter is invalid\"}");
+    del(e, "/v2/bot/user/" U1 "/richmenu", &r);
+    EXPECT(&r, 200, "{}");
+    get(e, "/v2/bot/user/" U1 "/richmenu", "tok-a", &r);
+    assert_int_equal(r.code, 404);
+    /* default */
+    get(e, "/v2/bot/user/all/richmenu", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"no default richmenu\"}");
+    snprintf(path, sizeof path, "/v2/bot/user/all/richmenu/%s", id);
+    post(e, path, "tok-a", NULL, NULL, &r);
+    EXPECT(&r, 200, "{}");
+    get(e, "/v2/bot/user/all/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    del(e, "/v2/bot/user/all/richmenu", &r);
+    EXPECT(&r, 200, "{}");
+    get(e, "/v2/bot/user/all/richmenu", "tok-a", &r);
+    assert_int_equal(r.code, 404);
+    /* bulk: 501 ids refused, 500 linked */
+    char *ids = repeat_json("\"" U2 "\"", 501, ",");
+    size_t cap = strlen(ids) + 256;
+    char *bulk = malloc(cap);
+    assert_non_null(bulk);
+    snprintf(bulk, cap, "{\"richMenuId\":\"%s\",\"userIds\":[%s]}", id, ids);
+    post(e, "/v2/bot/richmenu/bulk/link", "tok-a", NULL, bulk, &r);
+    EXPECT(&r, 400, ONE_ERROR("Size must be between 1 and 500", "userIds"));
+    ids[strlen(ids) - strlen(",\"" U2 "\"")] = '\0';
+    snprintf(bulk, cap, "{\"richMenuId\":\"%s\",\"userIds\":[\"" U3 "\",%s]}", id,
+             ids + strlen("\"" U2 "\","));
+    free(ids);
+    post(e, "/v2/bot/richmenu/bulk/link", "tok-a", NULL, bulk, &r);
+    EXPECT(&r, 202, "{}");
+    free(bulk);
+    get(e, "/v2/bot/user/" U3 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    get(e, "/v2/bot/user/" U2 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    snprintf(bulk = malloc(256), 256, "{\"richMenuId\":\"%s\",\"userIds\":[\"" U1 "\"]}", bare);
+    post(e, "/v2/bot/richmenu/bulk/link", "tok-a", NULL, bulk, &r);
+    EXPECT(&r, 400, "{\"message\":\"must upload richmenu image before applying it to user\"}");
+    free(bulk);
+    post(e, "/v2/bot/richmenu/bulk/link", "tok-a", NULL,
+         "{\"richMenuId\":\"x\",\"userIds\":[\"bob\"]}", &r);
+    EXPECT(&r, 400,
+           "{\"message\":\"The property, 'userIds[0]', in the request body is invalid (line: -, "
+           "column: -)\"}");
+    post(e, "/v2/bot/richmenu/bulk/unlink", "tok-a", NULL, "{\"userIds\":[\"" U3 "\"]}", &r);
+    EXPECT(&r, 202, "{}");
+    get(e, "/v2/bot/user/" U3 "/richmenu", "tok-a", &r);
+    assert_int_equal(r.code, 404);
+    /* a deleted menu is unlinked everywhere */
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s", id);
+    del(e, path, &r);
+    EXPECT(&r, 200, "{}");
+    get(e, "/v2/bot/user/" U2 "/richmenu", "tok-a", &r);
+    assert_int_equal(r.code, 404);
+    del(e, path, &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu not found\"}");
+}
+
+static void test_richmenu_aliases(void **state)
+{
+    env *e = *state;
+    resp r;
+    char a[48], b[48], body[256], want[256];
+    create_menu(e, a, 0);
+    create_menu(e, b, 0);
+    snprintf(body, sizeof body, "{\"richMenuAliasId\":\"page-1\",\"richMenuId\":\"%s\"}", a);
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL, body, &r);
+    EXPECT(&r, 200, "{}");
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL, body, &r);
+    EXPECT(&r, 400, "{\"message\":\"conflict richmenu alias id\"}");
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL,
+         "{\"richMenuAliasId\":\"Page 1\",\"richMenuId\":\"x\"}", &r);
+    EXPECT(&r, 400, ONE_ERROR("Must match ^[a-z0-9_-]{1,32}$", "richMenuAliasId"));
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL,
+         "{\"richMenuAliasId\":\"page-2\",\"richMenuId\":\"richmenu-nope\"}", &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu not found\"}");
+    get(e, "/v2/bot/richmenu/alias/page-1", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    snprintf(body, sizeof body, "{\"richMenuId\":\"%s\"}", b);
+    post(e, "/v2/bot/richmenu/alias/page-1", "tok-a", NULL, body, &r);
+    EXPECT(&r, 200, "{}");
+    post(e, "/v2/bot/richmenu/alias/page-9", "tok-a", NULL, body, &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu alias not found\"}");
+    snprintf(want, sizeof want,
+             "{\"aliases\":[{\"richMenuAliasId\":\"page-1\",\"richMenuId\":\"%s\"}]}", b);
+    get(e, "/v2/bot/richmenu/alias/list", "tok-a", &r);
+    EXPECT(&r, 200, want);
+    del(e, "/v2/bot/richmenu/alias/page-1", &r);
+    EXPECT(&r, 200, "{}");
+    get(e, "/v2/bot/richmenu/alias/page-1", "tok-a", &r);
+    EXPECT(&r, 404, "{\"message\":\"richmenu alias not found\"}");
+    get(e, "/v2/bot/richmenu/alias/list", "tok-a", &r);
+    EXPECT(&r, 200, "{\"aliases\":[]}");
+}
+
+static void test_richmenu_rate_limit_and_faults(void **state)
+{
+    env *e = *state;
+    sandbox_rate rates[] = {{"richmenu_create", 1}};
+    sandbox_options o = {.rates = rates, .nrates = 1};
+    start(e, &o);
+    char id[48];
+    create_menu(e, id, 0);
+    resp r;
+    post(e, "/v2/bot/richmenu", "tok-a", NULL, MENU, &r);
+    EXPECT(&r, 429, "{\"message\":\"The API rate limit has been exceeded. Try again later.\"}");
+    post(e, "/v2/bot/richmenu/validate", "tok-a", NULL, MENU, &r);
+    EXPECT(&r, 200, "{}");
+    /* faults reach rich menu calls like every /v2 call */
+    sandbox_faults f = {.error_rate = 1.0};
+    char err[256];
+    assert_int_equal(sandbox_set_faults(e->sb, &f, err, sizeof err), 0);
+    get(e, "/v2/bot/richmenu/list", "tok-a", &r);
+    EXPECT(&r, 500, "{\"message\":\"Internal server error\"}");
+}
+
+static void test_richmenu_survives_restart(void **state)
+{
+    env *e = *state;
+    resp r;
+    char id[48], path[128], body[256];
+    create_menu(e, id, 1);
+    snprintf(path, sizeof path, "/v2/bot/user/" U1 "/richmenu/%s", id);
+    post(e, path, "tok-a", NULL, NULL, &r);
+    snprintf(body, sizeof body, "{\"richMenuAliasId\":\"p\",\"richMenuId\":\"%s\"}", id);
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    sandbox_stop(e->sb);
+    e->sb = NULL;
+    start(e, NULL);
+    get(e, "/v2/bot/richmenu/alias/p", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    snprintf(body, sizeof body, "{\"richMenuId\":\"%s\"}", id);
+    get(e, "/v2/bot/user/" U1 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    get(e, path, "tok-a", &r);
+    assert_int_equal(r.code, 200);
+    assert_memory_equal(r.body, png_head, sizeof png_head);
+    /* the played user's view: linked menu first, with its areas */
+    get(e, "/sandbox/shops/a/users/" U1 "/richmenu", NULL, &r);
+    assert_int_equal(r.code, 200);
+    assert_non_null(strstr(r.body, "\"source\":\"user\""));
+    assert_non_null(strstr(r.body, "\"richMenuAliasId\":\"page-2\""));
+    get(e, "/sandbox/shops/a/users/" U2 "/richmenu", NULL, &r);
+    EXPECT(&r, 404, "{\"message\":\"no rich menu for user " U2 "\"}");
+}
+
+static void test_richmenu_switch(void **state)
+{
+    env *e = *state;
+    daemon_env d;
+    daemon_up(e, &d);
+    sandbox_options o = {.webhook_base = d.base};
+    start(e, &o);
+    resp r;
+    char id[48], body[256], err[512] = "";
+    create_menu(e, id, 1);
+    snprintf(body, sizeof body, "{\"richMenuAliasId\":\"page-2\",\"richMenuId\":\"%s\"}", id);
+    post(e, "/v2/bot/richmenu/alias", "tok-a", NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    post(e, "/sandbox/shops/a/users/" U1 "/richmenuswitch", NULL, NULL,
+         "{\"richMenuAliasId\":\"page-2\",\"data\":\"switch=2\"}", &r);
+    EXPECT(&r, 200, "{}");
+    snprintf(body, sizeof body, "{\"richMenuId\":\"%s\"}", id);
+    get(e, "/v2/bot/user/" U1 "/richmenu", "tok-a", &r);
+    EXPECT(&r, 200, body);
+    assert_int_equal(sandbox_richmenu_switch(e->sb, "a", U1, "page-9", "switch=9", err, sizeof err),
+                     0);
+    store_batch b = {0};
+    assert_int_equal(store_events_after(d.st, "a", 0, 100, &b, err, sizeof err), 0);
+    assert_int_equal(b.n, 2);
+    assert_string_equal(b.ev[0].topic, "line.postback");
+    assert_non_null(strstr(b.ev[0].payload,
+                           "\"postback\":{\"data\":\"switch=2\",\"params\":{\"newRichMenuAliasId\":"
+                           "\"page-2\",\"status\":\"SUCCESS\"}}"));
+    assert_non_null(strstr(b.ev[1].payload, "\"status\":\"RICHMENU_ALIAS_ID_NOTFOUND\""));
+    store_batch_free(&b);
+    daemon_down(&d);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_started, teardown)
 #define TN(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
@@ -898,6 +1270,13 @@ int main(void)
         T(test_faults),
         T(test_state_survives_restart),
         TN(test_play_users_end_to_end),
+        T(test_richmenu_create_errors),
+        T(test_richmenu_content),
+        T(test_richmenu_links),
+        T(test_richmenu_aliases),
+        TN(test_richmenu_rate_limit_and_faults),
+        T(test_richmenu_survives_restart),
+        TN(test_richmenu_switch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

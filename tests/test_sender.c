@@ -796,7 +796,7 @@ static void test_call_retried(void **state)
 static void test_richmenu_create_not_repeated(void **state)
 {
     env *e = *state;
-    sender_rate rates[] = {{"richmenu", 1000}}; /* LINE's 100/hour would pace the test */
+    sender_rate rates[] = {{"richmenu_create", 1000}}; /* LINE's 100/hour would pace the test */
     sender_options so = {.rates = rates, .nrates = 1};
     start(e, NULL, &so);
     faults(e, 1.0, 0, 0);
@@ -856,7 +856,7 @@ static void test_unanswered_create_given_up(void **state)
 static void test_richmenu_rate_class(void **state)
 {
     env *e = *state;
-    sender_rate rates[] = {{"richmenu", 1}};
+    sender_rate rates[] = {{"richmenu_create", 1}};
     sender_options so = {.rates = rates, .nrates = 1};
     start(e, NULL, &so);
     int64_t first = add_call(e, "POST", "/v2/bot/richmenu", "{}", NULL);

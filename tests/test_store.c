@@ -1224,12 +1224,80 @@ static void test_outbox_migrates_from_3(void **state)
     assert_int_equal(raw_int(path, "SELECT count(*) FROM outbox WHERE typeof(body) = 'blob'"), 1);
 }
 
+static int collect_pair(void *arg, const char *a, const char *b)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s=%s;", a, b);
+    return 0;
+}
+
+/* Rich menus of the sandbox: menus, one image each, links, the default
+ * (user ""), aliases, and a delete that unlinks. */
+static void test_sbx_richmenus(void **state)
+{
+    fx *f = *state;
+    store *s = f->s;
+    char err[256], id[80], type[32], seen[256] = "";
+    int has_image = -1;
+    char *body = NULL;
+    assert_int_equal(store_sbx_rm_add(s, "a", "m1", "{\"n\":1}", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_add(s, "a", "m2", "{\"n\":2}", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_get(s, "a", "m1", &body, &has_image, err, sizeof err), 0);
+    assert_string_equal(body, "{\"n\":1}");
+    assert_int_equal(has_image, 0);
+    free(body);
+    assert_int_equal(store_sbx_rm_get(s, "b", "m1", NULL, NULL, err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(
+        store_sbx_rm_image_put(s, "a", "m1", "image/png", "\x89PNG", 4, err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_image_put(s, "a", "m1", "image/png", "x", 1, err, sizeof err),
+                     KZ_EEXIST);
+    assert_int_equal(store_sbx_rm_image_put(s, "a", "zz", "image/png", "x", 1, err, sizeof err),
+                     KZ_ENOTFOUND);
+    void *data = NULL;
+    size_t n = 0;
+    assert_int_equal(
+        store_sbx_rm_image_get(s, "a", "m1", type, sizeof type, &data, &n, err, sizeof err), 0);
+    assert_string_equal(type, "image/png");
+    assert_int_equal(n, 4);
+    assert_memory_equal(data, "\x89PNG", 4);
+    free(data);
+    assert_int_equal(store_sbx_rm_list(s, "a", collect_pair, seen, err, sizeof err), 0);
+    assert_string_equal(seen, "m1={\"n\":1};m2={\"n\":2};");
+    assert_int_equal(store_sbx_rm_link_put(s, "a", "U1", "m1", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_link_put(s, "a", "", "m1", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_link_put(s, "a", "U2", "m2", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_link_get(s, "a", "U1", id, sizeof id, err, sizeof err), 0);
+    assert_string_equal(id, "m1");
+    assert_int_equal(store_sbx_rm_alias_put(s, "a", "p1", "m1", 1, err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_alias_put(s, "a", "p1", "m2", 1, err, sizeof err), KZ_EEXIST);
+    assert_int_equal(store_sbx_rm_alias_put(s, "a", "p9", "m2", 0, err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_rm_alias_put(s, "a", "p2", "m2", 1, err, sizeof err), 0);
+    assert_int_equal(store_begin(s, err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_delete(s, "a", "m1", err, sizeof err), 0);
+    assert_int_equal(store_commit(s, err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_delete(s, "a", "m1", err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_rm_link_get(s, "a", "U1", id, sizeof id, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_rm_link_get(s, "a", "", id, sizeof id, err, sizeof err),
+                     KZ_ENOTFOUND);
+    seen[0] = '\0';
+    assert_int_equal(store_sbx_rm_aliases(s, "a", collect_pair, seen, err, sizeof err), 0);
+    assert_string_equal(seen, "p2=m2;");
+    assert_int_equal(store_sbx_rm_link_put(s, "a", "U2", NULL, err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_link_get(s, "a", "U2", id, sizeof id, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_sbx_rm_alias_delete(s, "a", "p2", err, sizeof err), 0);
+    assert_int_equal(store_sbx_rm_alias_delete(s, "a", "p2", err, sizeof err), KZ_ENOTFOUND);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_open_migrates_and_reopens),
+        T(test_sbx_richmenus),
         T(test_unsupported_url),
         T(test_newer_schema_refused),
         T(test_append_and_duplicate),
@@ -1260,6 +1328,7 @@ int main(void)
         T(test_outbox_transactions),
         T(test_outbox_migrates_from_2),
         T(test_outbox_migrates_from_3),
+        T(test_sbx_richmenus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
