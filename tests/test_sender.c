@@ -851,6 +851,60 @@ static void test_unanswered_create_given_up(void **state)
     free(text);
 }
 
+/* The rich menu calls a plugin makes, end to end against the sandbox:
+ * create (api.done carries richMenuId), upload the image to the data host
+ * (a binary body), link it to a user; the sandbox then shows it as theirs. */
+static void test_richmenu_flow(void **state)
+{
+    env *e = *state;
+    start(e, NULL, NULL);
+    assert_int_equal(follow(e, U1), 0);
+    int64_t id = add_call(e, "POST", "/v2/bot/richmenu",
+                          "{\"size\":{\"width\":2500,\"height\":843},\"selected\":false,"
+                          "\"name\":\"main\",\"chatBarText\":\"menu\",\"areas\":[{\"bounds\":"
+                          "{\"x\":0,\"y\":0,\"width\":2500,\"height\":843},\"action\":{\"type\":"
+                          "\"postback\",\"data\":\"buy\"}}]}",
+                          NULL);
+    assert_int_equal(wait_done(e, id).state, OUTBOX_SENT);
+    json_object *p = event_of(e, id, "sent", "api.done");
+    char menu[80], path[160];
+    snprintf(menu, sizeof menu, "%s", jstr(json_object_object_get(p, "response"), "richMenuId"));
+    json_object_put(p);
+    assert_memory_equal(menu, "richmenu-", 9);
+
+    static const char png[] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n', 0, 0, 0, 13};
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", menu);
+    int64_t now = clock_now_ms();
+    store_outbox up = {.shop = "a",
+                       .kind = OUTBOX_CALL,
+                       .endpoint = path,
+                       .body = png,
+                       .body_len = sizeof png,
+                       .method = "POST",
+                       .content_type = "image/png",
+                       .data_api = 1,
+                       .origin = "ev",
+                       .created_ms = now,
+                       .next_at_ms = now,
+                       .deadline_ms = now + 3600000};
+    char err[256];
+    assert_int_equal(store_outbox_add(e->st, &up, &id, err, sizeof err), 0);
+    sender_wake(e->snd);
+    rowstate r = wait_done(e, id);
+    if (r.state != OUTBOX_SENT)
+        fail_msg("upload: %d %s", r.status, r.error);
+
+    snprintf(path, sizeof path, "/v2/bot/user/%s/richmenu/%s", U1, menu);
+    id = add_call(e, "POST", path, NULL, U1);
+    assert_int_equal(wait_done(e, id).state, OUTBOX_SENT);
+    snprintf(path, sizeof path, "/v2/bot/user/%s/richmenu", U1);
+    id = add_call(e, "GET", path, NULL, U1);
+    assert_int_equal(wait_done(e, id).state, OUTBOX_SENT);
+    p = event_of(e, id, "sent", "api.done");
+    assert_string_equal(jstr(json_object_object_get(p, "response"), "richMenuId"), menu);
+    json_object_put(p);
+}
+
 /* Rich menu creation has its own class (100/hour at LINE): with the class
  * at 1, a second create waits while other calls go through. */
 static void test_richmenu_rate_class(void **state)
@@ -905,6 +959,7 @@ int main(void)
         T(test_richmenu_create_not_repeated),
         T(test_unanswered_create_given_up),
         T(test_richmenu_rate_class),
+        T(test_richmenu_flow),
         T(test_bad_options),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
