@@ -12,6 +12,7 @@
 
 #include "bus.h"
 #include "clock.h"
+#include "friends.h"
 #include "host.h"
 #include "ingress.h"
 #include "sandbox.h"
@@ -136,6 +137,12 @@ int app_open_instances(const app *a, bus *b)
         const cfg_shop *shop = &c->shops[s];
         if (bus_add_shop(b, shop->id) != 0)
             return KZ_ENOMEM;
+        /* the core's own instance first: plugins read a registry that is
+         * at least as new as the event they handle (same worker, in order) */
+        int rc =
+            bus_add_instance(b, friends_plugin(c), shop->id, shop->timezone, NULL, err, sizeof err);
+        if (rc != 0)
+            return rc == KZ_EFAIL ? KZ_EIO : rc;
         for (size_t u = 0; u < shop->nplugins; u++) {
             const plugin *p = loader_find(l, shop->plugins[u].name);
             int rc = bus_add_instance(b, p, shop->id, shop->timezone, shop->plugins[u].setting, err,

@@ -35,9 +35,11 @@ void app_free(app *a);
 /* Bus options from the config's kizuna group. */
 struct bus_options app_bus_options(const cfg *c);
 
-/* Opens every enabled plugin for every shop on the bus. A failing shop_open
- * disables that plugin for that shop (logged) and the rest go on. Returns
- * the number opened, or < 0 when the store fails. */
+/* Opens the core's friends instance (friends.h) and every enabled plugin
+ * for every shop on the bus. A failing shop_open disables that plugin for
+ * that shop (logged) and the rest go on. Returns the number of plugin
+ * instances opened (the friends instances not counted), or < 0 when the
+ * store fails. */
 int app_open_instances(const app *a, struct bus *b);
 
 typedef struct serve_opts {

@@ -175,6 +175,32 @@ static const char *const migrations[] = {
     " alias TEXT NOT NULL,"
     " richmenu TEXT NOT NULL,"
     " PRIMARY KEY(shop, alias)) WITHOUT ROWID;",
+    /* 6: the friend registry (store.h, "friends"). Keyed (shop, user) so a
+     * shop's friends stream in user order from the primary key; tags are
+     * also indexed by tag for segment queries. */
+    "CREATE TABLE friends("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " following INTEGER NOT NULL DEFAULT 1,"
+    " first_follow_ms INTEGER NOT NULL DEFAULT 0,"
+    " follow_ms INTEGER NOT NULL DEFAULT 0,"
+    " unfollow_ms INTEGER NOT NULL DEFAULT 0,"
+    " follows INTEGER NOT NULL DEFAULT 0,"
+    " first_active_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_active_ms INTEGER NOT NULL DEFAULT 0,"
+    " display_name TEXT NOT NULL DEFAULT '',"
+    " picture_url TEXT NOT NULL DEFAULT '',"
+    " status_message TEXT NOT NULL DEFAULT '',"
+    " language TEXT NOT NULL DEFAULT '',"
+    " profile_ms INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(shop, user)) WITHOUT ROWID;"
+    "CREATE TABLE friend_tags("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " tag TEXT NOT NULL,"
+    " added_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, user, tag)) WITHOUT ROWID;"
+    "CREATE INDEX friend_tags_by_tag ON friend_tags(shop, tag, user);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -244,6 +270,16 @@ enum stmt_id {
     Q_SBX_RM_ALIAS_GET,
     Q_SBX_RM_ALIAS_DEL,
     Q_SBX_RM_ALIASES,
+    Q_FR_FOLLOW,
+    Q_FR_UNFOLLOW,
+    Q_FR_TOUCH,
+    Q_FR_PROFILE,
+    Q_FR_GET,
+    Q_FR_LIST,
+    Q_FR_ENSURE,
+    Q_FR_TAG_ADD,
+    Q_FR_TAG_DEL,
+    Q_FR_TAGS,
     Q_OB_ADD,
     Q_OB_DUE,
     Q_OB_RETRY,
@@ -256,6 +292,9 @@ enum stmt_id {
 
 #define EV_COLUMNS "id, shop, uid, topic, user, time_ms, payload"
 #define SBX_USER_COLUMNS "user, display_name, following, blocked, since_ms"
+#define FR_COLUMNS                                                                                 \
+    "user, following, first_follow_ms, follow_ms, unfollow_ms, follows, first_active_ms,"          \
+    " last_active_ms, display_name, picture_url, status_message, language, profile_ms"
 #define OB_COLUMNS                                                                                 \
     "id, shop, instance, kind, endpoint, body, retry_key, user, fallback_to, tag, origin, state,"  \
     " attempts, created_ms, next_at_ms, deadline_ms, method, content_type, data_api, plugin, "     \
@@ -368,6 +407,31 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_SBX_RM_ALIAS_DEL] = "DELETE FROM sbx_richmenu_aliases WHERE shop = ?1 AND alias = ?2",
     [Q_SBX_RM_ALIASES] = "SELECT alias, richmenu FROM sbx_richmenu_aliases WHERE shop = ?1"
                          " ORDER BY alias",
+    [Q_FR_FOLLOW] =
+        "INSERT INTO friends(shop, user, following, first_follow_ms, follow_ms, follows,"
+        " first_active_ms, last_active_ms) VALUES(?1, ?2, 1, ?3, ?3, 1, ?3, ?3)"
+        " ON CONFLICT(shop, user) DO UPDATE SET following = 1, follow_ms = ?3,"
+        " follows = follows + 1, first_follow_ms = CASE first_follow_ms WHEN 0"
+        " THEN ?3 ELSE first_follow_ms END, first_active_ms = CASE first_active_ms"
+        " WHEN 0 THEN ?3 ELSE first_active_ms END,"
+        " last_active_ms = max(last_active_ms, ?3)",
+    [Q_FR_UNFOLLOW] =
+        "INSERT INTO friends(shop, user, following, unfollow_ms) VALUES(?1, ?2, 0, ?3)"
+        " ON CONFLICT(shop, user) DO UPDATE SET following = 0, unfollow_ms = ?3",
+    [Q_FR_TOUCH] = "INSERT INTO friends(shop, user, first_active_ms, last_active_ms)"
+                   " VALUES(?1, ?2, ?3, ?3) ON CONFLICT(shop, user) DO UPDATE SET"
+                   " first_active_ms = CASE first_active_ms WHEN 0 THEN ?3 ELSE first_active_ms"
+                   " END, last_active_ms = max(last_active_ms, ?3)",
+    [Q_FR_PROFILE] = "UPDATE friends SET display_name = ?3, picture_url = ?4, status_message = ?5,"
+                     " language = ?6, profile_ms = ?7 WHERE shop = ?1 AND user = ?2",
+    [Q_FR_GET] = "SELECT " FR_COLUMNS " FROM friends WHERE shop = ?1 AND user = ?2",
+    [Q_FR_LIST] = "SELECT " FR_COLUMNS " FROM friends WHERE shop = ?1 AND user > ?2"
+                  " ORDER BY user LIMIT ?3",
+    [Q_FR_ENSURE] = "INSERT OR IGNORE INTO friends(shop, user) VALUES(?1, ?2)",
+    [Q_FR_TAG_ADD] = "INSERT OR IGNORE INTO friend_tags(shop, user, tag, added_ms)"
+                     " VALUES(?1, ?2, ?3, ?4)",
+    [Q_FR_TAG_DEL] = "DELETE FROM friend_tags WHERE shop = ?1 AND user = ?2 AND tag = ?3",
+    [Q_FR_TAGS] = "SELECT tag FROM friend_tags WHERE shop = ?1 AND user = ?2 ORDER BY tag",
     [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
                  " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms, method,"
                  " content_type, data_api, plugin)"
@@ -1462,8 +1526,8 @@ static void sbx_user_from_row(sqlite3_stmt *st, store_sbx_user *u)
 }
 
 /* Statement id with (shop, second) bound as ?1, ?2. */
-static int sbx_stmt(store *s, enum stmt_id id, const char *shop, const char *second,
-                    sqlite3_stmt **st, char *err, size_t errlen)
+static int pair_stmt(store *s, enum stmt_id id, const char *shop, const char *second,
+                     sqlite3_stmt **st, char *err, size_t errlen)
 {
     int rc = prep(s, id, st, err, errlen);
     if (rc != 0)
@@ -1478,7 +1542,7 @@ int store_sbx_user_get(store *s, const char *shop, const char *user, store_sbx_u
                        size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_USER_GET, shop, user, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_USER_GET, shop, user, &st, err, errlen);
     if (rc != 0 || (rc = step(s, st, "read sandbox user", err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
     sbx_user_from_row(st, out);
@@ -1490,7 +1554,7 @@ int store_sbx_user_put(store *s, const char *shop, const store_sbx_user *u, char
                        size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_USER_PUT, shop, u->user, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_USER_PUT, shop, u->user, &st, err, errlen);
     if (rc != 0)
         return rc;
     bind_str(st, 3, u->display_name);
@@ -1504,8 +1568,8 @@ int store_sbx_users(store *s, const char *shop, int following_only, store_sbx_us
                     char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, following_only ? Q_SBX_USERS_FOLLOWING : Q_SBX_USERS, shop, NULL, &st, err,
-                      errlen);
+    int rc = pair_stmt(s, following_only ? Q_SBX_USERS_FOLLOWING : Q_SBX_USERS, shop, NULL, &st,
+                       err, errlen);
     if (rc != 0)
         return rc;
     while ((rc = step(s, st, "list sandbox users", err, errlen)) == 1) {
@@ -1525,7 +1589,7 @@ int store_sbx_inbox_add(store *s, const char *shop, const char *user, int64_t ti
                         char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_INBOX_ADD, shop, user, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_INBOX_ADD, shop, user, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 3, time_ms);
@@ -1539,7 +1603,7 @@ int store_sbx_inbox(store *s, const char *shop, const char *user, store_sbx_msg_
                     char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_INBOX, shop, user, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_INBOX, shop, user, &st, err, errlen);
     if (rc != 0)
         return rc;
     while ((rc = step(s, st, "read inbox", err, errlen)) == 1) {
@@ -1563,7 +1627,7 @@ int store_sbx_inbox_count(store *s, const char *shop, const char *request_id, in
                           int64_t *users, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_INBOX_COUNT, shop, request_id, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_INBOX_COUNT, shop, request_id, &st, err, errlen);
     if (rc != 0 || (rc = step(s, st, "count delivered messages", err, errlen)) != 1)
         return rc == 0 ? KZ_EIO : rc;
     *messages = sqlite3_column_int64(st, 0);
@@ -1576,7 +1640,7 @@ int store_sbx_retry_get(store *s, const char *shop, const char *key, int64_t now
                         char *request_id, size_t idlen, char **response, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RETRY_GET, shop, key, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RETRY_GET, shop, key, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 3, now_ms - STORE_SBX_RETRY_KEEP_MS);
@@ -1596,13 +1660,13 @@ int store_sbx_retry_put(store *s, const char *shop, const char *key, const char 
                         int64_t time_ms, const char *response, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RETRY_PURGE, shop, NULL, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RETRY_PURGE, shop, NULL, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 2, time_ms - STORE_SBX_RETRY_KEEP_MS);
     if ((rc = run(s, st, "forget old retry keys", err, errlen)) != 0)
         return rc;
-    if ((rc = sbx_stmt(s, Q_SBX_RETRY_PUT, shop, key, &st, err, errlen)) != 0)
+    if ((rc = pair_stmt(s, Q_SBX_RETRY_PUT, shop, key, &st, err, errlen)) != 0)
         return rc;
     bind_str(st, 3, request_id);
     sqlite3_bind_int64(st, 4, time_ms);
@@ -1614,7 +1678,7 @@ int store_sbx_token_add(store *s, const char *shop, const char *token, const cha
                         int64_t issued_ms, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_TOKEN_ADD, shop, token, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_TOKEN_ADD, shop, token, &st, err, errlen);
     if (rc != 0)
         return rc;
     bind_str(st, 3, user);
@@ -1626,7 +1690,7 @@ int store_sbx_token_use(store *s, const char *shop, const char *token, int64_t n
                         char *user, size_t userlen, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_TOKEN_USE, shop, token, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_TOKEN_USE, shop, token, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 3, not_before_ms);
@@ -1650,7 +1714,7 @@ int store_sbx_rate_hit(store *s, const char *shop, const char *endpoint, int64_t
     if (limit < 1)
         return 0;
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RATE_HIT, shop, endpoint, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RATE_HIT, shop, endpoint, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 3, window_start);
@@ -1665,7 +1729,7 @@ int store_sbx_usage_get(store *s, const char *shop, const char *month, int64_t *
                         size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_USAGE_GET, shop, month, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_USAGE_GET, shop, month, &st, err, errlen);
     if (rc != 0)
         return rc;
     rc = query_int(s, st, "read usage", count, err, errlen);
@@ -1680,7 +1744,7 @@ int store_sbx_usage_add(store *s, const char *shop, const char *month, int64_t d
                         size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_USAGE_ADD, shop, month, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_USAGE_ADD, shop, month, &st, err, errlen);
     if (rc != 0)
         return rc;
     sqlite3_bind_int64(st, 3, delta);
@@ -1693,7 +1757,7 @@ int store_sbx_rm_add(store *s, const char *shop, const char *id, const char *bod
                      size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RM_ADD, shop, id, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RM_ADD, shop, id, &st, err, errlen);
     if (rc != 0)
         return rc;
     bind_str(st, 3, body);
@@ -1704,7 +1768,7 @@ int store_sbx_rm_get(store *s, const char *shop, const char *id, char **body, in
                      char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RM_GET, shop, id, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RM_GET, shop, id, &st, err, errlen);
     if (rc != 0 || (rc = step(s, st, "read rich menu", err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
     if (has_image != NULL)
@@ -1722,7 +1786,7 @@ static int sbx_pairs(store *s, enum stmt_id id, const char *shop, store_sbx_rm_c
                      const char *what, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, id, shop, NULL, &st, err, errlen);
+    int rc = pair_stmt(s, id, shop, NULL, &st, err, errlen);
     if (rc != 0)
         return rc;
     while ((rc = step(s, st, what, err, errlen)) == 1) {
@@ -1747,7 +1811,7 @@ int store_sbx_rm_delete(store *s, const char *shop, const char *id, char *err, s
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof steps / sizeof steps[0]; i++) {
         sqlite3_stmt *st;
-        rc = sbx_stmt(s, steps[i], shop, id, &st, err, errlen);
+        rc = pair_stmt(s, steps[i], shop, id, &st, err, errlen);
         if (rc == 0)
             rc = steps[i] == Q_SBX_RM_DEL ? run_change(s, st, "delete rich menu", err, errlen)
                                           : run(s, st, "delete rich menu", err, errlen);
@@ -1759,7 +1823,7 @@ int store_sbx_rm_image_put(store *s, const char *shop, const char *id, const cha
                            const void *data, size_t n, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RM_IMAGE_PUT, shop, id, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RM_IMAGE_PUT, shop, id, &st, err, errlen);
     if (rc != 0)
         return rc;
     bind_str(st, 3, content_type);
@@ -1779,7 +1843,7 @@ int store_sbx_rm_image_get(store *s, const char *shop, const char *id, char *typ
                            void **data, size_t *n, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RM_IMAGE_GET, shop, id, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RM_IMAGE_GET, shop, id, &st, err, errlen);
     if (rc != 0 || (rc = step(s, st, "read rich menu image", err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
     copy_text(type, typelen, st, 0);
@@ -1799,8 +1863,8 @@ int store_sbx_rm_link_put(store *s, const char *shop, const char *user, const ch
                           size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, id != NULL ? Q_SBX_RM_LINK_PUT : Q_SBX_RM_LINK_DEL, shop, user, &st, err,
-                      errlen);
+    int rc = pair_stmt(s, id != NULL ? Q_SBX_RM_LINK_PUT : Q_SBX_RM_LINK_DEL, shop, user, &st, err,
+                       errlen);
     if (rc != 0)
         return rc;
     if (id != NULL)
@@ -1813,7 +1877,7 @@ static int sbx_text(store *s, enum stmt_id id, const char *shop, const char *key
                     size_t outlen, const char *what, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, id, shop, key, &st, err, errlen);
+    int rc = pair_stmt(s, id, shop, key, &st, err, errlen);
     if (rc != 0 || (rc = step(s, st, what, err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
     copy_text(out, outlen, st, 0);
@@ -1832,8 +1896,8 @@ int store_sbx_rm_alias_put(store *s, const char *shop, const char *alias, const 
                            int create, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, create ? Q_SBX_RM_ALIAS_ADD : Q_SBX_RM_ALIAS_SET, shop, alias, &st, err,
-                      errlen);
+    int rc = pair_stmt(s, create ? Q_SBX_RM_ALIAS_ADD : Q_SBX_RM_ALIAS_SET, shop, alias, &st, err,
+                       errlen);
     if (rc != 0)
         return rc;
     bind_str(st, 3, id);
@@ -1852,7 +1916,7 @@ int store_sbx_rm_alias_delete(store *s, const char *shop, const char *alias, cha
                               size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sbx_stmt(s, Q_SBX_RM_ALIAS_DEL, shop, alias, &st, err, errlen);
+    int rc = pair_stmt(s, Q_SBX_RM_ALIAS_DEL, shop, alias, &st, err, errlen);
     return rc != 0 ? rc : run_change(s, st, "delete rich menu alias", err, errlen);
 }
 
@@ -1860,6 +1924,148 @@ int store_sbx_rm_aliases(store *s, const char *shop, store_sbx_rm_cb cb, void *a
                          size_t errlen)
 {
     return sbx_pairs(s, Q_SBX_RM_ALIASES, shop, cb, arg, "list rich menu aliases", err, errlen);
+}
+
+/* ---- friends ------------------------------------------------------------ */
+
+/* Runs one of the friend statements that take (shop, user, ms). */
+static int friend_event(store *s, enum stmt_id id, const char *shop, const char *user, int64_t ms,
+                        const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, id, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, ms);
+    return run(s, st, what, err, errlen);
+}
+
+int store_friend_follow(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                        size_t errlen)
+{
+    return friend_event(s, Q_FR_FOLLOW, shop, user, ms, "record follow", err, errlen);
+}
+
+int store_friend_unfollow(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                          size_t errlen)
+{
+    return friend_event(s, Q_FR_UNFOLLOW, shop, user, ms, "record unfollow", err, errlen);
+}
+
+int store_friend_touch(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                       size_t errlen)
+{
+    return friend_event(s, Q_FR_TOUCH, shop, user, ms, "record interaction", err, errlen);
+}
+
+int store_friend_profile(store *s, const char *shop, const char *user, const char *display_name,
+                         const char *picture_url, const char *status_message, const char *language,
+                         int64_t ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_PROFILE, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, display_name ? display_name : "");
+    bind_str(st, 4, picture_url ? picture_url : "");
+    bind_str(st, 5, status_message ? status_message : "");
+    bind_str(st, 6, language ? language : "");
+    sqlite3_bind_int64(st, 7, ms);
+    return run_change(s, st, "record profile", err, errlen);
+}
+
+static void friend_from_row(sqlite3_stmt *st, store_friend *f)
+{
+    copy_text(f->user, sizeof f->user, st, 0);
+    f->following = sqlite3_column_int(st, 1);
+    f->first_follow_ms = sqlite3_column_int64(st, 2);
+    f->follow_ms = sqlite3_column_int64(st, 3);
+    f->unfollow_ms = sqlite3_column_int64(st, 4);
+    f->follows = sqlite3_column_int64(st, 5);
+    f->first_active_ms = sqlite3_column_int64(st, 6);
+    f->last_active_ms = sqlite3_column_int64(st, 7);
+    copy_text(f->display_name, sizeof f->display_name, st, 8);
+    copy_text(f->picture_url, sizeof f->picture_url, st, 9);
+    copy_text(f->status_message, sizeof f->status_message, st, 10);
+    copy_text(f->language, sizeof f->language, st, 11);
+    f->profile_ms = sqlite3_column_int64(st, 12);
+}
+
+int store_friend_get(store *s, const char *shop, const char *user, store_friend *out, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_GET, shop, user, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read friend", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    friend_from_row(st, out);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_friends(store *s, const char *shop, const char *after, int64_t limit, store_friend_cb cb,
+                  void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_LIST, shop, after ? after : "", &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1);
+    while ((rc = step(s, st, "read friends", err, errlen)) == 1) {
+        store_friend f;
+        friend_from_row(st, &f);
+        int stop = cb(arg, &f);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_friend_tag_add(store *s, const char *shop, const char *user, const char *tag, int64_t ms,
+                         char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_ENSURE, shop, user, &st, err, errlen);
+    if (rc == 0)
+        rc = run(s, st, "add tag", err, errlen);
+    if (rc == 0)
+        rc = pair_stmt(s, Q_FR_TAG_ADD, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, tag);
+    sqlite3_bind_int64(st, 4, ms);
+    rc = run_change(s, st, "add tag", err, errlen);
+    return rc == KZ_ENOTFOUND ? KZ_EEXIST : rc;
+}
+
+int store_friend_tag_remove(store *s, const char *shop, const char *user, const char *tag,
+                            char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_TAG_DEL, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 3, tag);
+    return run_change(s, st, "remove tag", err, errlen);
+}
+
+int store_friend_tags(store *s, const char *shop, const char *user, store_tag_cb cb, void *arg,
+                      char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_TAGS, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "read tags", err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
 }
 
 /* ---- outbox ------------------------------------------------------------- */

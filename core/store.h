@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 typedef struct store store;
 
@@ -259,6 +259,69 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
 
 /* Rows still PENDING (for /metrics). */
 int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen);
+
+/* ---- friends: the registry of each shop's LINE friends (schema 6) -----
+ *
+ * One row per (shop, user) ever seen following, with its follow history,
+ * profile and interaction times; tags in their own table. Written by the
+ * core's `friends` instance (core/friends.c) inside the handler's
+ * transaction and by the CLI. Times are ms since the epoch, 0 = never. */
+
+typedef struct store_friend {
+    char user[64];
+    int following;           /* 1: a friend now; 0: unfollowed (blocked) */
+    int64_t first_follow_ms; /* the first follow seen */
+    int64_t follow_ms;       /* the last follow or unblock */
+    int64_t unfollow_ms;     /* the last unfollow (block) */
+    int64_t follows;         /* follow events seen: 2 and more are re-follows */
+    int64_t first_active_ms; /* first event from the user */
+    int64_t last_active_ms;  /* last event from the user (unfollow excluded) */
+    char display_name[256];
+    char picture_url[512];
+    char status_message[512];
+    char language[16];
+    int64_t profile_ms; /* when the profile was last fetched; 0: never */
+} store_friend;
+
+/* A follow at ms: creates the friend or makes them following again. */
+int store_friend_follow(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                        size_t errlen);
+/* An unfollow (the user blocked the account) at ms. Creates the row when the
+ * follow predates kizuna. */
+int store_friend_unfollow(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                          size_t errlen);
+/* Any other event from the user at ms: first/last interaction. Creates the
+ * row (following unknown = 1: LINE only delivers events of users who have
+ * not blocked the account). */
+int store_friend_touch(store *s, const char *shop, const char *user, int64_t ms, char *err,
+                       size_t errlen);
+/* Replaces the profile fields (NULL stores ""). KZ_ENOTFOUND if unknown. */
+int store_friend_profile(store *s, const char *shop, const char *user, const char *display_name,
+                         const char *picture_url, const char *status_message, const char *language,
+                         int64_t ms, char *err, size_t errlen);
+/* KZ_ENOTFOUND (no error text) for a user the shop never saw. */
+int store_friend_get(store *s, const char *shop, const char *user, store_friend *out, char *err,
+                     size_t errlen);
+/* Calls cb for each friend of the shop after user `after` ("" from the
+ * start), in user id order, at most limit (0: all); a nonzero return stops
+ * the walk and is returned. One statement streams the rows: memory does not
+ * grow with the number of friends. *f is valid during the call only; cb may
+ * not call store_friends back. */
+typedef int (*store_friend_cb)(void *arg, const store_friend *f);
+int store_friends(store *s, const char *shop, const char *after, int64_t limit, store_friend_cb cb,
+                  void *arg, char *err, size_t errlen);
+
+/* Tags: add returns KZ_EEXIST when the friend has it already, remove
+ * KZ_ENOTFOUND when they had not; the caller publishes friend.tagged /
+ * untagged only on a change. Adding to an unknown user creates the row. */
+int store_friend_tag_add(store *s, const char *shop, const char *user, const char *tag, int64_t ms,
+                         char *err, size_t errlen);
+int store_friend_tag_remove(store *s, const char *shop, const char *user, const char *tag,
+                            char *err, size_t errlen);
+/* The user's tags in order, each passed to cb (valid during the call). */
+typedef int (*store_tag_cb)(void *arg, const char *tag);
+int store_friend_tags(store *s, const char *shop, const char *user, store_tag_cb cb, void *arg,
+                      char *err, size_t errlen);
 
 /* ---- small key/value of the core itself (virtual clock, …) ------------ */
 

@@ -258,6 +258,16 @@ static void unauthorized_is_401(void **state)
     env_close(e);
 }
 
+/* The fixture's instance (the bus also has the core's friends instances). */
+static const bus_instance *fx_instance(env *e)
+{
+    for (size_t i = 0; i < bus_instance_count(e->b); i++)
+        if (strcmp(bus_instance_at(e->b, i)->p->name, "fx_counter") == 0)
+            return bus_instance_at(e->b, i);
+    fail_msg("no fx_counter instance");
+    return NULL;
+}
+
 static void dead_letters_listed_and_replayed(void **state)
 {
     (void)state;
@@ -297,9 +307,8 @@ static void dead_letters_listed_and_replayed(void **state)
     /* the flag is in the store: the daemon's workers pick it up */
     int64_t dead_id = 0, event_id = 0;
     char err[256];
-    assert_int_equal(store_dead_next_replay(e->st, bus_instance_at(e->b, 0)->id, &dead_id,
-                                            &event_id, err, sizeof err),
-                     0);
+    assert_int_equal(
+        store_dead_next_replay(e->st, fx_instance(e)->id, &dead_id, &event_id, err, sizeof err), 0);
     assert_int_equal(dead_id, id);
 
     /* unknown and malformed ids */
@@ -341,8 +350,10 @@ static void status_json(void **state)
     assert_string_equal(jstr(json_object_array_get_idx(shops, 0), "name"), "Shop A");
     assert_string_equal(jstr(json_object_array_get_idx(shops, 1), "id"), "b");
     assert_true(json_object_object_get_ex(o, "instances", &insts));
-    assert_int_equal(json_object_array_length(insts), 1);
-    json_object *i = json_object_array_get_idx(insts, 0);
+    /* a: core.friends and fx_counter; b: core.friends */
+    assert_int_equal(json_object_array_length(insts), 3);
+    assert_string_equal(jstr(json_object_array_get_idx(insts, 0), "plugin"), "core.friends");
+    json_object *i = json_object_array_get_idx(insts, 1);
     assert_string_equal(jstr(i, "shop"), "a");
     assert_string_equal(jstr(i, "plugin"), "fx_counter");
     assert_int_equal(jbool(i, "enabled"), 1);
