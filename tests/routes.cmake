@@ -14,3 +14,8 @@ target_compile_definitions(test_routes PRIVATE KZ_ROUTES_FIXTURES="${KZ_ROUTES_F
 add_dependencies(test_routes fx_routes)
 add_test(NAME routes COMMAND test_routes)
 
+# The same fixture compiled into a test against testing.h's fake host.
+add_executable(test_routes_fake ${CMAKE_CURRENT_SOURCE_DIR}/test_routes_fake.c
+                                ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/routes/fx_routes.c)
+target_link_libraries(test_routes_fake PRIVATE kizuna::sdk PkgConfig::CMOCKA)
+add_test(NAME routes_fake COMMAND test_routes_fake)
