@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 
 #include "bus.h"
 #include "daemon.h"
@@ -596,6 +597,31 @@ static void dedupe_key_stores_once(void **state)
     assert_string_equal(kv(e, "orders"), "3");
 }
 
+/* The store refuses the event (a trigger stands in for a full disk): the
+ * client gets 503, so an EC platform delivers again, and nothing is kept. */
+static void store_failure_is_503(void **state)
+{
+    env *e = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/k.db", e->dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                                  " WHEN NEW.topic = 'ec.fail'"
+                                  " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    resp r;
+    assert_int_equal(post(e, "/shops/a/fx_routes/orders?topic=ec.fail", "{}", &r), 503);
+    assert_non_null(strstr(r.body, "events not stored"));
+    assert_non_null(strstr(r.body, "refused by the test"));
+    assert_int_equal(stored_count(e), 0);
+    assert_int_equal(post(e, "/shops/a/fx_routes/orders", "{}", &r), 202); /* others go on */
+    assert_int_equal(stored_count(e), 1);
+}
+
 static void misuse_is_refused(void **state)
 {
     env *e = *state;
@@ -715,6 +741,7 @@ int main(void)
         T(body_over_limit_is_413),
         T(published_event_stored_before_answer),
         T(dedupe_key_stores_once),
+        T(store_failure_is_503),
         T(misuse_is_refused),
         T(route_outside_shop_open_refused),
         T(routes_gone_after_shop_close),
