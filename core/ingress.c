@@ -414,7 +414,8 @@ static enum MHD_Result finish_store(ingress *in, struct MHD_Connection *conn, re
 static const cfg_shop *config_shop(const cfg *c, const char *id, size_t n)
 {
     for (size_t i = 0; i < c->nshops; i++)
-        if (strlen(c->shops[i].id) == n && strncmp(c->shops[i].id, id, n) == 0)
+        if (c->shops[i].id != NULL && strlen(c->shops[i].id) == n &&
+            strncmp(c->shops[i].id, id, n) == 0)
             return &c->shops[i];
     return NULL;
 }
