@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -192,8 +193,8 @@ static void registry_removal_waits_for_callbacks(void **state)
     assert_int_equal(pthread_create(&th, NULL, remove_owner1, &rm), 0);
     /* unlinked at once: new lookups miss it while the holder still runs */
     route *rt = NULL;
-    for (int i = 0; i < 100000 && routes_count(rm.r, &owner1) > 0; i++)
-        sched_yield();
+    for (int i = 0; i < 10000 && routes_count(rm.r, &owner1) > 0; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
     assert_int_equal(routes_count(rm.r, &owner1), 0);
     assert_int_equal(routes_find(rm.r, "s", "p", "click", "GET", &rt, NULL, 0), ROUTE_NO_PATH);
     /* the remover cannot be done while the route is held */
@@ -245,11 +246,11 @@ static void write_conf(env *e)
             "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 1;\n"
             "  log_level = \"error\"; max_body = %d; };\n"
             "shops = (\n"
-            "  { id = \"a\"; plugins = { fx_routes = { }; }; },\n"
+            "  { id = \"a\"; plugins = { fx_routes = { block_dir = \"%s\"; }; }; },\n"
             "  { id = \"b\"; plugins = { fx_routes = { fail_open = true; }; }; },\n"
             "  { id = \"c\"; plugins = { }; }\n"
             ");\n",
-            e->dir, KZ_ROUTES_FIXTURES, MAX_BODY);
+            e->dir, KZ_ROUTES_FIXTURES, MAX_BODY, e->dir);
     fclose(f);
 }
 
@@ -654,12 +655,80 @@ static void routes_gone_after_shop_close(void **state)
     env *e = *state;
     routes *reg = bus_routes(e->b);
     const kz_shop *shop = &inst_of(e, "a")->shop;
-    assert_int_equal(routes_count(reg, shop), 14);
+    assert_int_equal(routes_count(reg, shop), 15);
     /* what bus_free does for each instance before its shop_close */
     routes_remove_owner(reg, shop);
     assert_int_equal(routes_count(reg, NULL), 0);
     resp r;
     assert_int_equal(get(e, "/shops/a/fx_routes/hello", &r), 404);
+}
+
+static int marked(env *e, const char *name, char *content, size_t len)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", e->dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(content, 1, len - 1, f);
+    content[n] = '\0';
+    fclose(f);
+    return 1;
+}
+
+typedef struct blocked {
+    env *e;
+    resp r;
+    atomic_int freed;
+} blocked;
+
+static void *get_block(void *arg)
+{
+    blocked *b = arg;
+    get(b->e, "/shops/a/fx_routes/block", &b->r);
+    return NULL;
+}
+
+static void *free_bus(void *arg)
+{
+    blocked *b = arg;
+    bus_free(b->e->b);
+    atomic_store(&b->freed, 1);
+    return NULL;
+}
+
+/* shop_close (in bus_free) waits for a request inside the instance's
+ * route: the plugin's arg is never used after shop_close. */
+static void shop_close_waits_for_route_in_flight(void **state)
+{
+    env *e = *state;
+    blocked b = {.e = e};
+    char mark[16];
+    routes *reg = bus_routes(e->b);
+    pthread_t client, closer;
+    assert_int_equal(pthread_create(&client, NULL, get_block, &b), 0);
+    for (int i = 0; i < 10000 && !marked(e, "entered", mark, sizeof mark); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+    assert_true(marked(e, "entered", mark, sizeof mark));
+    assert_int_equal(pthread_create(&closer, NULL, free_bus, &b), 0);
+    /* the routes go at once; the close waits for the request */
+    for (int i = 0; i < 10000 && routes_count(reg, NULL) > 0; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+    assert_int_equal(routes_count(reg, NULL), 0);
+    assert_int_equal(atomic_load(&b.freed), 0);
+    assert_false(marked(e, "closed", mark, sizeof mark));
+    char path[128];
+    snprintf(path, sizeof path, "%s/release", e->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(pthread_join(client, NULL), 0);
+    assert_int_equal(pthread_join(closer, NULL), 0);
+    e->b = NULL; /* freed */
+    assert_int_equal(b.r.code, 200);
+    assert_string_equal(b.r.body, "released");
+    assert_true(marked(e, "closed", mark, sizeof mark));
+    assert_string_equal(mark, "idle");
 }
 
 static long long metric_value(const char *text, const char *series)
@@ -745,6 +814,7 @@ int main(void)
         T(misuse_is_refused),
         T(route_outside_shop_open_refused),
         T(routes_gone_after_shop_close),
+        T(shop_close_waits_for_route_in_flight),
         T(metrics_have_bounded_labels),
         T(check_mode_accepts_routes),
     };

@@ -15,7 +15,7 @@ static void routes_registered(void **state)
 {
     (void)state;
     load();
-    assert_int_equal(kz_test_route_count(), 14);
+    assert_int_equal(kz_test_route_count(), 15);
     assert_string_equal(kz_test_route_path(0), "hello");
     assert_string_equal(kz_test_route_method(0), "GET");
     assert_null(kz_test_route_method(4)); /* "any" takes every method */
