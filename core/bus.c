@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "payload.h"
+#include "routes.h"
 #include "topic.h"
 
 /* Topic → bit mask of matching instances, per shop. Matching patterns for
@@ -74,6 +75,7 @@ struct bus {
     metric_family *m_handled, *m_failed, *m_dead;
     void (*on_sends)(void *arg);
     void *on_sends_arg;
+    routes *routes; /* plugin HTTP routes, registered from shop_open */
 };
 
 /* One publish waiting for its commit: on the caller's stack until `done`
@@ -279,7 +281,9 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
     pthread_cond_init(&b->queue_cond, NULL);
     pthread_cond_init(&b->done_cond, NULL);
     b->queue_tail = &b->queue;
-    int rc = store_open(o->store_url, o->sync_mode, &b->pub, err, errlen);
+    int rc = routes_new(&b->routes, err, errlen);
+    if (rc == 0)
+        rc = store_open(o->store_url, o->sync_mode, &b->pub, err, errlen);
     b->workers = calloc((size_t)b->o.workers, sizeof *b->workers);
     if (rc == 0 && b->workers == NULL)
         rc = KZ_ENOMEM;
@@ -459,11 +463,17 @@ int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *t
         return rc;
     rc = open_plugin_instance(inst, setting, err, errlen);
     if (rc != 0) {
+        routes_remove_owner(b->routes, &inst->shop); /* registered before it failed */
         log_msg(KZ_LOG_ERROR, "%s; plugin disabled for this shop", err);
         return rc;
     }
     inst->enabled = 1;
     return 0;
+}
+
+routes *bus_routes(bus *b)
+{
+    return b->routes;
 }
 
 size_t bus_instance_count(const bus *b)
@@ -1141,6 +1151,8 @@ int bus_dispatch_volatile(bus *b, const store_event *se)
 
 static void free_instance(bus_instance *i)
 {
+    /* after the last route callback returned, before arg goes */
+    routes_remove_owner(i->b->routes, &i->shop);
     if (i->enabled && i->p->desc.shop_close != NULL) {
         log_set_context(i->p->name, i->shop_id);
         i->p->desc.shop_close(i->instance);
@@ -1171,6 +1183,7 @@ void bus_free(bus *b)
         free(b->shops[i]);
     }
     free(b->shops);
+    routes_free(b->routes);
     for (int i = 0; i < b->nworkers; i++) {
         store_batch_free(&b->workers[i].batch);
         store_batch_free(&b->workers[i].replay_batch);

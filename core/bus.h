@@ -179,6 +179,11 @@ int bus_run_until_idle(bus *b, char *err, size_t errlen);
  * Returns the number of handler calls. Thread: one caller at a time. */
 int bus_dispatch_volatile(bus *b, const store_event *ev);
 
+/* The plugin HTTP routes of the bus's instances (routes.h): registered
+ * from shop_open, removed before shop_close. Owned by the bus. */
+struct routes;
+struct routes *bus_routes(bus *b);
+
 /* Number of instances, and instance i (for tools and tests). */
 size_t bus_instance_count(const bus *b);
 const bus_instance *bus_instance_at(const bus *b, size_t i);

@@ -9,9 +9,11 @@
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
+#include "httpreq.h"
 #include "log.h"
 #include "message.h"
 #include "payload.h"
+#include "routes.h"
 #include "topic.h"
 
 /* A ctx is usable only while its handler runs, on the handler's thread. */
@@ -147,24 +149,33 @@ static void derive_uid(const kz_ctx *ctx, char *out, size_t outlen)
     snprintf(out, outlen, "%s/%s/%u", parent, ctx->inst->p->name, ctx->published);
 }
 
+/* The checks every publishing slot makes: a valid topic and one JSON value
+ * (none or empty: "{}", written back through json and len). */
+static int event_check(const char *what, const char *topic, const char **json, size_t *len)
+{
+    char err[256];
+    if (!topic_valid(topic)) {
+        log_msg(KZ_LOG_ERROR, "%s: invalid topic '%s'", what, topic ? topic : "(null)");
+        return KZ_EINVAL;
+    }
+    if (*json == NULL || *len == 0) {
+        *json = "{}";
+        *len = 2;
+    }
+    int rc = payload_check(*json, *len, err, sizeof err);
+    if (rc != 0)
+        log_msg(KZ_LOG_ERROR, "%s %s: %s", what, topic, err);
+    return rc;
+}
+
 static int publish(kz_ctx *ctx, const char *topic, const char *user, const char *json, size_t len)
 {
     char err[256];
     if (!host_ctx_live(ctx, "kz_publish"))
         return KZ_ESTATE;
-    if (!topic_valid(topic)) {
-        log_msg(KZ_LOG_ERROR, "kz_publish: invalid topic '%s'", topic ? topic : "(null)");
-        return KZ_EINVAL;
-    }
-    if (json == NULL || len == 0) {
-        json = "{}";
-        len = 2;
-    }
-    int rc = payload_check(json, len, err, sizeof err);
-    if (rc != 0) {
-        log_msg(KZ_LOG_ERROR, "kz_publish %s: %s", topic, err);
+    int rc = event_check("kz_publish", topic, &json, &len);
+    if (rc != 0)
         return rc;
-    }
     if ((rc = host_ctx_writable(ctx, "kz_publish")) != 0)
         return rc;
     char uid[256];
@@ -478,6 +489,40 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
     return rc;
 }
 
+/* ---- plugin HTTP routes (ABI 1.2) ---- */
+
+static int route_add(kz_shop *shop, const char *method, const char *path, kz_route_fn fn, void *arg)
+{
+    if (shop == NULL || !shop->inst->in_shop_open) {
+        log_msg(KZ_LOG_ERROR, "kz_route is only allowed in shop_open");
+        return KZ_ESTATE;
+    }
+    bus_instance *inst = shop->inst;
+    char err[256];
+    /* no bus: `kizuna check` runs shop_open only to check the setting */
+    int rc = inst->b == NULL ? routes_check(method, path, err, sizeof err)
+                             : routes_add(bus_routes(inst->b), shop, inst->shop_id, inst->p->name,
+                                          method, path, fn, arg, err, sizeof err);
+    if (rc == 0 && fn == NULL) {
+        snprintf(err, sizeof err, "route '%s': no function", path);
+        rc = KZ_EINVAL;
+    }
+    if (rc != 0)
+        log_msg(KZ_LOG_ERROR, "kz_route: %s", err);
+    return rc;
+}
+
+static int http_publish(kz_http *req, const char *topic, const char *user, const char *json,
+                        size_t len, const char *dedupe_key)
+{
+    if (!httpreq_live(req, "kz_http_publish"))
+        return KZ_ESTATE;
+    int rc = event_check("kz_http_publish", topic, &json, &len);
+    if (rc == 0 && (rc = httpreq_add_event(req, topic, user, json, len, dedupe_key)) != 0)
+        log_msg(KZ_LOG_ERROR, "kz_http_publish %s: not queued (%d)", topic, rc);
+    return rc;
+}
+
 static const kz_host table = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
@@ -515,6 +560,16 @@ static const kz_host table = {
     .setting_error = cfg_setting_error,
     .line_send = line_send,
     .line_call = apicall_queue,
+    .route = route_add,
+    .http_shop = httpreq_shop,
+    .http_method = httpreq_method,
+    .http_path = httpreq_path,
+    .http_query = httpreq_query,
+    .http_header = httpreq_header,
+    .http_body = httpreq_body,
+    .http_publish = http_publish,
+    .http_header_set = httpreq_header_set,
+    .http_respond = httpreq_respond,
 };
 
 const kz_host *host_table(void)

@@ -33,8 +33,10 @@
 #include <microhttpd.h>
 
 #include "errbuf.h"
-#include "netaddr.h"
+#include "httpreq.h"
 #include "log.h"
+#include "netaddr.h"
+#include "routes.h"
 #include "store.h"
 #include "webhook.h"
 
@@ -44,6 +46,7 @@
 #define HTTP_THREADS 2u /* epoll threads; requests never block them */
 #define WEBHOOK_PREFIX "/webhook/"
 #define ADMIN_PREFIX "/admin/"
+#define SHOPS_PREFIX "/shops/"
 
 struct ingress {
     struct MHD_Daemon *d;
@@ -51,11 +54,12 @@ struct ingress {
     bus *b;
     size_t max_body;
     uint16_t port;
-    metric_family *requests; /* kizuna_webhook_requests_total{shop,code} */
-    metric_family *events;   /* kizuna_webhook_events_total{shop,result} */
-    metric_family *duration; /* kizuna_http_request_duration_seconds{route} */
-    metrics *m;              /* may be NULL */
-    char start_err[256];     /* last libmicrohttpd message while starting */
+    metric_family *requests;       /* kizuna_webhook_requests_total{shop,code} */
+    metric_family *route_requests; /* kizuna_route_requests_total{shop,plugin,code} */
+    metric_family *events;         /* kizuna_webhook_events_total{shop,result} */
+    metric_family *duration;       /* kizuna_http_request_duration_seconds{route} */
+    metrics *m;                    /* may be NULL */
+    char start_err[256];           /* last libmicrohttpd message while starting */
     atomic_int starting;
     atomic_int suspended; /* requests waiting for their commit */
     /* admin API: only with c->admin_token; st is its own connection */
@@ -63,12 +67,15 @@ struct ingress {
     pthread_mutex_t st_mu; /* one request at a time on st */
 };
 
-enum route { R_WEBHOOK, R_HEALTHZ, R_METRICS, R_ADMIN, R_NOT_FOUND };
+enum req_route { R_WEBHOOK, R_SHOPS, R_HEALTHZ, R_METRICS, R_ADMIN, R_NOT_FOUND };
 
 /* Per-request state (libmicrohttpd's con_cls). */
 typedef struct req {
-    enum route route;
-    const cfg_shop *shop; /* webhook: the shop, when known */
+    enum req_route route;
+    const cfg_shop *shop; /* webhook, plugin route: the shop, when known */
+    const char *plugin;   /* plugin route: the config's name, when enabled for shop */
+    char *path;           /* plugin route: the path below the plugin's root */
+    kz_http http;         /* plugin route: the request the plugin saw */
     struct timespec start;
     char *body;
     size_t len, cap;
@@ -79,6 +86,7 @@ typedef struct req {
     ingress *in;
     struct MHD_Connection *conn;
     webhook_batch batch;
+    size_t nmsgs; /* events being stored (batch's or http's) */
     int64_t *ids;
     atomic_int stored; /* 0 waiting, 1 done */
     int store_rc;
@@ -131,28 +139,35 @@ static const cfg_shop *find_shop(const cfg *c, const char *id)
 
 static void count_request(ingress *in, const req *r, unsigned code)
 {
-    if (r->route != R_WEBHOOK || in->requests == NULL)
+    if ((r->route != R_WEBHOOK && r->route != R_SHOPS) || in->requests == NULL)
         return;
     char codes[8];
     snprintf(codes, sizeof codes, "%u", code % 1000u);
-    /* unknown shops share one series: a URL must not create series */
-    const char *labels[] = {r->shop != NULL ? r->shop->id : "", codes};
-    metrics_inc(in->requests, labels, 1);
-    const char *route[] = {"webhook"};
+    /* unknown shops and plugins share one series: a URL must not create series */
+    const char *shop = r->shop != NULL ? r->shop->id : "";
+    const char *hook[] = {shop, codes};
+    const char *plugin[] = {shop, r->plugin != NULL ? r->plugin : "", codes};
+    if (r->route == R_WEBHOOK)
+        metrics_inc(in->requests, hook, 1);
+    else
+        metrics_inc(in->route_requests, plugin, 1);
+    const char *route[] = {r->route == R_WEBHOOK ? "webhook" : "shops"};
     metrics_observe(metrics_series(in->duration, route), seconds_since(&r->start));
 }
 
-static enum MHD_Result respond(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
-                               const char *content_type, const char *body, size_t len,
-                               const char *allow)
+static struct MHD_Response *new_response(const char *content_type, const char *body, size_t len)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (resp != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return resp;
+}
+
+/* Queues resp (and frees it). */
+static enum MHD_Result queue(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                             struct MHD_Response *resp)
+{
     enum MHD_Result ret = MHD_queue_response(conn, code, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES) {
@@ -160,6 +175,18 @@ static enum MHD_Result respond(ingress *in, struct MHD_Connection *conn, req *r,
         count_request(in, r, code); /* sent only once this thread returns */
     }
     return ret;
+}
+
+static enum MHD_Result respond(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                               const char *content_type, const char *body, size_t len,
+                               const char *allow)
+{
+    struct MHD_Response *resp = new_response(content_type, body, len);
+    if (resp == NULL)
+        return MHD_NO;
+    if (allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return queue(in, conn, r, code, resp);
 }
 
 static enum MHD_Result respond_json(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
@@ -189,6 +216,8 @@ static enum MHD_Result respond_error(ingress *in, struct MHD_Connection *conn, r
 
 /* ---- webhook ------------------------------------------------------------ */
 
+static enum MHD_Result body_expected(ingress *in, struct MHD_Connection *conn, req *r);
+
 /* First call of POST /webhook/<shop>: everything decided from the headers. */
 static enum MHD_Result webhook_headers(ingress *in, struct MHD_Connection *conn, req *r,
                                        const char *shop_id, const char *method)
@@ -199,6 +228,13 @@ static enum MHD_Result webhook_headers(ingress *in, struct MHD_Connection *conn,
     if (r->shop == NULL)
         return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "unknown shop '%.64s'",
                              shop_id);
+    return body_expected(in, conn, r);
+}
+
+/* A Content-Length over max_body is answered 413 before any body byte is
+ * read; a known length is allocated at once. */
+static enum MHD_Result body_expected(ingress *in, struct MHD_Connection *conn, req *r)
+{
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL) {
@@ -225,8 +261,8 @@ static enum MHD_Result webhook_headers(ingress *in, struct MHD_Connection *conn,
  * after the last). Otherwise the rest is read and discarded and 413 sent
  * at the end; a sender still going after DRAIN_FACTOR × max_body is cut
  * off (connection closed, no answer). */
-static enum MHD_Result webhook_chunk(ingress *in, struct MHD_Connection *conn, req *r,
-                                     const char *data, size_t n)
+static enum MHD_Result body_chunk(ingress *in, struct MHD_Connection *conn, req *r,
+                                  const char *data, size_t n)
 {
     if (r->too_large) {
         r->drained += n;
@@ -279,7 +315,7 @@ static void count_events(ingress *in, const char *shop, const int64_t *ids, size
 }
 
 static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, req *r,
-                                    webhook_batch *batch);
+                                    const bus_msg *msgs, size_t n);
 
 /* The whole body is here. */
 static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn, req *r)
@@ -310,7 +346,8 @@ static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn
         webhook_batch_free(&batch);
         return ret;
     }
-    return store_events(in, conn, r, &batch);
+    r->batch = batch;
+    return store_events(in, conn, r, batch.msgs, batch.n);
 }
 
 /* On the bus's commit thread: the events are durable (or not). */
@@ -327,10 +364,10 @@ static void on_stored(void *arg, int rc, const char *err)
  * answers. Suspending first means a fast commit cannot resume a connection
  * that is not suspended yet. */
 static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, req *r,
-                                    webhook_batch *batch)
+                                    const bus_msg *msgs, size_t n)
 {
-    r->batch = *batch;
-    r->ids = calloc(batch->n, sizeof *r->ids);
+    r->nmsgs = n;
+    r->ids = calloc(n, sizeof *r->ids);
     if (r->ids == NULL)
         return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
     r->in = in;
@@ -338,8 +375,7 @@ static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, re
     atomic_fetch_add(&in->suspended, 1);
     MHD_suspend_connection(conn);
     char err[sizeof r->store_err] = "";
-    int rc =
-        bus_publish_async(in->b, r->batch.msgs, r->batch.n, r->ids, on_stored, r, err, sizeof err);
+    int rc = bus_publish_async(in->b, msgs, n, r->ids, on_stored, r, err, sizeof err);
     if (rc != 0) { /* refused before queueing: answer now */
         r->store_rc = rc;
         snprintf(r->store_err, sizeof r->store_err, "%s", err);
@@ -349,23 +385,169 @@ static enum MHD_Result store_events(ingress *in, struct MHD_Connection *conn, re
     return MHD_YES;
 }
 
+static enum MHD_Result finish_route_store(ingress *in, struct MHD_Connection *conn, req *r);
+
 /* Called again after the resume: answer with the commit's outcome. */
 static enum MHD_Result finish_store(ingress *in, struct MHD_Connection *conn, req *r)
 {
     atomic_fetch_sub(&in->suspended, 1);
+    if (r->route == R_SHOPS)
+        return finish_route_store(in, conn, r);
     const char *shop = r->shop->id;
     enum MHD_Result ret;
     if (r->store_rc == 0) {
-        count_events(in, shop, r->ids, r->batch.n);
+        count_events(in, shop, r->ids, r->nmsgs);
         ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
     } else {
         /* Not stored: LINE redelivers on anything but 2xx. */
-        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop, r->batch.n,
+        log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop, r->nmsgs,
                 r->store_err);
         ret = respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
                             "events not stored: %s", r->store_err);
     }
     return ret;
+}
+
+/* ---- plugin routes: /shops/<shop>/<plugin>/<path> ------------------------ */
+
+/* Any configured shop: routes need no LINE channel. */
+static const cfg_shop *config_shop(const cfg *c, const char *id, size_t n)
+{
+    for (size_t i = 0; i < c->nshops; i++)
+        if (c->shops[i].id != NULL && strlen(c->shops[i].id) == n &&
+            strncmp(c->shops[i].id, id, n) == 0)
+            return &c->shops[i];
+    return NULL;
+}
+
+/* The config's name of the plugin when the shop enables it (so a URL
+ * cannot make up a metric label), else NULL. */
+static const char *enabled_plugin(const cfg_shop *shop, const char *name, size_t n)
+{
+    for (size_t i = 0; i < shop->nplugins; i++)
+        if (strlen(shop->plugins[i].name) == n && strncmp(shop->plugins[i].name, name, n) == 0)
+            return shop->plugins[i].name;
+    return NULL;
+}
+
+/* 404 or 405 for a request no route takes. */
+static enum MHD_Result route_missing(ingress *in, struct MHD_Connection *conn, req *r,
+                                     route_lookup found, const char *allow, const char *method)
+{
+    if (found == ROUTE_NO_METHOD)
+        return respond_error(in, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED, allow,
+                             "method %.32s not allowed; use %s", method, allow);
+    return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL,
+                         "plugin '%s' of shop '%s' has no route '%.128s'", r->plugin, r->shop->id,
+                         r->path);
+}
+
+/* First call: shop, plugin, route and method are decided from the URL,
+ * before any body byte is read. */
+static enum MHD_Result shops_headers(ingress *in, struct MHD_Connection *conn, req *r,
+                                     const char *url, const char *method)
+{
+    const char *shop = url + strlen(SHOPS_PREFIX);
+    size_t shop_len = strcspn(shop, "/");
+    const char *plugin = shop + shop_len + (shop[shop_len] == '/');
+    size_t plugin_len = strcspn(plugin, "/");
+    const char *path = plugin[plugin_len] == '/' ? plugin + plugin_len + 1 : "";
+    if ((r->shop = config_shop(in->c, shop, shop_len)) == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL, "unknown shop '%.*s'",
+                             (int)(shop_len > 64 ? 64 : shop_len), shop);
+    if ((r->plugin = enabled_plugin(r->shop, plugin, plugin_len)) == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_NOT_FOUND, NULL,
+                             "plugin '%.*s' is not enabled for shop '%s'",
+                             (int)(plugin_len > 64 ? 64 : plugin_len), plugin, r->shop->id);
+    if ((r->path = strdup(path)) == NULL)
+        return MHD_NO;
+    char allow[128];
+    route *rt = NULL;
+    route_lookup found = routes_request_path_ok(path)
+                             ? routes_find(bus_routes(in->b), r->shop->id, r->plugin, path, method,
+                                           &rt, allow, sizeof allow)
+                             : ROUTE_NO_PATH;
+    routes_release(bus_routes(in->b), rt); /* held again when the body is here */
+    if (found != ROUTE_FOUND)
+        return route_missing(in, conn, r, found, allow, method);
+    return body_expected(in, conn, r);
+}
+
+/* libmicrohttpd decodes the query; "?flag" (no '=') reads as "". */
+static const char *mhd_query(void *conn, const char *name)
+{
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &n) !=
+        MHD_YES)
+        return NULL;
+    return v != NULL ? v : "";
+}
+
+static const char *mhd_header(void *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* The answer the route set, with its headers. */
+static enum MHD_Result route_answer(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    kz_http *h = &r->http;
+    struct MHD_Response *resp = new_response(h->content_type, h->resp, h->resp_len);
+    if (resp == NULL)
+        return MHD_NO;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (MHD_add_response_header(resp, h->headers[i].name, h->headers[i].value) != MHD_YES)
+            log_msg(KZ_LOG_WARN, "shop '%s': plugin '%s': header %s dropped", r->shop->id,
+                    r->plugin, h->headers[i].name);
+    return queue(in, conn, r, (unsigned)h->status, resp);
+}
+
+/* The whole body is here: the route runs on this thread, its events are
+ * stored before its answer goes out. */
+static enum MHD_Result route_complete(ingress *in, struct MHD_Connection *conn, req *r,
+                                      const char *method)
+{
+    if (r->too_large)
+        return respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body over %zu bytes",
+                             in->max_body);
+    routes *reg = bus_routes(in->b);
+    char allow[128];
+    route *rt = NULL;
+    route_lookup found =
+        routes_find(reg, r->shop->id, r->plugin, r->path, method, &rt, allow, sizeof allow);
+    if (found != ROUTE_FOUND) /* unregistered while the body arrived */
+        return route_missing(in, conn, r, found, allow, method);
+    kz_http *h = &r->http;
+    *h = (kz_http){.shop_id = r->shop->id,
+                   .plugin = r->plugin,
+                   .method = method,
+                   .path = r->path,
+                   .body = r->body != NULL ? r->body : "",
+                   .body_len = r->len,
+                   .io = {mhd_query, mhd_header, conn}};
+    httpreq_run(h, rt);
+    routes_release(reg, rt);
+    if (h->status == 0) {
+        log_msg(KZ_LOG_ERROR, "shop '%s': plugin '%s': route '%s' returned without an answer%s",
+                r->shop->id, r->plugin, r->path, h->nevents ? "; its events are dropped" : "");
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                             "the route did not answer");
+    }
+    if (h->nevents == 0)
+        return route_answer(in, conn, r);
+    return store_events(in, conn, r, h->events, h->nevents);
+}
+
+/* After the commit: the route's answer, or 503 so the sender retries. */
+static enum MHD_Result finish_route_store(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    if (r->store_rc == 0)
+        return route_answer(in, conn, r);
+    log_msg(KZ_LOG_ERROR, "shop '%s': plugin '%s': %zu event(s) not stored: %s", r->shop->id,
+            r->plugin, r->nmsgs, r->store_err);
+    return respond_error(in, conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "events not stored: %s",
+                         r->store_err);
 }
 
 /* ---- other routes ------------------------------------------------------- */
@@ -646,6 +828,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->shop = find_shop(in->c, shop_id);
             return webhook_headers(in, conn, r, shop_id, method);
         }
+        if (strncmp(url, SHOPS_PREFIX, strlen(SHOPS_PREFIX)) == 0) {
+            r->route = R_SHOPS;
+            return shops_headers(in, conn, r, url, method);
+        }
         if (strncmp(url, ADMIN_PREFIX, strlen(ADMIN_PREFIX)) == 0 || strcmp(url, "/admin") == 0) {
             r->route = R_ADMIN;
             return admin_request(in, conn, r, strcmp(url, "/admin") == 0 ? ADMIN_PREFIX : url,
@@ -675,8 +861,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return webhook_chunk(in, conn, r, upload_data, n);
+        return body_chunk(in, conn, r, upload_data, n);
     }
+    if (r->route == R_SHOPS)
+        return route_complete(in, conn, r, method);
     return webhook_complete(in, conn, r);
 }
 
@@ -690,6 +878,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r == NULL)
         return;
     webhook_batch_free(&r->batch);
+    httpreq_free(&r->http);
+    free(r->path);
     free(r->ids);
     free(r->body);
     free(r);
@@ -745,6 +935,7 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
     }
     if (o->m != NULL) {
         static const char *const req_labels[] = {"shop", "code", NULL};
+        static const char *const route_labels[] = {"shop", "plugin", "code", NULL};
         static const char *const ev_labels[] = {"shop", "result", NULL};
         static const char *const dur_labels[] = {"route", NULL};
         static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -752,6 +943,10 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
         in->requests =
             metrics_counter(o->m, "kizuna_webhook_requests_total",
                             "LINE webhook requests answered, by status code", req_labels);
+        in->route_requests = metrics_counter(
+            o->m, "kizuna_route_requests_total",
+            "Plugin route requests (/shops/<shop>/<plugin>/...) answered, by status code",
+            route_labels);
         in->events = metrics_counter(o->m, "kizuna_webhook_events_total",
                                      "LINE webhook events received (stored, or duplicate of "
                                      "one already stored)",

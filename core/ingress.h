@@ -10,6 +10,18 @@
  *                          verify request); otherwise 200 only after every
  *                          event is durably stored (bus_publish), duplicates
  *                          (redeliveries) accepted and stored once.
+ *   /shops/<shop>/<plugin>/<path>
+ *                          plugin routes (routes.h), registered from
+ *                          shop_open; the plugin authenticates its callers.
+ *                          404 unknown shop, plugin not enabled for it, or
+ *                          no route; 405 with Allow when routes match the
+ *                          path but not the method; 413 as for webhooks;
+ *                          then the route runs on this HTTP thread with a
+ *                          kz_http (httpreq.h). The events it published are
+ *                          stored like a webhook's (bus_publish_async, the
+ *                          connection suspended) before its answer goes
+ *                          out; 503 when they could not be; 500 when the
+ *                          route did not answer.
  *   GET  /healthz          200 "ok" while serving.
  *   GET  /metrics          Prometheus text (metrics.h).
  *   /admin/...             the admin API (docs/http.md), when c->admin_token
@@ -23,8 +35,8 @@
  * Error bodies are small JSON objects: {"message":"…"}.
  *
  * Ownership: the ingress borrows bus, shops and metrics; they must outlive
- * ingress_stop. Thread: start/stop from the main thread; requests run on
- * libmicrohttpd's threads.
+ * ingress_stop (the plugin routes live in the bus). Thread: start/stop from the main thread;
+ * requests run on libmicrohttpd's threads.
  */
 #ifndef KIZUNA_CORE_INGRESS_H
 #define KIZUNA_CORE_INGRESS_H

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/random.h>
 #include <time.h>
@@ -104,9 +105,25 @@ static void seed(void)
     rng_seeded = 1;
 }
 
-void payload_uuid(char out[37])
+void payload_uuid_format(const uint8_t bytes[16], int version, char out[37])
 {
     static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    memcpy(b, bytes, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | (version << 4));
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+void payload_uuid(char out[37])
+{
     if (!rng_seeded)
         seed();
     /* Version 7: the first 48 bits are the real time in ms, so ids made
@@ -122,14 +139,5 @@ void payload_uuid(char out[37])
         b[i] = (uint8_t)(hi >> (56 - 8 * i));
         b[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
     }
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
+    payload_uuid_format(b, 7, out);
 }

@@ -7,6 +7,7 @@
 #define KIZUNA_CORE_PAYLOAD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* 0 when json[0..len) is one complete JSON value of at most KZ_PAYLOAD_MAX
  * bytes; KZ_EINVAL or KZ_ETOOBIG with the reason in err otherwise. */
@@ -15,5 +16,9 @@ int payload_check(const char *json, size_t len, char *err, size_t errlen);
 /* Writes a new time-ordered UUID (version 7: ms timestamp, then 74 random
  * bits; 36 chars + NUL) into out[37]. */
 void payload_uuid(char out[37]);
+
+/* The UUID text of 16 bytes with RFC 9562's version (4 bits) and variant
+ * set, into out[37]. */
+void payload_uuid_format(const uint8_t bytes[16], int version, char out[37]);
 
 #endif

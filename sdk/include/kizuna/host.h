@@ -659,6 +659,88 @@ static inline int kz_line_validate(kz_ctx *ctx, const char *kind, const char *me
     return rc;
 }
 
+/* Plugin HTTP routes (see kz_host.route and the http_* slots): requests to
+ * /shops/<shop>/<plugin>/<path> go to fn on an HTTP thread. The plugin checks
+ * who is calling (an EC platform's own signature, a token in the link):
+ * the host authenticates nothing here. Each returns KZ_ENOTSUP (or NULL) on
+ * a host older than ABI 1.2. Since: ABI 1.2. */
+static inline int kz_route(kz_shop *shop, const char *method, const char *path, kz_route_fn fn,
+                           void *arg)
+{
+    if (!KZ_HOST_HAS(kz_host_api, route))
+        return KZ_ENOTSUP;
+    return kz_host_api->route(shop, method, path, fn, arg);
+}
+static inline kz_shop *kz_http_shop(kz_http *req)
+{
+    return KZ_HOST_HAS(kz_host_api, http_shop) ? kz_host_api->http_shop(req) : NULL;
+}
+static inline const char *kz_http_method(const kz_http *req)
+{
+    return KZ_HOST_HAS(kz_host_api, http_method) ? kz_host_api->http_method(req) : NULL;
+}
+static inline const char *kz_http_path(const kz_http *req)
+{
+    return KZ_HOST_HAS(kz_host_api, http_path) ? kz_host_api->http_path(req) : NULL;
+}
+static inline const char *kz_http_query(const kz_http *req, const char *name)
+{
+    return KZ_HOST_HAS(kz_host_api, http_query) ? kz_host_api->http_query(req, name) : NULL;
+}
+static inline const char *kz_http_header(const kz_http *req, const char *name)
+{
+    return KZ_HOST_HAS(kz_host_api, http_header) ? kz_host_api->http_header(req, name) : NULL;
+}
+/* Not NUL-terminated: use *len. */
+static inline const void *kz_http_body(const kz_http *req, size_t *len)
+{
+    if (!KZ_HOST_HAS(kz_host_api, http_body)) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    return kz_host_api->http_body(req, len);
+}
+/* json may be NULL for "{}"; dedupe_key NULL for none. KZ_EINVAL for a bad
+ * topic or JSON (as kz_publish), KZ_ETOOBIG past 100 events a request. */
+static inline int kz_http_publish(kz_http *req, const char *topic, const char *user,
+                                  const char *json, const char *dedupe_key)
+{
+    if (!KZ_HOST_HAS(kz_host_api, http_publish))
+        return KZ_ENOTSUP;
+    return kz_host_api->http_publish(req, topic, user, json, json ? strlen(json) : 0, dedupe_key);
+}
+/* KZ_EINVAL for a name that is not an HTTP token, a value with CR/LF, or
+ * Content-Type/Content-Length/Transfer-Encoding (the host sets them). */
+static inline int kz_http_header_set(kz_http *req, const char *name, const char *value)
+{
+    if (!KZ_HOST_HAS(kz_host_api, http_header_set))
+        return KZ_ENOTSUP;
+    return kz_host_api->http_header_set(req, name, value);
+}
+/* status 200..599 (KZ_EINVAL otherwise). */
+static inline int kz_http_respond(kz_http *req, int status, const char *content_type,
+                                  const void *body, size_t len)
+{
+    if (!KZ_HOST_HAS(kz_host_api, http_respond))
+        return KZ_ENOTSUP;
+    return kz_host_api->http_respond(req, status, content_type, body, len);
+}
+/* A text/plain answer; text may be NULL for none. */
+static inline int kz_http_respond_text(kz_http *req, int status, const char *text)
+{
+    return kz_http_respond(req, status, "text/plain; charset=utf-8", text ? text : "",
+                           text ? strlen(text) : 0);
+}
+/* A redirect (301, 302, 303, 307 or 308) to url. */
+static inline int kz_http_redirect(kz_http *req, int status, const char *url)
+{
+    if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
+        return KZ_EINVAL;
+    int rc = kz_http_header_set(req, "Location", url);
+    return rc != 0 ? rc : kz_http_respond(req, status, NULL, NULL, 0);
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,15 @@
  *   menus, link tokens, …): kz_test_called_count(), kz_test_called(i),
  *   checked with the host's rules (method, path, body, users); no
  *   api.done / api.failed follows (build one with kz_test_event());
+ * - plugin HTTP routes: the routes shop_open registered (kz_test_route_count,
+ *   _path, _method) and kz_test_http(method, "path?query", headers, body,
+ *   len), which picks the route as the host does (most specific, 404, 405
+ *   with Allow), runs it and returns the status the client would get (500
+ *   when the route did not answer); then kz_test_http_status/_body/
+ *   _content_type/_header (Location, Allow, …) show the answer, and the
+ *   events the route published are recorded like publishes (kz_test_published*),
+ *   a repeated dedupe key once. kz_test_fail_next(KZ_TEST_FAIL_ROUTE_STORE,
+ *   KZ_EIO) makes storing them fail: 503, as in the host;
  * - a settable clock (kz_test_set_now / kz_test_advance; default
  *   1700000000000 = 2023-11-14T22:13:20Z); new events take their time from it;
  * - settings built without a parser (kz_test_setting_group() and setters);
@@ -101,7 +110,11 @@
  * them); the messages are checked as JSON (an array of 1..5 objects), not
  * against every rule of LINE the host applies (docs/messages.md); and the
  * request is checked even for a standby event, where the host returns 0
- * without looking at it.
+ * without looking at it. Routes run on the test's thread; an event a
+ * route publishes has id "dedupe:<key>" (the host: a UUID made from shop,
+ * plugin and key) or "ev-N"; query names are compared as written (values
+ * are URL-decoded like the host's); the host's own error bodies differ in
+ * wording.
  */
 #ifndef KIZUNA_TESTING_H
 #define KIZUNA_TESTING_H
@@ -149,6 +162,9 @@ enum {
     KZ_TEST_FAIL_KV_INCR,
     KZ_TEST_FAIL_LINE_SEND, /* a valid send from an active (not standby) event */
     KZ_TEST_FAIL_LINE_CALL, /* a valid API call from an active event (ABI 1.2) */
+    /* the events of the next route request that published some are not
+     * stored: the request is answered 503, as the host does */
+    KZ_TEST_FAIL_ROUTE_STORE,
     KZ_TEST_FAIL_COUNT_
 };
 
@@ -183,6 +199,35 @@ struct kz_setting {
     size_t nkids, cap;
     int next_line;                /* root only: line of the next node added */
     struct kz_setting *next_root; /* root only */
+};
+
+/* One route a plugin registered in shop_open. */
+typedef struct kz_test_route_ {
+    char *method; /* NULL: any */
+    char *path;
+    kz_route_fn fn;
+    void *arg;
+} kz_test_route_;
+
+/* A request to a route: live during the callback, then stale (never
+ * reused while the fake lives), keeping the answer for the test. */
+struct kz_http {
+    int live;
+    char *method, *path, *query; /* query: the raw text after '?', or NULL */
+    char **headers;              /* "Name: value" copies */
+    size_t nheaders;
+    char *body;
+    size_t body_len;
+    int status; /* 0 until answered */
+    char *content_type, *resp;
+    size_t resp_len;
+    char **resp_headers; /* "Name: value" */
+    size_t nresp, capresp;
+    kz_event **events; /* published during the callback */
+    size_t nevents, capevents;
+    char **decoded; /* kz_http_query() results, kept with the request */
+    size_t ndecoded, capdecoded;
+    struct kz_http *next;
 };
 
 typedef struct kz_test_kv_ {
@@ -284,6 +329,9 @@ static struct kz_test_state_ {
     char **getbufs;
     size_t ngetbufs, capgetbufs;
     kz_setting *roots;
+    kz_test_route_ *routes;
+    size_t nroutes, caproutes;
+    struct kz_http *https, *last_http; /* every request made, newest first */
     unsigned long event_seq;
     int fail[KZ_TEST_FAIL_COUNT_];
 } kz_test_s_;
@@ -1402,6 +1450,254 @@ KZ_TEST_FN int kz_test_h_setting_error_(const kz_setting *s, char *err, size_t e
     return KZ_EINVAL;
 }
 
+/* ---- host slots: plugin HTTP routes (ABI 1.2) ------------------------- */
+
+/* The host's rules for a registered path: relative, at most 256 bytes, no
+ * empty, "." or ".." segment, no control byte, '?' or '#', a star only as
+ * the whole last segment. star: also accept the star (registration). */
+KZ_TEST_FN int kz_test_route_path_ok_(const char *path, int star)
+{
+    if (path == NULL || path[0] == '/' || strlen(path) > 256)
+        return 0;
+    for (const char *seg = path; path[0] != '\0';) {
+        size_t n = strcspn(seg, "/");
+        int last = seg[n] == '\0';
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        for (size_t i = 0; star && i < n; i++) {
+            unsigned char c = (unsigned char)seg[i];
+            if (c < 0x20 || c == 0x7f || c == '?' || c == '#' || (c == '*' && !(last && n == 1)))
+                return 0;
+        }
+        if (last)
+            break;
+        seg += n + 1;
+    }
+    return 1;
+}
+
+KZ_TEST_FN int kz_test_same_method_(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+KZ_TEST_FN int kz_test_h_route_(kz_shop *shop, const char *method, const char *path, kz_route_fn fn,
+                                void *arg)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    if (shop != &s->shop || s->phase != 1)
+        return KZ_ESTATE;
+    size_t mlen = method ? strlen(method) : 1;
+    for (size_t i = 0; method != NULL && i < mlen; i++)
+        if (method[i] < 'A' || method[i] > 'Z')
+            mlen = 0;
+    if (mlen == 0 || mlen > 16 || !kz_test_route_path_ok_(path, 1) || fn == NULL)
+        return KZ_EINVAL;
+    for (size_t i = 0; i < s->nroutes; i++)
+        if (strcmp(s->routes[i].path, path) == 0 &&
+            kz_test_same_method_(s->routes[i].method, method))
+            return KZ_EEXIST;
+    kz_test_grow_((void **)&s->routes, &s->caproutes, s->nroutes, sizeof *s->routes);
+    kz_test_route_ *r = &s->routes[s->nroutes++];
+    r->method = kz_test_dup_(method);
+    r->path = kz_test_dup_(path);
+    r->fn = fn;
+    r->arg = arg;
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_http_live_(const kz_http *req)
+{
+    return req != NULL && req->live;
+}
+KZ_TEST_FN kz_shop *kz_test_h_http_shop_(kz_http *req)
+{
+    return kz_test_http_live_(req) ? &kz_test_s_.shop : NULL;
+}
+KZ_TEST_FN const char *kz_test_h_http_method_(const kz_http *req)
+{
+    return kz_test_http_live_(req) ? req->method : NULL;
+}
+KZ_TEST_FN const char *kz_test_h_http_path_(const kz_http *req)
+{
+    return kz_test_http_live_(req) ? req->path : NULL;
+}
+
+KZ_TEST_FN int kz_test_hex_(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* URL-decodes v[0, n) as libmicrohttpd does: %XX and '+' for a space. */
+KZ_TEST_FN char *kz_test_url_decode_(const char *v, size_t n)
+{
+    char *out = (char *)kz_test_alloc_(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '%' && i + 2 < n && kz_test_hex_(v[i + 1]) >= 0 &&
+            kz_test_hex_(v[i + 2]) >= 0) {
+            out[o++] = (char)(kz_test_hex_(v[i + 1]) * 16 + kz_test_hex_(v[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = v[i] == '+' ? ' ' : v[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* A query argument, URL-decoded ("?flag" without '=' reads ""); the name
+ * is compared as written. */
+KZ_TEST_FN const char *kz_test_h_http_query_(const kz_http *req, const char *name)
+{
+    if (!kz_test_http_live_(req) || name == NULL || req->query == NULL)
+        return NULL;
+    size_t nlen = strlen(name);
+    for (const char *p = req->query; *p != '\0';) {
+        size_t n = strcspn(p, "&");
+        const char *eq = (const char *)memchr(p, '=', n);
+        size_t klen = eq ? (size_t)(eq - p) : n;
+        if (klen == nlen && strncmp(p, name, nlen) == 0) {
+            kz_http *h = (kz_http *)req; /* results live as long as the request */
+            kz_test_grow_((void **)&h->decoded, &h->capdecoded, h->ndecoded, sizeof *h->decoded);
+            h->decoded[h->ndecoded] =
+                kz_test_url_decode_(eq ? eq + 1 : p + n, eq ? n - klen - 1 : 0);
+            return h->decoded[h->ndecoded++];
+        }
+        p += n + (p[n] == '&');
+    }
+    return NULL;
+}
+
+KZ_TEST_FN int kz_test_lower_(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* The value of `name` in a "Name: value" line, any case; NULL if another. */
+KZ_TEST_FN const char *kz_test_header_of_(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (line[i] == '\0' ||
+            kz_test_lower_((unsigned char)line[i]) != kz_test_lower_((unsigned char)name[i]))
+            return NULL;
+    if (line[n] != ':')
+        return NULL;
+    line += n + 1;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    return line;
+}
+
+KZ_TEST_FN const char *kz_test_h_http_header_(const kz_http *req, const char *name)
+{
+    if (!kz_test_http_live_(req) || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const char *v = kz_test_header_of_(req->headers[i], name);
+        if (v != NULL)
+            return v;
+    }
+    return NULL;
+}
+
+KZ_TEST_FN const void *kz_test_h_http_body_(const kz_http *req, size_t *len)
+{
+    int live = kz_test_http_live_(req);
+    if (len != NULL)
+        *len = live ? req->body_len : 0;
+    return live ? req->body : NULL;
+}
+
+/* Every publish of the request is checked as kz_publish's; it is recorded
+ * once the route answered (kz_test_http). */
+KZ_TEST_FN int kz_test_h_http_publish_(kz_http *req, const char *topic, const char *user,
+                                       const char *json, size_t len, const char *dedupe_key)
+{
+    if (!kz_test_http_live_(req))
+        return KZ_ESTATE;
+    if (topic == NULL || (dedupe_key != NULL && dedupe_key[0] == '\0'))
+        return KZ_EINVAL;
+    if (json == NULL)
+        len = 0;
+    if (strlen(topic) > KZ_TOPIC_MAX || len > KZ_PAYLOAD_MAX || req->nevents == 100 ||
+        (dedupe_key != NULL && strlen(dedupe_key) > KZ_KEY_MAX))
+        return KZ_ETOOBIG;
+    if (!kz_test_topic_valid_(topic, strlen(topic)) || (len != 0 && !kz_test_json_valid(json, len)))
+        return KZ_EINVAL;
+    char id[KZ_KEY_MAX + 16];
+    if (dedupe_key != NULL)
+        snprintf(id, sizeof id, "dedupe:%s", dedupe_key);
+    kz_event *ev = kz_test_event_new_(topic, NULL, user, dedupe_key ? id : NULL, json, len);
+    kz_test_grow_((void **)&req->events, &req->capevents, req->nevents, sizeof *req->events);
+    req->events[req->nevents++] = ev;
+    return KZ_OK;
+}
+
+/* No control byte but tab: a value cannot start another header. */
+KZ_TEST_FN int kz_test_header_value_ok_(const char *v)
+{
+    for (; *v != '\0'; v++)
+        if (((unsigned char)*v < 0x20 && *v != '\t') || *v == 0x7f)
+            return 0;
+    return 1;
+}
+
+KZ_TEST_FN int kz_test_token_ok_(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!(kz_test_word_char_((unsigned char)*s) || strchr("!#$%&'*+.^`|~", *s) != NULL))
+            return 0;
+    return 1;
+}
+
+KZ_TEST_FN void kz_test_resp_header_add_(kz_http *req, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    kz_test_grow_((void **)&req->resp_headers, &req->capresp, req->nresp,
+                  sizeof *req->resp_headers);
+    req->resp_headers[req->nresp] = (char *)kz_test_alloc_(n);
+    snprintf(req->resp_headers[req->nresp++], n, "%s: %s", name, value);
+}
+
+KZ_TEST_FN int kz_test_h_http_header_set_(kz_http *req, const char *name, const char *value)
+{
+    if (!kz_test_http_live_(req))
+        return KZ_ESTATE;
+    if (!kz_test_token_ok_(name) || value == NULL || !kz_test_header_value_ok_(value) ||
+        kz_test_header_of_("content-type:", name) || kz_test_header_of_("content-length:", name) ||
+        kz_test_header_of_("transfer-encoding:", name))
+        return KZ_EINVAL;
+    if (req->nresp == 32 || strlen(value) > 8192)
+        return KZ_ETOOBIG;
+    kz_test_resp_header_add_(req, name, value);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_http_respond_(kz_http *req, int status, const char *content_type,
+                                       const void *body, size_t len)
+{
+    if (!kz_test_http_live_(req) || req->status != 0)
+        return KZ_ESTATE;
+    if (status < 200 || status > 599 || (body == NULL && len > 0) ||
+        (content_type != NULL &&
+         (*content_type == '\0' || !kz_test_header_value_ok_(content_type))))
+        return KZ_EINVAL;
+    if (len > 8388608)
+        return KZ_ETOOBIG;
+    req->content_type = kz_test_dup_(content_type ? content_type : "text/plain");
+    req->resp = kz_test_dupn_(body ? body : "", len);
+    req->resp_len = len;
+    req->status = status;
+    return KZ_OK;
+}
+
 /* The fake host's table: every ABI 1.2 slot. */
 static const kz_host kz_test_host_table_ = {
     .abi_major = KZ_ABI_MAJOR,
@@ -1441,6 +1737,16 @@ static const kz_host kz_test_host_table_ = {
     .setting_error = kz_test_h_setting_error_,
     .line_send = kz_test_h_line_send_,
     .line_call = kz_test_h_line_call_,
+    .route = kz_test_h_route_,
+    .http_shop = kz_test_h_http_shop_,
+    .http_method = kz_test_h_http_method_,
+    .http_path = kz_test_h_http_path_,
+    .http_query = kz_test_h_http_query_,
+    .http_header = kz_test_h_http_header_,
+    .http_body = kz_test_h_http_body_,
+    .http_publish = kz_test_h_http_publish_,
+    .http_header_set = kz_test_h_http_header_set_,
+    .http_respond = kz_test_h_http_respond_,
 };
 
 /* The table handed to the plugin. */
@@ -2060,6 +2366,226 @@ KZ_TEST_FN void kz_test_fail_next(int slot, int rc)
         kz_test_s_.fail[slot] = rc;
 }
 
+/* ---- plugin HTTP routes (ABI 1.2) --------------------------------------- */
+
+/* Routes the instance registered in shop_open, in order. method NULL: any. */
+KZ_TEST_FN size_t kz_test_route_count(void)
+{
+    return kz_test_s_.nroutes;
+}
+KZ_TEST_FN const char *kz_test_route_path(size_t i)
+{
+    return i < kz_test_s_.nroutes ? kz_test_s_.routes[i].path : NULL;
+}
+KZ_TEST_FN const char *kz_test_route_method(size_t i)
+{
+    return i < kz_test_s_.nroutes ? kz_test_s_.routes[i].method : NULL;
+}
+
+/* The host's choice: how specifically r matches path (0: not at all). */
+KZ_TEST_FN size_t kz_test_route_score_(const kz_test_route_ *r, const char *path)
+{
+    size_t n = strlen(r->path);
+    if (n == 0 || r->path[n - 1] != '*')
+        return strcmp(r->path, path) == 0 ? 1024 : 0;
+    return strlen(path) > n - 1 && strncmp(r->path, path, n - 1) == 0 ? n : 0;
+}
+
+KZ_TEST_FN int kz_test_route_takes_(const kz_test_route_ *r, const char *method)
+{
+    return r->method == NULL || strcmp(r->method, method) == 0 ||
+           (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
+}
+
+/* Appends m (and HEAD after GET) to the Allow list unless it is there. */
+KZ_TEST_FN void kz_test_allow_add_(char *allow, size_t len, const char *m)
+{
+    char item[24];
+    snprintf(item, sizeof item, ", %s,", m);
+    char have[160];
+    snprintf(have, sizeof have, ", %s,", allow);
+    if (strstr(have, item) != NULL)
+        return;
+    size_t used = strlen(allow);
+    snprintf(allow + used, len - used, "%s%s", used ? ", " : "", m);
+    if (strcmp(m, "GET") == 0)
+        kz_test_allow_add_(allow, len, "HEAD");
+}
+
+/* The route a request goes to, or NULL with allow filled when some route
+ * matches the path but not the method. */
+KZ_TEST_FN const kz_test_route_ *kz_test_route_find_(const char *method, const char *path,
+                                                     char *allow, size_t allowlen)
+{
+    const kz_test_route_ *best = NULL;
+    size_t best_score = 0;
+    allow[0] = '\0';
+    if (!kz_test_route_path_ok_(path, 0))
+        return NULL;
+    for (size_t i = 0; i < kz_test_s_.nroutes; i++) {
+        const kz_test_route_ *r = &kz_test_s_.routes[i];
+        size_t score = kz_test_route_score_(r, path);
+        if (score == 0)
+            continue;
+        if (!kz_test_route_takes_(r, method)) {
+            kz_test_allow_add_(allow, allowlen, r->method);
+            continue;
+        }
+        score = 2 * score + (r->method != NULL);
+        if (score > best_score) {
+            best = r;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+/* The host's own answers: {"message":…} JSON, replacing the route's. */
+KZ_TEST_FN void kz_test_http_error_(kz_http *req, int status, const char *msg, const char *allow)
+{
+    free(req->content_type);
+    free(req->resp);
+    for (size_t i = 0; i < req->nresp; i++)
+        free(req->resp_headers[i]);
+    req->nresp = 0;
+    char body[256];
+    snprintf(body, sizeof body, "{\"message\":\"%s\"}", msg);
+    req->content_type = kz_test_dup_("application/json");
+    req->resp = kz_test_dup_(body);
+    req->resp_len = strlen(body);
+    req->status = status;
+    if (allow != NULL && allow[0] != '\0')
+        kz_test_resp_header_add_(req, "Allow", allow);
+}
+
+KZ_TEST_FN kz_http *kz_test_http_new_(const char *method, const char *target,
+                                      const char *const *headers, const void *body, size_t len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    kz_http *req = (kz_http *)kz_test_alloc_(sizeof *req);
+    req->next = s->https;
+    s->https = s->last_http = req;
+    req->method = kz_test_dup_(method ? method : "GET");
+    target = target ? target : "";
+    const char *q = strchr(target, '?');
+    req->path = kz_test_dupn_(target, q ? (size_t)(q - target) : strlen(target));
+    req->query = q ? kz_test_dup_(q + 1) : NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        req->nheaders++;
+    req->headers = (char **)kz_test_alloc_(sizeof *req->headers * (req->nheaders + 1));
+    for (size_t i = 0; i < req->nheaders; i++)
+        req->headers[i] = kz_test_dup_(headers[i]);
+    req->body = kz_test_dupn_(body ? body : "", body ? len : 0);
+    req->body_len = body ? len : 0;
+    return req;
+}
+
+/* Records the request's events as the host stores them: a dedupe key
+ * already stored is a duplicate, stored once. */
+KZ_TEST_FN void kz_test_http_commit_(kz_http *req)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    for (size_t i = 0; i < req->nevents; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < s->npub && strncmp(req->events[i]->id, "dedupe:", 7) == 0; k++)
+            dup |= strcmp(s->pub[k]->id, req->events[i]->id) == 0;
+        if (dup)
+            continue;
+        kz_test_grow_((void **)&s->pub, &s->cappub, s->npub, sizeof *s->pub);
+        s->pub[s->npub++] = req->events[i];
+    }
+}
+
+/* Sends a request to the instance's routes, as the host would for
+ * /shops/<shop>/<plugin>/<target>: target is the path below the plugin's
+ * root with an optional query ("orders?id=42"), headers "Name: value"
+ * strings (NULL-terminated list, or NULL), body len bytes (NULL: none).
+ * Returns the status the client gets: the route's, 404 (no route), 405
+ * (with Allow), 500 (the route did not answer: its events are dropped), 503
+ * (KZ_TEST_FAIL_ROUTE_STORE). The route's events are recorded (see
+ * kz_test_published*) once it answered; an event's id is "dedupe:<key>"
+ * with a dedupe key (stored once) and "ev-N" without. */
+KZ_TEST_FN int kz_test_http(const char *method, const char *target, const char *const *headers,
+                            const void *body, size_t len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    if (!s->opened || s->phase != 0)
+        fail_msg("kz_test_http: no open instance (kz_test_load failed or not called)");
+    kz_http *req = kz_test_http_new_(method, target, headers, body, len);
+    char allow[160];
+    const kz_test_route_ *r = kz_test_route_find_(req->method, req->path, allow, sizeof allow);
+    if (r == NULL) {
+        kz_test_http_error_(req, allow[0] ? 405 : 404, allow[0] ? "method not allowed" : "no route",
+                            allow);
+        return req->status;
+    }
+    s->phase = 3;
+    req->live = 1;
+    r->fn(req, r->arg);
+    req->live = 0;
+    s->phase = 0;
+    if (req->status == 0)
+        kz_test_http_error_(req, 500, "the route did not answer", NULL);
+    else if (req->nevents > 0 && kz_test_injected_(KZ_TEST_FAIL_ROUTE_STORE) != 0)
+        kz_test_http_error_(req, 503, "events not stored", NULL);
+    else
+        kz_test_http_commit_(req);
+    return req->status;
+}
+
+/* The last request's answer. */
+KZ_TEST_FN int kz_test_http_status(void)
+{
+    return kz_test_s_.last_http ? kz_test_s_.last_http->status : 0;
+}
+KZ_TEST_FN const char *kz_test_http_body(size_t *len)
+{
+    const kz_http *h = kz_test_s_.last_http;
+    if (len != NULL)
+        *len = h ? h->resp_len : 0;
+    return h ? h->resp : NULL;
+}
+KZ_TEST_FN const char *kz_test_http_content_type(void)
+{
+    return kz_test_s_.last_http ? kz_test_s_.last_http->content_type : NULL;
+}
+/* A response header (Location, Allow, …), name in any case; NULL if absent. */
+KZ_TEST_FN const char *kz_test_http_header(const char *name)
+{
+    const kz_http *h = kz_test_s_.last_http;
+    for (size_t i = 0; h != NULL && i < h->nresp; i++) {
+        const char *v = kz_test_header_of_(h->resp_headers[i], name);
+        if (v != NULL)
+            return v;
+    }
+    return NULL;
+}
+/* The last request's handle: stale (every slot given it returns KZ_ESTATE
+ * / NULL). */
+KZ_TEST_FN kz_http *kz_test_last_http(void)
+{
+    return kz_test_s_.last_http;
+}
+
+KZ_TEST_FN void kz_test_http_free_(kz_http *h)
+{
+    char **lists[] = {h->headers, h->resp_headers, h->decoded};
+    size_t counts[] = {h->nheaders, h->nresp, h->ndecoded};
+    for (size_t l = 0; l < 3; l++) {
+        for (size_t i = 0; i < counts[l]; i++)
+            free(lists[l][i]);
+        free(lists[l]);
+    }
+    free(h->method);
+    free(h->path);
+    free(h->query);
+    free(h->body);
+    free(h->content_type);
+    free(h->resp);
+    free(h->events); /* the events themselves are on kz_test_s_.events */
+    free(h);
+}
+
 /* ---- what happened ----------------------------------------------------- */
 
 /* Committed publishes whose topic equals `topic` (NULL: all). */
@@ -2187,6 +2713,14 @@ KZ_TEST_FN void kz_test_close(void)
         s->desc.unload(s->plugin_state);
     s->opened = s->loaded = 0;
     s->instance = s->plugin_state = NULL;
+    /* as in the host: no route is reachable after shop_close */
+    for (size_t i = 0; i < s->nroutes; i++) {
+        free(s->routes[i].method);
+        free(s->routes[i].path);
+    }
+    free(s->routes);
+    s->routes = NULL;
+    s->nroutes = s->caproutes = 0;
 }
 
 /* Closes the plugin and frees everything; back to the defaults. */
@@ -2232,6 +2766,11 @@ KZ_TEST_FN void kz_test_reset(void)
         kz_setting *r = s->roots;
         s->roots = r->next_root;
         kz_test_setting_free_(r);
+    }
+    while (s->https != NULL) {
+        kz_http *h = s->https;
+        s->https = h->next;
+        kz_test_http_free_(h);
     }
     memset(s, 0, sizeof *s);
     kz_test_init_();
