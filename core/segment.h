@@ -83,7 +83,7 @@ typedef struct {
 
 typedef struct {
     int column;        /* 1-based, in UTF-8 characters, at the offending token */
-    char message[256]; /* one English sentence, no column in it */
+    char message[256]; /* one English sentence; it does not repeat the column */
 } segment_error;
 
 typedef struct segment segment;
