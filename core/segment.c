@@ -519,9 +519,9 @@ static int parse_has(parser *p, uint32_t *out)
         return fail(p, p->t.off, "has takes an attribute, as in has(attr.age), found '%s'",
                     tok_text(p, &p->t, buf, sizeof buf));
     }
-    uint32_t name;
-    int type;
-    size_t name_off;
+    uint32_t name = 0;
+    int type = -1;
+    size_t name_off = 0;
     if ((rc = parse_attr_ref(p, &name, &type, &name_off)) < 0)
         return rc;
     *out = add_node(p, N_HAS);
@@ -548,7 +548,7 @@ static int parse_attr_part(parser *p, uint32_t name, int type, const char *aname
     if (rc < 0)
         return rc;
     size_t part_off = p->t.off;
-    int part;
+    int part = 0;
     if ((rc = parse_part_name(p, &part)) < 0)
         return rc;
     if (type >= 0 && type != SEGMENT_DATE)
@@ -576,7 +576,7 @@ static int parse_attr_part(parser *p, uint32_t name, int type, const char *aname
                     tok_text(p, &p->t, buf, sizeof buf));
     if ((rc = next(p)) < 0 || (rc = expect(p, T_DOT, "'.' after 'now'")) < 0)
         return rc;
-    int now_part;
+    int now_part = 0;
     if ((rc = parse_part_name(p, &now_part)) < 0)
         return rc;
     nd->lit = L_NOW;
@@ -622,9 +622,9 @@ static int parse_literal(parser *p, node *nd, int type, const char *aname)
 
 static int parse_attr(parser *p, uint32_t *out)
 {
-    uint32_t name;
-    int type;
-    size_t name_off;
+    uint32_t name = 0;
+    int type = -1;
+    size_t name_off = 0;
     int rc = parse_attr_ref(p, &name, &type, &name_off);
     if (rc < 0)
         return rc;
@@ -681,7 +681,7 @@ static int parse_word(parser *p, uint32_t *out)
             *out = add_node(p, N_LINKED_ANY);
             return 0;
         }
-        uint32_t name;
+        uint32_t name = 0;
         if ((rc = parse_name_arg(p, fn, &name)) < 0)
             return rc;
         *out = add_node(p, kind);
@@ -738,7 +738,7 @@ static int parse_unary(parser *p, uint32_t *out)
     int rc = enter(p, p->t.off);
     if (rc < 0 || (rc = next(p)) < 0)
         return rc;
-    uint32_t child;
+    uint32_t child = NONE;
     if ((rc = parse_unary(p, &child)) < 0)
         return rc;
     *out = add_node(p, N_NOT);
@@ -751,7 +751,7 @@ static int parse_unary(parser *p, uint32_t *out)
 static int parse_chain(parser *p, int tok, int kind, int (*operand)(parser *, uint32_t *),
                        uint32_t *out)
 {
-    uint32_t first;
+    uint32_t first = NONE;
     int rc = operand(p, &first);
     if (rc < 0 || p->t.kind != tok) {
         *out = first;
@@ -760,7 +760,7 @@ static int parse_chain(parser *p, int tok, int kind, int (*operand)(parser *, ui
     uint32_t parent = add_node(p, kind), last = first;
     p->nodes[parent].first = first;
     while (p->t.kind == tok) {
-        uint32_t c;
+        uint32_t c = NONE;
         if ((rc = next(p)) < 0 || (rc = operand(p, &c)) < 0)
             return rc;
         p->nodes[last].next = c;
