@@ -206,6 +206,8 @@ static void operators(void **state)
         /* ! binds tighter than &&, && tighter than || */
         {"!blocked && tag(\"x\")", 0, 0},
         {"!(blocked && tag(\"x\"))", 1, 1},
+        {"!attr.age >= 40", 1, 1}, /* a comparison is one predicate: !(attr.age >= 40) */
+        {"!attr.age >= 30", 0, 1},
         {"tag(\"vip\") || blocked && tag(\"x\")", 1, 0},
         {"(tag(\"vip\") || blocked) && tag(\"x\")", 0, 0},
         {"blocked && tag(\"x\") || !linked", 0, 1},
