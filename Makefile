@@ -51,6 +51,7 @@ test: deps
 
 bench: build
 	$(BUILD)/bin/bench_bus
+	$(BUILD)/bin/bench_segment
 
 # Signed webhooks with wrk against kizuna and an @line/bot-sdk peer (needs
 # node and npm; installs wrk as root). Takes a few minutes.
