@@ -19,3 +19,16 @@ add_test(NAME sdk_install
          COMMAND sh ${PROJECT_SOURCE_DIR}/tests/sdk_install.sh ${PROJECT_SOURCE_DIR}
                  ${CMAKE_BINARY_DIR})
 set_tests_properties(sdk_install PROPERTIES TIMEOUT 300)
+
+# Plugins may be C++: the public headers compile as C++11 (plugin.h pulls in
+# host.h, setting.h and event.h), the fake host as C++20 (designated
+# initialisers in its table).
+find_program(KZ_SDK_CXX NAMES c++ g++ clang++)
+if(KZ_SDK_CXX)
+  add_test(NAME sdk_headers_cxx
+           COMMAND ${KZ_SDK_CXX} -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only
+                   -x c++ -include kizuna/plugin.h -I${PROJECT_SOURCE_DIR}/sdk/include /dev/null)
+  add_test(NAME sdk_testing_cxx
+           COMMAND ${KZ_SDK_CXX} -std=c++20 -Wall -Wextra -Werror -pedantic -fsyntax-only
+                   -x c++ -include kizuna/testing.h -I${PROJECT_SOURCE_DIR}/sdk/include /dev/null)
+endif()

@@ -81,6 +81,39 @@ HOST_AT(setting_duration_ms, 248);
 HOST_AT(setting_error, 256);
 _Static_assert(sizeof(kz_host) >= 264, "kz_host lost ABI 1.0 slots");
 
+/* ABI 1.1 and 1.2 slots, appended after 1.0's. */
+HOST_AT(line_send, 264);
+HOST_AT(line_call, 272);
+HOST_AT(route, 280);
+HOST_AT(http_shop, 288);
+HOST_AT(http_method, 296);
+HOST_AT(http_path, 304);
+HOST_AT(http_query, 312);
+HOST_AT(http_header, 320);
+HOST_AT(http_body, 328);
+HOST_AT(http_publish, 336);
+HOST_AT(http_header_set, 344);
+HOST_AT(http_respond, 352);
+_Static_assert(sizeof(kz_host) >= 360, "kz_host lost ABI 1.2 slots");
+
+/* The request structs of 1.1 and 1.2: read by struct_size, fields fixed. */
+_Static_assert(offsetof(kz_line_send, kind) == 4 && offsetof(kz_line_send, reply_token) == 8 &&
+                   offsetof(kz_line_send, to) == 16 && offsetof(kz_line_send, to_list) == 24 &&
+                   offsetof(kz_line_send, nto) == 32 && offsetof(kz_line_send, messages) == 40 &&
+                   offsetof(kz_line_send, messages_len) == 48 &&
+                   offsetof(kz_line_send, narrowcast) == 56 &&
+                   offsetof(kz_line_send, notification_disabled) == 64 &&
+                   offsetof(kz_line_send, fallback_to_push) == 68 &&
+                   offsetof(kz_line_send, tag) == 72 && sizeof(kz_line_send) == 80,
+               "kz_line_send moved (ABI 1.1)");
+_Static_assert(offsetof(kz_line_call, method) == 8 && offsetof(kz_line_call, path) == 16 &&
+                   offsetof(kz_line_call, body) == 24 && offsetof(kz_line_call, body_len) == 32 &&
+                   offsetof(kz_line_call, content_type) == 40 &&
+                   offsetof(kz_line_call, data_api) == 48 && offsetof(kz_line_call, users) == 56 &&
+                   offsetof(kz_line_call, nusers) == 64 && offsetof(kz_line_call, user) == 72 &&
+                   offsetof(kz_line_call, tag) == 80 && sizeof(kz_line_call) == 88,
+               "kz_line_call moved (ABI 1.2)");
+
 PLUGIN_AT(abi_major, 0);
 PLUGIN_AT(abi_minor, 4);
 PLUGIN_AT(struct_size, 8);

@@ -425,6 +425,24 @@ static void frozen_abi_1_1_plugin_sends(void **state)
     env_close(e);
 }
 
+/* A plugin built against the frozen ABI 1.2 headers registers its route and
+ * queues an API call through this host. */
+static void frozen_abi_1_2_plugin_calls(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_frozen_v1_2 = { }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 1);
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, 1, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(row.kind, OUTBOX_CALL);
+    assert_string_equal(row.endpoint, "/v2/bot/profile/" USER1);
+    assert_string_equal(row.tag, "frozen 1.2");
+    env_close(e);
+}
+
 /* ---- other LINE API calls (line_call) ---- */
 
 static env *call_env(const char *call, const char *body, int users)
@@ -650,6 +668,7 @@ int main(void)
         cmocka_unit_test(bad_messages_are_refused_before_queueing),
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
         cmocka_unit_test(frozen_abi_1_1_plugin_sends),
+        cmocka_unit_test(frozen_abi_1_2_plugin_calls),
         cmocka_unit_test(calls_are_queued_with_the_event),
         cmocka_unit_test(bulk_calls_are_split_in_500s),
         cmocka_unit_test(binary_call_body_is_kept),

@@ -315,18 +315,21 @@ struct kz_host {
      * Standby events never cause calls (0, *outbox_id = 0). KZ_EINVAL for a
      * bad method or path, a message-sending path (use line_send), a body
      * that is not JSON with a JSON content type, or users without a JSON
-     * object body; KZ_ETOOBIG for a body over 1 MiB. outbox_id may be NULL. Thread: handler. Since:
-     * ABI 1.2. */
+     * object body; KZ_ETOOBIG for a body over 1 MiB. outbox_id may be NULL.
+     * Thread: handler. Since: ABI 1.2. */
     int (*line_call)(kz_ctx *ctx, const kz_line_call *req, int64_t *outbox_id);
 
     /* Registers a route: requests to /shops/<shop>/<plugin>/<path> with this
      * method (NULL: any) go to fn(req, arg). path is relative and has no
      * leading '/': "click" matches exactly that; "orders/" followed by a
-     * star matches any path below orders/; "" is the plugin's root. The most specific match
-     * wins; a method that does not match gets 405. arg is the plugin's and
-     * must stay valid until shop_close, which unregisters the instance's
-     * routes (after requests in flight returned). KZ_EEXIST for a duplicate.
-     * Thread: shop_open. Since: ABI 1.2. */
+     * star matches any path below orders/; "" is the plugin's root. The
+     * most specific route that takes the request's method wins (a GET route
+     * also answers HEAD); a path some route matches, none with the method,
+     * gets 405 with Allow. arg is the plugin's and must stay valid until
+     * shop_close, which unregisters the instance's routes (after requests in
+     * flight returned). KZ_EEXIST for a duplicate, KZ_EINVAL for a bad path
+     * or method, KZ_ESTATE outside shop_open. Thread: shop_open.
+     * Since: ABI 1.2. */
     int (*route)(kz_shop *shop, const char *method, const char *path, kz_route_fn fn, void *arg);
 
     /* Request accessors. Ownership: the host's, valid during the route
@@ -347,7 +350,8 @@ struct kz_host {
      * storing fails the client gets 503 instead, so an EC platform retries.
      * dedupe_key (NULL: none) makes the event's id a function of (shop,
      * plugin, key): a redelivered order webhook is stored once. user may be
-     * NULL; json is a JSON value of len bytes (0: "{}"). Thread: route. */
+     * NULL; json is a JSON value of len bytes (0: "{}"). Thread: route.
+     * Since: ABI 1.2. */
     int (*http_publish)(kz_http *req, const char *topic, const char *user, const char *json,
                         size_t len, const char *dedupe_key);
     /* Adds a response header (Location for a redirect, …). */
