@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
+#include "friendcli.h"
 #include "host.h"
 #include "log.h"
 #include "payload.h"
@@ -39,6 +40,9 @@ static const char usage[] =
     "  publish -c FILE --lines FILE|-   one JSON object a line: "
     "{\"shop\",\"topic\",\"user\",\"id\",\"payload\"}\n"
     "  kv      -c FILE SHOP PLUGIN KEY   show one stored value of a plugin instance\n"
+    "  friends -c FILE SHOP [--segment EXPR] [--json]   the shop's friends (docs/friends.md)\n"
+    "  friend  -c FILE SHOP USER [--json]    one friend, with tags\n"
+    "  tag     -c FILE SHOP USER +TAG -TAG …  add and remove tags\n"
     "  sandbox serve -c FILE            run the LINE sandbox on kizuna.sandbox.listen\n"
     "  sandbox -c FILE follow|unfollow SHOP USER\n"
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
@@ -57,6 +61,7 @@ typedef struct args {
     const char *id;
     const char *lines;
     const char *replay;
+    const char *segment;
     int dead;
     int verbose;
     int json;
@@ -64,24 +69,22 @@ typedef struct args {
     int nrest;
 } args;
 
-static int parse_args(int argc, char **argv, args *a)
+/* in_order: options only before the first operand, so `tag … -trial`
+ * keeps "-trial" as an operand (a tag to remove), not an option. */
+static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"clock", required_argument, 0, 'k'},
-                                         {"user", required_argument, 0, 'u'},
-                                         {"id", required_argument, 0, 'i'},
-                                         {"lines", required_argument, 0, 'l'},
-                                         {"replay", required_argument, 0, 'r'},
-                                         {"dead", no_argument, 0, 'd'},
-                                         {"verbose", no_argument, 0, 'v'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
+        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
+        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
+        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
+        {"segment", required_argument, 0, 's'}, {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, in_order ? "+c:vh" : "c:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             a->config = optarg;
@@ -109,6 +112,9 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case 'j':
             a->json = 1;
+            break;
+        case 's':
+            a->segment = optarg;
             break;
         default:
             return -1;
@@ -621,6 +627,31 @@ static int cmd_kv(const args *a)
 
 /* ---- sandbox ---- */
 
+/* friends / friend / tag: SHOP and nargs more positional arguments (at
+ * least, for tag). */
+static int cmd_friends(const args *a, const char *cmd, int nargs, const char *use)
+{
+    if (need_config(a, cmd) != 0)
+        return 2;
+    int ok = strcmp(cmd, "tag") == 0 ? a->nrest >= 1 + nargs : a->nrest == 1 + nargs;
+    if (!ok) {
+        fprintf(stderr, "usage: kizuna %s -c FILE %s\n", cmd, use);
+        return 2;
+    }
+    cfg *c = load_config(a->config, cmd);
+    if (c == NULL)
+        return 1;
+    int rc;
+    if (strcmp(cmd, "friends") == 0)
+        rc = friendcli_list(c, a->rest[0], a->segment, a->json);
+    else if (strcmp(cmd, "friend") == 0)
+        rc = friendcli_show(c, a->rest[0], a->rest[1], a->json);
+    else
+        rc = friendcli_tag(c, a->rest[0], a->rest[1], a->rest + 2, a->nrest - 2);
+    cfg_free(c);
+    return rc;
+}
+
 static int sandbox_serve(const cfg *c)
 {
     sigset_t set;
@@ -777,7 +808,7 @@ int cli_main(int argc, char **argv)
         return 0;
     }
     args a;
-    if (parse_args(argc - 1, argv + 1, &a) != 0) {
+    if (parse_args(argc - 1, argv + 1, &a, strcmp(cmd, "tag") == 0) != 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -799,6 +830,12 @@ int cli_main(int argc, char **argv)
         return cmd_kv(&a);
     if (strcmp(cmd, "sandbox") == 0)
         return cmd_sandbox(&a);
+    if (strcmp(cmd, "friends") == 0)
+        return cmd_friends(&a, cmd, 0, "SHOP [--segment EXPR] [--json]");
+    if (strcmp(cmd, "friend") == 0)
+        return cmd_friends(&a, cmd, 1, "SHOP USER [--json]");
+    if (strcmp(cmd, "tag") == 0)
+        return cmd_friends(&a, cmd, 2, "SHOP USER +TAG|-TAG …");
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);

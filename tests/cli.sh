@@ -231,6 +231,32 @@ echo "kizuna events: kizuna is not running at 127.0.0.1:$ADM_PORT: start it, or 
 echo "dead letter 1 queued for replay; the daemon hands it to its plugin once more" >>"$T/want"
 expect "events replay without daemon" 0 "$T/want" -- "$K" events -c "$T/adm-adm1n.conf" --replay 1
 
+# ---- friends, friend, tag: the registry on the command line
+FU=U0123456789abcdef0123456789abcdef
+cat >"$T/fr.conf" <<EOF
+kizuna: { store = "sqlite:$T/fr.db"; };
+shops = ( { id = "a"; } );
+EOF
+printf '%s: +vip\n%s: +乾燥肌\n' "$FU" "$FU" >"$T/want"
+expect "tag add" 0 "$T/want" -- "$K" tag -c "$T/fr.conf" a "$FU" +vip 乾燥肌
+printf '%s: already has vip (no change)\n%s: -乾燥肌\n' "$FU" "$FU" >"$T/want"
+expect "tag again" 0 "$T/want" -- "$K" tag -c "$T/fr.conf" a "$FU" +vip -乾燥肌
+echo "kizuna tag: 'bob' is not a LINE user id (U and 32 hex digits)" >"$T/want"
+expect "tag bad user" 2 "$T/want" -- "$K" tag -c "$T/fr.conf" a bob +vip
+echo "kizuna tag: '+': a tag is 1 to 100 bytes without control characters (nothing changed)" >"$T/want"
+expect "tag bad tag, nothing applied" 2 "$T/want" -- "$K" tag -c "$T/fr.conf" a "$FU" -vip +
+"$K" friend -c "$T/fr.conf" a "$FU" --json >"$T/out" 2>&1 || fail "friend: $(cat "$T/out")"
+grep -q "\"user\":\"$FU\".*\"tags\":\[\"vip\"\]" "$T/out" || fail "friend --json: $(cat "$T/out")"
+"$K" friends -c "$T/fr.conf" a --segment 'tag("vip") && !blocked' >"$T/out" 2>/dev/null ||
+    fail "friends --segment: exit $?"
+grep -q "^$FU  following .* #vip$" "$T/out" || fail "friends --segment: $(cat "$T/out")"
+"$K" friends -c "$T/fr.conf" a --segment 'tag("gold")' >"$T/out" 2>/dev/null
+[ -s "$T/out" ] && fail "friends --segment tag(gold) listed: $(cat "$T/out")"
+echo "kizuna friends: --segment, column 15: unknown function 'tags' (known: tag, linked, has)" >"$T/want"
+expect "friends bad segment" 2 "$T/want" -- "$K" friends -c "$T/fr.conf" a --segment 'tag("vip") || tags("x")'
+echo "kizuna friend: shop 'a' has never seen user 'U9999999999999999999999999999999f'" >"$T/want"
+expect "friend unknown" 1 "$T/want" -- "$K" friend -c "$T/fr.conf" a U9999999999999999999999999999999f
+
 if [ $failures -gt 0 ]; then
     echo "0 passed, $failures failed"
     exit 1

@@ -1291,6 +1291,60 @@ static void test_sbx_richmenus(void **state)
     assert_int_equal(store_sbx_rm_alias_delete(s, "a", "p2", err, sizeof err), KZ_ENOTFOUND);
 }
 
+/* ---- friends ---- */
+
+static int collect_friend(void *arg, const store_friend *f)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%s%s;", f->user, f->following ? "" : "(x)");
+    return 0;
+}
+
+static int collect_tag(void *arg, const char *tag)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s;", tag);
+    return 0;
+}
+
+static void test_friends_registry(void **state)
+{
+    fx *f = *state;
+    char err[256], seen[512] = "", tags[256] = "";
+    assert_int_equal(store_friend_follow(f->s, "a", "U3", 10, err, sizeof err), 0);
+    assert_int_equal(store_friend_follow(f->s, "a", "U1", 20, err, sizeof err), 0);
+    assert_int_equal(store_friend_touch(f->s, "a", "U2", 30, err, sizeof err), 0);
+    assert_int_equal(store_friend_unfollow(f->s, "a", "U1", 40, err, sizeof err), 0);
+    assert_int_equal(store_friend_follow(f->s, "b", "U9", 50, err, sizeof err), 0);
+    /* streamed in user order, per shop; after and limit page through */
+    assert_int_equal(store_friends(f->s, "a", "", 0, collect_friend, seen, err, sizeof err), 0);
+    assert_string_equal(seen, "U1(x);U2;U3;");
+    seen[0] = '\0';
+    assert_int_equal(store_friends(f->s, "a", "U1", 1, collect_friend, seen, err, sizeof err), 0);
+    assert_string_equal(seen, "U2;");
+    store_friend fr;
+    assert_int_equal(store_friend_get(f->s, "a", "U2", &fr, err, sizeof err), 0);
+    assert_int_equal(fr.follows, 0); /* seen talking, follow predates the registry */
+    assert_int_equal(fr.last_active_ms, 30);
+    assert_int_equal(store_friend_get(f->s, "a", "U7", &fr, err, sizeof err), KZ_ENOTFOUND);
+    assert_int_equal(
+        store_friend_profile(f->s, "a", "U7", "x", NULL, NULL, NULL, 1, err, sizeof err),
+        KZ_ENOTFOUND);
+    /* tags: a change or a precise no-change */
+    assert_int_equal(store_friend_tag_add(f->s, "a", "U2", "vip", 60, err, sizeof err), 0);
+    assert_int_equal(store_friend_tag_add(f->s, "a", "U2", "vip", 61, err, sizeof err), KZ_EEXIST);
+    assert_int_equal(store_friend_tag_add(f->s, "a", "U2", "乾燥肌", 62, err, sizeof err), 0);
+    assert_int_equal(store_friend_tag_add(f->s, "a", "U8", "new", 63, err, sizeof err), 0);
+    assert_int_equal(store_friend_tags(f->s, "a", "U2", collect_tag, tags, err, sizeof err), 0);
+    assert_string_equal(tags, "vip;乾燥肌;");
+    assert_int_equal(store_friend_tag_remove(f->s, "a", "U2", "vip", err, sizeof err), 0);
+    assert_int_equal(store_friend_tag_remove(f->s, "a", "U2", "vip", err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_friend_get(f->s, "a", "U8", &fr, err, sizeof err), 0); /* created */
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1298,6 +1352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_open_migrates_and_reopens),
         T(test_sbx_richmenus),
+        T(test_friends_registry),
         T(test_unsupported_url),
         T(test_newer_schema_refused),
         T(test_append_and_duplicate),
@@ -1329,6 +1384,7 @@ int main(void)
         T(test_outbox_migrates_from_2),
         T(test_outbox_migrates_from_3),
         T(test_sbx_richmenus),
+        T(test_friends_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,313 @@
+#include "friendcli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "clock.h"
+#include "host.h"
+#include "payload.h"
+#include "segment.h"
+#include "store.h"
+
+#define TAG_MAX 100
+#define TAGS_MAX 64 /* tags shown or evaluated per friend */
+
+typedef struct tags {
+    char *v[TAGS_MAX];
+    size_t n;
+} tags;
+
+static void tags_free(tags *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    t->n = 0;
+}
+
+static int add_tag(void *arg, const char *tag)
+{
+    tags *t = arg;
+    if (t->n < TAGS_MAX && (t->v[t->n] = strdup(tag)) != NULL)
+        t->n++;
+    return 0;
+}
+
+static const cfg_shop *shop_of(const cfg *c, const char *id)
+{
+    for (size_t i = 0; i < c->nshops; i++)
+        if (strcmp(c->shops[i].id, id) == 0)
+            return &c->shops[i];
+    return NULL;
+}
+
+/* Opens the store for an existing shop; prints why not. */
+static store *open_for(const cfg *c, const char *cmd, const char *shop)
+{
+    if (shop_of(c, shop) == NULL) {
+        fprintf(stderr, "kizuna %s: no shop '%s' in the configuration\n", cmd, shop);
+        return NULL;
+    }
+    store *st = NULL;
+    char err[512];
+    if (store_open(c->store_url, c->sync_mode, &st, err, sizeof err) != 0)
+        fprintf(stderr, "kizuna %s: %s\n", cmd, err);
+    return st;
+}
+
+/* "2026-11-23T10:00:00Z", or "-" for 0. */
+static const char *iso(int64_t ms, char *buf, size_t len)
+{
+    if (ms <= 0)
+        return "-";
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+static json_object *jtime(int64_t ms)
+{
+    char b[32];
+    return ms > 0 ? json_object_new_string(iso(ms, b, sizeof b)) : NULL;
+}
+
+static json_object *friend_json(const store_friend *f, const tags *t)
+{
+    json_object *o = json_object_new_object(), *arr = json_object_new_array();
+    json_object_object_add(o, "user", json_object_new_string(f->user));
+    json_object_object_add(o, "following", json_object_new_boolean(f->following));
+    json_object_object_add(o, "follows", json_object_new_int64(f->follows));
+    json_object_object_add(o, "firstFollow", jtime(f->first_follow_ms));
+    json_object_object_add(o, "lastFollow", jtime(f->follow_ms));
+    json_object_object_add(o, "unfollow", jtime(f->unfollow_ms));
+    json_object_object_add(o, "firstActive", jtime(f->first_active_ms));
+    json_object_object_add(o, "lastActive", jtime(f->last_active_ms));
+    json_object_object_add(o, "displayName", json_object_new_string(f->display_name));
+    json_object_object_add(o, "pictureUrl", json_object_new_string(f->picture_url));
+    json_object_object_add(o, "statusMessage", json_object_new_string(f->status_message));
+    json_object_object_add(o, "language", json_object_new_string(f->language));
+    json_object_object_add(o, "profileFetched", jtime(f->profile_ms));
+    for (size_t i = 0; i < t->n; i++)
+        json_object_array_add(arr, json_object_new_string(t->v[i]));
+    json_object_object_add(o, "tags", arr);
+    return o;
+}
+
+static void print_json(const store_friend *f, const tags *t)
+{
+    json_object *o = friend_json(f, t);
+    puts(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+static void print_row(const store_friend *f, const tags *t)
+{
+    char a[32], b[32];
+    printf("%-33s  %-9s  %-20s  %-20s  %s", f->user, f->following ? "following" : "blocked",
+           iso(f->follow_ms, a, sizeof a), iso(f->last_active_ms, b, sizeof b),
+           f->display_name[0] ? f->display_name : "-");
+    for (size_t i = 0; i < t->n; i++)
+        printf("%s%s", i == 0 ? "  #" : " #", t->v[i]);
+    putchar('\n');
+}
+
+/* Now in the shop's time zone: TZ is process-wide, fine for one command. */
+static segment_now now_in(const char *tz)
+{
+    segment_now n = {.ms = clock_now_ms()};
+    char *old = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
+    setenv("TZ", tz ? tz : "Asia/Tokyo", 1);
+    tzset();
+    time_t t = (time_t)(n.ms / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    if (old != NULL)
+        setenv("TZ", old, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(old);
+    n.year = tm.tm_year + 1900;
+    n.month = tm.tm_mon + 1;
+    n.day = tm.tm_mday;
+    n.weekday = tm.tm_wday;
+    return n;
+}
+
+typedef struct walk {
+    store *st;
+    const char *shop;
+    const segment *seg;
+    segment_now now;
+    int json;
+    long shown;
+} walk;
+
+static int on_friend(void *arg, const store_friend *f)
+{
+    walk *w = arg;
+    tags t = {.n = 0};
+    char err[256];
+    if (store_friend_tags(w->st, w->shop, f->user, add_tag, &t, err, sizeof err) != 0) {
+        tags_free(&t);
+        fprintf(stderr, "kizuna friends: %s\n", err);
+        return 1;
+    }
+    segment_friend sf = {.tags = (const char *const *)t.v,
+                         .ntags = t.n,
+                         .followed_ms = f->follow_ms,
+                         .active_ms = f->last_active_ms,
+                         .blocked = !f->following};
+    if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
+        if (w->json)
+            print_json(f, &t);
+        else
+            print_row(f, &t);
+        w->shown++;
+    }
+    tags_free(&t);
+    return 0;
+}
+
+static int compile(const char *expr, segment **out)
+{
+    segment_error e = {0};
+    if (segment_compile(expr, NULL, out, &e) == 0)
+        return 0;
+    fprintf(stderr, "kizuna friends: --segment, column %d: %s\n", e.column, e.message);
+    return 2;
+}
+
+int friendcli_list(const cfg *c, const char *shop, const char *segment_expr, int json)
+{
+    segment *seg = NULL;
+    if (segment_expr != NULL && compile(segment_expr, &seg) != 0)
+        return 2;
+    store *st = open_for(c, "friends", shop);
+    int rc = 1;
+    if (st != NULL) {
+        walk w = {.st = st,
+                  .shop = shop,
+                  .seg = seg,
+                  .json = json,
+                  .now = now_in(shop_of(c, shop)->timezone)};
+        char err[512] = "";
+        rc = store_friends(st, shop, "", 0, on_friend, &w, err, sizeof err);
+        if (rc < 0)
+            fprintf(stderr, "kizuna friends: %s\n", err);
+        else if (!json)
+            fprintf(stderr, "%ld friend(s)\n", w.shown);
+        rc = rc == 0 ? 0 : 1;
+    }
+    store_close(st);
+    segment_free(seg);
+    return rc;
+}
+
+int friendcli_show(const cfg *c, const char *shop, const char *user, int json)
+{
+    store *st = open_for(c, "friend", shop);
+    if (st == NULL)
+        return 1;
+    store_friend f;
+    tags t = {.n = 0};
+    char err[512] = "";
+    int rc = store_friend_get(st, shop, user, &f, err, sizeof err);
+    if (rc == 0)
+        rc = store_friend_tags(st, shop, user, add_tag, &t, err, sizeof err);
+    if (rc == 0 && json)
+        print_json(&f, &t);
+    else if (rc == 0)
+        print_row(&f, &t);
+    else if (rc == KZ_ENOTFOUND)
+        fprintf(stderr, "kizuna friend: shop '%s' has never seen user '%s'\n", shop, user);
+    else
+        fprintf(stderr, "kizuna friend: %s\n", err);
+    tags_free(&t);
+    store_close(st);
+    return rc == 0 ? 0 : 1;
+}
+
+/* "+name" or "name": add; "-name": remove. NULL when the name is bad. */
+static const char *tag_of(const char *op, int *add)
+{
+    *add = op[0] != '-';
+    const char *name = op[0] == '+' || op[0] == '-' ? op + 1 : op;
+    size_t n = strlen(name);
+    if (n == 0 || n > TAG_MAX)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return NULL;
+    return name;
+}
+
+/* One change: the tag row and its event, in the caller's transaction. What
+ * it did goes to out (printed once the transaction commits). */
+static int apply_tag(store *st, const char *shop, const char *user, const char *op, FILE *out,
+                     char *err, size_t errlen)
+{
+    int add;
+    const char *tag = tag_of(op, &add);
+    if (tag == NULL) {
+        snprintf(err, errlen, "'%s': a tag is 1 to %d bytes without control characters", op,
+                 TAG_MAX);
+        return KZ_EINVAL;
+    }
+    int64_t now = clock_now_ms();
+    int rc = add ? store_friend_tag_add(st, shop, user, tag, now, err, errlen)
+                 : store_friend_tag_remove(st, shop, user, tag, err, errlen);
+    if (rc == KZ_EEXIST || rc == KZ_ENOTFOUND) {
+        fprintf(out, "%s: %s %s (no change)\n", user, add ? "already has" : "does not have", tag);
+        return 0;
+    }
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "tag", json_object_new_string(tag));
+    json_object_object_add(p, "by", json_object_new_string("cli"));
+    const char *text = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN);
+    char uid[37];
+    payload_uuid(uid);
+    if (rc == 0)
+        rc = store_event_append(st, shop, uid, add ? "friend.tagged" : "friend.untagged", user, now,
+                                text, strlen(text), NULL, err, errlen);
+    json_object_put(p);
+    if (rc == 0)
+        fprintf(out, "%s: %s%s\n", user, add ? "+" : "-", tag);
+    return rc;
+}
+
+int friendcli_tag(const cfg *c, const char *shop, const char *user, char *const *ops, int nops)
+{
+    if (!host_line_id_ok(user, 0)) {
+        fprintf(stderr, "kizuna tag: '%s' is not a LINE user id (U and 32 hex digits)\n", user);
+        return 2;
+    }
+    store *st = open_for(c, "tag", shop);
+    if (st == NULL)
+        return 1;
+    char err[512] = "", *done = NULL;
+    size_t done_len = 0;
+    FILE *out = open_memstream(&done, &done_len);
+    int rc = out != NULL ? store_begin(st, err, sizeof err) : KZ_ENOMEM;
+    for (int i = 0; rc == 0 && i < nops; i++)
+        rc = apply_tag(st, shop, user, ops[i], out, err, sizeof err);
+    if (rc == 0)
+        rc = store_commit(st, err, sizeof err);
+    if (out != NULL)
+        fclose(out);
+    if (rc == 0) {
+        fputs(done, stdout);
+    } else {
+        store_rollback(st);
+        fprintf(stderr, "kizuna tag: %s (nothing changed)\n", err);
+    }
+    free(done);
+    store_close(st);
+    return rc == 0 ? 0 : rc == KZ_EINVAL ? 2 : 1;
+}

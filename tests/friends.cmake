@@ -1,0 +1,9 @@
+# The friend registry: the core.friends instance fed by events on the real
+# bus and store, and end to end with the real sandbox, ingress and sender
+# (the profile fetched on follow lands in the registry).
+pkg_check_modules(KZ_TEST_FRIENDS_CURL REQUIRED IMPORTED_TARGET libcurl)
+add_executable(test_friends ${CMAKE_CURRENT_SOURCE_DIR}/test_friends.c)
+target_link_libraries(test_friends PRIVATE kz_daemon PkgConfig::KZ_TEST_FRIENDS_CURL
+                      PkgConfig::CMOCKA)
+add_test(NAME friends COMMAND test_friends)
+set_tests_properties(friends PROPERTIES TIMEOUT 120)
