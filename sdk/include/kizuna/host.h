@@ -54,7 +54,7 @@ extern "C" {
  * (KZ_PLUGIN_DEFINE does it); the host refuses a different major or a newer
  * minor than its own. */
 #define KZ_ABI_MAJOR 1
-#define KZ_ABI_MINOR 2
+#define KZ_ABI_MINOR 3
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KZ_EXPORT __attribute__((visibility("default")))
@@ -179,6 +179,18 @@ typedef struct kz_http kz_http;
  * publishes events (http_publish) and handlers do the rest. It must answer with http_respond before
  * returning (otherwise the host answers 500). Since: ABI 1.2. */
 typedef void (*kz_route_fn)(kz_http *req, void *arg);
+
+/* A moment in a shop's time zone (kz_local_time). Since: ABI 1.3. */
+typedef struct kz_local_time {
+    int year, month, day;     /* month 1..12 */
+    int hour, minute, second; /* 0..23, 0..59, 0..59 */
+    int weekday;              /* 0 Sunday … 6 Saturday */
+    int utc_offset_s;         /* e.g. 32400 in Asia/Tokyo */
+} kz_local_time;
+
+/* A compiled segment expression (docs/segments.md), made by segment_compile
+ * in shop_open and freed by segment_free. Since: ABI 1.3. */
+typedef struct kz_segment kz_segment;
 
 /* Opaque handles; the host owns them all. */
 typedef struct kz_event kz_event;     /* one event being handled */
@@ -361,7 +373,74 @@ struct kz_host {
     int (*http_respond)(kz_http *req, int status, const char *content_type, const void *body,
                         size_t len);
 
-    /* ---- ABI 1.3 and later: append new slots below this line only ---- */
+    /* ---- ABI 1.3 ------------------------------------------------------- */
+
+    /* The shop's friend registry (docs/friends.md), read and written in the
+     * handler's transaction: reads see the handler's own changes, a failing
+     * handler's changes vanish, and every change publishes its event in the
+     * same transaction ("by" is the calling plugin's name). user is a LINE
+     * user id (U + 32 hex digits): KZ_EINVAL otherwise. KZ_ESTATE for a
+     * stale ctx. Thread: handler. Since: ABI 1.3. */
+
+    /* The friend as one JSON object, owned by the host until the handler
+     * returns: {"user","following","follows","firstFollow","lastFollow",
+     * "unfollow","firstActive","lastActive" (ISO 8601 UTC or null),
+     * "displayName","pictureUrl","statusMessage","language","tags":[…],
+     * "attributes":{name:value},"links":{source:memberId}}. *len may be
+     * NULL. KZ_ENOTFOUND for a user the shop never saw. */
+    int (*friend_get)(kz_ctx *ctx, const char *user, const char **json, size_t *len);
+    /* Adds (add != 0) or removes a tag (1..100 bytes of UTF-8, no control
+     * characters): 0 when it changed and `friend.tagged` / `friend.untagged`
+     * {"tag","by"} was published; KZ_EEXIST (already had it) or KZ_ENOTFOUND
+     * (did not have it) when there was nothing to change. Tagging a user
+     * the registry has not seen creates the friend. */
+    int (*friend_tag)(kz_ctx *ctx, const char *user, const char *tag, int add);
+    /* 1 when the friend has the tag, 0 when not (or unknown), < 0 error. */
+    int (*friend_has_tag)(kz_ctx *ctx, const char *user, const char *tag);
+    /* Sets attribute `name` to json_value, a JSON value of the type the
+     * shop declares for it (friends.attributes in the config: "string" a
+     * JSON string, "number" a number, "bool" true/false, "date" a string
+     * "YYYY-MM-DD"); JSON null removes it. KZ_ENOTFOUND for an attribute
+     * the shop does not declare, KZ_ETYPE for a value of another type. When
+     * the value changed, publishes `friend.attribute`
+     * {"name","value","previous","by"}. */
+    int (*friend_attr_set)(kz_ctx *ctx, const char *user, const char *name, const char *json_value);
+    /* Links the friend to member_id (1..200 bytes) at source ([a-z0-9_]+,
+     * e.g. "shop", "rakuten", "futureshop"), replacing an earlier link of
+     * that source; member_id NULL unlinks. A member id is linked to one
+     * friend per source: linking it to another friend moves it.
+     * Publishes `friend.linked` {"source","member","by"} or
+     * `friend.unlinked` {"source","member","by"} on a change; KZ_EEXIST /
+     * KZ_ENOTFOUND when there was nothing to change. */
+    int (*friend_link)(kz_ctx *ctx, const char *user, const char *source, const char *member_id);
+    /* The friend linked to member_id at source (owned by the host until the
+     * handler returns); KZ_ENOTFOUND if none. An EC order names a member:
+     * this finds the LINE user to write to. */
+    int (*friend_by_link)(kz_ctx *ctx, const char *source, const char *member_id,
+                          const char **user);
+
+    /* Compiles the segment expression held by string setting s (so an error
+     * is reported as "FILE:LINE:COLUMN: shop 'x': plugin 'y': <path>:
+     * <message>" in err, the way `kizuna check` prints it, with KZ_EINVAL),
+     * checked against the shop's declared attributes. *out is the plugin's
+     * until segment_free. Thread: shop_open. Since: ABI 1.3. */
+    int (*segment_compile)(kz_shop *shop, const kz_setting *s, kz_segment **out, char *err,
+                           size_t errlen);
+    /* 1 when the friend matches, 0 when not (an unknown user is a friend
+     * with nothing: it matches only expressions like !tag("x")), < 0 on
+     * error. "now" is the handled event's shop-local time on the host
+     * clock. Thread: handler. Since: ABI 1.3. */
+    int (*segment_match)(kz_ctx *ctx, const kz_segment *seg, const char *user);
+    /* NULL is fine. Thread: shop_open, shop_close. Since: ABI 1.3. */
+    void (*segment_free)(kz_segment *seg);
+
+    /* ms (on the host clock, e.g. kz_now_ms()) in the shop's time zone,
+     * DST included. Use it instead of localtime(): the process has one TZ
+     * and many shops. KZ_EINVAL for a NULL argument. Thread: any callback.
+     * Since: ABI 1.3. */
+    int (*local_time)(const kz_shop *shop, int64_t ms, kz_local_time *out);
+
+    /* ---- ABI 1.4 and later: append new slots below this line only ---- */
 };
 
 /* True when the host's table has slot `fn` and it is set. Use before calling
@@ -743,6 +822,82 @@ static inline int kz_http_redirect(kz_http *req, int status, const char *url)
         return KZ_EINVAL;
     int rc = kz_http_header_set(req, "Location", url);
     return rc != 0 ? rc : kz_http_respond(req, status, NULL, NULL, 0);
+}
+
+/* The friend registry (see kz_host.friend_get …). KZ_ENOTSUP on a host
+ * older than ABI 1.3. Since: ABI 1.3. */
+static inline int kz_friend_get(kz_ctx *ctx, const char *user, const char **json, size_t *len)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_get))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_get(ctx, user, json, len);
+}
+static inline int kz_friend_tag(kz_ctx *ctx, const char *user, const char *tag)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_tag))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_tag(ctx, user, tag, 1);
+}
+static inline int kz_friend_untag(kz_ctx *ctx, const char *user, const char *tag)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_tag))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_tag(ctx, user, tag, 0);
+}
+static inline int kz_friend_has_tag(kz_ctx *ctx, const char *user, const char *tag)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_has_tag))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_has_tag(ctx, user, tag);
+}
+static inline int kz_friend_attr_set(kz_ctx *ctx, const char *user, const char *name,
+                                     const char *json_value)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_attr_set))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_attr_set(ctx, user, name, json_value);
+}
+static inline int kz_friend_link(kz_ctx *ctx, const char *user, const char *source,
+                                 const char *member_id)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_link))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_link(ctx, user, source, member_id);
+}
+static inline int kz_friend_by_link(kz_ctx *ctx, const char *source, const char *member_id,
+                                    const char **user)
+{
+    if (!KZ_HOST_HAS(kz_host_api, friend_by_link))
+        return KZ_ENOTSUP;
+    return kz_host_api->friend_by_link(ctx, source, member_id, user);
+}
+
+/* Segments (see kz_host.segment_compile). Since: ABI 1.3. */
+static inline int kz_segment_compile(kz_shop *shop, const kz_setting *s, kz_segment **out,
+                                     char *err, size_t errlen)
+{
+    if (!KZ_HOST_HAS(kz_host_api, segment_compile))
+        return KZ_ENOTSUP;
+    return kz_host_api->segment_compile(shop, s, out, err, errlen);
+}
+static inline int kz_segment_match(kz_ctx *ctx, const kz_segment *seg, const char *user)
+{
+    if (!KZ_HOST_HAS(kz_host_api, segment_match))
+        return KZ_ENOTSUP;
+    return kz_host_api->segment_match(ctx, seg, user);
+}
+static inline void kz_segment_free(kz_segment *seg)
+{
+    if (seg != NULL && KZ_HOST_HAS(kz_host_api, segment_free))
+        kz_host_api->segment_free(seg);
+}
+
+/* ms in the shop's time zone (see kz_host.local_time). Since: ABI 1.3. */
+static inline int kz_local_time_of(const kz_shop *shop, int64_t ms, kz_local_time *out)
+{
+    if (!KZ_HOST_HAS(kz_host_api, local_time))
+        return KZ_ENOTSUP;
+    return kz_host_api->local_time(shop, ms, out);
 }
 
 #ifdef __cplusplus

@@ -1747,6 +1747,16 @@ static const kz_host kz_test_host_table_ = {
     .http_publish = kz_test_h_http_publish_,
     .http_header_set = kz_test_h_http_header_set_,
     .http_respond = kz_test_h_http_respond_,
+    .friend_get = NULL, /* ABI 1.3: not faked yet (KZ_ENOTSUP) */
+    .friend_tag = NULL,
+    .friend_has_tag = NULL,
+    .friend_attr_set = NULL,
+    .friend_link = NULL,
+    .friend_by_link = NULL,
+    .segment_compile = NULL,
+    .segment_match = NULL,
+    .segment_free = NULL,
+    .local_time = NULL,
 };
 
 /* The table handed to the plugin. */
