@@ -411,10 +411,11 @@ static int open_plugin_instance(bus_instance *inst, const kz_setting *setting, c
     return rc != 0 ? KZ_EFAIL : 0;
 }
 
-int bus_try_open(const plugin *p, const char *shop_id, const char *timezone,
+int bus_try_open(const plugin *p, const struct cfg *c, const char *shop_id, const char *timezone,
                  const kz_setting *setting, char *perr, size_t perrlen)
 {
     bus_instance inst = {.p = p,
+                         .c = c,
                          .shop_id = (char *)shop_id,
                          .timezone = (char *)(timezone ? timezone : "Asia/Tokyo")};
     inst.shop.inst = &inst;
@@ -442,6 +443,7 @@ int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *t
     }
     inst->b = b;
     inst->p = p;
+    inst->c = b->o.c;
     inst->shop.inst = inst;
     if (b->m_handled != NULL) {
         const char *values[] = {shop_id, p->name};

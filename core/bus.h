@@ -54,6 +54,8 @@ typedef struct bus_options {
     int64_t poll_ms;           /* idle re-check for events stored by other processes */
     const char *inflight_path; /* crash guard file (inflight.h); NULL: none */
     metrics *m;                /* where delivery counters go; NULL: none */
+    const struct cfg *c;       /* shops' settings the host table reads (friend attributes);
+                                  may be NULL; must outlive the bus */
 } bus_options;
 
 /* An event to publish from the core. */
@@ -100,8 +102,9 @@ struct bus_instance {
     void *instance; /* the plugin's, from shop_open */
     char **patterns;
     size_t npatterns;
-    int enabled;      /* shop_open succeeded and not disabled */
-    int in_shop_open; /* kz_subscribe is allowed */
+    int enabled;         /* shop_open succeeded and not disabled */
+    const struct cfg *c; /* the bus's bus_options.c (or bus_try_open's); may be NULL */
+    int in_shop_open;    /* kz_subscribe is allowed */
     struct kz_shop shop;
     /* head-of-line failure, mirrored from the store */
     int64_t fail_event; /* 0: none */
@@ -134,9 +137,10 @@ int bus_add_instance(bus *b, const plugin *p, const char *shop_id, const char *t
 int bus_start(bus *b, char *err, size_t errlen);
 
 /* Runs p's shop_open for a shop and, when it succeeds, its shop_close, with
- * no store behind it: how `kizuna check` runs a plugin's own setting checks.
+ * no store behind it: how `kizuna check` runs a plugin's own setting checks
+ * (c, which may be NULL, gives them the shop's friend attributes).
  * KZ_EFAIL with the plugin's reason in perr when shop_open fails. */
-int bus_try_open(const plugin *p, const char *shop_id, const char *timezone,
+int bus_try_open(const plugin *p, const struct cfg *c, const char *shop_id, const char *timezone,
                  const kz_setting *setting, char *perr, size_t perrlen);
 /* Stops dispatch after the batch in progress; idempotent. */
 void bus_stop(bus *b);

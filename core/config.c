@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "tz.h"
 
 #ifndef KZ_DEFAULT_PLUGIN_PATH
 #define KZ_DEFAULT_PLUGIN_PATH "/usr/local/lib/kizuna/plugins"
@@ -508,9 +509,20 @@ static void k_store(ctx *x, config_setting_t *s, const char *path)
     x->c->store_url = v ? v : x->c->store_url;
 }
 
-static void k_timezone(ctx *x, config_setting_t *s, const char *path)
+/* A zone the system's database has, or NULL after reporting. */
+static const char *zone(ctx *x, config_setting_t *s, const char *path)
 {
     const char *v = nonempty(x, s, path);
+    if (v != NULL && !tz_known(v)) {
+        report(x, s, path, "unknown time zone \"%s\" (an IANA name such as \"Asia/Tokyo\")", v);
+        return NULL;
+    }
+    return v;
+}
+
+static void k_timezone(ctx *x, config_setting_t *s, const char *path)
+{
+    const char *v = zone(x, s, path);
     x->c->timezone = v ? v : x->c->timezone;
 }
 
@@ -792,7 +804,7 @@ static void k_name(ctx *x, config_setting_t *s, const char *path)
 
 static void k_shop_timezone(ctx *x, config_setting_t *s, const char *path)
 {
-    x->shop->timezone = nonempty(x, s, path);
+    x->shop->timezone = zone(x, s, path);
 }
 
 static void k_channel_secret(ctx *x, config_setting_t *s, const char *path)
@@ -897,11 +909,65 @@ static void k_plugins(ctx *x, config_setting_t *s, const char *path)
         add_plugin_use(x, config_setting_get_elem(s, (unsigned)i));
 }
 
+static const char *const attr_types[] = {"string", "number", "date", "bool", NULL};
+
+static int attr_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    return len > 0 && len <= 64 && !(n[0] >= '0' && n[0] <= '9') &&
+           strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
+}
+
+static void add_friend_attr(ctx *x, config_setting_t *e, const char *path)
+{
+    const char *name = config_setting_name(e);
+    char epath[300];
+    snprintf(epath, sizeof epath, "%s.%s", path, name);
+    if (!attr_name_ok(name)) {
+        report(x, e, path, "invalid attribute name '%s' (use a-z, 0-9 and _, not a digit first)",
+               name);
+        return;
+    }
+    if (check_value(x, e, epath, KZ_SETTING_STRING) != 0)
+        return;
+    const char *t = config_setting_get_string(e);
+    for (int k = 0; attr_types[k] != NULL; k++)
+        if (strcmp(attr_types[k], t) == 0) {
+            cfg_friend_attr *a = &x->shop->friend_attrs[x->shop->nfriend_attrs++];
+            a->name = name;
+            a->type = k;
+            return;
+        }
+    report(x, e, epath, "unknown type \"%s\" (known: string, number, date, bool)", t);
+}
+
+static void k_friend_attrs(ctx *x, config_setting_t *s, const char *path)
+{
+    int n = config_setting_length(s);
+    if (n == 0)
+        return;
+    if ((x->shop->friend_attrs = calloc((size_t)n, sizeof *x->shop->friend_attrs)) == NULL) {
+        report(x, s, path, "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        add_friend_attr(x, config_setting_get_elem(s, (unsigned)i), path);
+}
+
+static const key_rule friends_rules[] = {{"attributes", KZ_SETTING_GROUP, k_friend_attrs},
+                                         {NULL, 0, NULL}};
+
+static void k_friends(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, friends_rules);
+}
+
 static const key_rule shop_rules[] = {{"id", KZ_SETTING_NONE, NULL}, /* checked first */
                                       {"name", KZ_SETTING_STRING, k_name},
                                       {"timezone", KZ_SETTING_STRING, k_shop_timezone},
                                       {"line", KZ_SETTING_GROUP, k_line},
                                       {"plugins", KZ_SETTING_GROUP, k_plugins},
+                                      {"friends", KZ_SETTING_GROUP, k_friends},
                                       {NULL, 0, NULL}};
 
 static int shop_id_ok(const char *id)
@@ -963,6 +1029,7 @@ static void check_shop(ctx *x, config_setting_t *s, int index)
     } else {
         free(shop->plugins);
         free(shop->line_rates);
+        free(shop->friend_attrs);
         memset(shop, 0, sizeof *shop);
     }
 }
@@ -1126,6 +1193,7 @@ void cfg_free(cfg *c)
     for (size_t i = 0; i < c->nshops; i++) {
         free(c->shops[i].plugins);
         free(c->shops[i].line_rates);
+        free(c->shops[i].friend_attrs);
     }
     free(c->shops);
     free(c->sandbox.rates);

@@ -40,6 +40,15 @@ typedef struct cfg_plugin_use {
     kz_setting *setting; /* the group, as plugins see it */
 } cfg_plugin_use;
 
+/* One declared friend attribute: shops[i].friends.attributes = { name =
+ * "string"|"number"|"bool"|"date"; } (docs/friends.md). */
+typedef struct cfg_friend_attr {
+    const char *name; /* [a-z_][a-z0-9_]*, at most 64 bytes */
+    int type;         /* CFG_ATTR_* */
+} cfg_friend_attr;
+
+enum { CFG_ATTR_STRING = 0, CFG_ATTR_NUMBER = 1, CFG_ATTR_DATE = 2, CFG_ATTR_BOOL = 3 };
+
 typedef struct cfg_shop {
     const char *id;       /* [a-z0-9_-]+, unique */
     const char *name;     /* display name; defaults to id */
@@ -53,6 +62,8 @@ typedef struct cfg_shop {
     size_t nline_rates;
     cfg_plugin_use *plugins;
     size_t nplugins;
+    cfg_friend_attr *friend_attrs; /* friends.attributes, in config order */
+    size_t nfriend_attrs;
 } cfg_shop;
 
 /* One endpoint's rate limit: kizuna.sandbox.rate_limits (what the sandbox

@@ -48,7 +48,7 @@ static void check_use(app *a, const cfg_shop *shop, const cfg_plugin_use *use)
     if (cfg_check_plugin(a->c, shop, use, &p->desc, &a->d) > 0 || !a->open_shops)
         return;
     char perr[1024];
-    if (bus_try_open(p, shop->id, shop->timezone, use->setting, perr, sizeof perr) == 0)
+    if (bus_try_open(p, a->c, shop->id, shop->timezone, use->setting, perr, sizeof perr) == 0)
         return;
     /* kz_setting_error already wrote a whole check line */
     if (strncmp(perr, a->c->path, strlen(a->c->path)) == 0 && perr[strlen(a->c->path)] == ':')
@@ -167,6 +167,7 @@ bus_options app_bus_options(const cfg *c)
         .retry_initial_ms = c->retry_initial_ms,
         .retry_max_ms = c->retry_max_ms,
         .poll_ms = 50,
+        .c = c,
     };
     return o;
 }

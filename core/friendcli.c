@@ -8,33 +8,12 @@
 #include <json-c/json.h>
 
 #include "clock.h"
+#include "friendview.h"
 #include "host.h"
 #include "payload.h"
 #include "segment.h"
 #include "store.h"
-
-#define TAG_MAX 100
-#define TAGS_MAX 64 /* tags shown or evaluated per friend */
-
-typedef struct tags {
-    char *v[TAGS_MAX];
-    size_t n;
-} tags;
-
-static void tags_free(tags *t)
-{
-    for (size_t i = 0; i < t->n; i++)
-        free(t->v[i]);
-    t->n = 0;
-}
-
-static int add_tag(void *arg, const char *tag)
-{
-    tags *t = arg;
-    if (t->n < TAGS_MAX && (t->v[t->n] = strdup(tag)) != NULL)
-        t->n++;
-    return 0;
-}
+#include "tz.h"
 
 static const cfg_shop *shop_of(const cfg *c, const char *id)
 {
@@ -70,73 +49,36 @@ static const char *iso(int64_t ms, char *buf, size_t len)
     return buf;
 }
 
-static json_object *jtime(int64_t ms)
+static void print_json(const friend_view *v)
 {
-    char b[32];
-    return ms > 0 ? json_object_new_string(iso(ms, b, sizeof b)) : NULL;
-}
-
-static json_object *friend_json(const store_friend *f, const tags *t)
-{
-    json_object *o = json_object_new_object(), *arr = json_object_new_array();
-    json_object_object_add(o, "user", json_object_new_string(f->user));
-    json_object_object_add(o, "following", json_object_new_boolean(f->following));
-    json_object_object_add(o, "follows", json_object_new_int64(f->follows));
-    json_object_object_add(o, "firstFollow", jtime(f->first_follow_ms));
-    json_object_object_add(o, "lastFollow", jtime(f->follow_ms));
-    json_object_object_add(o, "unfollow", jtime(f->unfollow_ms));
-    json_object_object_add(o, "firstActive", jtime(f->first_active_ms));
-    json_object_object_add(o, "lastActive", jtime(f->last_active_ms));
-    json_object_object_add(o, "displayName", json_object_new_string(f->display_name));
-    json_object_object_add(o, "pictureUrl", json_object_new_string(f->picture_url));
-    json_object_object_add(o, "statusMessage", json_object_new_string(f->status_message));
-    json_object_object_add(o, "language", json_object_new_string(f->language));
-    json_object_object_add(o, "profileFetched", jtime(f->profile_ms));
-    for (size_t i = 0; i < t->n; i++)
-        json_object_array_add(arr, json_object_new_string(t->v[i]));
-    json_object_object_add(o, "tags", arr);
-    return o;
-}
-
-static void print_json(const store_friend *f, const tags *t)
-{
-    json_object *o = friend_json(f, t);
+    json_object *o = friend_view_json(v);
     puts(
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
 }
 
-static void print_row(const store_friend *f, const tags *t)
+static void print_row(const friend_view *v)
 {
+    const store_friend *f = &v->f;
     char a[32], b[32];
     printf("%-33s  %-9s  %-20s  %-20s  %s", f->user, f->following ? "following" : "blocked",
            iso(f->follow_ms, a, sizeof a), iso(f->last_active_ms, b, sizeof b),
            f->display_name[0] ? f->display_name : "-");
-    for (size_t i = 0; i < t->n; i++)
-        printf("%s%s", i == 0 ? "  #" : " #", t->v[i]);
+    for (size_t i = 0; i < v->ntags; i++)
+        printf("%s%s", i == 0 ? "  #" : " #", v->tags[i]);
     putchar('\n');
 }
 
-/* Now in the shop's time zone: TZ is process-wide, fine for one command. */
+/* Now in the shop's time zone, for now.* in expressions. */
 static segment_now now_in(const char *tz)
 {
     segment_now n = {.ms = clock_now_ms()};
-    char *old = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
-    setenv("TZ", tz ? tz : "Asia/Tokyo", 1);
-    tzset();
-    time_t t = (time_t)(n.ms / 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    if (old != NULL)
-        setenv("TZ", old, 1);
-    else
-        unsetenv("TZ");
-    tzset();
-    free(old);
-    n.year = tm.tm_year + 1900;
-    n.month = tm.tm_mon + 1;
-    n.day = tm.tm_mday;
-    n.weekday = tm.tm_wday;
+    kz_local_time lt;
+    tz_local(tz, n.ms, &lt);
+    n.year = lt.year;
+    n.month = lt.month;
+    n.day = lt.day;
+    n.weekday = lt.weekday;
     return n;
 }
 
@@ -152,26 +94,22 @@ typedef struct walk {
 static int on_friend(void *arg, const store_friend *f)
 {
     walk *w = arg;
-    tags t = {.n = 0};
+    friend_view v;
     char err[256];
-    if (store_friend_tags(w->st, w->shop, f->user, add_tag, &t, err, sizeof err) != 0) {
-        tags_free(&t);
+    if (friend_view_load(w->st, w->shop, f->user, f, &v, err, sizeof err) != 0) {
         fprintf(stderr, "kizuna friends: %s\n", err);
         return 1;
     }
-    segment_friend sf = {.tags = (const char *const *)t.v,
-                         .ntags = t.n,
-                         .followed_ms = f->follow_ms,
-                         .active_ms = f->last_active_ms,
-                         .blocked = !f->following};
+    segment_friend sf;
+    friend_view_segment(&v, &sf);
     if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
         if (w->json)
-            print_json(f, &t);
+            print_json(&v);
         else
-            print_row(f, &t);
+            print_row(&v);
         w->shown++;
     }
-    tags_free(&t);
+    friend_view_free(&v);
     return 0;
 }
 
@@ -215,23 +153,21 @@ int friendcli_show(const cfg *c, const char *shop, const char *user, int json)
     store *st = open_for(c, "friend", shop);
     if (st == NULL)
         return 1;
-    store_friend f;
-    tags t = {.n = 0};
+    friend_view v;
     char err[512] = "";
-    int rc = store_friend_get(st, shop, user, &f, err, sizeof err);
-    if (rc == 0)
-        rc = store_friend_tags(st, shop, user, add_tag, &t, err, sizeof err);
-    if (rc == 0 && json)
-        print_json(&f, &t);
-    else if (rc == 0)
-        print_row(&f, &t);
-    else if (rc == KZ_ENOTFOUND)
+    int rc = friend_view_load(st, shop, user, NULL, &v, err, sizeof err);
+    if (rc == 0 && !v.known)
         fprintf(stderr, "kizuna friend: shop '%s' has never seen user '%s'\n", shop, user);
+    else if (rc == 0 && json)
+        print_json(&v);
+    else if (rc == 0)
+        print_row(&v);
     else
         fprintf(stderr, "kizuna friend: %s\n", err);
-    tags_free(&t);
+    rc = rc == 0 && v.known ? 0 : 1;
+    friend_view_free(&v);
     store_close(st);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }
 
 /* "+name" or "name": add; "-name": remove. NULL when the name is bad. */
@@ -240,7 +176,7 @@ static const char *tag_of(const char *op, int *add)
     *add = op[0] != '-';
     const char *name = op[0] == '+' || op[0] == '-' ? op + 1 : op;
     size_t n = strlen(name);
-    if (n == 0 || n > TAG_MAX)
+    if (n == 0 || n > FRIEND_TAG_MAX)
         return NULL;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
@@ -257,7 +193,7 @@ static int apply_tag(store *st, const char *shop, const char *user, const char *
     const char *tag = tag_of(op, &add);
     if (tag == NULL) {
         snprintf(err, errlen, "'%s': a tag is 1 to %d bytes without control characters", op,
-                 TAG_MAX);
+                 FRIEND_TAG_MAX);
         return KZ_EINVAL;
     }
     int64_t now = clock_now_ms();

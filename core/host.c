@@ -7,6 +7,7 @@
 
 #include "apicall.h"
 #include "bus.h"
+#include "friendapi.h"
 #include "clock.h"
 #include "config.h"
 #include "httpreq.h"
@@ -190,7 +191,7 @@ static int publish(kz_ctx *ctx, const char *topic, const char *user, const char 
 
 /* ---- key/value ---- */
 
-static int keep_buf(kz_ctx *ctx, void *buf)
+int host_keep_buf(kz_ctx *ctx, void *buf)
 {
     if (ctx->nkv_bufs == ctx->cap_kv_bufs) {
         size_t cap = ctx->cap_kv_bufs ? ctx->cap_kv_bufs * 2 : 8;
@@ -217,7 +218,7 @@ static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
     size_t n = 0;
     char err[256];
     rc = store_kv_get(ctx->st, ctx->inst->id, key, &buf, &n, err, sizeof err);
-    if (rc == 0 && (rc = keep_buf(ctx, buf)) != 0)
+    if (rc == 0 && (rc = host_keep_buf(ctx, buf)) != 0)
         free(buf);
     if (rc == 0) {
         *val = buf;
@@ -570,6 +571,16 @@ static const kz_host table = {
     .http_publish = http_publish,
     .http_header_set = httpreq_header_set,
     .http_respond = httpreq_respond,
+    .friend_get = friendapi_get,
+    .friend_tag = friendapi_tag,
+    .friend_has_tag = friendapi_has_tag,
+    .friend_attr_set = friendapi_attr_set,
+    .friend_link = friendapi_link,
+    .friend_by_link = friendapi_by_link,
+    .segment_compile = friendapi_segment_compile,
+    .segment_match = friendapi_segment_match,
+    .segment_free = friendapi_segment_free,
+    .local_time = friendapi_local_time,
 };
 
 const kz_host *host_table(void)

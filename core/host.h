@@ -29,5 +29,8 @@ int host_ctx_writable(kz_ctx *ctx, const char *what);
 int host_in_standby(const kz_ctx *ctx);
 /* ^[UCR][0-9a-f]{32}$ (only U when !any). */
 int host_line_id_ok(const char *id, int any);
+/* Frees buf (malloc'd) when the handler of ctx returns: for values the host
+ * hands a plugin "valid until the handler returns". */
+int host_keep_buf(kz_ctx *ctx, void *buf);
 
 #endif

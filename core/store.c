@@ -201,6 +201,25 @@ static const char *const migrations[] = {
     " added_ms INTEGER NOT NULL,"
     " PRIMARY KEY(shop, user, tag)) WITHOUT ROWID;"
     "CREATE INDEX friend_tags_by_tag ON friend_tags(shop, tag, user);",
+    /* 7: friend attributes and links to member ids of other systems. A
+     * member id belongs to one friend per source (the unique index), and
+     * finding the friend of an EC order's member is one index lookup. */
+    "CREATE TABLE friend_attrs("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " type INTEGER NOT NULL,"
+    " value TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, user, name)) WITHOUT ROWID;"
+    "CREATE TABLE friend_links("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " member TEXT NOT NULL,"
+    " linked_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, user, source)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX friend_links_by_member ON friend_links(shop, source, member);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -280,6 +299,16 @@ enum stmt_id {
     Q_FR_TAG_ADD,
     Q_FR_TAG_DEL,
     Q_FR_TAGS,
+    Q_FR_ATTR_SET,
+    Q_FR_ATTR_GET,
+    Q_FR_ATTR_DEL,
+    Q_FR_ATTRS,
+    Q_FR_LINK_OWNER,
+    Q_FR_LINK_DROP_MEMBER,
+    Q_FR_LINK_SET,
+    Q_FR_LINK_GET,
+    Q_FR_LINK_DEL,
+    Q_FR_LINKS,
     Q_OB_ADD,
     Q_OB_DUE,
     Q_OB_RETRY,
@@ -432,6 +461,24 @@ static const char *const sql_text[Q_COUNT] = {
                      " VALUES(?1, ?2, ?3, ?4)",
     [Q_FR_TAG_DEL] = "DELETE FROM friend_tags WHERE shop = ?1 AND user = ?2 AND tag = ?3",
     [Q_FR_TAGS] = "SELECT tag FROM friend_tags WHERE shop = ?1 AND user = ?2 ORDER BY tag",
+    [Q_FR_ATTR_SET] = "INSERT OR REPLACE INTO friend_attrs(shop, user, name, type, value,"
+                      " updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_FR_ATTR_GET] = "SELECT type, value FROM friend_attrs WHERE shop = ?1 AND user = ?2"
+                      " AND name = ?3",
+    [Q_FR_ATTR_DEL] = "DELETE FROM friend_attrs WHERE shop = ?1 AND user = ?2 AND name = ?3",
+    [Q_FR_ATTRS] = "SELECT name, type, value FROM friend_attrs WHERE shop = ?1 AND user = ?2"
+                   " ORDER BY name",
+    [Q_FR_LINK_OWNER] = "SELECT user FROM friend_links WHERE shop = ?1 AND source = ?2"
+                        " AND member = ?3",
+    [Q_FR_LINK_DROP_MEMBER] = "DELETE FROM friend_links WHERE shop = ?1 AND source = ?2"
+                              " AND member = ?3",
+    [Q_FR_LINK_SET] = "INSERT OR REPLACE INTO friend_links(shop, user, source, member, linked_ms)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [Q_FR_LINK_GET] = "SELECT member FROM friend_links WHERE shop = ?1 AND user = ?2"
+                      " AND source = ?3",
+    [Q_FR_LINK_DEL] = "DELETE FROM friend_links WHERE shop = ?1 AND user = ?2 AND source = ?3",
+    [Q_FR_LINKS] = "SELECT source, member FROM friend_links WHERE shop = ?1 AND user = ?2"
+                   " ORDER BY source",
     [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
                  " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms, method,"
                  " content_type, data_api, plugin)"
@@ -1928,6 +1975,25 @@ int store_sbx_rm_aliases(store *s, const char *shop, store_sbx_rm_cb cb, void *a
 
 /* ---- friends ------------------------------------------------------------ */
 
+/* Binds (shop, user, third) as ?1..?3. */
+static int triple_stmt(store *s, enum stmt_id id, const char *shop, const char *user,
+                       const char *third, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    int rc = pair_stmt(s, id, shop, user, st, err, errlen);
+    if (rc == 0)
+        bind_str(*st, 3, third);
+    return rc;
+}
+
+/* The friend row an attribute, tag or link hangs off. */
+static int friend_ensure(store *s, const char *shop, const char *user, const char *what, char *err,
+                         size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_ENSURE, shop, user, &st, err, errlen);
+    return rc == 0 ? run(s, st, what, err, errlen) : rc;
+}
+
 /* Runs one of the friend statements that take (shop, user, ms). */
 static int friend_event(store *s, enum stmt_id id, const char *shop, const char *user, int64_t ms,
                         const char *what, char *err, size_t errlen)
@@ -2027,9 +2093,7 @@ int store_friend_tag_add(store *s, const char *shop, const char *user, const cha
                          char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = pair_stmt(s, Q_FR_ENSURE, shop, user, &st, err, errlen);
-    if (rc == 0)
-        rc = run(s, st, "add tag", err, errlen);
+    int rc = friend_ensure(s, shop, user, "add tag", err, errlen);
     if (rc == 0)
         rc = pair_stmt(s, Q_FR_TAG_ADD, shop, user, &st, err, errlen);
     if (rc != 0)
@@ -2060,6 +2124,144 @@ int store_friend_tags(store *s, const char *shop, const char *user, store_tag_cb
         return rc;
     while ((rc = step(s, st, "read tags", err, errlen)) == 1) {
         int stop = cb(arg, col_str(st, 0));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_friend_attr_set(store *s, const char *shop, const char *user, const char *name, int type,
+                          const char *value, int64_t ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = friend_ensure(s, shop, user, "set attribute", err, errlen);
+    if (rc == 0)
+        rc = triple_stmt(s, Q_FR_ATTR_SET, shop, user, name, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int(st, 4, type);
+    bind_str(st, 5, value);
+    sqlite3_bind_int64(st, 6, ms);
+    return run(s, st, "set attribute", err, errlen);
+}
+
+int store_friend_attr_get(store *s, const char *shop, const char *user, const char *name, int *type,
+                          char *value, size_t valuelen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = triple_stmt(s, Q_FR_ATTR_GET, shop, user, name, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read attribute", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    if (type != NULL)
+        *type = sqlite3_column_int(st, 0);
+    copy_text(value, valuelen, st, 1);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_friend_attr_del(store *s, const char *shop, const char *user, const char *name, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = triple_stmt(s, Q_FR_ATTR_DEL, shop, user, name, &st, err, errlen);
+    return rc == 0 ? run_change(s, st, "remove attribute", err, errlen) : rc;
+}
+
+int store_friend_attrs(store *s, const char *shop, const char *user, store_attr_cb cb, void *arg,
+                       char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_ATTRS, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "read attributes", err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0), sqlite3_column_int(st, 1), col_str(st, 2));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+/* The friend holding member at source into user ("" when none). */
+static int link_owner(store *s, const char *shop, const char *source, const char *member,
+                      char *user, size_t userlen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = triple_stmt(s, Q_FR_LINK_OWNER, shop, source, member, &st, err, errlen);
+    if (userlen > 0)
+        user[0] = '\0';
+    if (rc != 0 || (rc = step(s, st, "read link", err, errlen)) != 1)
+        return rc;
+    copy_text(user, userlen, st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_friend_link_set(store *s, const char *shop, const char *user, const char *source,
+                          const char *member, int64_t ms, char *prev_user, size_t prevlen,
+                          char *err, size_t errlen)
+{
+    char prev[64];
+    sqlite3_stmt *st;
+    int rc = link_owner(s, shop, source, member, prev, sizeof prev, err, errlen);
+    if (rc == 0 && prev[0] != '\0')
+        rc = triple_stmt(s, Q_FR_LINK_DROP_MEMBER, shop, source, member, &st, err, errlen);
+    if (rc == 0 && prev[0] != '\0')
+        rc = run(s, st, "move link", err, errlen);
+    if (rc == 0)
+        rc = friend_ensure(s, shop, user, "link", err, errlen);
+    if (rc == 0)
+        rc = triple_stmt(s, Q_FR_LINK_SET, shop, user, source, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 4, member);
+    sqlite3_bind_int64(st, 5, ms);
+    rc = run(s, st, "link", err, errlen);
+    if (rc == 0 && prev_user != NULL)
+        snprintf(prev_user, prevlen, "%s", prev);
+    return rc;
+}
+
+int store_friend_link_get(store *s, const char *shop, const char *user, const char *source,
+                          char *member, size_t memberlen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = triple_stmt(s, Q_FR_LINK_GET, shop, user, source, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "read link", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    copy_text(member, memberlen, st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_friend_link_del(store *s, const char *shop, const char *user, const char *source,
+                          char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = triple_stmt(s, Q_FR_LINK_DEL, shop, user, source, &st, err, errlen);
+    return rc == 0 ? run_change(s, st, "unlink", err, errlen) : rc;
+}
+
+int store_friend_by_link(store *s, const char *shop, const char *source, const char *member,
+                         char *user, size_t userlen, char *err, size_t errlen)
+{
+    int rc = link_owner(s, shop, source, member, user, userlen, err, errlen);
+    return rc == 0 && user[0] == '\0' ? KZ_ENOTFOUND : rc;
+}
+
+int store_friend_links(store *s, const char *shop, const char *user, store_link_cb cb, void *arg,
+                       char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_FR_LINKS, shop, user, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "read links", err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0), col_str(st, 1));
         if (stop != 0) {
             sqlite3_reset(st);
             return stop;

@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 typedef struct store store;
 
@@ -322,6 +322,40 @@ int store_friend_tag_remove(store *s, const char *shop, const char *user, const 
 typedef int (*store_tag_cb)(void *arg, const char *tag);
 int store_friend_tags(store *s, const char *shop, const char *user, store_tag_cb cb, void *arg,
                       char *err, size_t errlen);
+
+/* Attributes (schema 7): a typed value per (friend, name), stored as text in
+ * a canonical form: the string itself, a number as "%.17g", a date as
+ * "YYYY-MM-DD", a bool as "true"/"false". type is CFG_ATTR_* (config.h).
+ * set creates the friend row when needed; get and del are KZ_ENOTFOUND
+ * when the friend has no such attribute. */
+int store_friend_attr_set(store *s, const char *shop, const char *user, const char *name, int type,
+                          const char *value, int64_t ms, char *err, size_t errlen);
+int store_friend_attr_get(store *s, const char *shop, const char *user, const char *name, int *type,
+                          char *value, size_t valuelen, char *err, size_t errlen);
+int store_friend_attr_del(store *s, const char *shop, const char *user, const char *name, char *err,
+                          size_t errlen);
+typedef int (*store_attr_cb)(void *arg, const char *name, int type, const char *value);
+int store_friend_attrs(store *s, const char *shop, const char *user, store_attr_cb cb, void *arg,
+                       char *err, size_t errlen);
+
+/* Links to member ids of other systems (schema 7): one member per (friend,
+ * source), and a member id of a source belongs to one friend of the shop.
+ * set moves the member from its previous friend (whose id goes to
+ * prev_user, "" when none; prev_user may be NULL) and replaces the friend's
+ * earlier member of that source. */
+int store_friend_link_set(store *s, const char *shop, const char *user, const char *source,
+                          const char *member, int64_t ms, char *prev_user, size_t prevlen,
+                          char *err, size_t errlen);
+int store_friend_link_get(store *s, const char *shop, const char *user, const char *source,
+                          char *member, size_t memberlen, char *err, size_t errlen);
+int store_friend_link_del(store *s, const char *shop, const char *user, const char *source,
+                          char *err, size_t errlen);
+/* The friend linked to member at source; KZ_ENOTFOUND (no text) if none. */
+int store_friend_by_link(store *s, const char *shop, const char *source, const char *member,
+                         char *user, size_t userlen, char *err, size_t errlen);
+typedef int (*store_link_cb)(void *arg, const char *source, const char *member);
+int store_friend_links(store *s, const char *shop, const char *user, store_link_cb cb, void *arg,
+                       char *err, size_t errlen);
 
 /* ---- small key/value of the core itself (virtual clock, …) ------------ */
 

@@ -7,3 +7,10 @@ target_link_libraries(test_friends PRIVATE kz_daemon PkgConfig::KZ_TEST_FRIENDS_
                       PkgConfig::CMOCKA)
 add_test(NAME friends COMMAND test_friends)
 set_tests_properties(friends PROPERTIES TIMEOUT 120)
+
+# The ABI 1.3 friend slots through a fixture plugin on the real host.
+set(KZ_FRIEND_FIXTURES ${KZ_TEST_FIXTURE_DIR}/friends)
+kizuna_add_plugin(fx_friend ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/friends/fx_friend.c)
+set_target_properties(fx_friend PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${KZ_FRIEND_FIXTURES})
+target_compile_definitions(test_friends PRIVATE KZ_FRIEND_FIXTURES="${KZ_FRIEND_FIXTURES}")
+add_dependencies(test_friends fx_friend)

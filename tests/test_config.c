@@ -545,7 +545,7 @@ static void test_shop_unknown_key(void **state)
                   "    nmae = \"Solia\"; }\n"
                   ");\n",
                   "3: shop 'solia': unknown setting 'nmae' (known: id, name, timezone, line, "
-                  "plugins)",
+                  "plugins, friends)",
                   NULL);
 }
 
@@ -561,9 +561,10 @@ static void test_shop_missing_id(void **state)
                        ");\n",
                        &d, NULL);
     assert_non_null(c);
-    expect_lines(&d, tmpconf, "4: shops[2]: missing required setting 'id'",
-                 "5: shops[2]: unknown setting 'colour' (known: id, name, timezone, line, plugins)",
-                 NULL);
+    expect_lines(
+        &d, tmpconf, "4: shops[2]: missing required setting 'id'",
+        "5: shops[2]: unknown setting 'colour' (known: id, name, timezone, line, plugins, friends)",
+        NULL);
     assert_int_equal(c->nshops, 2); /* the nameless shop is not kept */
     cfg_free(c);
     diag_free(&d);
@@ -617,6 +618,41 @@ static void test_shop_types(void **state)
                   "3: shop 's': timezone: must not be empty",
                   "4: shop 's': line: expected a group, got a string",
                   "5: shop 's': plugins: expected a group, got a list", NULL);
+}
+
+/* friends.attributes declares typed attributes; time zones must exist. */
+static void test_shop_friends_and_zone(void **state)
+{
+    (void)state;
+    diag d = {0};
+    int rc = 0;
+    cfg *c = load_text("shops = ( { id = \"s\"; timezone = \"America/New_York\";\n"
+                       "  friends = { attributes = { birthday = \"date\"; age = \"number\";"
+                       " vip = \"bool\"; gender = \"string\"; }; }; } );\n",
+                       &d, &rc);
+    assert_int_equal(diag_count(&d), 0);
+    assert_int_equal(c->shops[0].nfriend_attrs, 4);
+    assert_string_equal(c->shops[0].friend_attrs[0].name, "birthday");
+    assert_int_equal(c->shops[0].friend_attrs[0].type, CFG_ATTR_DATE);
+    assert_int_equal(c->shops[0].friend_attrs[1].type, CFG_ATTR_NUMBER);
+    assert_int_equal(c->shops[0].friend_attrs[2].type, CFG_ATTR_BOOL);
+    assert_int_equal(c->shops[0].friend_attrs[3].type, CFG_ATTR_STRING);
+    cfg_free(c);
+    diag_free(&d);
+    expect_errors("shops = ( { id = \"s\"; timezone = \"Asia/Tokio\";\n"
+                  "  friends = { attributes = {\n"
+                  "    birthday = \"day\";\n"
+                  "    Age = \"number\";\n"
+                  "    vip = true; };\n"
+                  "  colour = 1; }; } );\n",
+                  "1: shop 's': timezone: unknown time zone \"Asia/Tokio\" (an IANA name such as "
+                  "\"Asia/Tokyo\")",
+                  "3: shop 's': friends.attributes.birthday: unknown type \"day\" (known: string, "
+                  "number, date, bool)",
+                  "4: shop 's': friends.attributes: invalid attribute name 'Age' (use a-z, 0-9 and "
+                  "_, not a digit first)",
+                  "5: shop 's': friends.attributes.vip: expected a string, got a boolean",
+                  "6: shop 's': friends: unknown setting 'colour' (known: attributes)", NULL);
 }
 
 static void test_shop_line(void **state)
@@ -1128,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_shop_bad_id),
         cmocka_unit_test(test_shop_duplicate_id),
         cmocka_unit_test(test_shop_types),
+        cmocka_unit_test(test_shop_friends_and_zone),
         cmocka_unit_test(test_shop_line),
         cmocka_unit_test(test_shop_line_errors),
         cmocka_unit_test(test_shop_plugins_shape),

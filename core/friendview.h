@@ -1,0 +1,53 @@
+/*
+ * friendview — one friend with everything known about them (registry row,
+ * tags, attributes, links), loaded from the store for the readers of the
+ * registry: the friend_get / segment_match host slots, `kizuna friend` and
+ * `kizuna friends --segment`. It renders the friend as the JSON object
+ * host.h documents and as the view segment_eval takes.
+ *
+ * Ownership: a friend_view owns its strings until friend_view_free; the
+ * segment_friend it fills points into it. Thread: whoever owns the store
+ * connection.
+ */
+#ifndef KIZUNA_CORE_FRIENDVIEW_H
+#define KIZUNA_CORE_FRIENDVIEW_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "segment.h"
+#include "store.h"
+
+#define FRIENDVIEW_TAGS 64  /* at most this many tags are loaded */
+#define FRIENDVIEW_ATTRS 64 /* attributes */
+#define FRIENDVIEW_LINKS 16 /* linked sources */
+#define FRIEND_TAG_MAX 100  /* bytes in a tag (UTF-8, no control characters) */
+
+typedef struct friend_view {
+    int known; /* 0: the shop never saw the user (every field empty) */
+    store_friend f;
+    char *tags[FRIENDVIEW_TAGS];
+    size_t ntags;
+    char *attr_name[FRIENDVIEW_ATTRS], *attr_value[FRIENDVIEW_ATTRS];
+    int attr_type[FRIENDVIEW_ATTRS]; /* CFG_ATTR_* */
+    size_t nattrs;
+    char *link_source[FRIENDVIEW_LINKS], *link_member[FRIENDVIEW_LINKS];
+    size_t nlinks;
+    segment_attr seg_attrs[FRIENDVIEW_ATTRS]; /* filled by friend_view_segment */
+} friend_view;
+
+/* Loads user of shop. row: the registry row when the caller already has it
+ * (a store_friends walk), else NULL to read it. An unknown user is not an
+ * error: v->known = 0. */
+int friend_view_load(store *st, const char *shop, const char *user, const store_friend *row,
+                     friend_view *v, char *err, size_t errlen);
+void friend_view_free(friend_view *v);
+
+/* The object host.h documents for friend_get (the caller puts it). */
+json_object *friend_view_json(const friend_view *v);
+
+/* The friend as segment_eval sees it; pointers into v. */
+void friend_view_segment(friend_view *v, segment_friend *out);
+
+#endif
