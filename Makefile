@@ -6,7 +6,7 @@
 
 DEBIAN_PACKAGES := build-essential binutils cmake pkg-config libmicrohttpd-dev \
                    libcurl4-openssl-dev libjson-c-dev libconfig-dev libsqlite3-dev \
-                   libssl-dev libcmocka-dev tzdata
+                   libssl-dev libcmocka-dev tzdata libcsv-dev
 BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)

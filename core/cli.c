@@ -16,6 +16,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "friendcli.h"
+#include "friendcsv.h"
 #include "host.h"
 #include "log.h"
 #include "payload.h"
@@ -43,6 +44,8 @@ static const char usage[] =
     "  friends -c FILE SHOP [--segment EXPR] [--json]   the shop's friends (docs/friends.md)\n"
     "  friend  -c FILE SHOP USER [--json]    one friend, with tags\n"
     "  tag     -c FILE SHOP USER +TAG -TAG …  add and remove tags\n"
+    "  export  -c FILE SHOP [--segment EXPR]   friends, tags and attributes as CSV\n"
+    "  import  -c FILE SHOP FILE.csv|- [--all-or-nothing]   tags and attributes from CSV\n"
     "  sandbox serve -c FILE            run the LINE sandbox on kizuna.sandbox.listen\n"
     "  sandbox -c FILE follow|unfollow SHOP USER\n"
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
@@ -62,6 +65,7 @@ typedef struct args {
     const char *lines;
     const char *replay;
     const char *segment;
+    int all_or_nothing;
     int dead;
     int verbose;
     int json;
@@ -73,13 +77,19 @@ typedef struct args {
  * keeps "-trial" as an operand (a tag to remove), not an option. */
 static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
-        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
-        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
-        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
-        {"segment", required_argument, 0, 's'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"clock", required_argument, 0, 'k'},
+                                         {"user", required_argument, 0, 'u'},
+                                         {"id", required_argument, 0, 'i'},
+                                         {"lines", required_argument, 0, 'l'},
+                                         {"replay", required_argument, 0, 'r'},
+                                         {"dead", no_argument, 0, 'd'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"segment", required_argument, 0, 's'},
+                                         {"all-or-nothing", no_argument, 0, 'a'},
+                                         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -115,6 +125,9 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             break;
         case 's':
             a->segment = optarg;
+            break;
+        case 'a':
+            a->all_or_nothing = 1;
             break;
         default:
             return -1;
@@ -646,6 +659,10 @@ static int cmd_friends(const args *a, const char *cmd, int nargs, const char *us
         rc = friendcli_list(c, a->rest[0], a->segment, a->json);
     else if (strcmp(cmd, "friend") == 0)
         rc = friendcli_show(c, a->rest[0], a->rest[1], a->json);
+    else if (strcmp(cmd, "export") == 0)
+        rc = friendcsv_export(c, a->rest[0], a->segment);
+    else if (strcmp(cmd, "import") == 0)
+        rc = friendcsv_import(c, a->rest[0], a->rest[1], a->all_or_nothing);
     else
         rc = friendcli_tag(c, a->rest[0], a->rest[1], a->rest + 2, a->nrest - 2);
     cfg_free(c);
@@ -836,6 +853,10 @@ int cli_main(int argc, char **argv)
         return cmd_friends(&a, cmd, 1, "SHOP USER [--json]");
     if (strcmp(cmd, "tag") == 0)
         return cmd_friends(&a, cmd, 2, "SHOP USER +TAG|-TAG …");
+    if (strcmp(cmd, "export") == 0)
+        return cmd_friends(&a, cmd, 0, "SHOP [--segment EXPR]");
+    if (strcmp(cmd, "import") == 0)
+        return cmd_friends(&a, cmd, 1, "SHOP FILE.csv|- [--all-or-nothing]");
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);

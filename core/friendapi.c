@@ -169,15 +169,6 @@ int friendapi_tag(kz_ctx *ctx, const char *user, const char *tag, int add)
 
 /* ---- attributes ------------------------------------------------------------ */
 
-static int date_ok(const char *s)
-{
-    int y, m, d;
-    char tail;
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 && m >= 1 &&
-           m <= 12 && d >= 1 && d <= days[m - 1];
-}
-
 /* v as the canonical text of type (store.h); KZ_ETYPE when it is another
  * type, a date that is no date or a string over VALUE_MAX bytes. */
 static int canonical(int type, json_object *v, char *out, size_t outlen)
@@ -190,7 +181,7 @@ static int canonical(int type, json_object *v, char *out, size_t outlen)
         snprintf(out, outlen, "%s", json_object_get_boolean(v) ? "true" : "false");
     else if ((type == CFG_ATTR_STRING || type == CFG_ATTR_DATE) && jt == json_type_string &&
              json_object_get_string_len(v) <= VALUE_MAX &&
-             (type == CFG_ATTR_STRING || date_ok(json_object_get_string(v))))
+             (type == CFG_ATTR_STRING || friend_date_ok(json_object_get_string(v))))
         snprintf(out, outlen, "%s", json_object_get_string(v));
     else
         return KZ_ETYPE;

@@ -84,10 +84,11 @@ static segment_now now_in(const char *tz)
 
 typedef struct walk {
     store *st;
-    const char *shop;
+    const char *shop, *cmd;
     const segment *seg;
     segment_now now;
-    int json;
+    friendcli_print_fn print;
+    void *arg;
     long shown;
 } walk;
 
@@ -97,54 +98,86 @@ static int on_friend(void *arg, const store_friend *f)
     friend_view v;
     char err[256];
     if (friend_view_load(w->st, w->shop, f->user, f, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "kizuna friends: %s\n", err);
+        fprintf(stderr, "kizuna %s: %s\n", w->cmd, err);
         return 1;
     }
     segment_friend sf;
     friend_view_segment(&v, &sf);
     if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
-        if (w->json)
-            print_json(&v);
-        else
-            print_row(&v);
+        w->print(w->arg, &v);
         w->shown++;
     }
     friend_view_free(&v);
     return 0;
 }
 
-static int compile(const char *expr, segment **out)
+/* Compiles expr against the shop's declared attributes. */
+static int compile(const char *cmd, const cfg_shop *cs, const char *expr, segment **out)
 {
+    static const segment_type types[] = {SEGMENT_STRING, SEGMENT_NUMBER, SEGMENT_DATE,
+                                         SEGMENT_BOOL};
+    segment_attr_def defs[64];
+    size_t n = 0;
+    for (; cs != NULL && n < cs->nfriend_attrs && n < 64; n++)
+        defs[n] = (segment_attr_def){cs->friend_attrs[n].name, types[cs->friend_attrs[n].type]};
+    segment_schema schema = {defs, n};
     segment_error e = {0};
-    if (segment_compile(expr, NULL, out, &e) == 0)
+    if (segment_compile(expr, n > 0 ? &schema : NULL, out, &e) == 0)
         return 0;
-    fprintf(stderr, "kizuna friends: --segment, column %d: %s\n", e.column, e.message);
+    fprintf(stderr, "kizuna %s: --segment, column %d: %s\n", cmd, e.column, e.message);
     return 2;
 }
 
-int friendcli_list(const cfg *c, const char *shop, const char *segment_expr, int json)
+int friendcli_walk(const cfg *c, const char *cmd, const char *shop, const char *segment_expr,
+                   friendcli_print_fn print, void *arg, long *shown)
 {
     segment *seg = NULL;
-    if (segment_expr != NULL && compile(segment_expr, &seg) != 0)
+    if (shop_of(c, shop) != NULL && segment_expr != NULL &&
+        compile(cmd, shop_of(c, shop), segment_expr, &seg) != 0)
         return 2;
-    store *st = open_for(c, "friends", shop);
+    store *st = open_for(c, cmd, shop);
     int rc = 1;
     if (st != NULL) {
         walk w = {.st = st,
                   .shop = shop,
+                  .cmd = cmd,
                   .seg = seg,
-                  .json = json,
+                  .print = print,
+                  .arg = arg,
                   .now = now_in(shop_of(c, shop)->timezone)};
         char err[512] = "";
         rc = store_friends(st, shop, "", 0, on_friend, &w, err, sizeof err);
         if (rc < 0)
-            fprintf(stderr, "kizuna friends: %s\n", err);
-        else if (!json)
-            fprintf(stderr, "%ld friend(s)\n", w.shown);
+            fprintf(stderr, "kizuna %s: %s\n", cmd, err);
+        if (shown != NULL)
+            *shown = w.shown;
         rc = rc == 0 ? 0 : 1;
     }
     store_close(st);
     segment_free(seg);
+    return rc;
+}
+
+static void print_json_cb(void *arg, const friend_view *v)
+{
+    (void)arg;
+    print_json(v);
+}
+
+static void print_row_cb(void *arg, const friend_view *v)
+{
+    (void)arg;
+    print_row(v);
+}
+
+int friendcli_list(const cfg *c, const char *shop, const char *segment_expr, int json)
+{
+    long shown = 0;
+    int rc = friendcli_walk(c, "friends", shop, segment_expr, json ? print_json_cb : print_row_cb,
+                            NULL, &shown);
+    fflush(stdout);
+    if (rc == 0 && !json)
+        fprintf(stderr, "%ld friend(s)\n", shown);
     return rc;
 }
 
@@ -184,10 +217,24 @@ static const char *tag_of(const char *op, int *add)
     return name;
 }
 
-/* One change: the tag row and its event, in the caller's transaction. What
- * it did goes to out (printed once the transaction commits). */
-static int apply_tag(store *st, const char *shop, const char *user, const char *op, FILE *out,
-                     char *err, size_t errlen)
+/* A friend.* event {"<key>": …, "by": by} stored in the caller's
+ * transaction; o is consumed. */
+static int store_change(store *st, const char *shop, const char *topic, const char *user,
+                        json_object *o, const char *by, int64_t now, char *err, size_t errlen)
+{
+    json_object_object_add(o, "by", json_object_new_string(by));
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char uid[37];
+    payload_uuid(uid);
+    int rc =
+        store_event_append(st, shop, uid, topic, user, now, text, strlen(text), NULL, err, errlen);
+    json_object_put(o);
+    return rc;
+}
+
+int friendcli_apply_tag(store *st, const char *shop, const char *user, const char *op,
+                        const char *by, FILE *out, char *err, size_t errlen)
 {
     int add;
     const char *tag = tag_of(op, &add);
@@ -203,18 +250,51 @@ static int apply_tag(store *st, const char *shop, const char *user, const char *
         fprintf(out, "%s: %s %s (no change)\n", user, add ? "already has" : "does not have", tag);
         return 0;
     }
+    if (rc != 0)
+        return rc;
     json_object *p = json_object_new_object();
     json_object_object_add(p, "tag", json_object_new_string(tag));
-    json_object_object_add(p, "by", json_object_new_string("cli"));
-    const char *text = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN);
-    char uid[37];
-    payload_uuid(uid);
-    if (rc == 0)
-        rc = store_event_append(st, shop, uid, add ? "friend.tagged" : "friend.untagged", user, now,
-                                text, strlen(text), NULL, err, errlen);
-    json_object_put(p);
+    rc = store_change(st, shop, add ? "friend.tagged" : "friend.untagged", user, p, by, now, err,
+                      errlen);
     if (rc == 0)
         fprintf(out, "%s: %s%s\n", user, add ? "+" : "-", tag);
+    return rc;
+}
+
+static json_object *attr_json(int type, const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    if (type == CFG_ATTR_NUMBER)
+        return json_object_new_double(strtod(text, NULL));
+    if (type == CFG_ATTR_BOOL)
+        return json_object_new_boolean(strcmp(text, "true") == 0);
+    return json_object_new_string(text);
+}
+
+int friendcli_apply_attr(store *st, const char *shop, const char *user, const cfg_friend_attr *a,
+                         const char *value, const char *by, FILE *out, char *err, size_t errlen)
+{
+    char prev[1100];
+    int rc = store_friend_attr_get(st, shop, user, a->name, NULL, prev, sizeof prev, err, errlen);
+    if (rc != 0 && rc != KZ_ENOTFOUND)
+        return rc;
+    int had = rc == 0;
+    if ((!had && value == NULL) || (had && value != NULL && strcmp(prev, value) == 0))
+        return 0;
+    int64_t now = clock_now_ms();
+    rc = value == NULL
+             ? store_friend_attr_del(st, shop, user, a->name, err, errlen)
+             : store_friend_attr_set(st, shop, user, a->name, a->type, value, now, err, errlen);
+    if (rc != 0)
+        return rc;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(a->name));
+    json_object_object_add(o, "value", attr_json(a->type, value));
+    json_object_object_add(o, "previous", attr_json(a->type, had ? prev : NULL));
+    rc = store_change(st, shop, "friend.attribute", user, o, by, now, err, errlen);
+    if (rc == 0)
+        fprintf(out, "%s: %s = %s\n", user, a->name, value ? value : "(removed)");
     return rc;
 }
 
@@ -232,7 +312,7 @@ int friendcli_tag(const cfg *c, const char *shop, const char *user, char *const 
     FILE *out = open_memstream(&done, &done_len);
     int rc = out != NULL ? store_begin(st, err, sizeof err) : KZ_ENOMEM;
     for (int i = 0; rc == 0 && i < nops; i++)
-        rc = apply_tag(st, shop, user, ops[i], out, err, sizeof err);
+        rc = friendcli_apply_tag(st, shop, user, ops[i], "cli", out, err, sizeof err);
     if (rc == 0)
         rc = store_commit(st, err, sizeof err);
     if (out != NULL)

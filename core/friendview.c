@@ -1,8 +1,10 @@
 #include "friendview.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "config.h"
@@ -186,4 +188,55 @@ void friend_view_segment(friend_view *v, segment_friend *out)
                             .followed_ms = v->known ? v->f.follow_ms : 0,
                             .active_ms = v->known ? v->f.last_active_ms : 0,
                             .blocked = v->known && !v->f.following};
+}
+
+int friend_date_ok(const char *s)
+{
+    int y, m, d;
+    char tail;
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (s == NULL || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+        m < 1 || m > 12 || d < 1 || d > days[m - 1])
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m != 2 || d <= 28 + leap;
+}
+
+static int parse_bool(const char *t, char *out, size_t outlen)
+{
+    static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0", "no"};
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(t, yes[i]) == 0 || strcasecmp(t, no[i]) == 0) {
+            snprintf(out, outlen, "%s", strcasecmp(t, yes[i]) == 0 ? "true" : "false");
+            return 0;
+        }
+    }
+    return KZ_ETYPE;
+}
+
+int friend_attr_parse(int type, const char *text, char *out, size_t outlen, char *err,
+                      size_t errlen)
+{
+    static const char *const names[] = {"a string", "a number", "a date (YYYY-MM-DD)",
+                                        "a bool (true/false)"};
+    int rc = 0;
+    char *end = NULL;
+    double n;
+    if (text == NULL || strlen(text) > FRIEND_VALUE_MAX)
+        rc = KZ_ETYPE;
+    else if (type == CFG_ATTR_NUMBER) {
+        n = strtod(text, &end);
+        rc = end != text && *end == '\0' && isfinite(n) ? 0 : KZ_ETYPE;
+        if (rc == 0)
+            snprintf(out, outlen, "%.17g", n);
+    } else if (type == CFG_ATTR_BOOL)
+        rc = parse_bool(text, out, outlen);
+    else if (type == CFG_ATTR_DATE && !friend_date_ok(text))
+        rc = KZ_ETYPE;
+    else
+        snprintf(out, outlen, "%s", text);
+    if (rc != 0)
+        snprintf(err, errlen, "expected %s, got '%.60s'", names[type >= 0 && type <= 3 ? type : 0],
+                 text ? text : "");
+    return rc;
 }

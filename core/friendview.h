@@ -50,4 +50,15 @@ json_object *friend_view_json(const friend_view *v);
 /* The friend as segment_eval sees it; pointers into v. */
 void friend_view_segment(friend_view *v, segment_friend *out);
 
+#define FRIEND_VALUE_MAX 1000 /* bytes in an attribute value */
+
+/* 1 for a real calendar date "YYYY-MM-DD" (leap years included). */
+int friend_date_ok(const char *s);
+/* text (a CSV cell, a command-line value) as the canonical stored form of
+ * an attribute of type CFG_ATTR_*: a number as "%.17g", a bool from
+ * true/false/1/0/yes/no as "true"/"false", a date checked, a string as is.
+ * KZ_ETYPE with the reason in err when it is not one. */
+int friend_attr_parse(int type, const char *text, char *out, size_t outlen, char *err,
+                      size_t errlen);
+
 #endif

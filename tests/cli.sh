@@ -257,6 +257,35 @@ expect "friends bad segment" 2 "$T/want" -- "$K" friends -c "$T/fr.conf" a --seg
 echo "kizuna friend: shop 'a' has never seen user 'U9999999999999999999999999999999f'" >"$T/want"
 expect "friend unknown" 1 "$T/want" -- "$K" friend -c "$T/fr.conf" a U9999999999999999999999999999999f
 
+# ---- import / export: CSV of tags and attributes
+cat >"$T/csv.conf" <<EOF
+kizuna: { store = "sqlite:$T/csv.db"; };
+shops = ( { id = "a"; friends = { attributes = { age = "number"; birthday = "date"; vip = "bool"; }; }; } );
+EOF
+V1=U0123456789abcdef0123456789abcdef
+V2=U2123456789abcdef0123456789abcdef
+printf 'user,tags,age,birthday,vip\n%s,vip|乾燥肌,42,1990-02-28,yes\nbob,x,1,,\n%s,,abc,,\n%s,-x,,,false\n' \
+    "$V1" "$V1" "$V2" >"$T/in.csv"
+printf '%s\n' "$T/in.csv:3: user 'bob' is not a LINE user id" \
+    "$T/in.csv:4: column 'age': expected a number, got 'abc'" \
+    "nothing imported (2 row(s) refused, --all-or-nothing)" >"$T/want"
+expect "import all-or-nothing" 1 "$T/want" -- "$K" import -c "$T/csv.conf" a "$T/in.csv" --all-or-nothing
+"$K" import -c "$T/csv.conf" a "$T/in.csv" >"$T/out" 2>"$T/err"
+[ $? = 1 ] || fail "import with bad rows: exit $?"
+grep -q "^2 row(s) applied, 2 refused$" "$T/err" || fail "import summary: $(cat "$T/err")"
+grep -q "^$V1: birthday = 1990-02-28$" "$T/out" || fail "import output: $(cat "$T/out")"
+printf '%s\n' '"user","following","display_name","tags","age","birthday","vip"' \
+    "\"$V1\",\"true\",\"\",\"vip|乾燥肌\",\"42\",\"1990-02-28\",\"true\"" \
+    "1 friend(s) exported" >"$T/want"
+expect "export with segment" 0 "$T/want" -- "$K" export -c "$T/csv.conf" a --segment 'attr.age > 40'
+"$K" export -c "$T/csv.conf" a >"$T/rt.csv" 2>/dev/null || fail "export all"
+"$K" import -c "$T/csv.conf" a "$T/rt.csv" >"$T/out" 2>&1 || fail "round trip: $(cat "$T/out")"
+grep -q "^2 row(s) applied, 0 refused$" "$T/out" || fail "round trip changed nothing? $(cat "$T/out")"
+grep -q " = \| +" "$T/out" && fail "round trip made changes: $(cat "$T/out")"
+echo "<stdin>:1: column 'shoe' is neither user, tags nor a declared attribute of shop 'a'" >"$T/want"
+echo "nothing imported (0 row(s) refused)" >>"$T/want"
+printf 'user,shoe\n' | expect "import unknown column" 1 "$T/want" -- "$K" import -c "$T/csv.conf" a -
+
 if [ $failures -gt 0 ]; then
     echo "0 passed, $failures failed"
     exit 1
