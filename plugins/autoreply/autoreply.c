@@ -272,6 +272,10 @@ static int load_hours(autoreply_shop *a, const kz_setting *h, char *err, size_t 
     if (kz_setting_type(h) != KZ_SETTING_GROUP)
         return kz_setting_error(h, err, errlen, "expected a group { open = …; close = …; }");
     int rc = check_keys(h, known, "open, close, days, outside", err, errlen);
+    if (rc == 0 && !KZ_HOST_HAS(kz_host_api, local_time))
+        rc = kz_setting_error(
+            h, err, errlen,
+            "hours need shop-local time (local_time, ABI 1.3), which this host does not provide");
     if (rc == 0)
         rc = load_time(h, "open", &a->open_min, err, errlen);
     if (rc == 0)

@@ -226,6 +226,11 @@ int taglist_load(const kz_setting *list, taglist *out, char *err, size_t errlen)
     if (kz_setting_type(list) != KZ_SETTING_LIST)
         return kz_setting_error(list, err, errlen, "expected a list of tags [ \"…\", … ]");
     size_t n = kz_setting_count(list);
+    /* Refused here rather than failing (and retrying) every event later. */
+    if (n > 0 && !KZ_HOST_HAS(kz_host_api, friend_tag))
+        return kz_setting_error(list, err, errlen,
+                                "tags need the host's friend registry (friend_tag, ABI 1.3), "
+                                "which this host does not provide");
     out->v = calloc(n ? n : 1, sizeof *out->v);
     if (out->v == NULL)
         return KZ_ENOMEM;
