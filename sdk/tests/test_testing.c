@@ -1,7 +1,8 @@
 /*
  * Tests of the fake host itself (kizuna/testing.h): key/value semantics,
  * rollback, stale ctx, settings builder and schema check, publish checks,
- * LINE sends (kinds, checks, rollback, standby, struct_size), API calls.
+ * LINE sends (kinds, checks, rollback, standby, struct_size), API calls,
+ * the friend registry, the segment subset and shop-local time.
  * The plugin under test is a probe defined here whose handler runs a
  * per-test function with the ctx.
  */
@@ -12,6 +13,14 @@
 typedef int (*probe_fn)(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen);
 static probe_fn probe;
 static const kz_setting *probe_setting;
+static kz_segment *probe_seg; /* compiled from the "segment" setting */
+
+static void probe_close(void *inst)
+{
+    (void)inst;
+    kz_segment_free(probe_seg);
+    probe_seg = NULL;
+}
 
 static int probe_open(void *ps, kz_shop *shop, const kz_setting *s, void **inst, char *err,
                       size_t errlen)
@@ -21,6 +30,12 @@ static int probe_open(void *ps, kz_shop *shop, const kz_setting *s, void **inst,
     (void)errlen;
     probe_setting = s;
     *inst = shop;
+    const kz_setting *seg = kz_setting_child(s, "segment");
+    if (seg != NULL) {
+        int rc = kz_segment_compile(shop, seg, &probe_seg, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
     int64_t dyn = 0;
     if (kz_setting_get_int(s, "dynamic", &dyn) == 0 && dyn)
         return kz_subscribe(shop, "ec.*");
@@ -44,12 +59,13 @@ static const kz_setting_spec probe_settings[] = {
     {"rules", KZ_SETTING_LIST, 0, "()", "", {0}},
     {"dynamic", KZ_SETTING_INT, 0, "0", "", {0}},
     {"must", KZ_SETTING_STRING, 1, NULL, "", {0}},
+    {"segment", KZ_SETTING_STRING, 0, NULL, "", {0}},
     {NULL, 0, 0, NULL, NULL, {0}},
 };
 
 KZ_PLUGIN_DEFINE(.name = "probe", .version = "1.0.0", .vendor = "test", .license = "MIT",
-                 .shop_open = probe_open, .handle = probe_handle, .subscriptions = probe_subs,
-                 .settings = probe_settings)
+                 .shop_open = probe_open, .shop_close = probe_close, .handle = probe_handle,
+                 .subscriptions = probe_subs, .settings = probe_settings)
 
 static void load_probe(void)
 {
@@ -364,7 +380,7 @@ static void schema_errors(void **state)
     assert_string_equal(
         kz_test_error(),
         "test.conf:2: shop 'test': plugin 'probe': unknown setting 'typo' (known: text, n, "
-        "ratio, on, wait, token, rules, dynamic, must)\n"
+        "ratio, on, wait, token, rules, dynamic, must, segment)\n"
         "test.conf:3: shop 'test': plugin 'probe': wait: invalid duration \"1x\" (examples: "
         "1500ms, 90s, 15m, 1h30m, 1d)\n"
         "test.conf:4: shop 'test': plugin 'probe': n: expected an integer, got a boolean\n"
@@ -888,6 +904,345 @@ static void descriptor_checks(void **state)
     assert_int_equal(kz_test_load(kizuna_plugin_v1), KZ_ESTATE); /* already loaded */
 }
 
+/* ---- friends, segments, local time (ABI 1.3) ---------------------------- */
+
+#define UA "U0123456789abcdef0123456789abcdef"
+#define UB "Ufedcba9876543210fedcba9876543210"
+#define UC "U00000000000000000000000000000000"
+
+static int friend_get_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    const char *json;
+    size_t len;
+    assert_int_equal(kz_friend_get(ctx, UA, &json, &len), 0);
+    assert_string_equal(
+        json, "{\"user\":\"" UA "\",\"following\":true,\"follows\":2,"
+              "\"firstFollow\":\"2023-11-14T22:13:20Z\",\"lastFollow\":\"2023-11-14T22:13:21Z\","
+              "\"unfollow\":null,\"firstActive\":\"1970-01-01T00:00:00Z\",\"lastActive\":null,"
+              "\"displayName\":\"Brown \\\"B\\\"\",\"pictureUrl\":null,\"statusMessage\":null,"
+              "\"language\":\"ja\",\"tags\":[\"vip\",\"乾燥肌\"],"
+              "\"attributes\":{\"age\":34,\"birthday\":\"1990-02-28\"},"
+              "\"links\":{\"shop\":\"M-1\"}}");
+    assert_int_equal(len, strlen(json));
+    assert_true(kz_test_json_valid(json, len));
+    assert_int_equal(kz_friend_get(ctx, UB, &json, NULL), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_get(ctx, "U1", &json, NULL), KZ_EINVAL);
+    assert_int_equal(kz_friend_get(ctx, NULL, &json, NULL), KZ_EINVAL);
+    kz_test_fail_next(KZ_TEST_FAIL_FRIEND_GET, KZ_EIO);
+    assert_int_equal(kz_friend_get(ctx, UA, &json, NULL), KZ_EIO);
+    return 0;
+}
+
+static void friend_get_json(void **state)
+{
+    (void)state;
+    kz_test_declare_attribute("age", "number");
+    kz_test_declare_attribute("birthday", "date");
+    kz_test_friend_add(UA, 1);
+    kz_test_friend_set_follows(UA, 2);
+    kz_test_friend_set_times(UA, KZ_TEST_DEFAULT_NOW, KZ_TEST_DEFAULT_NOW + 1000, 0, 1, 0);
+    kz_test_friend_set_profile(UA, "Brown \"B\"", NULL, NULL, "ja");
+    kz_test_friend_add_tag(UA, "vip");
+    kz_test_friend_add_tag(UA, "乾燥肌");
+    kz_test_friend_add_tag(UA, "vip"); /* once */
+    kz_test_friend_set_attr(UA, "age", " 34 ");
+    kz_test_friend_set_attr(UA, "birthday", "\"1990-02-28\"");
+    kz_test_friend_set_link(UA, "shop", "M-1");
+    load_probe();
+    kz_assert_ok(run(friend_get_ops));
+    assert_int_equal(kz_test_friend_count(), 1);
+    assert_int_equal(kz_test_published_count(NULL), 0); /* reads and seeds publish nothing */
+    assert_int_equal(kz_friend_get(kz_test_last_ctx(), UA, &(const char *){NULL}, NULL), KZ_ESTATE);
+}
+
+static int tag_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(kz_friend_has_tag(ctx, UA, "vip"), 0);
+    assert_int_equal(kz_friend_tag(ctx, UA, "vip"), 0);
+    assert_int_equal(kz_friend_has_tag(ctx, UA, "vip"), 1); /* sees its own change */
+    assert_int_equal(kz_friend_tag(ctx, UA, "vip"), KZ_EEXIST);
+    assert_int_equal(kz_friend_tag(ctx, UB, "new"), 0); /* creates the friend */
+    assert_int_equal(kz_friend_untag(ctx, UA, "vip"), 0);
+    assert_int_equal(kz_friend_untag(ctx, UA, "vip"), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_untag(ctx, UC, "vip"), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_has_tag(ctx, UC, "vip"), 0);
+    assert_int_equal(kz_friend_tag(ctx, UA, ""), KZ_EINVAL);
+    assert_int_equal(kz_friend_tag(ctx, UA, "a\tb"), KZ_EINVAL);
+    assert_int_equal(kz_friend_tag(ctx, UA, "\xff"), KZ_EINVAL);
+    char long_tag[102];
+    memset(long_tag, 't', 101);
+    long_tag[101] = '\0';
+    assert_int_equal(kz_friend_tag(ctx, UA, long_tag), KZ_EINVAL);
+    long_tag[100] = '\0';
+    assert_int_equal(kz_friend_tag(ctx, UA, long_tag), 0);
+    assert_int_equal(kz_friend_tag(ctx, "U0123", "x"), KZ_EINVAL);
+    kz_test_fail_next(KZ_TEST_FAIL_FRIEND_TAG, KZ_EIO);
+    assert_int_equal(kz_friend_tag(ctx, UA, "x"), KZ_EIO);
+    return 0;
+}
+
+static void friend_tags_and_events(void **state)
+{
+    (void)state;
+    kz_test_friend_add(UA, 1);
+    load_probe();
+    kz_assert_ok(run(tag_ops));
+    assert_int_equal(kz_test_friend_count(), 2);
+    assert_false(kz_test_friend_has_tag(UA, "vip"));
+    assert_true(kz_test_friend_has_tag(UB, "new"));
+    assert_int_equal(kz_test_friend_tag_count(UA), 1); /* the 100-byte one */
+    assert_int_equal(kz_test_published_count("friend.tagged"), 3);
+    assert_int_equal(kz_test_published_count("friend.untagged"), 1);
+    assert_string_equal(kz_test_published_topic(0), "friend.tagged");
+    assert_string_equal(kz_test_published_user(0), UA);
+    assert_string_equal(kz_test_published_payload(0), "{\"tag\":\"vip\",\"by\":\"probe\"}");
+    assert_string_equal(kz_test_published_user(1), UB);
+    assert_string_equal(kz_test_published_topic(2), "friend.untagged");
+    assert_string_equal(kz_test_published_payload(2), "{\"tag\":\"vip\",\"by\":\"probe\"}");
+    assert_string_equal(kz_test_published_id(0), "e1/probe/1");
+}
+
+static int tag_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    assert_int_equal(kz_friend_tag(ctx, UA, "gone"), 0);
+    assert_int_equal(kz_friend_tag(ctx, UB, "gone"), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "40"), 0);
+    assert_int_equal(kz_friend_link(ctx, UA, "shop", "M-9"), 0);
+    snprintf(err, errlen, "no");
+    return KZ_EFAIL;
+}
+
+static void friend_rollback(void **state)
+{
+    (void)state;
+    kz_test_declare_attribute("age", "number");
+    kz_test_friend_add(UA, 1);
+    kz_test_friend_add_tag(UA, "kept");
+    kz_test_friend_set_attr(UA, "age", "30");
+    load_probe();
+    assert_int_equal(run(tag_then_fail), KZ_EFAIL);
+    assert_int_equal(kz_test_friend_count(), 1);
+    assert_false(kz_test_friend_has_tag(UA, "gone"));
+    assert_true(kz_test_friend_has_tag(UA, "kept"));
+    assert_string_equal(kz_test_friend_attr(UA, "age"), "30");
+    assert_null(kz_test_friend_link(UA, "shop"));
+    assert_int_equal(kz_test_published_count(NULL), 0);
+    kz_assert_ok(run(tag_ops)); /* the registry still works after a rollback */
+}
+
+static int attr_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "nope", "1"), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "\"34\""), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "true"), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "member", "1"), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "name", "3"), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "birthday", "\"2023-02-29\""), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "birthday", "\"2024-2-29\""), KZ_ETYPE);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "{"), KZ_EINVAL);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", NULL), KZ_EINVAL);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "34"), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "34"), 0); /* no change, no event */
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "35"), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "birthday", "\"2024-02-29\""), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "member", "true"), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "name", "\"Sally\""), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "name", "null"), 0);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "name", "null"), 0); /* absent: nothing */
+    assert_int_equal(kz_friend_attr_set(ctx, UB, "member", "null"), 0);
+    kz_test_fail_next(KZ_TEST_FAIL_FRIEND_ATTR, KZ_EIO);
+    assert_int_equal(kz_friend_attr_set(ctx, UA, "age", "1"), KZ_EIO);
+    return 0;
+}
+
+static void friend_attributes(void **state)
+{
+    (void)state;
+    kz_test_declare_attribute("age", "number");
+    kz_test_declare_attribute("birthday", "date");
+    kz_test_declare_attribute("member", "bool");
+    kz_test_declare_attribute("name", "string");
+    kz_test_friend_add(UA, 1);
+    load_probe();
+    kz_assert_ok(run(attr_ops));
+    assert_string_equal(kz_test_friend_attr(UA, "age"), "35");
+    assert_string_equal(kz_test_friend_attr(UA, "birthday"), "\"2024-02-29\"");
+    assert_string_equal(kz_test_friend_attr(UA, "member"), "true");
+    assert_null(kz_test_friend_attr(UA, "name"));
+    assert_int_equal(kz_test_friend_count(), 1); /* removing from nobody creates nobody */
+    assert_int_equal(kz_test_published_count("friend.attribute"), 6);
+    assert_string_equal(kz_test_published_payload(0),
+                        "{\"name\":\"age\",\"value\":34,\"previous\":null,\"by\":\"probe\"}");
+    assert_string_equal(kz_test_published_payload(1),
+                        "{\"name\":\"age\",\"value\":35,\"previous\":34,\"by\":\"probe\"}");
+    assert_string_equal(kz_test_published_payload(5), "{\"name\":\"name\",\"value\":null,"
+                                                      "\"previous\":\"Sally\",\"by\":\"probe\"}");
+}
+
+static int link_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    const char *who;
+    assert_int_equal(kz_friend_by_link(ctx, "shop", "M-1", &who), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_link(ctx, UA, "shop", "M-1"), 0);
+    assert_int_equal(kz_friend_link(ctx, UA, "shop", "M-1"), KZ_EEXIST);
+    assert_int_equal(kz_friend_by_link(ctx, "shop", "M-1", &who), 0);
+    assert_string_equal(who, UA);
+    assert_int_equal(kz_friend_link(ctx, UB, "shop", "M-1"), 0); /* moves */
+    assert_int_equal(kz_friend_by_link(ctx, "shop", "M-1", &who), 0);
+    assert_string_equal(who, UB);
+    assert_int_equal(kz_friend_link(ctx, UB, "rakuten", "R-1"), 0);
+    assert_int_equal(kz_friend_link(ctx, UB, "rakuten", NULL), 0);
+    assert_int_equal(kz_friend_link(ctx, UB, "rakuten", NULL), KZ_ENOTFOUND);
+    assert_int_equal(kz_friend_link(ctx, UA, "Shop", "M-2"), KZ_EINVAL);
+    assert_int_equal(kz_friend_link(ctx, UA, "shop", ""), KZ_EINVAL);
+    assert_int_equal(kz_friend_by_link(ctx, "shop", NULL, &who), KZ_EINVAL);
+    kz_test_fail_next(KZ_TEST_FAIL_FRIEND_LINK, KZ_EIO);
+    assert_int_equal(kz_friend_link(ctx, UA, "shop", "M-3"), KZ_EIO);
+    return 0;
+}
+
+static void friend_links(void **state)
+{
+    (void)state;
+    kz_test_friend_add(UA, 1);
+    load_probe();
+    kz_assert_ok(run(link_ops));
+    assert_null(kz_test_friend_link(UA, "shop"));
+    assert_string_equal(kz_test_friend_link(UB, "shop"), "M-1");
+    assert_null(kz_test_friend_link(UB, "rakuten"));
+    assert_int_equal(kz_test_published_count("friend.linked"), 3);
+    assert_int_equal(kz_test_published_count("friend.unlinked"), 2);
+    assert_string_equal(kz_test_published_payload(0),
+                        "{\"source\":\"shop\",\"member\":\"M-1\",\"by\":\"probe\"}");
+    assert_string_equal(kz_test_published_topic(1), "friend.unlinked");
+    assert_string_equal(kz_test_published_user(1), UA);
+    assert_string_equal(kz_test_published_topic(2), "friend.linked");
+    assert_string_equal(kz_test_published_user(2), UB);
+}
+
+static int segment_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    assert_int_equal(kz_segment_match(ctx, probe_seg, UA), 1); /* vip, following */
+    assert_int_equal(kz_segment_match(ctx, probe_seg, UB), 0); /* vip, blocked */
+    assert_int_equal(kz_segment_match(ctx, probe_seg, UC), 1); /* unknown: "new" branch */
+    assert_int_equal(kz_segment_match(ctx, probe_seg, "U1"), KZ_EINVAL);
+    kz_test_fail_next(KZ_TEST_FAIL_SEGMENT_MATCH, KZ_EIO);
+    assert_int_equal(kz_segment_match(ctx, probe_seg, UA), KZ_EIO);
+    return 0;
+}
+
+static void load_segment(const char *expr)
+{
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "must", "x");     /* line 2 */
+    kz_test_setting_set_string(g, "segment", expr); /* line 3 */
+    kz_test_set_shop("solia", NULL);
+    assert_int_equal(kz_test_load_settings(kizuna_plugin_v1, g), KZ_EINVAL);
+}
+
+static void segments_subset(void **state)
+{
+    (void)state;
+    kz_test_friend_add(UA, 1);
+    kz_test_friend_add_tag(UA, "vip");
+    kz_test_friend_add(UB, 0);
+    kz_test_friend_add_tag(UB, "vip");
+    kz_setting *g = kz_test_setting_group();
+    kz_test_setting_set_string(g, "must", "x");
+    kz_test_setting_set_string(g, "segment",
+                               " (tag(\"vip\") && !blocked) ||\n!(tag(\"a\\\"b\") || blocked)");
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    kz_assert_ok(run(segment_ops));
+}
+
+static void segment_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *expr, *err;
+    } cases[] = {
+        {"", "3:1: shop 'solia': plugin 'probe': segment: empty expression"},
+        {"(tag(\"a\") || blocked", "3:21: shop 'solia': plugin 'probe': segment: expected ')' "
+                                   "to close '(' at column 1, found 'end of expression'"},
+        {"tag(\"a", "3:5: shop 'solia': plugin 'probe': segment: unterminated string"},
+        {"tag(\"a\") xyz", "3:10: shop 'solia': plugin 'probe': segment: unexpected 'xyz' after "
+                           "a complete expression"},
+        {"tag(\"乾燥肌\") && attr.age >= 20",
+         "3:15: shop 'solia': plugin 'probe': segment: 'attr.age' is not supported by the fake "
+         "host (testing.h knows tag(\"…\"), blocked, !, &&, ||, parentheses)"},
+        {"tag(\"\")", "3:5: shop 'solia': plugin 'probe': segment: tag name is empty"},
+        {"tag(\"a\") &&", "3:12: shop 'solia': plugin 'probe': segment: expected a condition at "
+                          "the end of the expression"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kz_test_reset();
+        load_segment(cases[i].expr);
+        char want[512];
+        snprintf(want, sizeof want, "test.conf:%s", cases[i].err);
+        assert_string_equal(kz_test_error(), want);
+    }
+}
+
+static int local_time_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    kz_local_time lt;
+    /* 2023-11-14T22:13:20Z */
+    assert_int_equal(kz_local_time_of(kz_ctx_shop(ctx), kz_now_ms(), &lt), 0);
+    const char *tz = kz_shop_timezone(kz_ctx_shop(ctx));
+    if (strcmp(tz, "Asia/Tokyo") == 0) {
+        assert_int_equal(lt.year * 10000 + lt.month * 100 + lt.day, 20231115);
+        assert_int_equal(lt.hour * 10000 + lt.minute * 100 + lt.second, 71320);
+        assert_int_equal(lt.weekday, 3); /* Wednesday */
+        assert_int_equal(lt.utc_offset_s, 32400);
+    } else {
+        assert_int_equal(lt.year * 10000 + lt.month * 100 + lt.day, 20231114);
+        assert_int_equal(lt.hour, 17);
+        assert_int_equal(lt.weekday, 2);
+        assert_int_equal(lt.utc_offset_s, -18000);
+    }
+    assert_int_equal(kz_local_time_of(NULL, 0, &lt), KZ_EINVAL);
+    assert_int_equal(kz_local_time_of(kz_ctx_shop(ctx), 0, NULL), KZ_EINVAL);
+    return 0;
+}
+
+static void local_time(void **state)
+{
+    (void)state;
+    setenv("TZ", "Europe/Paris", 1);
+    load_probe();
+    kz_assert_ok(run(local_time_ops));
+    kz_test_reset();
+    kz_test_set_shop(NULL, "America/New_York");
+    load_probe();
+    kz_assert_ok(run(local_time_ops));
+    assert_string_equal(getenv("TZ"), "Europe/Paris"); /* restored */
+    unsetenv("TZ");
+    kz_local_time lt;
+    kz_test_set_shop(NULL, "Asia/Tokyo");
+    assert_int_equal(kz_local_time_of(kz_test_shop(), 1711846800000LL, &lt), 0); /* 03-31 01:00Z */
+    assert_int_equal(lt.hour, 10);
+    assert_null(getenv("TZ"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -911,6 +1266,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(line_call_checks_and_rollback, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(descriptor_checks, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(friend_get_json, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(friend_tags_and_events, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(friend_rollback, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(friend_attributes, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(friend_links, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(segments_subset, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(segment_errors, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(local_time, kz_test_setup, kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

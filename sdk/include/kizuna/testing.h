@@ -13,7 +13,7 @@
  * One plugin per test executable (KZ_PLUGIN_DEFINE defines kz_host_api).
  * Everything here is `static`; nothing but libc and cmocka is needed.
  *
- * What it provides: a complete ABI 1.2 `kz_host` table that works in memory:
+ * What it provides: a complete ABI 1.3 `kz_host` table that works in memory:
  * - one shop (id "test", timezone "Asia/Tokyo"; kz_test_set_shop() changes it)
  *   and one plugin instance of that shop;
  * - events built by the test: kz_test_event(topic, shop, user, id, payload);
@@ -39,6 +39,22 @@
  *   events the route published are recorded like publishes (kz_test_published*),
  *   a repeated dedupe key once. kz_test_fail_next(KZ_TEST_FAIL_ROUTE_STORE,
  *   KZ_EIO) makes storing them fail: 503, as in the host;
+ * - a friend registry (ABI 1.3) the test seeds outside handlers, without
+ *   events: kz_test_friend_add(user, following), kz_test_friend_set_times,
+ *   _set_follows, _set_profile, _add_tag, _set_attr, _set_link, and
+ *   kz_test_declare_attribute(name, "string"|"number"|"bool"|"date") for
+ *   the shop's friends.attributes; kz_test_friend_count, _has_tag,
+ *   _tag_count, _attr, _link show the committed state. Plugins use it with
+ *   friend_get (the JSON object of host.h), friend_tag, friend_has_tag,
+ *   friend_attr_set, friend_link and friend_by_link, with host.h's return
+ *   codes; each change records its friend.* event as a publish of the
+ *   handler ({"tag","by"}, {"source","member","by"}, {"name","value",
+ *   "previous","by"}; "by" = the plugin's name), and a failing handler's
+ *   changes are rolled back with its other effects. User ids must look
+ *   like LINE's (U + 32 lowercase hex digits), as in the host;
+ * - segments (segment_compile / _match / _free) for a subset of the
+ *   language: tag("…"), blocked, !, &&, || and parentheses (see below);
+ * - shop-local time (local_time) in the shop's timezone;
  * - a settable clock (kz_test_set_now / kz_test_advance; default
  *   1700000000000 = 2023-11-14T22:13:20Z); new events take their time from it;
  * - settings built without a parser (kz_test_setting_group() and setters);
@@ -52,7 +68,9 @@
  *   KZ_ESTATE (kz_test_last_ctx() hands it to a test that wants to check);
  * - fault injection: kz_test_fail_next(KZ_TEST_FAIL_PUBLISH, KZ_EIO) makes
  *   the next call of that slot fail, e.g. to test a plugin's error path
- *   (one KZ_TEST_FAIL_* per slot, KZ_TEST_FAIL_LINE_SEND included).
+ *   (one KZ_TEST_FAIL_* per slot, KZ_TEST_FAIL_LINE_SEND included;
+ *   KZ_TEST_FAIL_FRIEND_TAG / _ATTR / _LINK fire on a call that would
+ *   change something, _FRIEND_GET on a known friend).
  *
  * Line numbers of built settings: kz_test_setting_group() is on line 1 (the
  * `name = {` line) and every node added to it takes the next line, in the
@@ -114,10 +132,31 @@
  * route publishes has id "dedupe:<key>" (the host: a UUID made from shop,
  * plugin and key) or "ev-N"; query names are compared as written (values
  * are URL-decoded like the host's); the host's own error bodies differ in
- * wording.
+ * wording. Friends: the registry starts empty and is fed only by the test
+ * and the plugin (the host's core.friends also records follows, activity
+ * and profiles from line.* events; seed them with kz_test_friend_*); the
+ * fake has no store limits; a friend a plugin creates by tagging, setting
+ * an attribute or linking is "not following" (blocked to segments), as in
+ * core. Segments: the fake cannot link core/segment.c, so it understands
+ * only tag("…") (escapes \", \\, \n), blocked, !, &&, || and parentheses;
+ * anything else (attr.*, has, linked, followed, active, now.*) is a compile
+ * error, "test.conf:LINE:COLUMN: shop 'x': plugin 'y': path: message" like
+ * the host's, with a message saying the fake does not support it; other
+ * messages follow core/segment.c's wording for the same mistakes.
+ * local_time sets TZ to the shop's zone around localtime_r and restores
+ * it (the fake runs on one thread); an unknown zone name reads as UTC (the
+ * host refuses it in `kizuna check`), and the host's system zone data is the
+ * test machine's.
  */
 #ifndef KIZUNA_TESTING_H
 #define KIZUNA_TESTING_H
+
+/* localtime_r, setenv and tzset are POSIX: ask for them when the test did
+ * not pick a feature set (include testing.h first). */
+#if !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) &&               \
+    !defined(_DEFAULT_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 
 #include <limits.h>
 #include <setjmp.h>
@@ -127,6 +166,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -165,6 +205,11 @@ enum {
     /* the events of the next route request that published some are not
      * stored: the request is answered 503, as the host does */
     KZ_TEST_FAIL_ROUTE_STORE,
+    KZ_TEST_FAIL_FRIEND_GET,  /* friend_get of a known friend (ABI 1.3) */
+    KZ_TEST_FAIL_FRIEND_TAG,  /* a valid friend_tag (add or remove) */
+    KZ_TEST_FAIL_FRIEND_ATTR, /* a valid friend_attr_set */
+    KZ_TEST_FAIL_FRIEND_LINK, /* a valid friend_link */
+    KZ_TEST_FAIL_SEGMENT_MATCH,
     KZ_TEST_FAIL_COUNT_
 };
 
@@ -294,6 +339,32 @@ typedef struct kz_test_called_ {
     char **users;
 } kz_test_called_;
 
+/* A name → value pair of a friend: an attribute (value: its JSON text) or
+ * a link (value: the member id). */
+typedef struct kz_test_pair_ {
+    char *name, *value;
+} kz_test_pair_;
+
+/* One friend of the fake registry (ABI 1.3). Times are ms since the epoch,
+ * 0 for "never" (null in friend_get's JSON). */
+typedef struct kz_test_friend_ {
+    char *user;
+    int following;
+    int64_t follows;
+    int64_t first_follow, last_follow, unfollow, first_active, last_active;
+    char *profile[4]; /* displayName, pictureUrl, statusMessage, language */
+    char **tags;      /* in the order they were added */
+    size_t ntags, captags;
+    kz_test_pair_ *attrs, *links;
+    size_t nattrs, capattrs, nlinks, caplinks;
+} kz_test_friend_;
+
+/* An attribute the shop declares (friends.attributes in the config). */
+typedef struct kz_test_attr_decl_ {
+    char *name;
+    char type[8]; /* "string", "number", "bool" or "date" */
+} kz_test_attr_decl_;
+
 static struct kz_test_state_ {
     int initialized; /* 0: the defaults below are not set yet */
     int64_t now;
@@ -334,6 +405,11 @@ static struct kz_test_state_ {
     struct kz_http *https, *last_http; /* every request made, newest first */
     unsigned long event_seq;
     int fail[KZ_TEST_FAIL_COUNT_];
+    /* friend registry (ABI 1.3); snap_friends: before the running handler */
+    struct kz_test_friend_ *friends, *snap_friends;
+    size_t nfriends, capfriends, nsnap_friends;
+    struct kz_test_attr_decl_ *attrs;
+    size_t nattrs, capattrs;
 } kz_test_s_;
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -750,10 +826,12 @@ KZ_TEST_FN kz_event *kz_test_event_new_(const char *topic, const char *shop, con
     return ev;
 }
 
+/* Records a publish of the running handler (checked by the caller). */
+KZ_TEST_FN void kz_test_record_(const char *topic, const char *user, const char *json, size_t len);
+
 KZ_TEST_FN int kz_test_h_publish_(kz_ctx *ctx, const char *topic, const char *user,
                                   const char *json, size_t len)
 {
-    struct kz_test_state_ *s = &kz_test_s_;
     if (!kz_test_ctx_live_(ctx))
         return KZ_ESTATE;
     if (topic == NULL)
@@ -769,13 +847,19 @@ KZ_TEST_FN int kz_test_h_publish_(kz_ctx *ctx, const char *topic, const char *us
     int rc = kz_test_injected_(KZ_TEST_FAIL_PUBLISH);
     if (rc != 0)
         return rc;
+    kz_test_record_(topic, user, json, len);
+    return KZ_OK;
+}
+
+KZ_TEST_FN void kz_test_record_(const char *topic, const char *user, const char *json, size_t len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
     char id[KZ_KEY_MAX + 300];
     snprintf(id, sizeof id, "%s/%s/%u", s->cur_event ? s->cur_event->id : "test",
              s->desc.name ? s->desc.name : "?", ++s->npub_in_call);
     kz_event *ev = kz_test_event_new_(topic, NULL, user, id, json, len);
     kz_test_grow_((void **)&s->pub, &s->cappub, s->npub, sizeof *s->pub);
     s->pub[s->npub++] = ev;
-    return KZ_OK;
 }
 
 KZ_TEST_FN int kz_test_h_subscribe_(kz_shop *shop, const char *pattern)
@@ -1698,7 +1782,915 @@ KZ_TEST_FN int kz_test_h_http_respond_(kz_http *req, int status, const char *con
     return KZ_OK;
 }
 
-/* The fake host's table: every ABI 1.2 slot. */
+/* ---- host slots: the friend registry (ABI 1.3) -------------------------- */
+
+/* A growing text buffer for the JSON the fake builds. */
+typedef struct kz_test_buf_ {
+    char *p;
+    size_t n, cap;
+} kz_test_buf_;
+
+KZ_TEST_FN void kz_test_buf_add_(kz_test_buf_ *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > cap)
+            cap *= 2;
+        char *p = (char *)realloc(b->p, cap);
+        if (p == NULL) {
+            fprintf(stderr, "kizuna/testing.h: out of memory\n");
+            abort();
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+KZ_TEST_FN void kz_test_buf_lit_(kz_test_buf_ *b, const char *s)
+{
+    kz_test_buf_add_(b, s, strlen(s));
+}
+
+/* s as a JSON string (quotes included), or null for NULL. */
+KZ_TEST_FN void kz_test_buf_str_(kz_test_buf_ *b, const char *s)
+{
+    if (s == NULL) {
+        kz_test_buf_lit_(b, "null");
+        return;
+    }
+    kz_test_buf_lit_(b, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char esc[8];
+        if (*c == '"' || *c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*c;
+            kz_test_buf_add_(b, esc, 2);
+        } else if (*c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *c);
+            kz_test_buf_lit_(b, esc);
+        } else {
+            kz_test_buf_add_(b, (const char *)c, 1);
+        }
+    }
+    kz_test_buf_lit_(b, "\"");
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (no libc time zone
+ * needed, so it works for any ms the test picks). */
+KZ_TEST_FN int64_t kz_test_days_from_civil_(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* ms as "YYYY-MM-DDTHH:MM:SSZ" (JSON string), or null for 0. */
+KZ_TEST_FN void kz_test_buf_time_(kz_test_buf_ *b, int64_t ms)
+{
+    if (ms == 0) {
+        kz_test_buf_lit_(b, "null");
+        return;
+    }
+    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t sod = secs - days * 86400;
+    /* civil_from_days (H. Hinnant) */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int64_t y = yoe + era * 400 + (m <= 2);
+    char out[48];
+    snprintf(out, sizeof out, "\"%04lld-%02d-%02dT%02d:%02d:%02dZ\"", (long long)y, m, d,
+             (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60));
+    kz_test_buf_lit_(b, out);
+}
+
+/* Keeps b's text until the handler returns (like kv_get's values). */
+KZ_TEST_FN const char *kz_test_buf_keep_(kz_test_buf_ *b, size_t *len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    if (b->p == NULL)
+        kz_test_buf_lit_(b, "");
+    kz_test_grow_((void **)&s->getbufs, &s->capgetbufs, s->ngetbufs, sizeof *s->getbufs);
+    s->getbufs[s->ngetbufs++] = b->p;
+    if (len != NULL)
+        *len = b->n;
+    return b->p;
+}
+
+/* "U" and 32 lowercase hex digits, as LINE writes user ids. */
+KZ_TEST_FN int kz_test_user_ok_(const char *u)
+{
+    if (u == NULL || u[0] != 'U' || strlen(u) != 33)
+        return 0;
+    for (size_t i = 1; i < 33; i++)
+        if (!((u[i] >= '0' && u[i] <= '9') || (u[i] >= 'a' && u[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* 1..max bytes of UTF-8 without control characters (tags, member ids). */
+KZ_TEST_FN int kz_test_utf8_text_ok_(const char *v, size_t max)
+{
+    if (v == NULL || *v == '\0' || strlen(v) > max)
+        return 0;
+    const unsigned char *p = (const unsigned char *)v;
+    while (*p) {
+        int n = *p < 0x80             ? 0
+                : (*p & 0xe0) == 0xc0 ? 1
+                : (*p & 0xf0) == 0xe0 ? 2
+                : (*p & 0xf8) == 0xf0 ? 3
+                                      : -1;
+        if (n < 0 || *p < 0x20 || *p == 0x7f || (*p >= 0xc0 && *p < 0xc2) || *p > 0xf4)
+            return 0;
+        for (int i = 1; i <= n; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
+KZ_TEST_FN kz_test_friend_ *kz_test_friend_find_(const char *user)
+{
+    for (size_t i = 0; user != NULL && i < kz_test_s_.nfriends; i++)
+        if (strcmp(kz_test_s_.friends[i].user, user) == 0)
+            return &kz_test_s_.friends[i];
+    return NULL;
+}
+
+/* The friend, created (not following, nothing known) when absent. */
+KZ_TEST_FN kz_test_friend_ *kz_test_friend_make_(const char *user)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    if (f != NULL)
+        return f;
+    kz_test_grow_((void **)&s->friends, &s->capfriends, s->nfriends, sizeof *s->friends);
+    f = &s->friends[s->nfriends++];
+    memset(f, 0, sizeof *f);
+    f->user = kz_test_dup_(user);
+    return f;
+}
+
+KZ_TEST_FN void kz_test_pairs_free_(kz_test_pair_ *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(p[i].name);
+        free(p[i].value);
+    }
+    free(p);
+}
+
+KZ_TEST_FN void kz_test_friends_free_(kz_test_friend_ *fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kz_test_friend_ *f = &fs[i];
+        free(f->user);
+        for (int k = 0; k < 4; k++)
+            free(f->profile[k]);
+        for (size_t k = 0; k < f->ntags; k++)
+            free(f->tags[k]);
+        free(f->tags);
+        kz_test_pairs_free_(f->attrs, f->nattrs);
+        kz_test_pairs_free_(f->links, f->nlinks);
+    }
+    free(fs);
+}
+
+KZ_TEST_FN kz_test_pair_ *kz_test_pairs_copy_(const kz_test_pair_ *p, size_t n)
+{
+    kz_test_pair_ *c = (kz_test_pair_ *)kz_test_alloc_(sizeof *c * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        c[i].name = kz_test_dup_(p[i].name);
+        c[i].value = kz_test_dup_(p[i].value);
+    }
+    return c;
+}
+
+/* A deep copy of the registry: the snapshot a failing handler rolls back to. */
+KZ_TEST_FN kz_test_friend_ *kz_test_friends_copy_(const kz_test_friend_ *fs, size_t n)
+{
+    kz_test_friend_ *c = (kz_test_friend_ *)kz_test_alloc_(sizeof *c * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        c[i] = fs[i];
+        c[i].user = kz_test_dup_(fs[i].user);
+        for (int k = 0; k < 4; k++)
+            c[i].profile[k] = kz_test_dup_(fs[i].profile[k]);
+        c[i].tags = (char **)kz_test_alloc_(sizeof *c[i].tags * (fs[i].ntags ? fs[i].ntags : 1));
+        c[i].captags = fs[i].ntags ? fs[i].ntags : 1;
+        for (size_t k = 0; k < fs[i].ntags; k++)
+            c[i].tags[k] = kz_test_dup_(fs[i].tags[k]);
+        c[i].attrs = kz_test_pairs_copy_(fs[i].attrs, fs[i].nattrs);
+        c[i].capattrs = fs[i].nattrs ? fs[i].nattrs : 1;
+        c[i].links = kz_test_pairs_copy_(fs[i].links, fs[i].nlinks);
+        c[i].caplinks = fs[i].nlinks ? fs[i].nlinks : 1;
+    }
+    return c;
+}
+
+KZ_TEST_FN size_t kz_test_tag_index_(const kz_test_friend_ *f, const char *tag)
+{
+    size_t i = 0;
+    while (i < f->ntags && strcmp(f->tags[i], tag) != 0)
+        i++;
+    return i;
+}
+
+KZ_TEST_FN kz_test_pair_ *kz_test_pair_find_(kz_test_pair_ *p, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].name, name) == 0)
+            return &p[i];
+    return NULL;
+}
+
+/* Sets (value != NULL) or removes name in a pair list. */
+KZ_TEST_FN void kz_test_pair_set_(kz_test_pair_ **p, size_t *n, size_t *cap, const char *name,
+                                  const char *value)
+{
+    kz_test_pair_ *e = kz_test_pair_find_(*p, *n, name);
+    if (e != NULL && value != NULL) {
+        free(e->value);
+        e->value = kz_test_dup_(value);
+    } else if (e != NULL) {
+        free(e->name);
+        free(e->value);
+        *e = (*p)[--*n];
+    } else if (value != NULL) {
+        kz_test_grow_((void **)p, cap, *n, sizeof **p);
+        (*p)[*n].name = kz_test_dup_(name);
+        (*p)[(*n)++].value = kz_test_dup_(value);
+    }
+}
+
+/* Records a friend.* event of the running handler: {k1: v1[, k2: v2],
+ * "by": the plugin}; a NULL key ends the list early. */
+KZ_TEST_FN void kz_test_friend_event_(const char *topic, const char *user, const char *k1,
+                                      const char *v1, const char *k2, const char *v2)
+{
+    kz_test_buf_ b = {NULL, 0, 0};
+    kz_test_buf_lit_(&b, "{");
+    kz_test_buf_str_(&b, k1);
+    kz_test_buf_lit_(&b, ":");
+    kz_test_buf_str_(&b, v1);
+    if (k2 != NULL) {
+        kz_test_buf_lit_(&b, ",");
+        kz_test_buf_str_(&b, k2);
+        kz_test_buf_lit_(&b, ":");
+        kz_test_buf_str_(&b, v2);
+    }
+    kz_test_buf_lit_(&b, ",\"by\":");
+    kz_test_buf_str_(&b, kz_test_s_.desc.name);
+    kz_test_buf_lit_(&b, "}");
+    kz_test_record_(topic, user, b.p, b.n);
+    free(b.p);
+}
+
+/* The JSON object friend_get returns. */
+KZ_TEST_FN void kz_test_friend_json_(kz_test_buf_ *b, const kz_test_friend_ *f)
+{
+    static const char *const times[] = {"firstFollow", "lastFollow", "unfollow", "firstActive",
+                                        "lastActive"};
+    static const char *const prof[] = {"displayName", "pictureUrl", "statusMessage", "language"};
+    const int64_t tv[] = {f->first_follow, f->last_follow, f->unfollow, f->first_active,
+                          f->last_active};
+    char num[64];
+    kz_test_buf_lit_(b, "{\"user\":");
+    kz_test_buf_str_(b, f->user);
+    snprintf(num, sizeof num, ",\"following\":%s,\"follows\":%lld", f->following ? "true" : "false",
+             (long long)f->follows);
+    kz_test_buf_lit_(b, num);
+    for (int i = 0; i < 5; i++) {
+        snprintf(num, sizeof num, ",\"%s\":", times[i]);
+        kz_test_buf_lit_(b, num);
+        kz_test_buf_time_(b, tv[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(num, sizeof num, ",\"%s\":", prof[i]);
+        kz_test_buf_lit_(b, num);
+        kz_test_buf_str_(b, f->profile[i]);
+    }
+    kz_test_buf_lit_(b, ",\"tags\":[");
+    for (size_t i = 0; i < f->ntags; i++) {
+        kz_test_buf_lit_(b, i ? "," : "");
+        kz_test_buf_str_(b, f->tags[i]);
+    }
+    kz_test_buf_lit_(b, "],\"attributes\":{");
+    for (size_t i = 0; i < f->nattrs; i++) {
+        kz_test_buf_lit_(b, i ? "," : "");
+        kz_test_buf_str_(b, f->attrs[i].name);
+        kz_test_buf_lit_(b, ":");
+        kz_test_buf_lit_(b, f->attrs[i].value);
+    }
+    kz_test_buf_lit_(b, "},\"links\":{");
+    for (size_t i = 0; i < f->nlinks; i++) {
+        kz_test_buf_lit_(b, i ? "," : "");
+        kz_test_buf_str_(b, f->links[i].name);
+        kz_test_buf_lit_(b, ":");
+        kz_test_buf_str_(b, f->links[i].value);
+    }
+    kz_test_buf_lit_(b, "}}");
+}
+
+KZ_TEST_FN int kz_test_h_friend_get_(kz_ctx *ctx, const char *user, const char **json, size_t *len)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (!kz_test_user_ok_(user) || json == NULL)
+        return KZ_EINVAL;
+    const kz_test_friend_ *f = kz_test_friend_find_(user);
+    if (f == NULL)
+        return KZ_ENOTFOUND;
+    int rc = kz_test_injected_(KZ_TEST_FAIL_FRIEND_GET);
+    if (rc != 0)
+        return rc;
+    kz_test_buf_ b = {NULL, 0, 0};
+    kz_test_friend_json_(&b, f);
+    *json = kz_test_buf_keep_(&b, len);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_friend_tag_(kz_ctx *ctx, const char *user, const char *tag, int add)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (!kz_test_user_ok_(user) || !kz_test_utf8_text_ok_(tag, 100))
+        return KZ_EINVAL;
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    size_t i = f ? kz_test_tag_index_(f, tag) : 0;
+    if (add && f != NULL && i < f->ntags)
+        return KZ_EEXIST;
+    if (!add && (f == NULL || i == f->ntags))
+        return KZ_ENOTFOUND;
+    int rc = kz_test_injected_(KZ_TEST_FAIL_FRIEND_TAG);
+    if (rc != 0)
+        return rc;
+    if (add) {
+        f = kz_test_friend_make_(user);
+        kz_test_grow_((void **)&f->tags, &f->captags, f->ntags, sizeof *f->tags);
+        f->tags[f->ntags++] = kz_test_dup_(tag);
+    } else {
+        free(f->tags[i]);
+        memmove(&f->tags[i], &f->tags[i + 1], (f->ntags - i - 1) * sizeof *f->tags);
+        f->ntags--;
+    }
+    kz_test_friend_event_(add ? "friend.tagged" : "friend.untagged", user, "tag", tag, NULL, NULL);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_friend_has_tag_(kz_ctx *ctx, const char *user, const char *tag)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (!kz_test_user_ok_(user) || !kz_test_utf8_text_ok_(tag, 100))
+        return KZ_EINVAL;
+    const kz_test_friend_ *f = kz_test_friend_find_(user);
+    return f != NULL && kz_test_tag_index_(f, tag) < f->ntags;
+}
+
+KZ_TEST_FN const kz_test_attr_decl_ *kz_test_attr_decl_find_(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < kz_test_s_.nattrs; i++)
+        if (strcmp(kz_test_s_.attrs[i].name, name) == 0)
+            return &kz_test_s_.attrs[i];
+    return NULL;
+}
+
+/* "YYYY-MM-DD" (quotes included) naming a real day. */
+KZ_TEST_FN int kz_test_date_ok_(const char *v, size_t n)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (n != 12 || v[0] != '"' || v[5] != '-' || v[8] != '-' || v[11] != '"')
+        return 0;
+    for (int i = 1; i < 11; i++)
+        if (i != 5 && i != 8 && (v[i] < '0' || v[i] > '9'))
+            return 0;
+    int y = atoi(v + 1), m = atoi(v + 6), d = atoi(v + 9);
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m >= 1 && m <= 12 && d >= 1 && d <= mdays[m - 1] && (m != 2 || d <= 28 + leap);
+}
+
+/* 0 when the JSON value v (valid, trimmed) has the declared type. */
+KZ_TEST_FN int kz_test_attr_type_ok_(const char *type, const char *v, size_t n)
+{
+    if (strcmp(type, "string") == 0)
+        return v[0] == '"';
+    if (strcmp(type, "number") == 0)
+        return v[0] == '-' || (v[0] >= '0' && v[0] <= '9');
+    if (strcmp(type, "bool") == 0)
+        return strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+    return kz_test_date_ok_(v, n);
+}
+
+/* json_value without the whitespace around it, in a malloc'ed copy; NULL
+ * when it is not one JSON value. */
+KZ_TEST_FN char *kz_test_json_trim_(const char *v)
+{
+    if (v == NULL)
+        return NULL;
+    size_t n = strlen(v);
+    if (!kz_test_json_valid(v, n))
+        return NULL;
+    while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')
+        v++, n--;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\n' || v[n - 1] == '\r'))
+        n--;
+    return kz_test_dupn_(v, n);
+}
+
+KZ_TEST_FN int kz_test_attr_check_(const char *user, const char *name, const char *v)
+{
+    if (!kz_test_user_ok_(user) || v == NULL)
+        return KZ_EINVAL;
+    const kz_test_attr_decl_ *d = kz_test_attr_decl_find_(name);
+    if (d == NULL)
+        return KZ_ENOTFOUND;
+    if (strcmp(v, "null") != 0 && !kz_test_attr_type_ok_(d->type, v, strlen(v)))
+        return KZ_ETYPE;
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_friend_attr_set_(kz_ctx *ctx, const char *user, const char *name,
+                                          const char *json_value)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    char *v = kz_test_json_trim_(json_value);
+    int rc = v ? kz_test_attr_check_(user, name, v) : KZ_EINVAL;
+    if (rc == 0)
+        rc = kz_test_injected_(KZ_TEST_FAIL_FRIEND_ATTR);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    int remove = strcmp(v, "null") == 0;
+    kz_test_friend_ *f = remove ? kz_test_friend_find_(user) : kz_test_friend_make_(user);
+    kz_test_pair_ *e = f ? kz_test_pair_find_(f->attrs, f->nattrs, name) : NULL;
+    if ((e == NULL && remove) || (e != NULL && strcmp(e->value, v) == 0)) {
+        free(v);
+        return KZ_OK; /* no change, no event */
+    }
+    kz_test_buf_ b = {NULL, 0, 0};
+    kz_test_buf_lit_(&b, "{\"name\":");
+    kz_test_buf_str_(&b, name);
+    kz_test_buf_lit_(&b, ",\"value\":");
+    kz_test_buf_lit_(&b, v);
+    kz_test_buf_lit_(&b, ",\"previous\":");
+    kz_test_buf_lit_(&b, e ? e->value : "null");
+    kz_test_buf_lit_(&b, ",\"by\":");
+    kz_test_buf_str_(&b, kz_test_s_.desc.name);
+    kz_test_buf_lit_(&b, "}");
+    kz_test_pair_set_(&f->attrs, &f->nattrs, &f->capattrs, name, remove ? NULL : v);
+    kz_test_record_("friend.attribute", user, b.p, b.n);
+    free(b.p);
+    free(v);
+    return KZ_OK;
+}
+
+/* [a-z0-9_]+, at most 64 bytes. */
+KZ_TEST_FN int kz_test_source_ok_(const char *src)
+{
+    return kz_test_name_valid_(src) && strlen(src) <= 64;
+}
+
+/* The friend other than `user` holding member_id at source, or NULL. */
+KZ_TEST_FN kz_test_friend_ *kz_test_link_holder_(const char *source, const char *member)
+{
+    for (size_t i = 0; i < kz_test_s_.nfriends; i++) {
+        kz_test_friend_ *f = &kz_test_s_.friends[i];
+        kz_test_pair_ *e = kz_test_pair_find_(f->links, f->nlinks, source);
+        if (e != NULL && strcmp(e->value, member) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+KZ_TEST_FN int kz_test_unlink_(kz_test_friend_ *f, const char *source)
+{
+    kz_test_pair_ *e = kz_test_pair_find_(f->links, f->nlinks, source);
+    if (e == NULL)
+        return KZ_ENOTFOUND;
+    char *member = kz_test_dup_(e->value);
+    kz_test_pair_set_(&f->links, &f->nlinks, &f->caplinks, source, NULL);
+    kz_test_friend_event_("friend.unlinked", f->user, "source", source, "member", member);
+    free(member);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_friend_link_(kz_ctx *ctx, const char *user, const char *source,
+                                      const char *member_id)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (!kz_test_user_ok_(user) || !kz_test_source_ok_(source) ||
+        (member_id != NULL && !kz_test_utf8_text_ok_(member_id, 200)))
+        return KZ_EINVAL;
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    kz_test_pair_ *e = f ? kz_test_pair_find_(f->links, f->nlinks, source) : NULL;
+    if (member_id == NULL && e == NULL)
+        return KZ_ENOTFOUND;
+    if (member_id != NULL && e != NULL && strcmp(e->value, member_id) == 0)
+        return KZ_EEXIST;
+    int rc = kz_test_injected_(KZ_TEST_FAIL_FRIEND_LINK);
+    if (rc != 0)
+        return rc;
+    if (member_id == NULL)
+        return kz_test_unlink_(f, source);
+    /* The member moves: its earlier friend is unlinked first, with its own
+     * event. Made before creating `user`, which may move the array. */
+    kz_test_friend_ *other = kz_test_link_holder_(source, member_id);
+    if (other != NULL)
+        kz_test_unlink_(other, source);
+    f = kz_test_friend_make_(user);
+    kz_test_pair_set_(&f->links, &f->nlinks, &f->caplinks, source, member_id);
+    kz_test_friend_event_("friend.linked", user, "source", source, "member", member_id);
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_friend_by_link_(kz_ctx *ctx, const char *source, const char *member_id,
+                                         const char **user)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (!kz_test_source_ok_(source) || !kz_test_utf8_text_ok_(member_id, 200) || user == NULL)
+        return KZ_EINVAL;
+    const kz_test_friend_ *f = kz_test_link_holder_(source, member_id);
+    if (f == NULL)
+        return KZ_ENOTFOUND;
+    kz_test_buf_ b = {NULL, 0, 0};
+    kz_test_buf_lit_(&b, f->user);
+    *user = kz_test_buf_keep_(&b, NULL);
+    return KZ_OK;
+}
+
+/* ---- host slots: segments, a subset (ABI 1.3) --------------------------- */
+
+/* A compiled expression: a tree of nodes in one array (node 0 is the root). */
+typedef struct kz_test_seg_node_ {
+    int kind;  /* 'T' tag, 'B' blocked, '!' not, '&' and, '|' or */
+    int a, b;  /* children (indexes) */
+    char *str; /* the tag */
+} kz_test_seg_node_;
+
+struct kz_segment {
+    kz_test_seg_node_ *n;
+    size_t nn, capn;
+    int root;
+};
+
+typedef struct kz_test_seg_parser_ {
+    const char *src;
+    size_t pos;
+    int depth;
+    kz_segment *seg;
+    char msg[256];
+    size_t err_at; /* byte offset of the error */
+} kz_test_seg_parser_;
+
+KZ_TEST_FN int kz_test_seg_fail_(kz_test_seg_parser_ *p, size_t at, const char *fmt, ...)
+    KZ_PRINTF(3, 4);
+KZ_TEST_FN int kz_test_seg_fail_(kz_test_seg_parser_ *p, size_t at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->msg, sizeof p->msg, fmt, ap);
+    va_end(ap);
+    p->err_at = at;
+    return -1;
+}
+
+KZ_TEST_FN void kz_test_seg_ws_(kz_test_seg_parser_ *p)
+{
+    while (p->src[p->pos] == ' ' || p->src[p->pos] == '\t' || p->src[p->pos] == '\n')
+        p->pos++;
+}
+
+KZ_TEST_FN int kz_test_seg_add_(kz_test_seg_parser_ *p, int kind, int a, int b, char *str)
+{
+    kz_segment *g = p->seg;
+    kz_test_grow_((void **)&g->n, &g->capn, g->nn, sizeof *g->n);
+    g->n[g->nn].kind = kind;
+    g->n[g->nn].a = a;
+    g->n[g->nn].b = b;
+    g->n[g->nn].str = str;
+    return (int)g->nn++;
+}
+
+/* The token at pos for messages: a word, or one character. */
+KZ_TEST_FN const char *kz_test_seg_tok_(kz_test_seg_parser_ *p, char *buf, size_t len)
+{
+    const char *s = p->src + p->pos;
+    size_t n = 0;
+    if (*s == '\0')
+        return "end of expression";
+    while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') || s[n] == '_' ||
+           (s[n] >= '0' && s[n] <= '9') || s[n] == '.')
+        n++;
+    if (n == 0)
+        n = (s[0] == '&' || s[0] == '|') && s[1] == s[0] ? 2 : 1;
+    snprintf(buf, len, "%.*s", (int)n, s);
+    return buf;
+}
+
+/* "…" with \" \\ \n, as the real language writes strings. */
+KZ_TEST_FN char *kz_test_seg_string_(kz_test_seg_parser_ *p)
+{
+    size_t start = p->pos++;
+    kz_test_buf_ b = {NULL, 0, 0};
+    for (;;) {
+        char c = p->src[p->pos];
+        if (c == '\0' || c == '\n') {
+            free(b.p);
+            kz_test_seg_fail_(p, start, "unterminated string");
+            return NULL;
+        }
+        p->pos++;
+        if (c == '"')
+            break;
+        if (c == '\\') {
+            char e = p->src[p->pos++];
+            if (e != '"' && e != '\\' && e != 'n') {
+                free(b.p);
+                kz_test_seg_fail_(p, p->pos - 2, "unknown escape (use \\\", \\\\ or \\n)");
+                return NULL;
+            }
+            c = e == 'n' ? '\n' : e;
+        }
+        kz_test_buf_add_(&b, &c, 1);
+    }
+    if (b.p == NULL)
+        kz_test_buf_lit_(&b, "");
+    return b.p;
+}
+
+KZ_TEST_FN int kz_test_seg_or_(kz_test_seg_parser_ *p);
+
+KZ_TEST_FN int kz_test_seg_tag_(kz_test_seg_parser_ *p)
+{
+    char buf[64];
+    p->pos += 3;
+    kz_test_seg_ws_(p);
+    if (p->src[p->pos] != '(')
+        return kz_test_seg_fail_(p, p->pos, "expected '(', found '%s'",
+                                 kz_test_seg_tok_(p, buf, sizeof buf));
+    p->pos++;
+    kz_test_seg_ws_(p);
+    if (p->src[p->pos] != '"')
+        return kz_test_seg_fail_(p, p->pos, "tag takes a string, as in tag(\"name\"), found '%s'",
+                                 kz_test_seg_tok_(p, buf, sizeof buf));
+    size_t at = p->pos;
+    char *tag = kz_test_seg_string_(p);
+    if (tag == NULL)
+        return -1;
+    if (*tag == '\0') {
+        free(tag);
+        return kz_test_seg_fail_(p, at, "tag name is empty");
+    }
+    int node = kz_test_seg_add_(p, 'T', -1, -1, tag);
+    kz_test_seg_ws_(p);
+    if (p->src[p->pos] != ')')
+        return kz_test_seg_fail_(p, p->pos, "expected ')', found '%s'",
+                                 kz_test_seg_tok_(p, buf, sizeof buf));
+    p->pos++;
+    return node;
+}
+
+KZ_TEST_FN int kz_test_seg_word_(kz_test_seg_parser_ *p, const char *w)
+{
+    size_t n = strlen(w);
+    if (strncmp(p->src + p->pos, w, n) != 0)
+        return 0;
+    char c = p->src[p->pos + n];
+    return !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.');
+}
+
+KZ_TEST_FN int kz_test_seg_unary_(kz_test_seg_parser_ *p)
+{
+    char buf[64];
+    kz_test_seg_ws_(p);
+    size_t at = p->pos;
+    char c = p->src[at];
+    if (c == '!' || c == '(') {
+        if (++p->depth > 64)
+            return kz_test_seg_fail_(p, at, "expression nested too deeply (limit 64)");
+        p->pos++;
+        int a = c == '!' ? kz_test_seg_unary_(p) : kz_test_seg_or_(p);
+        if (a < 0)
+            return -1;
+        p->depth--;
+        if (c == '!')
+            return kz_test_seg_add_(p, '!', a, -1, NULL);
+        kz_test_seg_ws_(p);
+        if (p->src[p->pos] != ')')
+            return kz_test_seg_fail_(p, p->pos,
+                                     "expected ')' to close '(' at column %zu, found '%s'", at + 1,
+                                     kz_test_seg_tok_(p, buf, sizeof buf));
+        p->pos++;
+        return a;
+    }
+    if (kz_test_seg_word_(p, "tag"))
+        return kz_test_seg_tag_(p);
+    if (kz_test_seg_word_(p, "blocked")) {
+        p->pos += 7;
+        return kz_test_seg_add_(p, 'B', -1, -1, NULL);
+    }
+    if (c == '\0')
+        return kz_test_seg_fail_(p, at, "expected a condition at the end of the expression");
+    return kz_test_seg_fail_(p, at,
+                             "'%s' is not supported by the fake host (testing.h knows tag(\"…\"), "
+                             "blocked, !, &&, ||, parentheses)",
+                             kz_test_seg_tok_(p, buf, sizeof buf));
+}
+
+/* and = unary { "&&" unary }; or = and { "||" and } */
+KZ_TEST_FN int kz_test_seg_and_(kz_test_seg_parser_ *p)
+{
+    int a = kz_test_seg_unary_(p);
+    for (;;) {
+        if (a < 0)
+            return -1;
+        kz_test_seg_ws_(p);
+        if (strncmp(p->src + p->pos, "&&", 2) != 0)
+            return a;
+        p->pos += 2;
+        int b = kz_test_seg_unary_(p);
+        if (b < 0)
+            return -1;
+        a = kz_test_seg_add_(p, '&', a, b, NULL);
+    }
+}
+
+KZ_TEST_FN int kz_test_seg_or_(kz_test_seg_parser_ *p)
+{
+    int a = kz_test_seg_and_(p);
+    for (;;) {
+        if (a < 0)
+            return -1;
+        kz_test_seg_ws_(p);
+        if (strncmp(p->src + p->pos, "||", 2) != 0)
+            return a;
+        p->pos += 2;
+        int b = kz_test_seg_and_(p);
+        if (b < 0)
+            return -1;
+        a = kz_test_seg_add_(p, '|', a, b, NULL);
+    }
+}
+
+KZ_TEST_FN void kz_test_h_segment_free_(kz_segment *seg)
+{
+    if (seg == NULL)
+        return;
+    for (size_t i = 0; i < seg->nn; i++)
+        free(seg->n[i].str);
+    free(seg->n);
+    free(seg);
+}
+
+/* Column (1-based, in characters) of byte offset `at`. */
+KZ_TEST_FN size_t kz_test_seg_column_(const char *src, size_t at)
+{
+    size_t col = 1;
+    for (size_t i = 0; i < at && src[i]; i++)
+        if (((unsigned char)src[i] & 0xc0) != 0x80)
+            col++;
+    return col;
+}
+
+/* Parses src into p->seg; -1 with p->msg / p->err_at on error. */
+KZ_TEST_FN int kz_test_seg_parse_(kz_test_seg_parser_ *p)
+{
+    char buf[64];
+    kz_test_seg_ws_(p);
+    if (p->src[p->pos] == '\0')
+        return kz_test_seg_fail_(p, 0, "empty expression");
+    if (strlen(p->src) > 4096)
+        return kz_test_seg_fail_(p, 0, "expression too long (limit 4096 bytes)");
+    int root = kz_test_seg_or_(p);
+    if (root < 0)
+        return -1;
+    kz_test_seg_ws_(p);
+    if (p->src[p->pos] != '\0')
+        return kz_test_seg_fail_(p, p->pos, "unexpected '%s' after a complete expression",
+                                 kz_test_seg_tok_(p, buf, sizeof buf));
+    p->seg->root = root;
+    return 0;
+}
+
+KZ_TEST_FN int kz_test_h_segment_compile_(kz_shop *shop, const kz_setting *s, kz_segment **out,
+                                          char *err, size_t errlen)
+{
+    struct kz_test_state_ *st = &kz_test_s_;
+    if (out != NULL)
+        *out = NULL;
+    if (shop != &st->shop || st->phase != 1)
+        return KZ_ESTATE;
+    if (s == NULL || out == NULL)
+        return KZ_EINVAL;
+    if (s->type != KZ_SETTING_STRING) {
+        if (err != NULL && errlen > 0)
+            kz_test_setting_fmt_(s, err, errlen, "a segment is a string");
+        return KZ_EINVAL;
+    }
+    kz_test_seg_parser_ p;
+    memset(&p, 0, sizeof p);
+    p.src = s->str;
+    p.seg = (kz_segment *)kz_test_alloc_(sizeof *p.seg);
+    if (kz_test_seg_parse_(&p) != 0) {
+        kz_test_h_segment_free_(p.seg);
+        char path[1024];
+        kz_test_setting_path_(s, path, sizeof path);
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "%s:%d:%zu: shop '%s': plugin '%s': %s: %s", KZ_TEST_CONF_FILE,
+                     kz_test_setting_eline_(s), kz_test_seg_column_(p.src, p.err_at), st->shop.id,
+                     st->desc.name ? st->desc.name : "?", path, p.msg);
+        return KZ_EINVAL;
+    }
+    *out = p.seg;
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_seg_eval_(const kz_segment *g, int i, const kz_test_friend_ *f)
+{
+    const kz_test_seg_node_ *n = &g->n[i];
+    switch (n->kind) {
+    case 'T':
+        return f != NULL && kz_test_tag_index_(f, n->str) < f->ntags;
+    case 'B':
+        return f != NULL && !f->following; /* as core: blocked = known, not following */
+    case '!':
+        return !kz_test_seg_eval_(g, n->a, f);
+    case '&':
+        return kz_test_seg_eval_(g, n->a, f) && kz_test_seg_eval_(g, n->b, f);
+    default:
+        return kz_test_seg_eval_(g, n->a, f) || kz_test_seg_eval_(g, n->b, f);
+    }
+}
+
+KZ_TEST_FN int kz_test_h_segment_match_(kz_ctx *ctx, const kz_segment *seg, const char *user)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    if (seg == NULL || seg->nn == 0 || !kz_test_user_ok_(user))
+        return KZ_EINVAL;
+    int rc = kz_test_injected_(KZ_TEST_FAIL_SEGMENT_MATCH);
+    if (rc != 0)
+        return rc;
+    return kz_test_seg_eval_(seg, seg->root, kz_test_friend_find_(user));
+}
+
+/* ---- host slots: shop-local time (ABI 1.3) ------------------------------ */
+
+/* localtime_r under TZ=<the shop's zone>, TZ restored afterwards: the fake
+ * runs handlers on the test's one thread, so changing TZ is safe here (the
+ * host cannot do this; it has its own zone tables). */
+KZ_TEST_FN int kz_test_h_local_time_(const kz_shop *shop, int64_t ms, kz_local_time *out)
+{
+    if (shop == NULL || out == NULL)
+        return KZ_EINVAL;
+    const char *old = getenv("TZ");
+    char *saved = old ? kz_test_dup_(old) : NULL;
+    setenv("TZ", shop->timezone, 1);
+    tzset();
+    time_t t = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+    struct tm tm;
+    int ok = localtime_r(&t, &tm) != NULL;
+    if (saved != NULL)
+        setenv("TZ", saved, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(saved);
+    if (!ok)
+        return KZ_EINVAL;
+    out->year = tm.tm_year + 1900;
+    out->month = tm.tm_mon + 1;
+    out->day = tm.tm_mday;
+    out->hour = tm.tm_hour;
+    out->minute = tm.tm_min;
+    out->second = tm.tm_sec;
+    out->weekday = tm.tm_wday;
+    /* tm_gmtoff is not POSIX: the offset is local wall time minus UTC. */
+    int64_t local = kz_test_days_from_civil_(out->year, out->month, out->day) * 86400 +
+                    tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+    out->utc_offset_s = (int)(local - (int64_t)t);
+    return KZ_OK;
+}
+
+/* The fake host's table: every ABI 1.3 slot. */
 static const kz_host kz_test_host_table_ = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
@@ -1747,16 +2739,16 @@ static const kz_host kz_test_host_table_ = {
     .http_publish = kz_test_h_http_publish_,
     .http_header_set = kz_test_h_http_header_set_,
     .http_respond = kz_test_h_http_respond_,
-    .friend_get = NULL, /* ABI 1.3: not faked yet (KZ_ENOTSUP) */
-    .friend_tag = NULL,
-    .friend_has_tag = NULL,
-    .friend_attr_set = NULL,
-    .friend_link = NULL,
-    .friend_by_link = NULL,
-    .segment_compile = NULL,
-    .segment_match = NULL,
-    .segment_free = NULL,
-    .local_time = NULL,
+    .friend_get = kz_test_h_friend_get_,
+    .friend_tag = kz_test_h_friend_tag_,
+    .friend_has_tag = kz_test_h_friend_has_tag_,
+    .friend_attr_set = kz_test_h_friend_attr_set_,
+    .friend_link = kz_test_h_friend_link_,
+    .friend_by_link = kz_test_h_friend_by_link_,
+    .segment_compile = kz_test_h_segment_compile_,
+    .segment_match = kz_test_h_segment_match_,
+    .segment_free = kz_test_h_segment_free_,
+    .local_time = kz_test_h_local_time_,
 };
 
 /* The table handed to the plugin. */
@@ -2320,6 +3312,8 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         snap[i].len = s->kv[i].len;
     }
     size_t npub = s->npub, nsent = s->nsent, ncalled = s->ncalled;
+    s->snap_friends = kz_test_friends_copy_(s->friends, s->nfriends);
+    s->nsnap_friends = s->nfriends;
 
     kz_ctx *ctx = (kz_ctx *)kz_test_alloc_(sizeof *ctx);
     ctx->next = s->ctxs;
@@ -2348,15 +3342,23 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
             kz_test_sent_free_(s->sent[--s->nsent]);
         while (s->ncalled > ncalled)
             kz_test_called_free_(s->called[--s->ncalled]);
+        kz_test_friends_free_(s->friends, s->nfriends);
+        s->friends = s->snap_friends;
+        s->nfriends = s->capfriends = s->nsnap_friends;
+        if (s->capfriends == 0)
+            s->capfriends = 1; /* the copy has room for one */
         if (err[0])
             kz_test_seterr_("%s", err);
         else
             kz_test_seterr_("handler returned %d", rc);
     } else {
         kz_test_kv_free_all_(snap, nkv);
+        kz_test_friends_free_(s->snap_friends, s->nsnap_friends);
     }
     s->snap = NULL;
     s->nsnap = 0;
+    s->snap_friends = NULL;
+    s->nsnap_friends = 0;
     return rc;
 }
 
@@ -2712,6 +3714,153 @@ KZ_TEST_FN size_t kz_test_kv_count(void)
     return kz_test_s_.nkv;
 }
 
+/* ---- the friend registry, seen from the test (ABI 1.3) ------------------ */
+
+/* Declares a friend attribute as the shop's friends.attributes does: type
+ * "string", "number", "bool" or "date". friend_attr_set refuses undeclared
+ * names (KZ_ENOTFOUND) and values of another type (KZ_ETYPE). */
+KZ_TEST_FN void kz_test_declare_attribute(const char *name, const char *type)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    kz_test_init_();
+    if (!kz_test_name_valid_(name) || type == NULL ||
+        (strcmp(type, "string") != 0 && strcmp(type, "number") != 0 && strcmp(type, "bool") != 0 &&
+         strcmp(type, "date") != 0))
+        fail_msg("kz_test_declare_attribute: bad name or type (string, number, bool, date)");
+    if (kz_test_attr_decl_find_(name) != NULL)
+        fail_msg("kz_test_declare_attribute: '%s' declared twice", name);
+    kz_test_grow_((void **)&s->attrs, &s->capattrs, s->nattrs, sizeof *s->attrs);
+    s->attrs[s->nattrs].name = kz_test_dup_(name);
+    snprintf(s->attrs[s->nattrs++].type, sizeof s->attrs[0].type, "%s", type);
+}
+
+KZ_TEST_FN kz_test_friend_ *kz_test_friend_seed_(const char *what, const char *user)
+{
+    kz_test_init_();
+    if (!kz_test_user_ok_(user))
+        fail_msg("%s: \"%s\" is not a LINE user id (U + 32 hex digits)", what,
+                 user ? user : "(null)");
+    if (kz_test_s_.phase != 0)
+        fail_msg("%s: seed friends outside callbacks", what);
+    return kz_test_friend_make_(user);
+}
+
+/* Seeds a friend (outside handlers; no events): following (1) since now,
+ * or blocked (0) since now after one follow. Calling it again updates the
+ * follow state. Other fields: the setters below. */
+KZ_TEST_FN void kz_test_friend_add(const char *user, int following)
+{
+    kz_test_friend_ *f = kz_test_friend_seed_("kz_test_friend_add", user);
+    int64_t now = kz_test_s_.now;
+    if (f->follows == 0) {
+        f->follows = 1;
+        f->first_follow = f->last_follow = now;
+    }
+    f->following = following != 0;
+    f->unfollow = following ? 0 : now;
+}
+
+/* Times in ms since the epoch; 0 is null ("never"). */
+KZ_TEST_FN void kz_test_friend_set_times(const char *user, int64_t first_follow,
+                                         int64_t last_follow, int64_t unfollow,
+                                         int64_t first_active, int64_t last_active)
+{
+    kz_test_friend_ *f = kz_test_friend_seed_("kz_test_friend_set_times", user);
+    f->first_follow = first_follow;
+    f->last_follow = last_follow;
+    f->unfollow = unfollow;
+    f->first_active = first_active;
+    f->last_active = last_active;
+}
+
+KZ_TEST_FN void kz_test_friend_set_follows(const char *user, int64_t follows)
+{
+    kz_test_friend_seed_("kz_test_friend_set_follows", user)->follows = follows;
+}
+
+/* The profile (each may be NULL: null in friend_get). */
+KZ_TEST_FN void kz_test_friend_set_profile(const char *user, const char *display_name,
+                                           const char *picture_url, const char *status_message,
+                                           const char *language)
+{
+    kz_test_friend_ *f = kz_test_friend_seed_("kz_test_friend_set_profile", user);
+    const char *v[4] = {display_name, picture_url, status_message, language};
+    for (int i = 0; i < 4; i++) {
+        free(f->profile[i]);
+        f->profile[i] = kz_test_dup_(v[i]);
+    }
+}
+
+KZ_TEST_FN void kz_test_friend_add_tag(const char *user, const char *tag)
+{
+    kz_test_friend_ *f = kz_test_friend_seed_("kz_test_friend_add_tag", user);
+    if (!kz_test_utf8_text_ok_(tag, 100))
+        fail_msg("kz_test_friend_add_tag: bad tag");
+    if (kz_test_tag_index_(f, tag) == f->ntags) {
+        kz_test_grow_((void **)&f->tags, &f->captags, f->ntags, sizeof *f->tags);
+        f->tags[f->ntags++] = kz_test_dup_(tag);
+    }
+}
+
+/* json_value as friend_attr_set takes it (declared, of its type; "null"
+ * removes). */
+KZ_TEST_FN void kz_test_friend_set_attr(const char *user, const char *name, const char *json_value)
+{
+    kz_test_friend_ *f = kz_test_friend_seed_("kz_test_friend_set_attr", user);
+    char *v = kz_test_json_trim_(json_value);
+    int rc = v ? kz_test_attr_check_(user, name, v) : KZ_EINVAL;
+    if (rc != 0) {
+        free(v);
+        fail_msg("kz_test_friend_set_attr: %s = %s refused (%d)", name ? name : "(null)",
+                 json_value ? json_value : "(null)", rc);
+    }
+    kz_test_pair_set_(&f->attrs, &f->nattrs, &f->capattrs, name, strcmp(v, "null") == 0 ? NULL : v);
+    free(v);
+}
+
+/* Links user to member at source (NULL unlinks); the member leaves any
+ * other friend, as with friend_link. */
+KZ_TEST_FN void kz_test_friend_set_link(const char *user, const char *source, const char *member)
+{
+    kz_test_friend_seed_("kz_test_friend_set_link", user);
+    if (!kz_test_source_ok_(source) || (member && !kz_test_utf8_text_ok_(member, 200)))
+        fail_msg("kz_test_friend_set_link: bad source or member id");
+    kz_test_friend_ *other = member ? kz_test_link_holder_(source, member) : NULL;
+    if (other != NULL)
+        kz_test_pair_set_(&other->links, &other->nlinks, &other->caplinks, source, NULL);
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    kz_test_pair_set_(&f->links, &f->nlinks, &f->caplinks, source, member);
+}
+
+/* Committed state: friends known, and one friend's tag, attribute (its
+ * JSON text) and link (member id). NULL / 0 when absent. */
+KZ_TEST_FN size_t kz_test_friend_count(void)
+{
+    return kz_test_s_.nfriends;
+}
+KZ_TEST_FN int kz_test_friend_has_tag(const char *user, const char *tag)
+{
+    const kz_test_friend_ *f = kz_test_friend_find_(user);
+    return f != NULL && tag != NULL && kz_test_tag_index_(f, tag) < f->ntags;
+}
+KZ_TEST_FN size_t kz_test_friend_tag_count(const char *user)
+{
+    const kz_test_friend_ *f = kz_test_friend_find_(user);
+    return f ? f->ntags : 0;
+}
+KZ_TEST_FN const char *kz_test_friend_attr(const char *user, const char *name)
+{
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    const kz_test_pair_ *e = f && name ? kz_test_pair_find_(f->attrs, f->nattrs, name) : NULL;
+    return e ? e->value : NULL;
+}
+KZ_TEST_FN const char *kz_test_friend_link(const char *user, const char *source)
+{
+    kz_test_friend_ *f = kz_test_friend_find_(user);
+    const kz_test_pair_ *e = f && source ? kz_test_pair_find_(f->links, f->nlinks, source) : NULL;
+    return e ? e->value : NULL;
+}
+
 /* Closes the instance and unloads the plugin (shop_close, unload), keeping
  * the recordings. kz_test_reset() does it too. */
 KZ_TEST_FN void kz_test_close(void)
@@ -2782,6 +3931,12 @@ KZ_TEST_FN void kz_test_reset(void)
         s->https = h->next;
         kz_test_http_free_(h);
     }
+    kz_test_friends_free_(s->friends, s->nfriends);
+    if (s->snap_friends != NULL)
+        kz_test_friends_free_(s->snap_friends, s->nsnap_friends);
+    for (size_t i = 0; i < s->nattrs; i++)
+        free(s->attrs[i].name);
+    free(s->attrs);
     memset(s, 0, sizeof *s);
     kz_test_init_();
 }
