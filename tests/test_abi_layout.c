@@ -95,6 +95,21 @@ HOST_AT(http_publish, 336);
 HOST_AT(http_header_set, 344);
 HOST_AT(http_respond, 352);
 _Static_assert(sizeof(kz_host) >= 360, "kz_host lost ABI 1.2 slots");
+HOST_AT(friend_get, 360);
+HOST_AT(friend_tag, 368);
+HOST_AT(friend_has_tag, 376);
+HOST_AT(friend_attr_set, 384);
+HOST_AT(friend_link, 392);
+HOST_AT(friend_by_link, 400);
+HOST_AT(segment_compile, 408);
+HOST_AT(segment_match, 416);
+HOST_AT(segment_free, 424);
+HOST_AT(local_time, 432);
+_Static_assert(sizeof(kz_host) >= 440, "kz_host lost ABI 1.3 slots");
+_Static_assert(offsetof(kz_local_time, month) == 4 && offsetof(kz_local_time, hour) == 12 &&
+                   offsetof(kz_local_time, weekday) == 24 &&
+                   offsetof(kz_local_time, utc_offset_s) == 28 && sizeof(kz_local_time) == 32,
+               "kz_local_time moved (ABI 1.3)");
 
 /* The request structs of 1.1 and 1.2: read by struct_size, fields fixed. */
 _Static_assert(offsetof(kz_line_send, kind) == 4 && offsetof(kz_line_send, reply_token) == 8 &&

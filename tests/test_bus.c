@@ -443,6 +443,21 @@ static void frozen_abi_1_2_plugin_calls(void **state)
     env_close(e);
 }
 
+/* A plugin built against the frozen ABI 1.3 headers tags through this host,
+ * with the shop-local weekday (T0 is a Wednesday in Tokyo). */
+static void frozen_abi_1_3_plugin_tags(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_frozen_v1_3 = { }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    char err[256];
+    store_friend f;
+    assert_int_equal(store_friend_get(e->st, "a", USER1, &f, err, sizeof err), 0);
+    assert_int_equal(store_friend_tag_remove(e->st, "a", USER1, "frozen-w3", err, sizeof err), 0);
+    env_close(e);
+}
+
 /* ---- other LINE API calls (line_call) ---- */
 
 static env *call_env(const char *call, const char *body, int users)
@@ -669,6 +684,7 @@ int main(void)
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
         cmocka_unit_test(frozen_abi_1_1_plugin_sends),
         cmocka_unit_test(frozen_abi_1_2_plugin_calls),
+        cmocka_unit_test(frozen_abi_1_3_plugin_tags),
         cmocka_unit_test(calls_are_queued_with_the_event),
         cmocka_unit_test(bulk_calls_are_split_in_500s),
         cmocka_unit_test(binary_call_body_is_kept),

@@ -139,14 +139,16 @@ static void play(live *l, const char *user, enum sandbox_action act, const char 
 
 typedef struct inbox {
     int n;
-    char last[512];
+    char all[4096]; /* every message, one a line: requests in flight together may
+                       arrive in any order */
 } inbox;
 
 static int on_msg(void *arg, const store_sbx_msg *m)
 {
     inbox *in = arg;
     in->n++;
-    snprintf(in->last, sizeof in->last, "%s", m->message);
+    size_t used = strlen(in->all);
+    snprintf(in->all + used, sizeof in->all - used, "%s\n", m->message);
     return 0;
 }
 
@@ -157,7 +159,7 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Waits until user has n messages; returns the last one's JSON. */
+/* Waits until user has n messages; returns them, one a line. */
 static const char *wait_inbox(live *l, const char *user, int n)
 {
     static inbox in;
@@ -173,7 +175,7 @@ static const char *wait_inbox(live *l, const char *user, int n)
         nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
     }
     assert_int_equal(in.n, n);
-    return in.last;
+    return in.all;
 }
 
 static int has_tag_cb(void *arg, const char *tag)
@@ -193,26 +195,26 @@ static void greeting_and_autoreply(void **state)
 {
     live *l = *state;
     play(l, U1, SANDBOX_FOLLOW, NULL);
-    assert_string_equal(wait_inbox(l, U1, 1), TEXT("ようこそ"));
+    assert_non_null(strstr(wait_inbox(l, U1, 1), TEXT("ようこそ") "\n"));
     assert_true(has_tag(l, U1, "new"));
 
     play(l, U1, SANDBOX_SAY, "営業時間");
-    assert_string_equal(wait_inbox(l, U1, 2), TEXT("10時〜19時です"));
+    assert_non_null(strstr(wait_inbox(l, U1, 2), TEXT("10時〜19時です") "\n"));
     assert_true(has_tag(l, U1, "asked_hours"));
     play(l, U1, SANDBOX_SAY, "送料は?"); /* within the 10-minute cooldown: no reply */
 
     play(l, U2, SANDBOX_FOLLOW, NULL);
     play(l, U2, SANDBOX_SAY, "返品したい");
-    assert_string_equal(wait_inbox(l, U2, 2), TEXT("返品・交換はこちら"));
+    assert_non_null(strstr(wait_inbox(l, U2, 2), TEXT("返品・交換はこちら") "\n"));
     play(l, U3, SANDBOX_FOLLOW, NULL);
     play(l, U3, SANDBOX_SAY, "こんにちは");
-    assert_string_equal(wait_inbox(l, U3, 2), TEXT("担当者からご連絡します"));
+    assert_non_null(strstr(wait_inbox(l, U3, 2), TEXT("担当者からご連絡します") "\n"));
 
     /* blocked and back: the refollow set and tag; by then the cooled-down
      * text (handled earlier, in order) has long been handled: still 2+1 */
     play(l, U1, SANDBOX_UNFOLLOW, NULL);
     play(l, U1, SANDBOX_FOLLOW, NULL);
-    assert_string_equal(wait_inbox(l, U1, 3), TEXT("おかえり"));
+    assert_non_null(strstr(wait_inbox(l, U1, 3), TEXT("おかえり") "\n"));
     assert_true(has_tag(l, U1, "returned"));
 }
 
