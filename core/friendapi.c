@@ -197,17 +197,6 @@ static const cfg_friend_attr *declared(const kz_ctx *ctx, const char *name)
     return NULL;
 }
 
-static json_object *attr_value_json(int type, const char *text)
-{
-    if (text == NULL)
-        return NULL;
-    if (type == CFG_ATTR_NUMBER)
-        return json_object_new_double(strtod(text, NULL));
-    if (type == CFG_ATTR_BOOL)
-        return json_object_new_boolean(strcmp(text, "true") == 0);
-    return json_object_new_string(text);
-}
-
 /* Writes the new value (NULL: remove) and publishes friend.attribute when
  * it differs from prev (NULL: absent). */
 static int attr_write(kz_ctx *ctx, const char *user, const cfg_friend_attr *a, const char *prev,
@@ -224,8 +213,8 @@ static int attr_write(kz_ctx *ctx, const char *user, const cfg_friend_attr *a, c
         return store_error(rc, "kz_friend_attr_set", err);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(a->name));
-    json_object_object_add(o, "value", attr_value_json(a->type, value));
-    json_object_object_add(o, "previous", attr_value_json(a->type, prev));
+    json_object_object_add(o, "value", friend_attr_json(a->type, value));
+    json_object_object_add(o, "previous", friend_attr_json(a->type, prev));
     return publish_change(ctx, "friend.attribute", user, o);
 }
 

@@ -261,17 +261,6 @@ int friendcli_apply_tag(store *st, const char *shop, const char *user, const cha
     return rc;
 }
 
-static json_object *attr_json(int type, const char *text)
-{
-    if (text == NULL)
-        return NULL;
-    if (type == CFG_ATTR_NUMBER)
-        return json_object_new_double(strtod(text, NULL));
-    if (type == CFG_ATTR_BOOL)
-        return json_object_new_boolean(strcmp(text, "true") == 0);
-    return json_object_new_string(text);
-}
-
 int friendcli_apply_attr(store *st, const char *shop, const char *user, const cfg_friend_attr *a,
                          const char *value, const char *by, FILE *out, char *err, size_t errlen)
 {
@@ -290,8 +279,8 @@ int friendcli_apply_attr(store *st, const char *shop, const char *user, const cf
         return rc;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(a->name));
-    json_object_object_add(o, "value", attr_json(a->type, value));
-    json_object_object_add(o, "previous", attr_json(a->type, had ? prev : NULL));
+    json_object_object_add(o, "value", friend_attr_json(a->type, value));
+    json_object_object_add(o, "previous", friend_attr_json(a->type, had ? prev : NULL));
     rc = store_change(st, shop, "friend.attribute", user, o, by, now, err, errlen);
     if (rc == 0)
         fprintf(out, "%s: %s = %s\n", user, a->name, value ? value : "(removed)");

@@ -104,9 +104,10 @@ static json_object *jtime(int64_t ms)
     return json_object_new_string(b);
 }
 
-/* An attribute's stored text as the JSON value of its type. */
-static json_object *attr_json(int type, const char *value)
+json_object *friend_attr_json(int type, const char *value)
 {
+    if (value == NULL)
+        return NULL;
     if (type == CFG_ATTR_NUMBER)
         return json_object_new_double(strtod(value, NULL));
     if (type == CFG_ATTR_BOOL)
@@ -122,7 +123,7 @@ static void add_collections(json_object *o, const friend_view *v)
         json_object_array_add(tags, json_object_new_string(v->tags[i]));
     for (size_t i = 0; i < v->nattrs; i++)
         json_object_object_add(attrs, v->attr_name[i],
-                               attr_json(v->attr_type[i], v->attr_value[i]));
+                               friend_attr_json(v->attr_type[i], v->attr_value[i]));
     for (size_t i = 0; i < v->nlinks; i++)
         json_object_object_add(links, v->link_source[i], json_object_new_string(v->link_member[i]));
     json_object_object_add(o, "tags", tags);

@@ -52,6 +52,9 @@ void friend_view_segment(friend_view *v, segment_friend *out);
 
 #define FRIEND_VALUE_MAX 1000 /* bytes in an attribute value */
 
+/* A stored attribute text as the JSON value of its type (NULL for NULL). */
+json_object *friend_attr_json(int type, const char *value);
+
 /* 1 for a real calendar date "YYYY-MM-DD" (leap years included). */
 int friend_date_ok(const char *s);
 /* text (a CSV cell, a command-line value) as the canonical stored form of
