@@ -1,15 +1,25 @@
 # Bundled plugins (plugins/<name>/): each test_<name>.c runs <name>.c and
 # the shared helpers in plugins/common against the fake host (testing.h).
 # Compiled into the test executable, not dlopen'ed, as sdk/examples/hello.
-file(GLOB _kz_plugin_common ${PROJECT_SOURCE_DIR}/plugins/common/*.c)
+set(_kz_plugin_common ${PROJECT_SOURCE_DIR}/plugins/common/jscan.c
+                      ${PROJECT_SOURCE_DIR}/plugins/common/msgset.c)
 file(GLOB _kz_plugin_tests ${PROJECT_SOURCE_DIR}/plugins/*/test_*.c)
 foreach(test_src ${_kz_plugin_tests})
   get_filename_component(_kz_dir ${test_src} DIRECTORY)
   get_filename_component(_kz_name ${_kz_dir} NAME)
+  if(_kz_name STREQUAL "common")
+    continue() # not a plugin: its own test below
+  endif()
   add_executable(test_plugin_${_kz_name} ${_kz_dir}/${_kz_name}.c ${_kz_plugin_common} ${test_src})
   target_link_libraries(test_plugin_${_kz_name} PRIVATE kizuna::sdk PkgConfig::CMOCKA)
   add_test(NAME plugin_${_kz_name}_unit COMMAND test_plugin_${_kz_name})
 endforeach()
+
+# The shared JSON scanner on its own.
+add_executable(test_plugin_common_jscan ${PROJECT_SOURCE_DIR}/plugins/common/jscan.c
+               ${PROJECT_SOURCE_DIR}/plugins/common/test_jscan.c)
+target_link_libraries(test_plugin_common_jscan PRIVATE PkgConfig::CMOCKA)
+add_test(NAME plugin_common_jscan COMMAND test_plugin_common_jscan)
 
 # The same plugins as built (.so) in the real host, end to end with the
 # sandbox: greeting on follow and on unblock, autoreply's rules, cooldown
