@@ -64,7 +64,8 @@ static json_object *load_messages(const char *path)
 {
     json_object *m = json_object_from_file(path);
     if (m == NULL) {
-        fprintf(stderr, "kizuna broadcast: --message %s: %s\n", path, json_util_get_last_err());
+        const char *why = json_util_get_last_err(); /* ends in a newline */
+        fprintf(stderr, "kizuna broadcast: --message %s: %s", path, why ? why : "unreadable\n");
         return NULL;
     }
     if (json_object_is_type(m, json_type_object)) {
@@ -143,7 +144,7 @@ static json_object *api_get(const char *base, const char *path, const char *toke
     char *resp = NULL;
     json_object *o = NULL;
     if (sandbox_http_auth("GET", url, token, NULL, &status, &resp, err, sizeof err) != 0)
-        snprintf(why, whylen, "GET %s: %s", url, err);
+        snprintf(why, whylen, "%s", err);
     else if (status != 200)
         snprintf(why, whylen, "GET %s: HTTP %ld %s", url, status, resp ? resp : "");
     else if ((o = json_tokener_parse(resp)) == NULL)
@@ -215,7 +216,7 @@ static void new_id(char *out, size_t len)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y%m%d-%H%M%S", &tm);
-    snprintf(out, len, "%s-%.8s", when, uuid);
+    snprintf(out, len, "%s-%s", when, uuid + 28); /* a UUIDv7's random end */
 }
 
 /* Stores one event for the shop's core.broadcast instance, creating the
