@@ -13,7 +13,6 @@
 #include "payload.h"
 #include "segment.h"
 #include "store.h"
-#include "tz.h"
 
 static const cfg_shop *shop_of(const cfg *c, const char *id)
 {
@@ -69,47 +68,25 @@ static void print_row(const friend_view *v)
     putchar('\n');
 }
 
-/* Now in the shop's time zone, for now.* in expressions. */
-static segment_now now_in(const char *tz)
-{
-    segment_now n = {.ms = clock_now_ms()};
-    kz_local_time lt;
-    tz_local(tz, n.ms, &lt);
-    n.year = lt.year;
-    n.month = lt.month;
-    n.day = lt.day;
-    n.weekday = lt.weekday;
-    return n;
-}
-
 typedef struct walk {
-    store *st;
-    const char *shop;
     const segment *seg;
     segment_now now;
     int json;
     long shown;
 } walk;
 
-static int on_friend(void *arg, const store_friend *f)
+static int on_friend(void *arg, friend_view *v)
 {
     walk *w = arg;
-    friend_view v;
-    char err[256];
-    if (friend_view_load(w->st, w->shop, f->user, f, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "kizuna friends: %s\n", err);
-        return 1;
-    }
     segment_friend sf;
-    friend_view_segment(&v, &sf);
+    friend_view_segment(v, &sf);
     if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
         if (w->json)
-            print_json(&v);
+            print_json(v);
         else
-            print_row(&v);
+            print_row(v);
         w->shown++;
     }
-    friend_view_free(&v);
     return 0;
 }
 
@@ -130,13 +107,11 @@ int friendcli_list(const cfg *c, const char *shop, const char *segment_expr, int
     store *st = open_for(c, "friends", shop);
     int rc = 1;
     if (st != NULL) {
-        walk w = {.st = st,
-                  .shop = shop,
-                  .seg = seg,
+        walk w = {.seg = seg,
                   .json = json,
-                  .now = now_in(shop_of(c, shop)->timezone)};
+                  .now = friend_view_now(shop_of(c, shop)->timezone, clock_now_ms())};
         char err[512] = "";
-        rc = store_friends(st, shop, "", 0, on_friend, &w, err, sizeof err);
+        rc = friend_view_stream(st, shop, "", 0, on_friend, &w, err, sizeof err);
         if (rc < 0)
             fprintf(stderr, "kizuna friends: %s\n", err);
         else if (!json)
