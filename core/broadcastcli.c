@@ -342,13 +342,45 @@ static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts 
     return o->no_wait ? 0 : wait_progress(c, shop, id, estimate);
 }
 
+/* The broadcast's state as the daemon last wrote it into state[len]: ""
+ * when it has not picked the broadcast up (yet, or the id is unknown). */
+static int state_of(const cfg *c, const char *shop, const char *id, char *state, size_t len,
+                    char *err, size_t errlen)
+{
+    store *st = NULL;
+    int64_t inst, cursor;
+    int rc = store_open(c->store_url, c->sync_mode, &st, err, errlen);
+    if (rc == 0)
+        rc = store_instance_open(st, shop, BROADCAST_INSTANCE, &inst, &cursor, err, errlen);
+    json_object *rec = rc == 0 ? record_of(st, inst, id) : NULL;
+    snprintf(state, len, "%s", jstr(rec, "state") != NULL ? jstr(rec, "state") : "");
+    json_object_put(rec);
+    store_close(st);
+    return rc;
+}
+
 static int cancel(const cfg *c, const char *shop, const char *id)
 {
-    char uid[128], err[512];
+    char uid[128], err[512], state[32];
     if (strlen(id) > BROADCAST_ID_MAX) {
         fprintf(stderr, "kizuna broadcast: --cancel %s: not a broadcast id\n", id);
         return 2;
     }
+    if (state_of(c, shop, id, state, sizeof state, err, sizeof err) != 0) {
+        fprintf(stderr, "kizuna broadcast: %s\n", err);
+        return 1;
+    }
+    if (state[0] != '\0' && finished(state)) {
+        fprintf(stderr, "kizuna broadcast: broadcast %s is %s already: nothing to cancel\n", id,
+                state);
+        return 1;
+    }
+    if (state[0] == '\0')
+        fprintf(stderr,
+                "kizuna broadcast: kizuna serve has not picked up broadcast %s (yet?): "
+                "the cancel applies when it does; an id it never sees is logged and "
+                "ignored (see kizuna broadcasts)\n",
+                id);
     snprintf(uid, sizeof uid, "broadcast-cancel:%s", id);
     json_object *p = json_object_new_object();
     json_object_object_add(p, "id", json_object_new_string(id));

@@ -390,6 +390,8 @@ static void chunks_of_500_and_cancel(void **state)
         json_object_put(body);
     }
     assert_int_equal(total, FRIENDS);
+    broadcast_opts late = {.cancel = id}; /* done: nothing left to cancel */
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &late), 1);
 
     /* requested and cancelled before the daemon ran: one chunk, no more */
     char id2[64];
