@@ -317,11 +317,13 @@ static void segment_broadcast_reaches_each_once(void **state)
     start_sandbox(e);
     start_sender(e);
     char id[64] = "", err[256];
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
     broadcast_opts o = opts(e, "tag(\"vip\")", id, sizeof id);
+    o.no_wait = 0; /* returns once the daemon (here the bus) has queued every chunk */
     assert_int_equal(broadcastcli_send(e->a.c, "a", &o), 0);
     assert_true(id[0] != '\0');
-    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
-    json_object *rec = NULL;
+    json_object *rec = record(e->st, "a", id);
+    assert_string_equal(rstate(rec), "done");
     rows r = {{0}};
     for (int i = 0; i < 3000; i++) { /* bounded: at most 60 s */
         json_object_put(rec);
