@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "broadcastcli.h"
 #include "bus.h"
 #include "chat.h"
 #include "clock.h"
@@ -46,6 +47,10 @@ static const char usage[] =
     "  tag     -c FILE SHOP USER +TAG -TAG …  add and remove tags\n"
     "  export  -c FILE SHOP [--segment EXPR]   friends, tags and attributes as CSV\n"
     "  import  -c FILE SHOP FILE.csv|- [--all-or-nothing]   tags and attributes from CSV\n"
+    "  broadcast -c FILE SHOP --segment EXPR --message FILE.json [--dry-run] [--force]\n"
+    "          [--no-wait]             send to a segment in multicasts of 500 (docs/broadcast.md)\n"
+    "  broadcast -c FILE SHOP --cancel ID   no more chunks of broadcast ID\n"
+    "  broadcasts -c FILE SHOP [--json]  each broadcast: state, recipients, rows sent/failed\n"
     "  sandbox serve -c FILE            run the LINE sandbox on kizuna.sandbox.listen\n"
     "  sandbox -c FILE follow|unfollow SHOP USER\n"
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
@@ -66,6 +71,7 @@ typedef struct args {
     const char *replay;
     const char *segment;
     int all_or_nothing;
+    broadcast_opts bc; /* broadcast */
     int dead;
     int verbose;
     int json;
@@ -88,7 +94,13 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
                                          {"help", no_argument, 0, 'h'},
                                          {"json", no_argument, 0, 'j'},
                                          {"segment", required_argument, 0, 's'},
-                                         {"all-or-nothing", no_argument, 0, 'a'},
+                                         {"message", required_argument, 0, 'm'},
+                                         {"at", required_argument, 0, 'a'},
+                                         {"cancel", required_argument, 0, 'x'},
+                                         {"dry-run", no_argument, 0, 'n'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"no-wait", no_argument, 0, 'w'},
+                                         {"all-or-nothing", no_argument, 0, 'o'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
@@ -124,9 +136,27 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             a->json = 1;
             break;
         case 's':
-            a->segment = optarg;
+            a->segment = a->bc.segment = optarg;
+            break;
+        case 'm':
+            a->bc.message = optarg;
             break;
         case 'a':
+            a->bc.at = optarg;
+            break;
+        case 'x':
+            a->bc.cancel = optarg;
+            break;
+        case 'n':
+            a->bc.dry_run = 1;
+            break;
+        case 'f':
+            a->bc.force = 1;
+            break;
+        case 'w':
+            a->bc.no_wait = 1;
+            break;
+        case 'o':
             a->all_or_nothing = 1;
             break;
         default:
@@ -669,6 +699,28 @@ static int cmd_friends(const args *a, const char *cmd, int nargs, const char *us
     return rc;
 }
 
+/* broadcast / broadcasts: SHOP and the options. */
+static int cmd_broadcast(const args *a, const char *cmd)
+{
+    if (need_config(a, cmd) != 0)
+        return 2;
+    if (a->nrest != 1) {
+        fprintf(stderr, "usage: kizuna %s -c FILE SHOP %s\n", cmd,
+                strcmp(cmd, "broadcasts") == 0
+                    ? "[--json]"
+                    : "--segment EXPR --message FILE.json [--dry-run] [--force] [--no-wait] | "
+                      "--cancel ID");
+        return 2;
+    }
+    cfg *c = load_config(a->config, cmd);
+    if (c == NULL)
+        return 1;
+    int rc = strcmp(cmd, "broadcasts") == 0 ? broadcastcli_report(c, a->rest[0], a->json)
+                                            : broadcastcli_send(c, a->rest[0], &a->bc);
+    cfg_free(c);
+    return rc;
+}
+
 static int sandbox_serve(const cfg *c)
 {
     sigset_t set;
@@ -857,6 +909,8 @@ int cli_main(int argc, char **argv)
         return cmd_friends(&a, cmd, 0, "SHOP [--segment EXPR]");
     if (strcmp(cmd, "import") == 0)
         return cmd_friends(&a, cmd, 1, "SHOP FILE.csv|- [--all-or-nothing]");
+    if (strcmp(cmd, "broadcast") == 0 || strcmp(cmd, "broadcasts") == 0)
+        return cmd_broadcast(&a, cmd);
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);

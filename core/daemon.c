@@ -12,6 +12,7 @@
 
 #include "bus.h"
 #include "clock.h"
+#include "broadcast.h"
 #include "friends.h"
 #include "host.h"
 #include "ingress.h"
@@ -141,6 +142,9 @@ int app_open_instances(const app *a, bus *b)
          * at least as new as the event they handle (same worker, in order) */
         int rc =
             bus_add_instance(b, friends_plugin(c), shop->id, shop->timezone, NULL, err, sizeof err);
+        if (rc == 0)
+            rc = bus_add_instance(b, broadcast_plugin(c), shop->id, shop->timezone, NULL, err,
+                                  sizeof err);
         if (rc != 0)
             return rc == KZ_EFAIL ? KZ_EIO : rc;
         for (size_t u = 0; u < shop->nplugins; u++) {

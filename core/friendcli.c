@@ -13,7 +13,6 @@
 #include "payload.h"
 #include "segment.h"
 #include "store.h"
-#include "tz.h"
 
 static const cfg_shop *shop_of(const cfg *c, const char *id)
 {
@@ -69,22 +68,7 @@ static void print_row(const friend_view *v)
     putchar('\n');
 }
 
-/* Now in the shop's time zone, for now.* in expressions. */
-static segment_now now_in(const char *tz)
-{
-    segment_now n = {.ms = clock_now_ms()};
-    kz_local_time lt;
-    tz_local(tz, n.ms, &lt);
-    n.year = lt.year;
-    n.month = lt.month;
-    n.day = lt.day;
-    n.weekday = lt.weekday;
-    return n;
-}
-
 typedef struct walk {
-    store *st;
-    const char *shop, *cmd;
     const segment *seg;
     segment_now now;
     friendcli_print_fn print;
@@ -92,37 +76,22 @@ typedef struct walk {
     long shown;
 } walk;
 
-static int on_friend(void *arg, const store_friend *f)
+static int on_friend(void *arg, friend_view *v)
 {
     walk *w = arg;
-    friend_view v;
-    char err[256];
-    if (friend_view_load(w->st, w->shop, f->user, f, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "kizuna %s: %s\n", w->cmd, err);
-        return 1;
-    }
     segment_friend sf;
-    friend_view_segment(&v, &sf);
+    friend_view_segment(v, &sf);
     if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
-        w->print(w->arg, &v);
+        w->print(w->arg, v);
         w->shown++;
     }
-    friend_view_free(&v);
     return 0;
 }
 
-/* Compiles expr against the shop's declared attributes. */
 static int compile(const char *cmd, const cfg_shop *cs, const char *expr, segment **out)
 {
-    static const segment_type types[] = {SEGMENT_STRING, SEGMENT_NUMBER, SEGMENT_DATE,
-                                         SEGMENT_BOOL};
-    segment_attr_def defs[64];
-    size_t n = 0;
-    for (; cs != NULL && n < cs->nfriend_attrs && n < 64; n++)
-        defs[n] = (segment_attr_def){cs->friend_attrs[n].name, types[cs->friend_attrs[n].type]};
-    segment_schema schema = {defs, n};
     segment_error e = {0};
-    if (segment_compile(expr, n > 0 ? &schema : NULL, out, &e) == 0)
+    if (friend_view_compile(cs, expr, out, &e) == 0)
         return 0;
     fprintf(stderr, "kizuna %s: --segment, column %d: %s\n", cmd, e.column, e.message);
     return 2;
@@ -138,15 +107,12 @@ int friendcli_walk(const cfg *c, const char *cmd, const char *shop, const char *
     store *st = open_for(c, cmd, shop);
     int rc = 1;
     if (st != NULL) {
-        walk w = {.st = st,
-                  .shop = shop,
-                  .cmd = cmd,
-                  .seg = seg,
+        walk w = {.seg = seg,
                   .print = print,
                   .arg = arg,
-                  .now = now_in(shop_of(c, shop)->timezone)};
+                  .now = friend_view_now(shop_of(c, shop)->timezone, clock_now_ms())};
         char err[512] = "";
-        rc = store_friends(st, shop, "", 0, on_friend, &w, err, sizeof err);
+        rc = friend_view_stream(st, shop, "", 0, on_friend, &w, err, sizeof err);
         if (rc < 0)
             fprintf(stderr, "kizuna %s: %s\n", cmd, err);
         if (shown != NULL)

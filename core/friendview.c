@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "tz.h"
 
 static int keep_tag(void *arg, const char *tag)
 {
@@ -240,4 +241,66 @@ int friend_attr_parse(int type, const char *text, char *out, size_t outlen, char
         snprintf(err, errlen, "expected %s, got '%.60s'", names[type >= 0 && type <= 3 ? type : 0],
                  text ? text : "");
     return rc;
+}
+
+typedef struct stream {
+    friend_view v;
+    friend_view_cb cb;
+    void *arg;
+} stream;
+
+/* The friend's tags, attributes and links have been kept in s->v: hand the
+ * view on, then empty it for the next friend. */
+static int stream_row(void *arg, const store_friend *f)
+{
+    stream *s = arg;
+    s->v.f = *f;
+    s->v.known = 1;
+    int rc = s->cb(s->arg, &s->v);
+    friend_view_free(&s->v);
+    return rc;
+}
+
+int friend_view_stream(store *st, const char *shop, const char *after, int following_only,
+                       friend_view_cb cb, void *arg, char *err, size_t errlen)
+{
+    stream *s = calloc(1, sizeof *s); /* a view is ~10 KB: not on a worker's stack */
+    if (s == NULL)
+        return KZ_ENOMEM;
+    s->cb = cb;
+    s->arg = arg;
+    store_audience a = {
+        .tag = keep_tag, .attr = keep_attr, .link = keep_link, .row = stream_row, .arg = &s->v};
+    /* keep_* take the view; stream_row needs the stream: the view is its
+     * first member */
+    int rc = store_friends_audience(st, shop, after, following_only, &a, err, errlen);
+    friend_view_free(&s->v); /* a walk stopped by an error mid-friend */
+    free(s);
+    return rc;
+}
+
+segment_now friend_view_now(const char *tz, int64_t ms)
+{
+    segment_now n = {.ms = ms};
+    kz_local_time lt;
+    tz_local(tz, ms, &lt);
+    n.year = lt.year;
+    n.month = lt.month;
+    n.day = lt.day;
+    n.weekday = lt.weekday;
+    return n;
+}
+
+int friend_view_compile(const struct cfg_shop *shop, const char *expr, segment **out,
+                        segment_error *e)
+{
+    static const segment_type types[] = {SEGMENT_STRING, SEGMENT_NUMBER, SEGMENT_DATE,
+                                         SEGMENT_BOOL};
+    segment_attr_def defs[FRIENDVIEW_ATTRS];
+    size_t n = 0;
+    for (size_t i = 0; shop != NULL && i < shop->nfriend_attrs && n < FRIENDVIEW_ATTRS; i++)
+        defs[n++] =
+            (segment_attr_def){shop->friend_attrs[i].name, types[shop->friend_attrs[i].type]};
+    segment_schema schema = {defs, n};
+    return segment_compile(expr, n > 0 ? &schema : NULL, out, e);
 }

@@ -64,4 +64,20 @@ int friend_date_ok(const char *s);
 int friend_attr_parse(int type, const char *text, char *out, size_t outlen, char *err,
                       size_t errlen);
 
+/* Streams the shop's friends after user `after` (store_friends_audience:
+ * user order, no query per friend) as views: cb gets each one, valid
+ * during the call only; a nonzero return stops the walk and is returned. */
+typedef int (*friend_view_cb)(void *arg, friend_view *v);
+int friend_view_stream(store *st, const char *shop, const char *after, int following_only,
+                       friend_view_cb cb, void *arg, char *err, size_t errlen);
+
+/* "Now" at ms in time zone tz, for now.* in expressions. */
+segment_now friend_view_now(const char *tz, int64_t ms);
+
+/* Compiles expr against the attributes shop declares (any attribute when it
+ * declares none), as segment_compile. */
+struct cfg_shop;
+int friend_view_compile(const struct cfg_shop *shop, const char *expr, segment **out,
+                        segment_error *e);
+
 #endif

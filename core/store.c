@@ -309,6 +309,13 @@ enum stmt_id {
     Q_FR_LINK_GET,
     Q_FR_LINK_DEL,
     Q_FR_LINKS,
+    Q_FR_AUD_FRIENDS,
+    Q_FR_AUD_FOLLOWING,
+    Q_FR_AUD_TAGS,
+    Q_FR_AUD_ATTRS,
+    Q_FR_AUD_LINKS,
+    Q_KV_PREFIX,
+    Q_OB_TAG_STATES,
     Q_OB_ADD,
     Q_OB_DUE,
     Q_OB_RETRY,
@@ -479,6 +486,21 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_FR_LINK_DEL] = "DELETE FROM friend_links WHERE shop = ?1 AND user = ?2 AND source = ?3",
     [Q_FR_LINKS] = "SELECT source, member FROM friend_links WHERE shop = ?1 AND user = ?2"
                    " ORDER BY source",
+    /* the audience walk: four primary-key ranges in user order, merged in C */
+    [Q_FR_AUD_FRIENDS] = "SELECT " FR_COLUMNS " FROM friends WHERE shop = ?1 AND user > ?2"
+                         " ORDER BY user",
+    [Q_FR_AUD_FOLLOWING] = "SELECT " FR_COLUMNS " FROM friends WHERE shop = ?1 AND user > ?2"
+                           " AND following = 1 ORDER BY user",
+    [Q_FR_AUD_TAGS] = "SELECT user, tag FROM friend_tags WHERE shop = ?1 AND user > ?2"
+                      " ORDER BY user, tag",
+    [Q_FR_AUD_ATTRS] = "SELECT user, name, type, value FROM friend_attrs WHERE shop = ?1"
+                       " AND user > ?2 ORDER BY user, name",
+    [Q_FR_AUD_LINKS] = "SELECT user, source, member FROM friend_links WHERE shop = ?1"
+                       " AND user > ?2 ORDER BY user, source",
+    [Q_KV_PREFIX] = "SELECT key, value FROM kv WHERE instance = ?1 AND key >= ?2"
+                    " AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+    [Q_OB_TAG_STATES] = "SELECT tag, state, count(*) FROM outbox WHERE shop = ?1"
+                        " AND substr(tag, 1, length(?2)) = ?2 GROUP BY tag, state",
     [Q_OB_ADD] = "INSERT INTO outbox(shop, instance, kind, endpoint, body, retry_key, user,"
                  " fallback_to, tag, origin, created_ms, next_at_ms, deadline_ms, method,"
                  " content_type, data_api, plugin)"
@@ -1532,6 +1554,26 @@ int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, in
     return own_end(s, owned, rc, err, errlen);
 }
 
+int store_kv_prefix(store *s, int64_t instance, const char *prefix, store_kv_cb cb, void *arg,
+                    char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_KV_PREFIX, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    bind_str(st, 2, prefix);
+    while ((rc = step(s, st, "read values", err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0), sqlite3_column_blob(st, 1),
+                      (size_t)sqlite3_column_bytes(st, 1));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
 /* ---- meta --------------------------------------------------------------- */
 
 int store_meta_get(store *s, const char *key, char *out, size_t outlen, char *err, size_t errlen)
@@ -2270,6 +2312,95 @@ int store_friend_links(store *s, const char *shop, const char *user, store_link_
     return rc;
 }
 
+/* ---- the audience walk ---------------------------------------------------- */
+
+/* One of the side tables (tags, attributes, links) being merged: its
+ * statement and whether it holds an unread row. */
+typedef struct aud_side {
+    sqlite3_stmt *st;
+    int row; /* 1: a row is loaded; 0: exhausted */
+} aud_side;
+
+static int aud_open(store *s, enum stmt_id id, const char *shop, const char *after, aud_side *a,
+                    char *err, size_t errlen)
+{
+    int rc = pair_stmt(s, id, shop, after, &a->st, err, errlen);
+    if (rc == 0)
+        rc = a->row = step(s, a->st, "read audience", err, errlen);
+    return rc < 0 ? rc : 0;
+}
+
+/* Hands the side's rows of user to emit, skipping rows of users the friend
+ * walk left out (blocked ones). Both walks are in user order, so each row
+ * is looked at once. */
+static int aud_side_rows(store *s, aud_side *a, const char *user,
+                         int (*emit)(sqlite3_stmt *st, const store_audience *cb),
+                         const store_audience *cb, char *err, size_t errlen)
+{
+    int rc = 0;
+    while (rc == 0 && a->row == 1) {
+        int c = strcmp(col_str(a->st, 0), user);
+        if (c > 0)
+            break;
+        if (c == 0 && (rc = emit(a->st, cb)) != 0)
+            break;
+        if ((a->row = step(s, a->st, "read audience", err, errlen)) < 0)
+            rc = a->row;
+    }
+    return rc;
+}
+
+static int emit_tag(sqlite3_stmt *st, const store_audience *cb)
+{
+    return cb->tag != NULL ? cb->tag(cb->arg, col_str(st, 1)) : 0;
+}
+
+static int emit_attr(sqlite3_stmt *st, const store_audience *cb)
+{
+    return cb->attr != NULL
+               ? cb->attr(cb->arg, col_str(st, 1), sqlite3_column_int(st, 2), col_str(st, 3))
+               : 0;
+}
+
+static int emit_link(sqlite3_stmt *st, const store_audience *cb)
+{
+    return cb->link != NULL ? cb->link(cb->arg, col_str(st, 1), col_str(st, 2)) : 0;
+}
+
+static int aud_friend(store *s, aud_side side[3], sqlite3_stmt *fst, const store_audience *cb,
+                      char *err, size_t errlen)
+{
+    store_friend f;
+    friend_from_row(fst, &f);
+    int rc = aud_side_rows(s, &side[0], f.user, emit_tag, cb, err, errlen);
+    if (rc == 0)
+        rc = aud_side_rows(s, &side[1], f.user, emit_attr, cb, err, errlen);
+    if (rc == 0)
+        rc = aud_side_rows(s, &side[2], f.user, emit_link, cb, err, errlen);
+    return rc != 0 ? rc : cb->row(cb->arg, &f);
+}
+
+int store_friends_audience(store *s, const char *shop, const char *after, int following_only,
+                           const store_audience *cb, char *err, size_t errlen)
+{
+    static const enum stmt_id sides[3] = {Q_FR_AUD_TAGS, Q_FR_AUD_ATTRS, Q_FR_AUD_LINKS};
+    after = after != NULL ? after : "";
+    aud_side side[3] = {{0}};
+    sqlite3_stmt *fst = NULL;
+    int rc = pair_stmt(s, following_only ? Q_FR_AUD_FOLLOWING : Q_FR_AUD_FRIENDS, shop, after, &fst,
+                       err, errlen);
+    for (int i = 0; rc == 0 && i < 3; i++)
+        rc = aud_open(s, sides[i], shop, after, &side[i], err, errlen);
+    while (rc == 0 && (rc = step(s, fst, "read friends", err, errlen)) == 1)
+        rc = aud_friend(s, side, fst, cb, err, errlen);
+    if (fst != NULL)
+        sqlite3_reset(fst);
+    for (int i = 0; i < 3; i++)
+        if (side[i].st != NULL)
+            sqlite3_reset(side[i].st);
+    return rc;
+}
+
 /* ---- outbox ------------------------------------------------------------- */
 
 /* Binds a string or SQL NULL. */
@@ -2520,4 +2651,21 @@ int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen)
     if (rc != 0)
         return rc;
     return query_int(s, st, "count pending sends", count, err, errlen);
+}
+
+int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
+                            store_tag_state_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_OB_TAG_STATES, shop, tag_prefix, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "count sends by tag", err, errlen)) == 1) {
+        int stop = cb(arg, col_str(st, 0), sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
 }

@@ -188,6 +188,13 @@ int store_kv_cas(store *s, int64_t instance, const char *key, const void *expect
 int store_kv_incr(store *s, int64_t instance, const char *key, int64_t delta, int64_t *result,
                   char *err, size_t errlen);
 
+/* Calls cb for each key of the instance starting with prefix, in key order
+ * (a nonzero return stops the walk and is returned); key and val are valid
+ * during the call only. */
+typedef int (*store_kv_cb)(void *arg, const char *key, const void *val, size_t len);
+int store_kv_prefix(store *s, int64_t instance, const char *prefix, store_kv_cb cb, void *arg,
+                    char *err, size_t errlen);
+
 /* ---- outbox: LINE API calls waiting to be sent ------------------------ */
 
 /* Outbox row states. A row is inserted PENDING in the handler's transaction
@@ -259,6 +266,13 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
 
 /* Rows still PENDING (for /metrics). */
 int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen);
+
+/* For each (tag, state) of the shop's rows whose tag starts with
+ * tag_prefix: cb with the number of rows (a report of tagged sends; stop
+ * rules as store_kv_prefix). Not indexed: one scan of the shop's rows. */
+typedef int (*store_tag_state_cb)(void *arg, const char *tag, int state, int64_t rows);
+int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
+                            store_tag_state_cb cb, void *arg, char *err, size_t errlen);
 
 /* ---- friends: the registry of each shop's LINE friends (schema 6) -----
  *
@@ -356,6 +370,25 @@ int store_friend_by_link(store *s, const char *shop, const char *source, const c
 typedef int (*store_link_cb)(void *arg, const char *source, const char *member);
 int store_friend_links(store *s, const char *shop, const char *user, store_link_cb cb, void *arg,
                        char *err, size_t errlen);
+
+/* The audience walk (broadcasts, `kizuna friends`): every friend of the shop
+ * after user `after` ("" or NULL from the start), in user id order, only
+ * those following when following_only, each with its tags, attributes and
+ * links. Four statements stream in user order and are merged here, so
+ * there is no query per friend and memory does not grow with the number of
+ * friends. For each friend: tag / attr / link (each may be NULL) for its
+ * rows, then row with the registry row. A nonzero return of any callback
+ * stops the walk and is returned. Pointers are valid during the call only;
+ * the callbacks must not walk the friends again on this connection. */
+typedef struct store_audience {
+    store_tag_cb tag;
+    store_attr_cb attr;
+    store_link_cb link;
+    store_friend_cb row;
+    void *arg;
+} store_audience;
+int store_friends_audience(store *s, const char *shop, const char *after, int following_only,
+                           const store_audience *cb, char *err, size_t errlen);
 
 /* ---- small key/value of the core itself (virtual clock, …) ------------ */
 

@@ -350,10 +350,11 @@ static void status_json(void **state)
     assert_string_equal(jstr(json_object_array_get_idx(shops, 0), "name"), "Shop A");
     assert_string_equal(jstr(json_object_array_get_idx(shops, 1), "id"), "b");
     assert_true(json_object_object_get_ex(o, "instances", &insts));
-    /* a: core.friends and fx_counter; b: core.friends */
-    assert_int_equal(json_object_array_length(insts), 3);
+    /* a: core.friends, core.broadcast and fx_counter; b: the core's two */
+    assert_int_equal(json_object_array_length(insts), 5);
     assert_string_equal(jstr(json_object_array_get_idx(insts, 0), "plugin"), "core.friends");
-    json_object *i = json_object_array_get_idx(insts, 1);
+    assert_string_equal(jstr(json_object_array_get_idx(insts, 1), "plugin"), "core.broadcast");
+    json_object *i = json_object_array_get_idx(insts, 2);
     assert_string_equal(jstr(i, "shop"), "a");
     assert_string_equal(jstr(i, "plugin"), "fx_counter");
     assert_int_equal(jbool(i, "enabled"), 1);

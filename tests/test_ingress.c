@@ -80,7 +80,8 @@ static int setup(void **state)
     assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
     int opened = app_open_instances(&e->a, e->b);
     assert_int_equal(opened, 2);
-    assert_int_equal(bus_instance_count(e->b), 2 + e->a.c->nshops); /* + core.friends */
+    /* + core.friends and core.broadcast of each shop */
+    assert_int_equal(bus_instance_count(e->b), 2 + 2 * e->a.c->nshops);
     assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
     assert_int_equal(metrics_new(&e->m), 0);
     ingress_options io = {
