@@ -307,17 +307,6 @@ int friendapi_link(kz_ctx *ctx, const char *user, const char *source, const char
 
 /* ---- segments and time ---------------------------------------------------- */
 
-/* The shop's declared attributes as the segment compiler's schema. */
-static segment_schema schema_of(const cfg_shop *cs, segment_attr_def *defs, size_t max)
-{
-    static const segment_type types[] = {SEGMENT_STRING, SEGMENT_NUMBER, SEGMENT_DATE,
-                                         SEGMENT_BOOL};
-    size_t n = 0;
-    for (size_t i = 0; cs != NULL && i < cs->nfriend_attrs && n < max; i++, n++)
-        defs[n] = (segment_attr_def){cs->friend_attrs[i].name, types[cs->friend_attrs[i].type]};
-    return (segment_schema){defs, n};
-}
-
 int friendapi_segment_compile(kz_shop *shop, const kz_setting *s, kz_segment **out, char *err,
                               size_t errlen)
 {
@@ -335,11 +324,8 @@ int friendapi_segment_compile(kz_shop *shop, const kz_setting *s, kz_segment **o
     for (size_t i = 0; c != NULL && i < c->nshops; i++)
         if (strcmp(c->shops[i].id, shop->inst->shop_id) == 0)
             cs = &c->shops[i];
-    segment_attr_def defs[64];
-    segment_schema schema = schema_of(cs, defs, 64);
     segment_error e = {0};
-    int rc =
-        segment_compile(expr, cs != NULL && cs->nfriend_attrs > 0 ? &schema : NULL, &ks->seg, &e);
+    int rc = friend_view_compile(cs, expr, &ks->seg, &e);
     if (rc != 0) {
         free(ks);
         char msg[320];
@@ -375,13 +361,7 @@ int friendapi_segment_match(kz_ctx *ctx, const kz_segment *seg, const char *user
         return store_error(rc, "kz_segment_match", err);
     segment_friend f;
     friend_view_segment(&v, &f);
-    kz_local_time lt;
-    segment_now now = {.ms = clock_now_ms()};
-    tz_local(ctx->inst->timezone, now.ms, &lt);
-    now.year = lt.year;
-    now.month = lt.month;
-    now.day = lt.day;
-    now.weekday = lt.weekday;
+    segment_now now = friend_view_now(ctx->inst->timezone, clock_now_ms());
     rc = segment_eval(seg->seg, &f, &now);
     friend_view_free(&v);
     return rc;
