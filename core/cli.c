@@ -822,7 +822,12 @@ static int cmd_sandbox(const args *a)
     } else if (status != 200) {
         json_object *o = json_tokener_parse(resp);
         const char *msg = jget(o, "message");
-        fprintf(stderr, "kizuna sandbox: %s\n", msg ? msg : resp);
+        /* the shop is in this file, so the sandbox answering is not ours */
+        int other = msg != NULL && strncmp(msg, "unknown shop", 12) == 0 &&
+                    find_shop(c, a->rest[1]) != NULL;
+        fprintf(stderr, "kizuna sandbox: %s%s%s%s\n", msg ? msg : resp,
+                other ? " — the sandbox on " : "", other ? c->sandbox.listen : "",
+                other ? " runs another configuration (another kizuna on that port?)" : "");
         json_object_put(o);
         exit_code = 1;
     } else if (inbox && a->json) {
