@@ -119,8 +119,8 @@ static int publish_continue(kz_ctx *ctx, const char *id)
 typedef struct chunk {
     const segment *seg;
     segment_now now;
-    char to[BROADCAST_CHUNK][34];
-    const char *to_list[BROADCAST_CHUNK];
+    char to[BROADCAST_CHUNK * BROADCAST_ROWS_PER_CALL][34];
+    const char *to_list[BROADCAST_CHUNK * BROADCAST_ROWS_PER_CALL];
     size_t n;
     long examined;
     char last[64]; /* the cursor after this chunk */
@@ -138,11 +138,12 @@ static int take(void *arg, friend_view *v)
         c->to_list[c->n] = c->to[c->n];
         c->n++;
     }
-    return c->n == BROADCAST_CHUNK || c->examined == BROADCAST_SCAN;
+    return c->n == BROADCAST_CHUNK * BROADCAST_ROWS_PER_CALL || c->examined == BROADCAST_SCAN;
 }
 
-/* The multicast of this chunk, through the same slot as a plugin's send:
- * checked, written to the outbox with its retry key in the savepoint. */
+/* The multicast of this call's recipients, through the same slot as a
+ * plugin's send: checked, split into rows of 500 in recipient order, each
+ * written to the outbox with its retry key in the savepoint. */
 static int queue_multicast(kz_ctx *ctx, json_object *rec, const chunk *c, char *herr,
                            size_t herrlen)
 {
@@ -163,7 +164,7 @@ static int queue_multicast(kz_ctx *ctx, json_object *rec, const chunk *c, char *
 /* Walks from the cursor, queues what it found and moves the record on. */
 static int run_chunk(kz_ctx *ctx, json_object *rec, const segment *seg, char *herr, size_t herrlen)
 {
-    chunk *c = calloc(1, sizeof *c); /* 17 KB of ids: not on a worker's stack */
+    chunk *c = calloc(1, sizeof *c); /* 170 KB of ids: not on a worker's stack */
     if (c == NULL)
         return KZ_ENOMEM;
     c->seg = seg;
@@ -180,7 +181,8 @@ static int run_chunk(kz_ctx *ctx, json_object *rec, const segment *seg, char *he
         if (c->examined > 0)
             set_str(rec, "cursor", c->last);
         set_int(rec, "recipients", jint(rec, "recipients") + (int64_t)c->n);
-        set_int(rec, "chunks", jint(rec, "chunks") + (c->n > 0));
+        set_int(rec, "chunks",
+                jint(rec, "chunks") + (int64_t)((c->n + BROADCAST_CHUNK - 1) / BROADCAST_CHUNK));
         set_str(rec, "state", more ? "sending" : "done");
     }
     free(c);

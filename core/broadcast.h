@@ -1,7 +1,8 @@
 /*
  * broadcast — the core's built-in bus instance `core.broadcast` of every
  * shop: segment broadcasts (docs/broadcast.md) sent as multicasts of up to
- * 500 recipients through the outbox, one chunk per handler call.
+ * 500 recipients through the outbox, up to BROADCAST_ROWS_PER_CALL of them
+ * per handler call.
  *
  *   broadcast.requested {"id","segment","messages","requestedBy","estimate"}
  *        creates the broadcast's record and queues its first chunk
@@ -9,12 +10,13 @@
  *   broadcast.cancel    {"id"}   no chunk is queued after this one
  *   broadcast.done      {"id","state","recipients","chunks"}   published
  *
- * A chunk is: the next friends after the record's cursor (user order,
- * following only) that the segment matches, up to 500; one multicast
- * outbox row tagged "broadcast:<id>"; the cursor and counters; the next
- * event. All of it is written in the handler's savepoint, so a crash keeps
- * a whole chunk or none of it: each recipient is queued exactly once, and
- * the outbox's retry key makes the send itself exactly once.
+ * A handler call takes the next friends after the record's cursor (user
+ * order, following only) that the segment matches, up to 500 ×
+ * BROADCAST_ROWS_PER_CALL, as multicast outbox rows of 500 ("chunks")
+ * tagged "broadcast:<id>"; the cursor and counters; the next event. All of
+ * it is written in the handler's savepoint, so a crash keeps a whole call's
+ * rows or none of them: each recipient is queued exactly once, and the
+ * outbox's retry key makes the send itself exactly once.
  *
  * The record is the instance's kv value "broadcast:<id>", a JSON object:
  * id, segment, messages (array), requestedBy, requestedAt (ms), estimate,
@@ -32,8 +34,13 @@
 #include "loader.h"
 
 #define BROADCAST_INSTANCE "core.broadcast"
-#define BROADCAST_CHUNK 500        /* recipients per multicast (LINE's limit) */
-#define BROADCAST_SCAN 50000       /* friends examined per handler call at most */
+#define BROADCAST_CHUNK 500  /* recipients per multicast (LINE's limit) */
+#define BROADCAST_SCAN 50000 /* friends examined per handler call at most */
+/* Multicasts queued per handler call at most: one event a call would cap a
+ * broadcast at the bus's event rate (tens a second), far below LINE's
+ * 200 multicasts a second; ten keep the sender ahead of the limit while a
+ * call's transaction stays small (5,000 ids). */
+#define BROADCAST_ROWS_PER_CALL 10
 #define BROADCAST_KEY "broadcast:" /* kv key and outbox tag prefix */
 #define BROADCAST_ID_MAX 64
 
