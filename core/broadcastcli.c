@@ -146,9 +146,9 @@ static json_object *api_get(const char *base, const char *path, const char *toke
     if (sandbox_http_auth("GET", url, token, NULL, &status, &resp, err, sizeof err) != 0)
         snprintf(why, whylen, "%s", err);
     else if (status != 200)
-        snprintf(why, whylen, "GET %s: HTTP %ld %s", url, status, resp ? resp : "");
+        snprintf(why, whylen, "GET %.200s: HTTP %ld %.200s", url, status, resp ? resp : "");
     else if ((o = json_tokener_parse(resp)) == NULL)
-        snprintf(why, whylen, "GET %s: not JSON", url);
+        snprintf(why, whylen, "GET %.200s: not JSON", url);
     free(resp);
     return o;
 }
