@@ -31,6 +31,7 @@
 #include "ingress.h"
 #include "sandbox.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 
@@ -238,24 +239,17 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-chat-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "chat");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
-            "\"127.0.0.1:0\"; };\n"
-            "shops = ( { id = \"a\"; name = \"Shop A\";\n"
-            "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
-            "\"sandbox\"; }; } );\n",
-            e->dir);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
+                  "\"127.0.0.1:0\"; };\n"
+                  "shops = ( { id = \"a\"; name = \"Shop A\";\n"
+                  "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
+                  "\"sandbox\"; }; } );\n",
+                  e->dir);
     snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&e->a, e->conf);
     bus_options bo = app_bus_options(e->a.c);
     char err[512];
     assert_int_equal(bus_new(&bo, &e->b, err, sizeof err), 0);
@@ -284,9 +278,7 @@ static int teardown(void **state)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }
@@ -534,15 +526,12 @@ static char *cli_richmenu(env *e, const char *user, int json, int *rc)
     char conf[200], out_path[200];
     snprintf(conf, sizeof conf, "%s/cli.conf", e->dir);
     snprintf(out_path, sizeof out_path, "%s/cli.out", e->dir);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
-            "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
-            "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
-            e->dir, e->sandbox_listen, e->store_url);
-    fclose(f);
+    ts_write_file(conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
+                  "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
+                  "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
+                  "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
+                  e->dir, e->sandbox_listen, e->store_url);
     char a0[] = "kizuna", a1[] = "sandbox", a2[] = "-c", a4[] = "richmenu", a5[] = "a",
          a7[] = "--json", u[40];
     snprintf(u, sizeof u, "%s", user);
@@ -556,7 +545,7 @@ static char *cli_richmenu(env *e, const char *user, int json, int *rc)
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
-    f = fopen(out_path, "r");
+    FILE *f = fopen(out_path, "r");
     assert_non_null(f);
     char *out = calloc(1, 8192);
     assert_non_null(out);

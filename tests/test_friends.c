@@ -30,6 +30,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -49,25 +50,19 @@ static env *env_open_with(const char *a_extra)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-friends-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "friends");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
-            "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
-            "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-            " api = \"sandbox\"; }; %s },\n"
-            "          { id = \"b\"; } );\n",
-            e->dir, KZ_FRIEND_FIXTURES, e->dir, a_extra);
-    fclose(f);
+    ts_write_file(
+        e->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+        "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
+        "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
+        "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
+        " api = \"sandbox\"; }; %s },\n"
+        "          { id = \"b\"; } );\n",
+        e->dir, KZ_FRIEND_FIXTURES, e->dir, a_extra);
     clock_use_virtual(T0);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&e->a, e->conf);
     bus_options o = app_bus_options(e->a.c);
     char err[512];
     assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
@@ -87,9 +82,7 @@ static void env_close(env *e)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     clock_use_real();
     free(e);
 }
@@ -398,13 +391,6 @@ static void segment_error_has_column(void **state)
 
 /* ---- end to end: sandbox → ingress → bus → sender → sandbox → registry ---- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void profile_end_to_end(void **state)
 {
     (void)state;
@@ -438,13 +424,9 @@ static void profile_end_to_end(void **state)
     store_sbx_user u;
     assert_int_equal(store_sbx_user_get(sbx, "a", U1, &u, err, sizeof err), 0);
     store_close(sbx);
-    int64_t until = mono_ms() + 8000;
     store_friend f = {0};
-    while (store_friend_get(e->st, "a", U1, &f, err, sizeof err) != 0 || f.profile_ms == 0) {
-        if (mono_ms() > until)
-            fail_msg("no profile after 8 s");
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    }
+    TS_WAIT(store_friend_get(e->st, "a", U1, &f, err, sizeof err) == 0 && f.profile_ms != 0, 8000,
+            "no profile after 8 s");
     assert_string_equal(f.display_name, u.display_name);
     assert_int_equal(f.following, 1);
     sender_stop(snd);

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "webhook.h"
+#include "support.h"
 
 #define SECRET "s3cret"
 #define MAX_BODY 4096
@@ -53,27 +54,20 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-ingress-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "ingress");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 2;\n"
-            "  batch = 64; log_level = \"error\"; max_body = %d; };\n"
-            "shops = (\n"
-            "  { id = \"a\";\n"
-            "    line = { channel_secret = \"" SECRET "\"; access_token = \"t\";"
-            " api = \"sandbox\"; };\n"
-            "    plugins = { fx_counter = { subscribe = [ \"line.*\" ]; }; }; },\n"
-            "  { id = \"b\"; plugins = { fx_counter = { }; }; }\n"
-            ");\n",
-            e->dir, KZ_BUS_FIXTURES, MAX_BODY);
-    fclose(f);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 2;\n"
+                  "  batch = 64; log_level = \"error\"; max_body = %d; };\n"
+                  "shops = (\n"
+                  "  { id = \"a\";\n"
+                  "    line = { channel_secret = \"" SECRET "\"; access_token = \"t\";"
+                  " api = \"sandbox\"; };\n"
+                  "    plugins = { fx_counter = { subscribe = [ \"line.*\" ]; }; }; },\n"
+                  "  { id = \"b\"; plugins = { fx_counter = { }; }; }\n"
+                  ");\n",
+                  e->dir, KZ_BUS_FIXTURES, MAX_BODY);
+    ts_app_prepare(&e->a, e->conf);
     assert_int_equal(e->a.c->max_body, MAX_BODY);
     bus_options o = app_bus_options(e->a.c);
     char err[512];
@@ -95,28 +89,13 @@ static int setup(void **state)
 
 static const bus_instance *inst_of(env *e, const char *shop, const char *plugin)
 {
-    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
-        const bus_instance *in = bus_instance_at(e->b, i);
-        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, plugin) == 0)
-            return in;
-    }
-    fail_msg("no instance %s/%s", shop, plugin);
-    return NULL;
+    return ts_instance(e->b, shop, plugin);
 }
 
 /* A stored counter, or 0 when the key is absent. */
 static long kv(env *e, const char *shop, const char *plugin, const char *key)
 {
-    void *val = NULL;
-    size_t len;
-    char err[256];
-    int rc = store_kv_get(e->st, inst_of(e, shop, plugin)->id, key, &val, &len, err, sizeof err);
-    if (rc == KZ_ENOTFOUND)
-        return 0;
-    assert_int_equal(rc, 0);
-    long n = atol(val);
-    free(val);
-    return n;
+    return ts_kv_long(e->st, inst_of(e, shop, plugin)->id, key, 0);
 }
 
 static int64_t max_id(env *e, const char *shop)
@@ -130,9 +109,7 @@ static int64_t max_id(env *e, const char *shop)
 /* Events of the shop stored after id `after`. */
 static size_t events_after(env *e, const char *shop, int64_t after, store_batch *b)
 {
-    char err[256];
-    assert_int_equal(store_events_after(e->st, shop, after, 100000, b, err, sizeof err), 0);
-    return b->n;
+    return ts_events_after(e->st, shop, after, b);
 }
 
 static int teardown(void **state)
@@ -152,9 +129,7 @@ static int teardown(void **state)
     store_close(e->st);
     metrics_free(e->m);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }

@@ -28,6 +28,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -57,16 +58,14 @@ static const char shop_plugins[] =
 
 static void write_conf(live *l)
 {
-    FILE *f = fopen(l->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
-            "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
-            "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-            " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
-            l->dir, KZ_PLUGIN_DIR, l->dir, shop_plugins);
-    fclose(f);
+    ts_write_file(
+        l->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+        "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
+        "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
+        "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
+        " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
+        l->dir, KZ_PLUGIN_DIR, l->dir, shop_plugins);
 }
 
 static void start_sender(live *l, const char *sbx_base)
@@ -85,8 +84,7 @@ static void start_sender(live *l, const char *sbx_base)
 static int up(void **state)
 {
     live *l = calloc(1, sizeof *l);
-    strcpy(l->dir, "/tmp/kz-live-XXXXXX");
-    assert_non_null(mkdtemp(l->dir));
+    ts_tmpdir(l->dir, sizeof l->dir, "live");
     snprintf(l->conf, sizeof l->conf, "%s/kizuna.conf", l->dir);
     write_conf(l);
     if (app_prepare(&l->a, l->conf, 1) > 0) {
@@ -123,9 +121,7 @@ static int down(void **state)
     store_close(l->st);
     store_close(l->sbx);
     app_free(&l->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", l->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(l->dir);
     free(l);
     return 0;
 }
@@ -152,27 +148,20 @@ static int on_msg(void *arg, const store_sbx_msg *m)
     return 0;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Waits until user has n messages; returns them, one a line. */
 static const char *wait_inbox(live *l, const char *user, int n)
 {
     static inbox in;
     char err[256];
-    int64_t until = mono_ms() + 8000;
+    int64_t until = ts_mono_ms() + 8000;
     for (;;) {
         in = (inbox){0};
         assert_int_equal(store_sbx_inbox(l->sbx, "a", user, on_msg, &in, err, sizeof err), 0);
         if (in.n >= n)
             break;
-        if (mono_ms() > until)
+        if (ts_mono_ms() > until)
             fail_msg("%s: %d message(s) after 8 s, want %d", user, in.n, n);
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+        ts_nap_ms(10);
     }
     assert_int_equal(in.n, n);
     return in.all;

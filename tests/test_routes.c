@@ -37,6 +37,7 @@
 #include "metrics.h"
 #include "routes.h"
 #include "store.h"
+#include "support.h"
 
 #define MAX_BODY 4096
 #define USER "U4af4980629aaaaaaaaaaaaaaaaaaaaaa"
@@ -240,32 +241,25 @@ typedef struct env {
 
 static void write_conf(env *e)
 {
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 1;\n"
-            "  log_level = \"error\"; max_body = %d; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; plugins = { fx_routes = { block_dir = \"%s\"; }; }; },\n"
-            "  { id = \"b\"; plugins = { fx_routes = { fail_open = true; }; }; },\n"
-            "  { id = \"c\"; plugins = { }; }\n"
-            ");\n",
-            e->dir, KZ_ROUTES_FIXTURES, MAX_BODY, e->dir);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 1;\n"
+                  "  log_level = \"error\"; max_body = %d; };\n"
+                  "shops = (\n"
+                  "  { id = \"a\"; plugins = { fx_routes = { block_dir = \"%s\"; }; }; },\n"
+                  "  { id = \"b\"; plugins = { fx_routes = { fail_open = true; }; }; },\n"
+                  "  { id = \"c\"; plugins = { }; }\n"
+                  ");\n",
+                  e->dir, KZ_ROUTES_FIXTURES, MAX_BODY, e->dir);
 }
 
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-routes-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "routes");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     write_conf(e);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&e->a, e->conf);
     bus_options o = app_bus_options(e->a.c);
     char err[512];
     assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
@@ -289,9 +283,7 @@ static int teardown(void **state)
     store_close(e->st);
     metrics_free(e->m);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }
@@ -299,37 +291,20 @@ static int teardown(void **state)
 /* The shop's fx_routes instance (the core's friends instance is there too). */
 static const bus_instance *inst_of(env *e, const char *shop)
 {
-    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
-        const bus_instance *in = bus_instance_at(e->b, i);
-        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, "fx_routes") == 0)
-            return in;
-    }
-    fail_msg("no instance of shop %s", shop);
-    return NULL;
+    return ts_instance(e->b, shop, "fx_routes");
 }
 
 /* A kv value of shop a's fx_routes as text, or "" when absent. */
 static const char *kv(env *e, const char *key)
 {
     static char out[4096];
-    void *val = NULL;
-    size_t len;
-    char err[256];
-    int rc = store_kv_get(e->st, inst_of(e, "a")->id, key, &val, &len, err, sizeof err);
-    out[0] = '\0';
-    if (rc == KZ_ENOTFOUND)
-        return out;
-    assert_int_equal(rc, 0);
-    snprintf(out, sizeof out, "%.*s", (int)len, (const char *)val);
-    free(val);
+    ts_kv(e->st, inst_of(e, "a")->id, key, out, sizeof out);
     return out;
 }
 
 static size_t events_after(env *e, int64_t after, store_batch *b)
 {
-    char err[256];
-    assert_int_equal(store_events_after(e->st, "a", after, 100000, b, err, sizeof err), 0);
-    return b->n;
+    return ts_events_after(e->st, "a", after, b);
 }
 
 static size_t stored_count(env *e)

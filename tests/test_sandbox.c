@@ -30,6 +30,7 @@
 #include "ingress.h"
 #include "sandbox.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -50,20 +51,18 @@ typedef struct env {
 static void write_conf(env *e)
 {
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
-            "\"127.0.0.1:0\"; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; name = \"Shop A\";\n"
-            "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
-            "\"sandbox\"; }; },\n"
-            "  { id = \"b\"; line = { channel_secret = \"sec-b\"; access_token = \"tok-b\"; }; },\n"
-            "  { id = \"c\"; }\n"
-            ");\n",
-            e->dir);
-    fclose(f);
+    ts_write_file(
+        e->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
+        "\"127.0.0.1:0\"; };\n"
+        "shops = (\n"
+        "  { id = \"a\"; name = \"Shop A\";\n"
+        "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
+        "\"sandbox\"; }; },\n"
+        "  { id = \"b\"; line = { channel_secret = \"sec-b\"; access_token = \"tok-b\"; }; },\n"
+        "  { id = \"c\"; }\n"
+        ");\n",
+        e->dir);
 }
 
 static void start(env *e, const sandbox_options *extra)
@@ -85,8 +84,7 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-sandbox-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "sandbox");
     write_conf(e);
     snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
     diag d = {0};
@@ -111,9 +109,7 @@ static int teardown(void **state)
     env *e = *state;
     sandbox_stop(e->sb);
     cfg_free(e->c);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }
@@ -781,10 +777,7 @@ typedef struct daemon_env {
 static void daemon_up(env *e, daemon_env *d)
 {
     memset(d, 0, sizeof *d);
-    if (app_prepare(&d->a, e->conf, 0) > 0) {
-        diag_print(&d->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&d->a, e->conf);
     bus_options bo = app_bus_options(d->a.c);
     char err[512];
     assert_int_equal(bus_new(&bo, &d->b, err, sizeof err), 0);

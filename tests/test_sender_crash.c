@@ -36,6 +36,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define ROWS 24
 
@@ -90,13 +91,6 @@ static int child_main(const char *conf, const char *base)
 
 /* ---- the parent ------------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static pid_t spawn(const char *conf, const char *base)
 {
     pid_t pid = fork();
@@ -146,25 +140,20 @@ static int on_msg(void *arg, const store_sbx_msg *m)
 static void test_sigkill_while_sandbox_is_slow(void **state)
 {
     (void)state;
-    char dir[64] = "/tmp/kz-sender-crash-XXXXXX", conf[128], sbx_url[128], base[64];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], conf[128], sbx_url[128], base[64];
+    ts_tmpdir(dir, sizeof dir, "sender-crash");
     snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; };\n"
-            "shops = ( { id = \"a\";\n"
-            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };"
-            " } );\n",
-            dir);
-    fclose(f);
+    ts_write_file(
+        conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; };\n"
+        "shops = ( { id = \"a\";\n"
+        "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };"
+        " } );\n",
+        dir);
     snprintf(sbx_url, sizeof sbx_url, "sqlite:%s/sandbox.db", dir);
 
     app a = {0};
-    if (app_prepare(&a, conf, 0) > 0) {
-        diag_print(&a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&a, conf);
     char err[512];
     sandbox_options so = {.listen = "127.0.0.1:0",
                           .store_url = sbx_url,
@@ -204,9 +193,9 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
 
     /* run, kill while sends are in flight */
     pid_t pid = spawn(conf, base);
-    int64_t until = mono_ms() + 20000;
+    int64_t until = ts_mono_ms() + 20000;
     counts c;
-    while ((c = count_rows(st, ids)).sent < 4 && mono_ms() < until)
+    while ((c = count_rows(st, ids)).sent < 4 && ts_mono_ms() < until)
         nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
     assert_true(c.sent >= 4);
     assert_true(c.sent < ROWS);
@@ -222,8 +211,8 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
 
     /* restart: everything ends SENT */
     pid = spawn(conf, base);
-    until = mono_ms() + 30000;
-    while ((c = count_rows(st, ids)).sent < ROWS && c.other == 0 && mono_ms() < until)
+    until = ts_mono_ms() + 30000;
+    while ((c = count_rows(st, ids)).sent < ROWS && c.other == 0 && ts_mono_ms() < until)
         nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
     assert_int_equal(kill(pid, SIGTERM), 0);
     assert_int_equal(waitpid(pid, &wst, 0), pid);
@@ -257,9 +246,7 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     store_close(sbx);
     sandbox_stop(sb);
     app_free(&a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(dir);
 }
 
 int main(int argc, char **argv)
