@@ -109,6 +109,8 @@ long ts_http(CURL *h, const char *method, const char *url, const char *const *he
     curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* Tests send odd paths ("../", "//") on purpose: no normalising. */
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         hdrs = curl_slist_append(hdrs, headers[i]);

@@ -73,8 +73,8 @@ enum {
     TS_HTTP_MAY_FAIL = 1, /* a transport error is recorded in curl, not a failure */
 };
 
-/* method on url with extra request headers (a NULL-terminated array of
- * "Name: value", or NULL) and body (len bytes; NULL sends none, POST with
+/* method on url (sent as written, no path normalising) with extra request headers (a
+ * NULL-terminated array of "Name: value", or NULL) and body (len bytes; NULL sends none, POST with
  * NULL sends an empty body). "Expect:" is always sent so that curl never
  * waits for a 100 Continue. Fills out; returns out->code. h: a handle to
  * reuse (keep-alive; reset first) or NULL for a fresh one. */
