@@ -135,7 +135,10 @@ long ts_http(CURL *h, const char *method, const char *url, const char *const *he
 
 const char *ts_header(const ts_resp *r, const char *name)
 {
-    static char out[1024];
+    /* A few buffers in turn, so one assertion can compare two headers. */
+    static char ring[4][1024];
+    static unsigned turn;
+    char *out = ring[turn++ % 4];
     size_t nl = strlen(name);
     out[0] = '\0';
     for (const char *line = r->headers; *line != '\0';) {
@@ -147,7 +150,7 @@ const char *ts_header(const ts_resp *r, const char *name)
                 v++;
             while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
                 end--;
-            snprintf(out, sizeof out, "%.*s", (int)(end - v), v);
+            snprintf(out, sizeof ring[0], "%.*s", (int)(end - v), v);
             return out;
         }
         line = eol != NULL ? eol + 1 : end;

@@ -82,8 +82,8 @@ long ts_http(CURL *h, const char *method, const char *url, const char *const *he
              const void *body, size_t len, int flags, ts_resp *out);
 
 /* The value of response header name (case-insensitive, spaces and CRLF
- * trimmed), "" when absent. The text lives in a static buffer, valid until
- * the next call: tests compare it at once. */
+ * trimmed), "" when absent. The text lives in static storage that the
+ * fourth call after reuses: compare it at once, or copy it. */
 const char *ts_header(const ts_resp *r, const char *name);
 
 /* ---- store ---------------------------------------------------------------- */

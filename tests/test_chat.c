@@ -283,34 +283,15 @@ static int teardown(void **state)
     return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
 /* The shop pushes `messages` to the user, as kizuna's sender would. */
 static void push(env *e, const char *to, const char *messages)
 {
     char url[128], *body = NULL;
     snprintf(url, sizeof url, "http://%s/v2/bot/message/push", e->sandbox_listen);
     assert_true(asprintf(&body, "{\"to\":\"%s\",\"messages\":%s}", to, messages) > 0);
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
-    hs = curl_slist_append(hs, "Authorization: Bearer tok-a");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(h), CURLE_OK);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    assert_int_equal(code, 200);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
+    const char *hs[] = {"Content-Type: application/json", "Authorization: Bearer tok-a", NULL};
+    ts_resp r;
+    assert_int_equal(ts_http(NULL, "POST", url, hs, body, strlen(body), 0, &r), 200);
     free(body);
 }
 
@@ -483,27 +464,13 @@ static char *api(env *e, const char *path, const char *ctype, const void *data, 
     char url[256], hdr[96];
     snprintf(url, sizeof url, "http://%s%s", e->sandbox_listen, path);
     snprintf(hdr, sizeof hdr, "Content-Type: %s", ctype);
-    char *body = NULL;
-    size_t blen = 0;
-    FILE *f = open_memstream(&body, &blen);
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    struct curl_slist *hs = curl_slist_append(NULL, hdr);
-    hs = curl_slist_append(hs, "Authorization: Bearer tok-a");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(h), CURLE_OK);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
-    fclose(f);
-    if (code != want)
-        fail_msg("%s answered %ld: %s", path, code, body);
+    const char *hs[] = {hdr, "Authorization: Bearer tok-a", NULL};
+    ts_resp r;
+    ts_http(NULL, "POST", url, hs, data, len, 0, &r);
+    if (r.code != want)
+        fail_msg("%s answered %ld: %s", path, r.code, r.body);
+    char *body = strdup(r.body);
+    assert_non_null(body);
     return body;
 }
 
