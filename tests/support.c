@@ -200,3 +200,24 @@ size_t ts_events_after(store *st, const char *shop, int64_t after, store_batch *
         fail_msg("events of %s after %lld: %s", shop, (long long)after, err);
     return b->n;
 }
+
+static int on_inbox_msg(void *arg, const store_sbx_msg *m)
+{
+    ts_inbox *in = arg;
+    in->n++;
+    snprintf(in->endpoint, sizeof in->endpoint, "%s", m->endpoint);
+    snprintf(in->request_id, sizeof in->request_id, "%s", m->request_id);
+    snprintf(in->message, sizeof in->message, "%s", m->message);
+    size_t used = strlen(in->all);
+    snprintf(in->all + used, sizeof in->all - used, "%s\n", m->message);
+    return 0;
+}
+
+int ts_inbox_get(store *sbx, const char *shop, const char *user, ts_inbox *out)
+{
+    char err[256];
+    memset(out, 0, sizeof *out);
+    if (store_sbx_inbox(sbx, shop, user, on_inbox_msg, out, err, sizeof err) != 0)
+        fail_msg("inbox of %s at %s: %s", user, shop, err);
+    return out->n;
+}

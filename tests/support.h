@@ -98,6 +98,20 @@ int ts_kv(store *st, int64_t instance, const char *key, char *out, size_t outlen
 /* A stored counter (the fixtures keep numbers as text), or absent. */
 long ts_kv_long(store *st, int64_t instance, const char *key, long absent);
 
+/* A sandbox user's inbox as read back from the sandbox's store. */
+typedef struct ts_inbox {
+    int n; /* messages */
+    /* the newest message's */
+    char endpoint[32], request_id[80], message[512];
+    /* every message, one a line, oldest first (truncated past the size):
+     * requests in flight together may arrive in any order */
+    char all[8192];
+} ts_inbox;
+
+/* Reads user's inbox at shop from sbx (the sandbox's store) into out;
+ * returns out->n. */
+int ts_inbox_get(store *sbx, const char *shop, const char *user, ts_inbox *out);
+
 /* Events of shop stored after id after, into b (store_batch_free). */
 size_t ts_events_after(store *st, const char *shop, int64_t after, store_batch *b);
 

@@ -133,36 +133,12 @@ static void play(live *l, const char *user, enum sandbox_action act, const char 
         fail_msg("play: %s", err);
 }
 
-typedef struct inbox {
-    int n;
-    char all[4096]; /* every message, one a line: requests in flight together may
-                       arrive in any order */
-} inbox;
-
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    inbox *in = arg;
-    in->n++;
-    size_t used = strlen(in->all);
-    snprintf(in->all + used, sizeof in->all - used, "%s\n", m->message);
-    return 0;
-}
-
 /* Waits until user has n messages; returns them, one a line. */
 static const char *wait_inbox(live *l, const char *user, int n)
 {
-    static inbox in;
-    char err[256];
-    int64_t until = ts_mono_ms() + 8000;
-    for (;;) {
-        in = (inbox){0};
-        assert_int_equal(store_sbx_inbox(l->sbx, "a", user, on_msg, &in, err, sizeof err), 0);
-        if (in.n >= n)
-            break;
-        if (ts_mono_ms() > until)
-            fail_msg("%s: %d message(s) after 8 s, want %d", user, in.n, n);
-        ts_nap_ms(10);
-    }
+    static ts_inbox in;
+    TS_WAIT(ts_inbox_get(l->sbx, "a", user, &in) >= n, 8000, "%s: %d message(s) after 8 s, want %d",
+            user, in.n, n);
     assert_int_equal(in.n, n);
     return in.all;
 }

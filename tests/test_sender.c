@@ -265,26 +265,12 @@ static int64_t jint(json_object *o, const char *key)
     return json_object_get_int64(v);
 }
 
-typedef struct inbox {
-    int n;
-    char endpoint[32], request_id[80], message[512];
-} inbox;
-
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    inbox *in = arg;
-    in->n++;
-    snprintf(in->endpoint, sizeof in->endpoint, "%s", m->endpoint);
-    snprintf(in->request_id, sizeof in->request_id, "%s", m->request_id);
-    snprintf(in->message, sizeof in->message, "%s", m->message);
-    return 0;
-}
+typedef ts_inbox inbox;
 
 static inbox inbox_of(env *e, const char *user)
 {
-    inbox in = {0};
-    char err[256];
-    assert_int_equal(store_sbx_inbox(e->sbx, "a", user, on_msg, &in, err, sizeof err), 0);
+    inbox in;
+    ts_inbox_get(e->sbx, "a", user, &in);
     return in;
 }
 

@@ -130,13 +130,6 @@ static counts count_rows(store *st, const int64_t *ids)
     return c;
 }
 
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    (void)m;
-    ++*(int *)arg;
-    return 0;
-}
-
 static void test_sigkill_while_sandbox_is_slow(void **state)
 {
     (void)state;
@@ -228,8 +221,8 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     for (int i = 0; i < ROWS; i++) {
         char user[34];
         user_of(i, user);
-        int n = 0;
-        assert_int_equal(store_sbx_inbox(sbx, "a", user, on_msg, &n, err, sizeof err), 0);
+        ts_inbox in;
+        int n = ts_inbox_get(sbx, "a", user, &in);
         if (n != 1)
             fail_msg("row %d (%s): %d deliveries", i, user, n);
     }
