@@ -51,6 +51,43 @@ void ts_app_prepare(app *a, const char *path)
     }
 }
 
+void ts_bus_new(const app *a, bus **out)
+{
+    bus_options o = app_bus_options(a->c);
+    char err[512];
+    if (bus_new(&o, out, err, sizeof err) != 0)
+        fail_msg("bus_new: %s", err);
+}
+
+store *ts_store_open(const char *url, int sync_mode)
+{
+    store *st = NULL;
+    char err[512];
+    if (store_open(url, sync_mode, &st, err, sizeof err) != 0)
+        fail_msg("store_open %s: %s", url, err);
+    return st;
+}
+
+void ts_ingress_start(const ingress_options *io, ingress **out, char *base, size_t len)
+{
+    char err[512];
+    if (ingress_start(io, out, err, sizeof err) != 0)
+        fail_msg("ingress_start: %s", err);
+    if (ingress_port(*out) == 0)
+        fail_msg("ingress_start: no port");
+    snprintf(base, len, "http://127.0.0.1:%u", ingress_port(*out));
+}
+
+void ts_sandbox_start(const sandbox_options *so, sandbox **out, char *base, size_t len)
+{
+    char err[512];
+    if (sandbox_start(so, out, err, sizeof err) != 0)
+        fail_msg("sandbox_start: %s", err);
+    if (sandbox_port(*out) == 0)
+        fail_msg("sandbox_start: no port");
+    snprintf(base, len, "http://127.0.0.1:%u", sandbox_port(*out));
+}
+
 int64_t ts_mono_ms(void)
 {
     struct timespec t;

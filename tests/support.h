@@ -17,6 +17,8 @@
 
 #include "bus.h"
 #include "daemon.h"
+#include "ingress.h"
+#include "sandbox.h"
 #include "store.h"
 
 /* ---- files ---------------------------------------------------------------- */
@@ -34,6 +36,20 @@ void ts_write_file(const char *path, const char *fmt, ...) __attribute__((format
 /* app_prepare(a, path, 0); when the config is refused, prints every
  * diagnostic to stderr and fails with "config refused". */
 void ts_app_prepare(app *a, const char *path);
+
+/* ---- the parts, started on loopback ------------------------------------- */
+
+/* A bus with the config's options (app_bus_options of a's config); the
+ * caller opens the instances and owns *out (bus_free). */
+void ts_bus_new(const app *a, bus **out);
+
+/* The test's own store connection (store_close). */
+store *ts_store_open(const char *url, int sync_mode);
+
+/* ingress_start / sandbox_start; base receives "http://127.0.0.1:PORT".
+ * The caller owns *out (ingress_stop, sandbox_stop). */
+void ts_ingress_start(const ingress_options *io, ingress **out, char *base, size_t len);
+void ts_sandbox_start(const sandbox_options *so, sandbox **out, char *base, size_t len);
 
 /* ---- time ----------------------------------------------------------------- */
 

@@ -61,19 +61,15 @@ static env *env_open(const char *token, int remote, const char *listen)
         e->dir, KZ_BUS_FIXTURES, token ? "admin_token = \"" : "", token ? token : "",
         token ? "\";" : "", remote ? "true" : "false");
     ts_app_prepare(&e->a, e->conf);
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(app_open_instances(&e->a, e->b), 1);
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     ingress_options io = {.listen = listen,
                           .c = e->a.c,
                           .b = e->b,
                           .store_url = e->a.c->store_url,
                           .sync_mode = e->a.c->sync_mode};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    ts_ingress_start(&io, &e->in, e->base, sizeof e->base);
     return e;
 }
 

@@ -59,13 +59,11 @@ static env *env_open(const char *shops, int allow_open_failures)
     write_conf(e, shops);
     clock_use_virtual(T0);
     ts_app_prepare(&e->a, e->conf);
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     int opened = app_open_instances(&e->a, e->b);
     if (!allow_open_failures) /* plus the core's friends instance per shop */
         assert_int_equal((size_t)opened + e->a.c->nshops, bus_instance_count(e->b));
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     return e;
 }
 
@@ -296,8 +294,7 @@ static void shop_open_failure_is_scoped(void **state)
     /* the refusal names the shop, the plugin and the setting's line */
     char err[1024];
     bus *b2;
-    bus_options o = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&o, &b2, err, sizeof err), 0);
+    ts_bus_new(&e->a, &b2);
     const cfg_shop *shop_b = &e->a.c->shops[1];
     const plugin *p = inst_of(e, "b", "fx_counter")->p;
     assert_int_equal(

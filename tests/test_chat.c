@@ -250,15 +250,12 @@ static int setup(void **state)
                   e->dir);
     snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
     ts_app_prepare(&e->a, e->conf);
-    bus_options bo = app_bus_options(e->a.c);
+    ts_bus_new(&e->a, &e->b);
     char err[512];
-    assert_int_equal(bus_new(&bo, &e->b, err, sizeof err), 0);
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     ingress_options io = {.listen = "127.0.0.1:0", .c = e->a.c, .b = e->b};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->daemon_base, sizeof e->daemon_base, "http://127.0.0.1:%u", ingress_port(e->in));
-    assert_int_equal(store_open(bo.store_url, bo.sync_mode, &e->st, err, sizeof err), 0);
+    ts_ingress_start(&io, &e->in, e->daemon_base, sizeof e->daemon_base);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     sandbox_options so = {.listen = "127.0.0.1:0",
                           .store_url = e->store_url,
                           .c = e->a.c,

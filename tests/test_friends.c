@@ -63,12 +63,10 @@ static env *env_open_with(const char *a_extra)
         e->dir, KZ_FRIEND_FIXTURES, e->dir, a_extra);
     clock_use_virtual(T0);
     ts_app_prepare(&e->a, e->conf);
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     assert_true(bus_instance_count(e->b) >= 2); /* core.friends of each shop */
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     return e;
 }
 
@@ -371,8 +369,7 @@ static void segment_error_has_column(void **state)
                            "    segment = \"attr.age >= \\\"x\\\"\"; }; };");
     char err[1024];
     bus *b2;
-    bus_options o = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&o, &b2, err, sizeof err), 0);
+    ts_bus_new(&e->a, &b2);
     const cfg_shop *a = &e->a.c->shops[0];
     const plugin *p = loader_find(e->a.l, "fx_friend");
     assert_int_equal(bus_add_instance(b2, p, "a", NULL, a->plugins[0].setting, err, sizeof err),
@@ -399,14 +396,11 @@ static void profile_end_to_end(void **state)
     char err[512], base[64], sbx_base[64];
     ingress *in = NULL;
     ingress_options io = {.listen = "127.0.0.1:0", .c = e->a.c, .b = e->b};
-    assert_int_equal(ingress_start(&io, &in, err, sizeof err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", ingress_port(in));
+    ts_ingress_start(&io, &in, base, sizeof base);
     sandbox_options so = sandbox_options_from_cfg(e->a.c);
     so.webhook_base = base;
     sandbox *sb = NULL;
-    if (sandbox_start(&so, &sb, err, sizeof err) != 0)
-        fail_msg("sandbox: %s", err);
-    snprintf(sbx_base, sizeof sbx_base, "http://127.0.0.1:%u", sandbox_port(sb));
+    ts_sandbox_start(&so, &sb, sbx_base, sizeof sbx_base);
     sender_options sn = {.store_url = e->a.c->store_url,
                          .sync_mode = STORE_SYNC_NORMAL,
                          .c = e->a.c,
@@ -420,7 +414,7 @@ static void profile_end_to_end(void **state)
     if (sandbox_play(sb, "a", U1, SANDBOX_FOLLOW, NULL, err, sizeof err) != 0)
         fail_msg("follow: %s", err);
     store *sbx = NULL;
-    assert_int_equal(store_open(so.store_url, STORE_SYNC_NORMAL, &sbx, err, sizeof err), 0);
+    sbx = ts_store_open(so.store_url, STORE_SYNC_NORMAL);
     store_sbx_user u;
     assert_int_equal(store_sbx_user_get(sbx, "a", U1, &u, err, sizeof err), 0);
     store_close(sbx);

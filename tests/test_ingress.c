@@ -69,20 +69,15 @@ static int setup(void **state)
                   e->dir, KZ_BUS_FIXTURES, MAX_BODY);
     ts_app_prepare(&e->a, e->conf);
     assert_int_equal(e->a.c->max_body, MAX_BODY);
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     int opened = app_open_instances(&e->a, e->b);
     assert_int_equal(opened, 2);
     assert_int_equal(bus_instance_count(e->b), 2 + e->a.c->nshops); /* + core.friends */
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     assert_int_equal(metrics_new(&e->m), 0);
     ingress_options io = {
         .listen = "127.0.0.1:0", .max_body = e->a.c->max_body, .c = e->a.c, .b = e->b, .m = e->m};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    assert_true(ingress_port(e->in) != 0);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    ts_ingress_start(&io, &e->in, e->base, sizeof e->base);
     *state = e;
     return 0;
 }

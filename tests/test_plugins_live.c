@@ -91,22 +91,18 @@ static int up(void **state)
         diag_print(&l->a.d, stderr);
         fail_msg("config refused");
     }
-    bus_options o = app_bus_options(l->a.c);
     char err[512], base[64], sbx_base[64];
-    assert_int_equal(bus_new(&o, &l->b, err, sizeof err), 0);
+    ts_bus_new(&l->a, &l->b);
     assert_int_equal(app_open_instances(&l->a, l->b), 2);
     ingress_options io = {.listen = "127.0.0.1:0", .c = l->a.c, .b = l->b};
-    assert_int_equal(ingress_start(&io, &l->in, err, sizeof err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", ingress_port(l->in));
+    ts_ingress_start(&io, &l->in, base, sizeof base);
     sandbox_options so = sandbox_options_from_cfg(l->a.c);
     so.webhook_base = base;
-    if (sandbox_start(&so, &l->sb, err, sizeof err) != 0)
-        fail_msg("sandbox: %s", err);
-    snprintf(sbx_base, sizeof sbx_base, "http://127.0.0.1:%u", sandbox_port(l->sb));
+    ts_sandbox_start(&so, &l->sb, sbx_base, sizeof sbx_base);
     start_sender(l, sbx_base);
     assert_int_equal(bus_start(l->b, err, sizeof err), 0);
-    assert_int_equal(store_open(o.store_url, STORE_SYNC_NORMAL, &l->st, err, sizeof err), 0);
-    assert_int_equal(store_open(so.store_url, STORE_SYNC_NORMAL, &l->sbx, err, sizeof err), 0);
+    l->st = ts_store_open(l->a.c->store_url, STORE_SYNC_NORMAL);
+    l->sbx = ts_store_open(so.store_url, STORE_SYNC_NORMAL);
     *state = l;
     return 0;
 }

@@ -260,17 +260,13 @@ static int setup(void **state)
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     write_conf(e);
     ts_app_prepare(&e->a, e->conf);
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(app_open_instances(&e->a, e->b), 1); /* b's shop_open fails */
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     assert_int_equal(metrics_new(&e->m), 0);
     ingress_options io = {
         .listen = "127.0.0.1:0", .max_body = e->a.c->max_body, .c = e->a.c, .b = e->b, .m = e->m};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    ts_ingress_start(&io, &e->in, e->base, sizeof e->base);
     *state = e;
     return 0;
 }

@@ -73,11 +73,7 @@ static void start(env *e, const sandbox_options *extra)
     o.c = e->c;
     if (o.webhook_base == NULL)
         o.webhook_base = "http://127.0.0.1:1";
-    char err[512];
-    if (sandbox_start(&o, &e->sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    assert_true(sandbox_port(e->sb) != 0);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", sandbox_port(e->sb));
+    ts_sandbox_start(&o, &e->sb, e->base, sizeof e->base);
 }
 
 static int setup(void **state)
@@ -176,7 +172,7 @@ static void add_user(env *e, const char *shop, const char *user, int following)
 {
     store *st = NULL;
     char err[256];
-    assert_int_equal(store_open(e->store_url, STORE_SYNC_NORMAL, &st, err, sizeof err), 0);
+    st = ts_store_open(e->store_url, STORE_SYNC_NORMAL);
     store_sbx_user u = {.following = following, .blocked = !following, .since_ms = 1};
     snprintf(u.user, sizeof u.user, "%s", user);
     snprintf(u.display_name, sizeof u.display_name, "Name %s", user + 29);
@@ -710,15 +706,11 @@ static void daemon_up(env *e, daemon_env *d)
 {
     memset(d, 0, sizeof *d);
     ts_app_prepare(&d->a, e->conf);
-    bus_options bo = app_bus_options(d->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&bo, &d->b, err, sizeof err), 0);
+    ts_bus_new(&d->a, &d->b);
     assert_true(app_open_instances(&d->a, d->b) >= 0);
     ingress_options io = {.listen = "127.0.0.1:0", .c = d->a.c, .b = d->b};
-    if (ingress_start(&io, &d->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(d->base, sizeof d->base, "http://127.0.0.1:%u", ingress_port(d->in));
-    assert_int_equal(store_open(bo.store_url, bo.sync_mode, &d->st, err, sizeof err), 0);
+    ts_ingress_start(&io, &d->in, d->base, sizeof d->base);
+    d->st = ts_store_open(d->a.c->store_url, d->a.c->sync_mode);
 }
 
 static void daemon_down(daemon_env *d)

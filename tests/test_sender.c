@@ -83,8 +83,7 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
 {
     char err[512];
     assert_int_equal(metrics_new(&e->m), 0);
-    bus_options bo = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&bo, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(bus_add_shop(e->b, "a"), 0);
     assert_int_equal(bus_start(e->b, err, sizeof err), 0);
 
@@ -93,9 +92,7 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
     so.store_url = e->sbx_url;
     so.c = e->a.c;
     so.webhook_base = "http://127.0.0.1:1";
-    if (sandbox_start(&so, &e->sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", sandbox_port(e->sb));
+    ts_sandbox_start(&so, &e->sb, e->base, sizeof e->base);
 
     sender_options o = sno ? *sno : (sender_options){0};
     o.store_url = e->a.c->store_url;
@@ -113,8 +110,8 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
     o.poll_ms = 20;
     if (sender_start(&o, &e->snd, err, sizeof err) != 0)
         fail_msg("sender_start: %s", err);
-    assert_int_equal(store_open(o.store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
-    assert_int_equal(store_open(e->sbx_url, STORE_SYNC_NORMAL, &e->sbx, err, sizeof err), 0);
+    e->st = ts_store_open(o.store_url, STORE_SYNC_NORMAL);
+    e->sbx = ts_store_open(e->sbx_url, STORE_SYNC_NORMAL);
 }
 
 static int teardown(void **state)
@@ -635,7 +632,7 @@ static void test_no_sandbox_defers(void **state)
 {
     env *e = *state;
     char err[512];
-    assert_int_equal(store_open(e->a.c->store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
     sender_options o = {.store_url = e->a.c->store_url, .c = e->a.c, .poll_ms = 20};
     assert_int_equal(sender_start(&o, &e->snd, err, sizeof err), 0);
     int64_t id = push(e, PUSH(U1, "wait"));
@@ -777,7 +774,7 @@ static void test_unanswered_create_given_up(void **state)
 {
     env *e = *state;
     char err[256];
-    assert_int_equal(store_open(e->a.c->store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
     int64_t now = clock_now_ms();
     store_outbox row = {.shop = "a",
                         .kind = OUTBOX_CALL,

@@ -154,9 +154,7 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
                           .webhook_base = "http://127.0.0.1:1",
                           .faults = {.latency_ms = 300}};
     sandbox *sb = NULL;
-    if (sandbox_start(&so, &sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", sandbox_port(sb));
+    ts_sandbox_start(&so, &sb, base, sizeof base);
 
     store *st = NULL, *sbx = NULL;
     assert_int_equal(store_open(a.c->store_url, STORE_SYNC_FULL, &st, err, sizeof err), 0);
