@@ -106,6 +106,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
     ts_resp *r = arg;
     size_t k = size * n;
+    r->total += k;
     size_t copy = r->len + k < sizeof r->body - 1 ? k : sizeof r->body - 1 - r->len;
     memcpy(r->body + r->len, p, copy);
     r->len += copy;
@@ -130,6 +131,23 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return k;
 }
 
+typedef struct upload {
+    const char *p;
+    size_t left;
+} upload;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    upload *u = arg;
+    size_t k = size * n < u->left ? size * n : u->left;
+    if (k > 1000)
+        k = 1000; /* several chunks, so the server has to join them */
+    memcpy(buf, u->p, k);
+    u->p += k;
+    u->left -= k;
+    return k;
+}
+
 long ts_http(CURL *h, const char *method, const char *url, const char *const *headers,
              const void *body, size_t len, int flags, ts_resp *out)
 {
@@ -151,7 +169,13 @@ long ts_http(CURL *h, const char *method, const char *url, const char *const *he
     struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         hdrs = curl_slist_append(hdrs, headers[i]);
-    if (body != NULL || strcmp(method, "POST") == 0) {
+    upload u = {body, body != NULL ? len : 0};
+    if (flags & TS_HTTP_CHUNKED) {
+        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &u);
+    } else if (body != NULL || strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body != NULL ? body : "");
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, body != NULL ? (long)len : 0L);
     }

@@ -81,12 +81,15 @@ typedef struct ts_resp {
     CURLcode curl; /* CURLE_OK unless the transport failed (TS_HTTP_MAY_FAIL) */
     char body[65536];
     size_t len;
+    size_t total; /* bytes received: more than len when the body was cut */
     char headers[8192];
     size_t hlen;
 } ts_resp;
 
 enum {
     TS_HTTP_MAY_FAIL = 1, /* a transport error is recorded in curl, not a failure */
+    TS_HTTP_CHUNKED = 2,  /* POST the body with Transfer-Encoding: chunked, in
+                             pieces of at most 1000 bytes (several chunks) */
 };
 
 /* method on url (sent as written, no path normalising) with extra request headers (a
