@@ -56,6 +56,7 @@ void ts_sandbox_start(const sandbox_options *so, sandbox **out, char *base, size
 /* CLOCK_MONOTONIC in ms: deadlines unaffected by clock_use_virtual. */
 int64_t ts_mono_ms(void);
 
+/* Sleeps ms (the pause between two polls). */
 void ts_nap_ms(int ms);
 
 /* Polls cond (re-evaluated each round, every 10 ms) until it is true; once
@@ -92,17 +93,21 @@ enum {
                              pieces of at most 1000 bytes (several chunks) */
 };
 
-/* method on url (sent as written, no path normalising) with extra request headers (a
- * NULL-terminated array of "Name: value", or NULL) and body (len bytes; NULL sends none, POST with
- * NULL sends an empty body). "Expect:" is always sent so that curl never
- * waits for a 100 Continue. Fills out; returns out->code. h: a handle to
- * reuse (keep-alive; reset first) or NULL for a fresh one. */
+/* One request: method on url, sent as written (tests send "../" on
+ * purpose), with extra request headers (a NULL-terminated array of
+ * "Name: value", or NULL) and body (len bytes; NULL sends none, except that
+ * POST sends an empty one). "Expect:" always goes too, so curl never waits
+ * for a 100 Continue. h: a handle to reuse (keep-alive; reset first) or
+ * NULL for a fresh one. Fills out and returns out->code; a transport error
+ * fails the test unless flags has TS_HTTP_MAY_FAIL. Thread-safe (the
+ * concurrency tests call it from several threads). */
 long ts_http(CURL *h, const char *method, const char *url, const char *const *headers,
              const void *body, size_t len, int flags, ts_resp *out);
 
 /* The value of response header name (case-insensitive, spaces and CRLF
  * trimmed), "" when absent. The text lives in static storage that the
- * fourth call after reuses: compare it at once, or copy it. */
+ * fourth call after reuses: compare it at once, or copy it. Main thread
+ * only. */
 const char *ts_header(const ts_resp *r, const char *name);
 
 /* ---- store ---------------------------------------------------------------- */

@@ -292,6 +292,18 @@ static void push(env *e, const char *to, const char *messages)
     free(body);
 }
 
+/* Fails unless every want[i] is in out, each after the one before. */
+static void expect_in_order(const char *out, const char *const *want, size_t n)
+{
+    const char *at = out;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = strstr(at, want[i]);
+        if (p == NULL)
+            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
+        at = p + strlen(want[i]);
+    }
+}
+
 /* Runs chat_run_opts on `script`; returns the output (malloc'd). */
 static char *chat(env *e, const char *user, const char *script, int *rc)
 {
@@ -353,13 +365,7 @@ static void test_chat_end_to_end(void **state)
         "you> /nope\n! unknown command '/nope' (/help lists them)\n",
         "you> /quit\n",
     };
-    const char *at = out;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *p = strstr(at, want[i]);
-        if (p == NULL)
-            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
-        at = p + strlen(want[i]);
-    }
+    expect_in_order(out, want, sizeof want / sizeof want[0]);
     assert_null(strstr(out, "older")); /* the earlier request is not shown */
     assert_null(strstr(out, "not sent"));
     free(out);
@@ -554,13 +560,7 @@ static void test_chat_rich_menu(void **state)
         "you> /menu 9\n! no [9]: the rich menu has [1]..[1]\n",
         "you> /menu x\n! no [x]: the rich menu has [1]..[1]\n",
     };
-    const char *at = out;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *p = strstr(at, want[i]);
-        if (p == NULL)
-            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
-        at = p + strlen(want[i]);
-    }
+    expect_in_order(out, want, sizeof want / sizeof want[0]);
     free(out);
 
     store_batch b = {0};
