@@ -131,11 +131,6 @@ static void dump_log(void)
         fprintf(stderr, "(no daemon log)\n");
 }
 
-static void sleep_ms(long ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
-}
-
 static void crash_and_recover_exactly_once(void **state)
 {
     (void)state;
@@ -169,7 +164,7 @@ static void crash_and_recover_exactly_once(void **state)
     int64_t before = cursor;
     pid = serve();
     for (int i = 0; i < 3000 && cursor == before; i++) {
-        sleep_ms(5);
+        ts_nap_ms(5);
         progress("a", "fx_counter", &cursor, &max);
     }
     kill(pid, SIGKILL);
@@ -178,7 +173,7 @@ static void crash_and_recover_exactly_once(void **state)
     /* 4. restart and let it finish; stop it cleanly */
     pid = serve();
     for (int i = 0; i < 3000 && !caught_up(); i++)
-        sleep_ms(20);
+        ts_nap_ms(20);
     kill(pid, SIGTERM);
     waitpid(pid, &status, 0);
     if (!caught_up() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -248,7 +243,7 @@ static void poison_event_is_quarantined(void **state)
                 finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 break;
             }
-            sleep_ms(20);
+            ts_nap_ms(20);
         }
     }
     if (!finished)
@@ -337,7 +332,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
         inbox_counts(sbx_url, counts);
         if (delivered(counts) > 0)
             break;
-        sleep_ms(2);
+        ts_nap_ms(2);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -349,7 +344,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
     /* second run: finishes the outbox */
     pid = serve();
     for (int i = 0; i < 1500 && delivered(counts) < SEND_USERS; i++) {
-        sleep_ms(10);
+        ts_nap_ms(10);
         inbox_counts(sbx_url, counts);
     }
     kill(pid, SIGTERM);

@@ -195,7 +195,7 @@ static void registry_removal_waits_for_callbacks(void **state)
     /* unlinked at once: new lookups miss it while the holder still runs */
     route *rt = NULL;
     for (int i = 0; i < 10000 && routes_count(rm.r, &owner1) > 0; i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_int_equal(routes_count(rm.r, &owner1), 0);
     assert_int_equal(routes_find(rm.r, "s", "p", "click", "GET", &rt, NULL, 0), ROUTE_NO_PATH);
     /* the remover cannot be done while the route is held */
@@ -613,12 +613,12 @@ static void shop_close_waits_for_route_in_flight(void **state)
     pthread_t client, closer;
     assert_int_equal(pthread_create(&client, NULL, get_block, &b), 0);
     for (int i = 0; i < 10000 && !marked(e, "entered", mark, sizeof mark); i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_true(marked(e, "entered", mark, sizeof mark));
     assert_int_equal(pthread_create(&closer, NULL, free_bus, &b), 0);
     /* the routes go at once; the close waits for the request */
     for (int i = 0; i < 10000 && routes_count(reg, NULL) > 0; i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_int_equal(routes_count(reg, NULL), 0);
     assert_int_equal(atomic_load(&b.freed), 0);
     assert_false(marked(e, "closed", mark, sizeof mark));

@@ -591,7 +591,7 @@ static void test_rate_limit(void **state)
     for (int i = 0; i < 5; i++)
         ids[i] = push(e, PUSH(U1, "r"));
     /* early on, no more than the burst went out */
-    nanosleep(&(struct timespec){0, 300 * 1000000L}, NULL);
+    ts_nap_ms(300);
     int early = inbox_of(e, U1).n;
     int64_t t_early = ts_mono_ms() - t0;
     if (t_early < 450)

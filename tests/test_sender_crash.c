@@ -187,10 +187,10 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     int64_t until = ts_mono_ms() + 20000;
     counts c;
     while ((c = count_rows(st, ids)).sent < 4 && ts_mono_ms() < until)
-        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+        ts_nap_ms(20);
     assert_true(c.sent >= 4);
     assert_true(c.sent < ROWS);
-    nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL); /* inside the next round */
+    ts_nap_ms(100); /* inside the next round */
     assert_int_equal(kill(pid, SIGKILL), 0);
     int wst = 0;
     assert_int_equal(waitpid(pid, &wst, 0), pid);
@@ -198,13 +198,13 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     counts at_kill = count_rows(st, ids);
     assert_true(at_kill.pending > 0);
     /* let the sandbox finish the requests of the dead process */
-    nanosleep(&(struct timespec){0, 500 * 1000000L}, NULL);
+    ts_nap_ms(500);
 
     /* restart: everything ends SENT */
     pid = spawn(conf, base);
     until = ts_mono_ms() + 30000;
     while ((c = count_rows(st, ids)).sent < ROWS && c.other == 0 && ts_mono_ms() < until)
-        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+        ts_nap_ms(20);
     assert_int_equal(kill(pid, SIGTERM), 0);
     assert_int_equal(waitpid(pid, &wst, 0), pid);
     assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
