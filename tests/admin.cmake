@@ -12,7 +12,7 @@ endif()
 pkg_check_modules(KZ_TEST_ADMIN_CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(KZ_TEST_ADMIN_JSONC REQUIRED IMPORTED_TARGET json-c)
 add_executable(test_admin ${CMAKE_CURRENT_SOURCE_DIR}/test_admin.c)
-target_link_libraries(test_admin PRIVATE kz_daemon kz_ingress PkgConfig::KZ_TEST_ADMIN_CURL
+target_link_libraries(test_admin PRIVATE kz_test_support kz_daemon kz_ingress PkgConfig::KZ_TEST_ADMIN_CURL
                       PkgConfig::KZ_TEST_ADMIN_JSONC PkgConfig::CMOCKA)
 target_compile_definitions(test_admin PRIVATE KZ_BUS_FIXTURES="${KZ_BUS_FIXTURES}")
 add_dependencies(test_admin fx_counter)

@@ -3,7 +3,7 @@
 # (the profile fetched on follow lands in the registry).
 pkg_check_modules(KZ_TEST_FRIENDS_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_friends ${CMAKE_CURRENT_SOURCE_DIR}/test_friends.c)
-target_link_libraries(test_friends PRIVATE kz_daemon PkgConfig::KZ_TEST_FRIENDS_CURL
+target_link_libraries(test_friends PRIVATE kz_test_support kz_daemon PkgConfig::KZ_TEST_FRIENDS_CURL
                       PkgConfig::CMOCKA)
 add_test(NAME friends COMMAND test_friends)
 set_tests_properties(friends PROPERTIES TIMEOUT 120)

@@ -16,7 +16,7 @@ endif()
 
 pkg_check_modules(KZ_TEST_INGRESS_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_ingress ${CMAKE_CURRENT_SOURCE_DIR}/test_ingress.c)
-target_link_libraries(test_ingress PRIVATE kz_daemon kz_ingress PkgConfig::KZ_TEST_INGRESS_CURL
+target_link_libraries(test_ingress PRIVATE kz_test_support kz_daemon kz_ingress PkgConfig::KZ_TEST_INGRESS_CURL
                       PkgConfig::CMOCKA)
 target_compile_definitions(test_ingress PRIVATE KZ_BUS_FIXTURES="${KZ_BUS_FIXTURES}")
 add_dependencies(test_ingress fx_counter)

@@ -26,7 +26,7 @@ add_test(NAME plugin_common_jscan COMMAND test_plugin_common_jscan)
 # and default, tags in the friend registry.
 pkg_check_modules(KZ_TEST_LIVE_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_plugins_live ${CMAKE_CURRENT_SOURCE_DIR}/test_plugins_live.c)
-target_link_libraries(test_plugins_live PRIVATE kz_daemon PkgConfig::KZ_TEST_LIVE_CURL
+target_link_libraries(test_plugins_live PRIVATE kz_test_support kz_daemon PkgConfig::KZ_TEST_LIVE_CURL
                       PkgConfig::CMOCKA)
 target_compile_definitions(test_plugins_live PRIVATE KZ_PLUGIN_DIR="${KIZUNA_BUILD_PLUGIN_DIR}")
 add_dependencies(test_plugins_live greeting autoreply)

@@ -8,7 +8,7 @@ set_target_properties(fx_routes PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${KZ_ROUTES_
 
 pkg_check_modules(KZ_TEST_ROUTES_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_routes ${CMAKE_CURRENT_SOURCE_DIR}/test_routes.c)
-target_link_libraries(test_routes PRIVATE kz_daemon kz_ingress PkgConfig::KZ_TEST_ROUTES_CURL
+target_link_libraries(test_routes PRIVATE kz_test_support kz_daemon kz_ingress PkgConfig::KZ_TEST_ROUTES_CURL
                       PkgConfig::SQLITE PkgConfig::CMOCKA)
 target_compile_definitions(test_routes PRIVATE KZ_ROUTES_FIXTURES="${KZ_ROUTES_FIXTURES}")
 add_dependencies(test_routes fx_routes)

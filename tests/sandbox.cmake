@@ -4,6 +4,6 @@
 # ingress and bus.
 pkg_check_modules(KZ_TEST_SANDBOX_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_sandbox ${CMAKE_CURRENT_SOURCE_DIR}/test_sandbox.c)
-target_link_libraries(test_sandbox PRIVATE kz_sandbox kz_daemon kz_ingress
+target_link_libraries(test_sandbox PRIVATE kz_test_support kz_sandbox kz_daemon kz_ingress
                       PkgConfig::KZ_TEST_SANDBOX_CURL PkgConfig::CMOCKA)
 add_test(NAME sandbox COMMAND test_sandbox)

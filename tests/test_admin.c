@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "ingress.h"
 #include "store.h"
+#include "support.h"
 
 #define TOKEN "adm1n-t0ken"
 
@@ -46,39 +47,29 @@ static env *env_open(const char *token, int remote, const char *listen)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-admin-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "admin");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; log_level = \"error\";\n"
-            "  %s%s%s admin_remote = %s; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; name = \"Shop A\";\n"
-            "    plugins = { fx_counter = { fail_topic = \"test.bad\"; fatal = true; }; }; },\n"
-            "  { id = \"b\"; }\n"
-            ");\n",
-            e->dir, KZ_BUS_FIXTURES, token ? "admin_token = \"" : "", token ? token : "",
-            token ? "\";" : "", remote ? "true" : "false");
-    fclose(f);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_write_file(
+        e->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; log_level = \"error\";\n"
+        "  %s%s%s admin_remote = %s; };\n"
+        "shops = (\n"
+        "  { id = \"a\"; name = \"Shop A\";\n"
+        "    plugins = { fx_counter = { fail_topic = \"test.bad\"; fatal = true; }; }; },\n"
+        "  { id = \"b\"; }\n"
+        ");\n",
+        e->dir, KZ_BUS_FIXTURES, token ? "admin_token = \"" : "", token ? token : "",
+        token ? "\";" : "", remote ? "true" : "false");
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(app_open_instances(&e->a, e->b), 1);
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     ingress_options io = {.listen = listen,
                           .c = e->a.c,
                           .b = e->b,
                           .store_url = e->a.c->store_url,
                           .sync_mode = e->a.c->sync_mode};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    ts_ingress_start(&io, &e->in, e->base, sizeof e->base);
     return e;
 }
 
@@ -88,9 +79,7 @@ static void env_close(env *e)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
 }
 
@@ -105,80 +94,17 @@ static void publish_run(env *e, const char *topic)
 
 /* ---- HTTP client ---------------------------------------------------------- */
 
-typedef struct resp {
-    long code;
-    char body[8192];
-    size_t len;
-    char www_auth[64];
-    char allow[64];
-} resp;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof r->body - 1 - r->len;
-    size_t k = len < room ? len : room;
-    memcpy(r->body + r->len, p, k);
-    r->len += k;
-    r->body[r->len] = '\0';
-    return len;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return;
-    const char *v = line + nl + 1;
-    while (*v == ' ')
-        v++;
-    size_t vl = (size_t)(line + n - v);
-    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-        vl--;
-    snprintf(out, outlen, "%.*s", (int)vl, v);
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    header_value(p, size * n, "WWW-Authenticate", r->www_auth, sizeof r->www_auth);
-    header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
-    return size * n;
-}
+typedef ts_resp resp;
 
 /* auth: the whole Authorization value, or NULL for none. 0 when answered. */
 static int http(const char *base, const char *method, const char *path, const char *auth, resp *r)
 {
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    memset(r, 0, sizeof *r);
     char url[256], line[256];
     snprintf(url, sizeof url, "%s%s", base, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    struct curl_slist *hdrs = NULL;
-    if (auth != NULL) {
-        snprintf(line, sizeof line, "Authorization: %s", auth);
-        hdrs = curl_slist_append(hdrs, line);
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    }
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    return rc == CURLE_OK ? 0 : -1;
+    snprintf(line, sizeof line, "Authorization: %s", auth ? auth : "");
+    const char *hdrs[] = {auth != NULL ? line : NULL, NULL};
+    ts_http(NULL, method, url, hdrs, NULL, 0, TS_HTTP_MAY_FAIL, r);
+    return r->curl == CURLE_OK ? 0 : -1;
 }
 
 static long call(env *e, const char *method, const char *path, resp *r)
@@ -241,7 +167,7 @@ static void unauthorized_is_401(void **state)
         assert_int_equal(http(e->base, "GET", "/admin/dead", bad[i], &r), 0);
         if (r.code != 401)
             fail_msg("Authorization %s: %ld", bad[i] ? bad[i] : "(none)", r.code);
-        assert_string_equal(r.www_auth, "Bearer");
+        assert_string_equal(ts_header(&r, "WWW-Authenticate"), "Bearer");
         json_object *o = json_tokener_parse(r.body);
         assert_non_null(o);
         assert_true(strlen(jstr(o, "message")) > 0);
@@ -321,9 +247,9 @@ static void dead_letters_listed_and_replayed(void **state)
     assert_int_equal(call(e, "POST", "/admin/dead/99999999999999999999/replay", &r), 404);
     /* wrong methods and paths */
     assert_int_equal(call(e, "GET", path, &r), 405);
-    assert_string_equal(r.allow, "POST");
+    assert_string_equal(ts_header(&r, "Allow"), "POST");
     assert_int_equal(call(e, "POST", "/admin/dead", &r), 405);
-    assert_string_equal(r.allow, "GET, HEAD");
+    assert_string_equal(ts_header(&r, "Allow"), "GET, HEAD");
     assert_int_equal(call(e, "DELETE", "/admin/status", &r), 405);
     assert_int_equal(call(e, "GET", "/admin/nope", &r), 404);
     assert_int_equal(call(e, "GET", "/admin/dead/1/replay/x", &r), 404);

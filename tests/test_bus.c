@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "store.h"
+#include "support.h"
 
 #define T0 1795000000000LL /* a fixed virtual start: 2026-11-19 */
 
@@ -39,16 +40,13 @@ typedef struct env {
 
 static void write_conf(env *e, const char *shops)
 {
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = [ \"%s\", \"%s\" ];\n"
-            "  workers = 2;\n"
-            "  batch = 64; log_level = \"error\";\n"
-            "  retry = { attempts = 3; initial = \"1s\"; max = \"10s\"; }; };\n"
-            "shops = ( %s );\n",
-            e->dir, KZ_BUS_FIXTURES, KZ_FROZEN_FIXTURES, shops);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = [ \"%s\", \"%s\" ];\n"
+                  "  workers = 2;\n"
+                  "  batch = 64; log_level = \"error\";\n"
+                  "  retry = { attempts = 3; initial = \"1s\"; max = \"10s\"; }; };\n"
+                  "shops = ( %s );\n",
+                  e->dir, KZ_BUS_FIXTURES, KZ_FROZEN_FIXTURES, shops);
 }
 
 /* Opens config, plugins, bus; every instance must open unless allowed. */
@@ -56,22 +54,16 @@ static env *env_open(const char *shops, int allow_open_failures)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-bus-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "bus");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     write_conf(e, shops);
     clock_use_virtual(T0);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
     int opened = app_open_instances(&e->a, e->b);
     if (!allow_open_failures) /* plus the core's friends and broadcast instances per shop */
         assert_int_equal((size_t)opened + 2 * e->a.c->nshops, bus_instance_count(e->b));
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     return e;
 }
 
@@ -80,37 +72,20 @@ static void env_close(env *e)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     clock_use_real();
     free(e);
 }
 
 static const bus_instance *inst_of(env *e, const char *shop, const char *plugin)
 {
-    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
-        const bus_instance *in = bus_instance_at(e->b, i);
-        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, plugin) == 0)
-            return in;
-    }
-    fail_msg("no instance %s/%s", shop, plugin);
-    return NULL;
+    return ts_instance(e->b, shop, plugin);
 }
 
 /* A stored counter, or -1 when the key is absent. */
 static long kv(env *e, const char *shop, const char *plugin, const char *key)
 {
-    void *val = NULL;
-    size_t len;
-    char err[256];
-    int rc = store_kv_get(e->st, inst_of(e, shop, plugin)->id, key, &val, &len, err, sizeof err);
-    if (rc == KZ_ENOTFOUND)
-        return -1;
-    assert_int_equal(rc, 0);
-    long n = atol(val);
-    free(val);
-    return n;
+    return ts_kv_long(e->st, inst_of(e, shop, plugin)->id, key, -1);
 }
 
 static void publish(env *e, const char *shop, const char *topic, const char *json)
@@ -319,8 +294,7 @@ static void shop_open_failure_is_scoped(void **state)
     /* the refusal names the shop, the plugin and the setting's line */
     char err[1024];
     bus *b2;
-    bus_options o = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&o, &b2, err, sizeof err), 0);
+    ts_bus_new(&e->a, &b2);
     const cfg_shop *shop_b = &e->a.c->shops[1];
     const plugin *p = inst_of(e, "b", "fx_counter")->p;
     assert_int_equal(
@@ -651,9 +625,7 @@ static void ordered_per_shop_under_concurrency(void **state)
         assert_null(res);
     }
     /* wait for the workers (bounded: a hang fails the test, never passes it) */
-    for (int i = 0; i < 6000 && !all_caught_up(e); i++)
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    assert_true(all_caught_up(e));
+    TS_WAIT(all_caught_up(e), 60000, "workers not caught up after 60 s");
     bus_stop(e->b);
     for (size_t i = 0; i < bus_instance_count(e->b); i++) {
         const bus_instance *in = bus_instance_at(e->b, i);

@@ -31,6 +31,7 @@
 #include "ingress.h"
 #include "sandbox.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 
@@ -238,33 +239,23 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-chat-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "chat");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
-            "\"127.0.0.1:0\"; };\n"
-            "shops = ( { id = \"a\"; name = \"Shop A\";\n"
-            "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
-            "\"sandbox\"; }; } );\n",
-            e->dir);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
+                  "\"127.0.0.1:0\"; };\n"
+                  "shops = ( { id = \"a\"; name = \"Shop A\";\n"
+                  "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
+                  "\"sandbox\"; }; } );\n",
+                  e->dir);
     snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options bo = app_bus_options(e->a.c);
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
     char err[512];
-    assert_int_equal(bus_new(&bo, &e->b, err, sizeof err), 0);
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     ingress_options io = {.listen = "127.0.0.1:0", .c = e->a.c, .b = e->b};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->daemon_base, sizeof e->daemon_base, "http://127.0.0.1:%u", ingress_port(e->in));
-    assert_int_equal(store_open(bo.store_url, bo.sync_mode, &e->st, err, sizeof err), 0);
+    ts_ingress_start(&io, &e->in, e->daemon_base, sizeof e->daemon_base);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     sandbox_options so = {.listen = "127.0.0.1:0",
                           .store_url = e->store_url,
                           .c = e->a.c,
@@ -284,18 +275,9 @@ static int teardown(void **state)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
-}
-
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
 }
 
 /* The shop pushes `messages` to the user, as kizuna's sender would. */
@@ -304,22 +286,22 @@ static void push(env *e, const char *to, const char *messages)
     char url[128], *body = NULL;
     snprintf(url, sizeof url, "http://%s/v2/bot/message/push", e->sandbox_listen);
     assert_true(asprintf(&body, "{\"to\":\"%s\",\"messages\":%s}", to, messages) > 0);
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
-    hs = curl_slist_append(hs, "Authorization: Bearer tok-a");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(h), CURLE_OK);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    assert_int_equal(code, 200);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
+    const char *hs[] = {"Content-Type: application/json", "Authorization: Bearer tok-a", NULL};
+    ts_resp r;
+    assert_int_equal(ts_http(NULL, "POST", url, hs, body, strlen(body), 0, &r), 200);
     free(body);
+}
+
+/* Fails unless every want[i] is in out, each after the one before. */
+static void expect_in_order(const char *out, const char *const *want, size_t n)
+{
+    const char *at = out;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = strstr(at, want[i]);
+        if (p == NULL)
+            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
+        at = p + strlen(want[i]);
+    }
 }
 
 /* Runs chat_run_opts on `script`; returns the output (malloc'd). */
@@ -383,13 +365,7 @@ static void test_chat_end_to_end(void **state)
         "you> /nope\n! unknown command '/nope' (/help lists them)\n",
         "you> /quit\n",
     };
-    const char *at = out;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *p = strstr(at, want[i]);
-        if (p == NULL)
-            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
-        at = p + strlen(want[i]);
-    }
+    expect_in_order(out, want, sizeof want / sizeof want[0]);
     assert_null(strstr(out, "older")); /* the earlier request is not shown */
     assert_null(strstr(out, "not sent"));
     free(out);
@@ -491,27 +467,13 @@ static char *api(env *e, const char *path, const char *ctype, const void *data, 
     char url[256], hdr[96];
     snprintf(url, sizeof url, "http://%s%s", e->sandbox_listen, path);
     snprintf(hdr, sizeof hdr, "Content-Type: %s", ctype);
-    char *body = NULL;
-    size_t blen = 0;
-    FILE *f = open_memstream(&body, &blen);
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    struct curl_slist *hs = curl_slist_append(NULL, hdr);
-    hs = curl_slist_append(hs, "Authorization: Bearer tok-a");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(h), CURLE_OK);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
-    fclose(f);
-    if (code != want)
-        fail_msg("%s answered %ld: %s", path, code, body);
+    const char *hs[] = {hdr, "Authorization: Bearer tok-a", NULL};
+    ts_resp r;
+    ts_http(NULL, "POST", url, hs, data, len, 0, &r);
+    if (r.code != want)
+        fail_msg("%s answered %ld: %s", path, r.code, r.body);
+    char *body = strdup(r.body);
+    assert_non_null(body);
     return body;
 }
 
@@ -534,15 +496,12 @@ static char *cli_richmenu(env *e, const char *user, int json, int *rc)
     char conf[200], out_path[200];
     snprintf(conf, sizeof conf, "%s/cli.conf", e->dir);
     snprintf(out_path, sizeof out_path, "%s/cli.out", e->dir);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
-            "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
-            "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
-            e->dir, e->sandbox_listen, e->store_url);
-    fclose(f);
+    ts_write_file(conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\";\n"
+                  "  sandbox = { listen = \"%s\"; store = \"%s\"; }; };\n"
+                  "shops = ( { id = \"a\"; line = { channel_secret = \"sec-a\";\n"
+                  "  access_token = \"tok-a\"; api = \"sandbox\"; }; } );\n",
+                  e->dir, e->sandbox_listen, e->store_url);
     char a0[] = "kizuna", a1[] = "sandbox", a2[] = "-c", a4[] = "richmenu", a5[] = "a",
          a7[] = "--json", u[40];
     snprintf(u, sizeof u, "%s", user);
@@ -556,7 +515,7 @@ static char *cli_richmenu(env *e, const char *user, int json, int *rc)
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
-    f = fopen(out_path, "r");
+    FILE *f = fopen(out_path, "r");
     assert_non_null(f);
     char *out = calloc(1, 8192);
     assert_non_null(out);
@@ -601,13 +560,7 @@ static void test_chat_rich_menu(void **state)
         "you> /menu 9\n! no [9]: the rich menu has [1]..[1]\n",
         "you> /menu x\n! no [x]: the rich menu has [1]..[1]\n",
     };
-    const char *at = out;
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const char *p = strstr(at, want[i]);
-        if (p == NULL)
-            fail_msg("missing (in order) %s\n--- output:\n%s", want[i], out);
-        at = p + strlen(want[i]);
-    }
+    expect_in_order(out, want, sizeof want / sizeof want[0]);
     free(out);
 
     store_batch b = {0};

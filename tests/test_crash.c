@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "support.h"
 
 #define EVENTS 3000 /* per shop */
 
@@ -30,23 +31,20 @@ static char dir[64], conf[128], lines[128], logpath[128], url[128];
 
 static void write_files(void)
 {
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
-            "          workers = 2; batch = 50;\n"
-            "          log_level = \"warn\"; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; plugins = {\n"
-            "      fx_counter = { publish = \"chain.x\"; crash_file = \"%s/crashed\";\n"
-            "                     crash_at = %d; };\n"
-            "      fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; },\n"
-            "  { id = \"b\"; plugins = {\n"
-            "      fx_counter = { publish = \"chain.x\"; };\n"
-            "      fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; } );\n",
-            url, KZ_BUS_FIXTURES, dir, EVENTS / 3);
-    fclose(f);
-    f = fopen(lines, "w");
+    ts_write_file(conf,
+                  "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+                  "          workers = 2; batch = 50;\n"
+                  "          log_level = \"warn\"; };\n"
+                  "shops = (\n"
+                  "  { id = \"a\"; plugins = {\n"
+                  "      fx_counter = { publish = \"chain.x\"; crash_file = \"%s/crashed\";\n"
+                  "                     crash_at = %d; };\n"
+                  "      fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; },\n"
+                  "  { id = \"b\"; plugins = {\n"
+                  "      fx_counter = { publish = \"chain.x\"; };\n"
+                  "      fx_mirror = { subscribe = [ \"chain.*\" ]; }; }; } );\n",
+                  url, KZ_BUS_FIXTURES, dir, EVENTS / 3);
+    FILE *f = fopen(lines, "w");
     assert_non_null(f);
     for (int i = 0; i < EVENTS; i++)
         for (int s = 0; s < 2; s++)
@@ -133,16 +131,10 @@ static void dump_log(void)
         fprintf(stderr, "(no daemon log)\n");
 }
 
-static void sleep_ms(long ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
-}
-
 static void crash_and_recover_exactly_once(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/kz-crash-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    ts_tmpdir(dir, sizeof dir, "crash");
     snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
     snprintf(lines, sizeof lines, "%s/events.jsonl", dir);
     snprintf(logpath, sizeof logpath, "%s/daemon.log", dir);
@@ -172,7 +164,7 @@ static void crash_and_recover_exactly_once(void **state)
     int64_t before = cursor;
     pid = serve();
     for (int i = 0; i < 3000 && cursor == before; i++) {
-        sleep_ms(5);
+        ts_nap_ms(5);
         progress("a", "fx_counter", &cursor, &max);
     }
     kill(pid, SIGKILL);
@@ -181,7 +173,7 @@ static void crash_and_recover_exactly_once(void **state)
     /* 4. restart and let it finish; stop it cleanly */
     pid = serve();
     for (int i = 0; i < 3000 && !caught_up(); i++)
-        sleep_ms(20);
+        ts_nap_ms(20);
     kill(pid, SIGTERM);
     waitpid(pid, &status, 0);
     if (!caught_up() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -200,9 +192,7 @@ static void crash_and_recover_exactly_once(void **state)
         progress(shop, "fx_mirror", &cursor, &max);
         assert_int_equal(max - cursor, 0);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(dir);
 }
 
 static int count_dead(void *arg, const store_dead *d)
@@ -219,21 +209,17 @@ static int count_dead(void *arg, const store_dead *d)
 static void poison_event_is_quarantined(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/kz-poison-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    ts_tmpdir(dir, sizeof dir, "poison");
     snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
     snprintf(logpath, sizeof logpath, "%s/daemon.log", dir);
     snprintf(url, sizeof url, "sqlite:%s/k.db", dir);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
-            "  log_level = \"warn\";\n"
-            "  retry = { attempts = 2; initial = \"50ms\"; max = \"100ms\"; }; };\n"
-            "shops = ( { id = \"a\"; plugins = {\n"
-            "  fx_counter = { crash_topic = \"test.poison\"; }; fx_mirror = { }; }; } );\n",
-            url, KZ_BUS_FIXTURES);
-    fclose(f);
+    ts_write_file(conf,
+                  "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+                  "  log_level = \"warn\";\n"
+                  "  retry = { attempts = 2; initial = \"50ms\"; max = \"100ms\"; }; };\n"
+                  "shops = ( { id = \"a\"; plugins = {\n"
+                  "  fx_counter = { crash_topic = \"test.poison\"; }; fx_mirror = { }; }; } );\n",
+                  url, KZ_BUS_FIXTURES);
     const char *const pub1[] = {KIZUNA_BIN, "publish", "-c", conf, "a", "test.ok", NULL};
     const char *const pub2[] = {KIZUNA_BIN, "publish", "-c", conf, "a", "test.poison", NULL};
     assert_int_equal(run_cli(pub1), 0);
@@ -257,7 +243,7 @@ static void poison_event_is_quarantined(void **state)
                 finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 break;
             }
-            sleep_ms(20);
+            ts_nap_ms(20);
         }
     }
     if (!finished)
@@ -274,32 +260,23 @@ static void poison_event_is_quarantined(void **state)
     assert_non_null(dead_error);
     assert_string_equal(dead_error, "quarantined: the process died 2 times while this handler ran");
     free(dead_error);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(dir);
 }
 
 /* ---- sends: the daemon dies while a slow LINE is answering ---- */
 
 #define SEND_USERS 30
 
-static int count_msg(void *arg, const store_sbx_msg *m)
-{
-    (void)m;
-    ++*(int *)arg;
-    return 0;
-}
-
 /* Messages each user received, from the sandbox's own store. */
 static void inbox_counts(const char *sbx_url, int counts[SEND_USERS])
 {
     store *st;
     char err[256], user[40];
+    static ts_inbox in;
     assert_int_equal(store_open(sbx_url, 1, &st, err, sizeof err), 0);
     for (int i = 0; i < SEND_USERS; i++) {
-        counts[i] = 0;
         snprintf(user, sizeof user, "U%032x", i + 1);
-        assert_int_equal(store_sbx_inbox(st, "a", user, count_msg, &counts[i], err, sizeof err), 0);
+        counts[i] = ts_inbox_get(st, "a", user, &in);
     }
     store_close(st);
 }
@@ -320,8 +297,7 @@ static int delivered(const int counts[SEND_USERS])
 static void sends_survive_sigkill_exactly_once(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/kz-sendcrash-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    ts_tmpdir(dir, sizeof dir, "sendcrash");
     snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
     snprintf(lines, sizeof lines, "%s/events.jsonl", dir);
     snprintf(logpath, sizeof logpath, "%s/daemon.log", dir);
@@ -329,19 +305,17 @@ static void sends_survive_sigkill_exactly_once(void **state)
     char sbx_url[128];
     snprintf(sbx_url, sizeof sbx_url, "sqlite:%s/sandbox.db", dir);
     int port = 30000 + (int)(getpid() % 20000);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
-            "  log_level = \"warn\";\n"
-            "  sandbox = { embedded = false; listen = \"127.0.0.1:%d\"; store = \"%s\";\n"
-            "              faults = { latency_ms = 250; }; }; };\n"
-            "shops = ( { id = \"a\";\n"
-            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };\n"
-            "  plugins = { fx_counter = { push_text = \"hi\"; }; }; } );\n",
-            url, KZ_BUS_FIXTURES, port, sbx_url);
-    fclose(f);
-    f = fopen(lines, "w");
+    ts_write_file(
+        conf,
+        "kizuna: { listen = \"127.0.0.1:0\"; store = \"%s\"; plugin_path = \"%s\";\n"
+        "  log_level = \"warn\";\n"
+        "  sandbox = { embedded = false; listen = \"127.0.0.1:%d\"; store = \"%s\";\n"
+        "              faults = { latency_ms = 250; }; }; };\n"
+        "shops = ( { id = \"a\";\n"
+        "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };\n"
+        "  plugins = { fx_counter = { push_text = \"hi\"; }; }; } );\n",
+        url, KZ_BUS_FIXTURES, port, sbx_url);
+    FILE *f = fopen(lines, "w");
     assert_non_null(f);
     for (int i = 0; i < SEND_USERS; i++)
         fprintf(f, "{\"shop\":\"a\",\"topic\":\"test.tick\",\"user\":\"U%032x\"}\n", i + 1);
@@ -358,7 +332,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
         inbox_counts(sbx_url, counts);
         if (delivered(counts) > 0)
             break;
-        sleep_ms(2);
+        ts_nap_ms(2);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -370,7 +344,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
     /* second run: finishes the outbox */
     pid = serve();
     for (int i = 0; i < 1500 && delivered(counts) < SEND_USERS; i++) {
-        sleep_ms(10);
+        ts_nap_ms(10);
         inbox_counts(sbx_url, counts);
     }
     kill(pid, SIGTERM);
@@ -390,9 +364,7 @@ static void sends_survive_sigkill_exactly_once(void **state)
     assert_int_equal(store_outbox_pending(st, &pending, err, sizeof err), 0);
     store_close(st);
     assert_int_equal(pending, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(dir);
 }
 
 int main(void)

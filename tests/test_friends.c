@@ -30,6 +30,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -49,31 +50,23 @@ static env *env_open_with(const char *a_extra)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-friends-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "friends");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
-            "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
-            "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-            " api = \"sandbox\"; }; %s },\n"
-            "          { id = \"b\"; } );\n",
-            e->dir, KZ_FRIEND_FIXTURES, e->dir, a_extra);
-    fclose(f);
+    ts_write_file(
+        e->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+        "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
+        "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
+        "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
+        " api = \"sandbox\"; }; %s },\n"
+        "          { id = \"b\"; } );\n",
+        e->dir, KZ_FRIEND_FIXTURES, e->dir, a_extra);
     clock_use_virtual(T0);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     assert_true(bus_instance_count(e->b) >= 2); /* core.friends of each shop */
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     return e;
 }
 
@@ -87,9 +80,7 @@ static void env_close(env *e)
     bus_free(e->b);
     store_close(e->st);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     clock_use_real();
     free(e);
 }
@@ -378,8 +369,7 @@ static void segment_error_has_column(void **state)
                            "    segment = \"attr.age >= \\\"x\\\"\"; }; };");
     char err[1024];
     bus *b2;
-    bus_options o = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&o, &b2, err, sizeof err), 0);
+    ts_bus_new(&e->a, &b2);
     const cfg_shop *a = &e->a.c->shops[0];
     const plugin *p = loader_find(e->a.l, "fx_friend");
     assert_int_equal(bus_add_instance(b2, p, "a", NULL, a->plugins[0].setting, err, sizeof err),
@@ -398,13 +388,6 @@ static void segment_error_has_column(void **state)
 
 /* ---- end to end: sandbox → ingress → bus → sender → sandbox → registry ---- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void profile_end_to_end(void **state)
 {
     (void)state;
@@ -413,14 +396,11 @@ static void profile_end_to_end(void **state)
     char err[512], base[64], sbx_base[64];
     ingress *in = NULL;
     ingress_options io = {.listen = "127.0.0.1:0", .c = e->a.c, .b = e->b};
-    assert_int_equal(ingress_start(&io, &in, err, sizeof err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", ingress_port(in));
+    ts_ingress_start(&io, &in, base, sizeof base);
     sandbox_options so = sandbox_options_from_cfg(e->a.c);
     so.webhook_base = base;
     sandbox *sb = NULL;
-    if (sandbox_start(&so, &sb, err, sizeof err) != 0)
-        fail_msg("sandbox: %s", err);
-    snprintf(sbx_base, sizeof sbx_base, "http://127.0.0.1:%u", sandbox_port(sb));
+    ts_sandbox_start(&so, &sb, sbx_base, sizeof sbx_base);
     sender_options sn = {.store_url = e->a.c->store_url,
                          .sync_mode = STORE_SYNC_NORMAL,
                          .c = e->a.c,
@@ -434,17 +414,13 @@ static void profile_end_to_end(void **state)
     if (sandbox_play(sb, "a", U1, SANDBOX_FOLLOW, NULL, err, sizeof err) != 0)
         fail_msg("follow: %s", err);
     store *sbx = NULL;
-    assert_int_equal(store_open(so.store_url, STORE_SYNC_NORMAL, &sbx, err, sizeof err), 0);
+    sbx = ts_store_open(so.store_url, STORE_SYNC_NORMAL);
     store_sbx_user u;
     assert_int_equal(store_sbx_user_get(sbx, "a", U1, &u, err, sizeof err), 0);
     store_close(sbx);
-    int64_t until = mono_ms() + 8000;
     store_friend f = {0};
-    while (store_friend_get(e->st, "a", U1, &f, err, sizeof err) != 0 || f.profile_ms == 0) {
-        if (mono_ms() > until)
-            fail_msg("no profile after 8 s");
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    }
+    TS_WAIT(store_friend_get(e->st, "a", U1, &f, err, sizeof err) == 0 && f.profile_ms != 0, 8000,
+            "no profile after 8 s");
     assert_string_equal(f.display_name, u.display_name);
     assert_int_equal(f.following, 1);
     sender_stop(snd);

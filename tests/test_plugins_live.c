@@ -28,6 +28,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -57,16 +58,14 @@ static const char shop_plugins[] =
 
 static void write_conf(live *l)
 {
-    FILE *f = fopen(l->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
-            "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
-            "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
-            "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-            " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
-            l->dir, KZ_PLUGIN_DIR, l->dir, shop_plugins);
-    fclose(f);
+    ts_write_file(
+        l->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+        "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
+        "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
+        "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
+        " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
+        l->dir, KZ_PLUGIN_DIR, l->dir, shop_plugins);
 }
 
 static void start_sender(live *l, const char *sbx_base)
@@ -85,30 +84,25 @@ static void start_sender(live *l, const char *sbx_base)
 static int up(void **state)
 {
     live *l = calloc(1, sizeof *l);
-    strcpy(l->dir, "/tmp/kz-live-XXXXXX");
-    assert_non_null(mkdtemp(l->dir));
+    ts_tmpdir(l->dir, sizeof l->dir, "live");
     snprintf(l->conf, sizeof l->conf, "%s/kizuna.conf", l->dir);
     write_conf(l);
     if (app_prepare(&l->a, l->conf, 1) > 0) {
         diag_print(&l->a.d, stderr);
         fail_msg("config refused");
     }
-    bus_options o = app_bus_options(l->a.c);
     char err[512], base[64], sbx_base[64];
-    assert_int_equal(bus_new(&o, &l->b, err, sizeof err), 0);
+    ts_bus_new(&l->a, &l->b);
     assert_int_equal(app_open_instances(&l->a, l->b), 2);
     ingress_options io = {.listen = "127.0.0.1:0", .c = l->a.c, .b = l->b};
-    assert_int_equal(ingress_start(&io, &l->in, err, sizeof err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", ingress_port(l->in));
+    ts_ingress_start(&io, &l->in, base, sizeof base);
     sandbox_options so = sandbox_options_from_cfg(l->a.c);
     so.webhook_base = base;
-    if (sandbox_start(&so, &l->sb, err, sizeof err) != 0)
-        fail_msg("sandbox: %s", err);
-    snprintf(sbx_base, sizeof sbx_base, "http://127.0.0.1:%u", sandbox_port(l->sb));
+    ts_sandbox_start(&so, &l->sb, sbx_base, sizeof sbx_base);
     start_sender(l, sbx_base);
     assert_int_equal(bus_start(l->b, err, sizeof err), 0);
-    assert_int_equal(store_open(o.store_url, STORE_SYNC_NORMAL, &l->st, err, sizeof err), 0);
-    assert_int_equal(store_open(so.store_url, STORE_SYNC_NORMAL, &l->sbx, err, sizeof err), 0);
+    l->st = ts_store_open(l->a.c->store_url, STORE_SYNC_NORMAL);
+    l->sbx = ts_store_open(so.store_url, STORE_SYNC_NORMAL);
     *state = l;
     return 0;
 }
@@ -123,9 +117,7 @@ static int down(void **state)
     store_close(l->st);
     store_close(l->sbx);
     app_free(&l->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", l->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(l->dir);
     free(l);
     return 0;
 }
@@ -137,43 +129,12 @@ static void play(live *l, const char *user, enum sandbox_action act, const char 
         fail_msg("play: %s", err);
 }
 
-typedef struct inbox {
-    int n;
-    char all[4096]; /* every message, one a line: requests in flight together may
-                       arrive in any order */
-} inbox;
-
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    inbox *in = arg;
-    in->n++;
-    size_t used = strlen(in->all);
-    snprintf(in->all + used, sizeof in->all - used, "%s\n", m->message);
-    return 0;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Waits until user has n messages; returns them, one a line. */
 static const char *wait_inbox(live *l, const char *user, int n)
 {
-    static inbox in;
-    char err[256];
-    int64_t until = mono_ms() + 8000;
-    for (;;) {
-        in = (inbox){0};
-        assert_int_equal(store_sbx_inbox(l->sbx, "a", user, on_msg, &in, err, sizeof err), 0);
-        if (in.n >= n)
-            break;
-        if (mono_ms() > until)
-            fail_msg("%s: %d message(s) after 8 s, want %d", user, in.n, n);
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    }
+    static ts_inbox in;
+    TS_WAIT(ts_inbox_get(l->sbx, "a", user, &in) >= n, 8000, "%s: %d message(s) after 8 s, want %d",
+            user, in.n, n);
     assert_int_equal(in.n, n);
     return in.all;
 }

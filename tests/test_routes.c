@@ -37,6 +37,7 @@
 #include "metrics.h"
 #include "routes.h"
 #include "store.h"
+#include "support.h"
 
 #define MAX_BODY 4096
 #define USER "U4af4980629aaaaaaaaaaaaaaaaaaaaaa"
@@ -194,7 +195,7 @@ static void registry_removal_waits_for_callbacks(void **state)
     /* unlinked at once: new lookups miss it while the holder still runs */
     route *rt = NULL;
     for (int i = 0; i < 10000 && routes_count(rm.r, &owner1) > 0; i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_int_equal(routes_count(rm.r, &owner1), 0);
     assert_int_equal(routes_find(rm.r, "s", "p", "click", "GET", &rt, NULL, 0), ROUTE_NO_PATH);
     /* the remover cannot be done while the route is held */
@@ -240,43 +241,32 @@ typedef struct env {
 
 static void write_conf(env *e)
 {
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 1;\n"
-            "  log_level = \"error\"; max_body = %d; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; plugins = { fx_routes = { block_dir = \"%s\"; }; }; },\n"
-            "  { id = \"b\"; plugins = { fx_routes = { fail_open = true; }; }; },\n"
-            "  { id = \"c\"; plugins = { }; }\n"
-            ");\n",
-            e->dir, KZ_ROUTES_FIXTURES, MAX_BODY, e->dir);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; plugin_path = \"%s\"; workers = 1;\n"
+                  "  log_level = \"error\"; max_body = %d; };\n"
+                  "shops = (\n"
+                  "  { id = \"a\"; plugins = { fx_routes = { block_dir = \"%s\"; }; }; },\n"
+                  "  { id = \"b\"; plugins = { fx_routes = { fail_open = true; }; }; },\n"
+                  "  { id = \"c\"; plugins = { }; }\n"
+                  ");\n",
+                  e->dir, KZ_ROUTES_FIXTURES, MAX_BODY, e->dir);
 }
 
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-routes-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "routes");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     write_conf(e);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options o = app_bus_options(e->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&o, &e->b, err, sizeof err), 0);
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(app_open_instances(&e->a, e->b), 1); /* b's shop_open fails */
-    assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     assert_int_equal(metrics_new(&e->m), 0);
     ingress_options io = {
         .listen = "127.0.0.1:0", .max_body = e->a.c->max_body, .c = e->a.c, .b = e->b, .m = e->m};
-    if (ingress_start(&io, &e->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", ingress_port(e->in));
+    ts_ingress_start(&io, &e->in, e->base, sizeof e->base);
     *state = e;
     return 0;
 }
@@ -289,9 +279,7 @@ static int teardown(void **state)
     store_close(e->st);
     metrics_free(e->m);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }
@@ -299,37 +287,20 @@ static int teardown(void **state)
 /* The shop's fx_routes instance (the core's friends instance is there too). */
 static const bus_instance *inst_of(env *e, const char *shop)
 {
-    for (size_t i = 0; i < bus_instance_count(e->b); i++) {
-        const bus_instance *in = bus_instance_at(e->b, i);
-        if (strcmp(in->shop_id, shop) == 0 && strcmp(in->p->name, "fx_routes") == 0)
-            return in;
-    }
-    fail_msg("no instance of shop %s", shop);
-    return NULL;
+    return ts_instance(e->b, shop, "fx_routes");
 }
 
 /* A kv value of shop a's fx_routes as text, or "" when absent. */
 static const char *kv(env *e, const char *key)
 {
     static char out[4096];
-    void *val = NULL;
-    size_t len;
-    char err[256];
-    int rc = store_kv_get(e->st, inst_of(e, "a")->id, key, &val, &len, err, sizeof err);
-    out[0] = '\0';
-    if (rc == KZ_ENOTFOUND)
-        return out;
-    assert_int_equal(rc, 0);
-    snprintf(out, sizeof out, "%.*s", (int)len, (const char *)val);
-    free(val);
+    ts_kv(e->st, inst_of(e, "a")->id, key, out, sizeof out);
     return out;
 }
 
 static size_t events_after(env *e, int64_t after, store_batch *b)
 {
-    char err[256];
-    assert_int_equal(store_events_after(e->st, "a", after, 100000, b, err, sizeof err), 0);
-    return b->n;
+    return ts_events_after(e->st, "a", after, b);
 }
 
 static size_t stored_count(env *e)
@@ -348,84 +319,17 @@ static void run_handlers(env *e)
 
 /* ---- HTTP client ---- */
 
-typedef struct resp {
-    long code;
-    char body[8192];
-    size_t len;
-    char allow[64], ctype[128], location[256], body_len[32];
-} resp;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    size_t k = size * n;
-    size_t copy = r->len + k < sizeof r->body - 1 ? k : sizeof r->body - 1 - r->len;
-    memcpy(r->body + r->len, p, copy);
-    r->len += copy;
-    r->body[r->len] = '\0';
-    return k;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return;
-    const char *v = line + nl + 1, *end = line + n;
-    while (v < end && *v == ' ')
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
-        end--;
-    snprintf(out, outlen, "%.*s", (int)(end - v), v);
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    header_value(p, size * n, "Allow", r->allow, sizeof r->allow);
-    header_value(p, size * n, "Content-Type", r->ctype, sizeof r->ctype);
-    header_value(p, size * n, "Location", r->location, sizeof r->location);
-    header_value(p, size * n, "X-Body-Len", r->body_len, sizeof r->body_len);
-    return size * n;
-}
+typedef ts_resp resp;
 
 /* One request. header: one extra "Name: value" line or NULL; body of len
  * bytes or NULL. Returns the status. */
 static long request(env *e, const char *method, const char *path, const char *header,
                     const char *body, size_t len, resp *r)
 {
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    memset(r, 0, sizeof *r);
     char url[512];
     snprintf(url, sizeof url, "%s%s", e->base, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* send "../" as it is */
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
-    if (header != NULL)
-        hdrs = curl_slist_append(hdrs, header);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    if (body != NULL) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    if (strcmp(method, "HEAD") == 0)
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0 && !(strcmp(method, "POST") == 0 && body != NULL))
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    return r->code;
+    const char *hdrs[] = {header, NULL};
+    return ts_http(NULL, method, url, hdrs, body, len, 0, r);
 }
 
 static long get(env *e, const char *path, resp *r)
@@ -446,7 +350,7 @@ static void answers_from_routes(void **state)
     resp r;
     assert_int_equal(get(e, "/shops/a/fx_routes/hello", &r), 200);
     assert_string_equal(r.body, "shop=a method=GET path=hello q=- h=-");
-    assert_string_equal(r.ctype, "text/plain; charset=utf-8");
+    assert_string_equal(ts_header(&r, "Content-Type"), "text/plain; charset=utf-8");
     assert_int_equal(get(e, "/shops/a/fx_routes/items/x/y", &r), 200);
     assert_string_equal(r.body, "item items/x/y");
     assert_int_equal(get(e, "/shops/a/fx_routes/items/special", &r), 200);
@@ -468,7 +372,7 @@ static void redirect_with_location(void **state)
     env *e = *state;
     resp r;
     assert_int_equal(get(e, "/shops/a/fx_routes/click", &r), 302);
-    assert_string_equal(r.location, "https://shop.example/items/123?from=line");
+    assert_string_equal(ts_header(&r, "Location"), "https://shop.example/items/123?from=line");
 }
 
 static void not_found_and_not_allowed(void **state)
@@ -477,7 +381,7 @@ static void not_found_and_not_allowed(void **state)
     resp r;
     assert_int_equal(get(e, "/shops/zz/fx_routes/hello", &r), 404);
     assert_string_equal(r.body, "{\"message\":\"unknown shop 'zz'\"}");
-    assert_string_equal(r.ctype, "application/json");
+    assert_string_equal(ts_header(&r, "Content-Type"), "application/json");
     assert_int_equal(get(e, "/shops/c/fx_routes/hello", &r), 404);
     assert_string_equal(r.body, "{\"message\":\"plugin 'fx_routes' is not enabled for shop 'c'\"}");
     assert_int_equal(get(e, "/shops/a/fx_other/hello", &r), 404);
@@ -492,10 +396,10 @@ static void not_found_and_not_allowed(void **state)
     assert_int_equal(get(e, "/shops/b/fx_routes/ghost", &r), 404);
     assert_int_equal(routes_count(bus_routes(e->b), &inst_of(e, "b")->shop), 0);
     assert_int_equal(post(e, "/shops/a/fx_routes/hello", "{}", &r), 405);
-    assert_string_equal(r.allow, "GET, HEAD");
+    assert_string_equal(ts_header(&r, "Allow"), "GET, HEAD");
     assert_string_equal(r.body, "{\"message\":\"method POST not allowed; use GET, HEAD\"}");
     assert_int_equal(request(e, "PUT", "/shops/a/fx_routes/multi", NULL, NULL, 0, &r), 405);
-    assert_string_equal(r.allow, "GET, HEAD, DELETE");
+    assert_string_equal(ts_header(&r, "Allow"), "GET, HEAD, DELETE");
 }
 
 static void route_without_answer_is_500(void **state)
@@ -528,10 +432,10 @@ static void body_passed_through(void **state)
                      200);
     assert_int_equal(r.len, sizeof body - 1);
     assert_memory_equal(r.body, body, sizeof body - 1);
-    assert_string_equal(r.body_len, "13");
-    assert_string_equal(r.ctype, "application/octet-stream");
+    assert_string_equal(ts_header(&r, "X-Body-Len"), "13");
+    assert_string_equal(ts_header(&r, "Content-Type"), "application/octet-stream");
     assert_int_equal(request(e, "POST", "/shops/a/fx_routes/echo", NULL, "", 0, &r), 200);
-    assert_string_equal(r.body_len, "0");
+    assert_string_equal(ts_header(&r, "X-Body-Len"), "0");
 }
 
 static void body_over_limit_is_413(void **state)
@@ -550,7 +454,7 @@ static void body_over_limit_is_413(void **state)
                      413);
     big[MAX_BODY] = '\0';
     assert_int_equal(post(e, "/shops/a/fx_routes/echo", big, &r), 200);
-    assert_string_equal(r.body_len, "4096");
+    assert_string_equal(ts_header(&r, "X-Body-Len"), "4096");
     free(big);
 }
 
@@ -709,12 +613,12 @@ static void shop_close_waits_for_route_in_flight(void **state)
     pthread_t client, closer;
     assert_int_equal(pthread_create(&client, NULL, get_block, &b), 0);
     for (int i = 0; i < 10000 && !marked(e, "entered", mark, sizeof mark); i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_true(marked(e, "entered", mark, sizeof mark));
     assert_int_equal(pthread_create(&closer, NULL, free_bus, &b), 0);
     /* the routes go at once; the close waits for the request */
     for (int i = 0; i < 10000 && routes_count(reg, NULL) > 0; i++)
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* bounded poll */
+        ts_nap_ms(1); /* bounded poll */
     assert_int_equal(routes_count(reg, NULL), 0);
     assert_int_equal(atomic_load(&b.freed), 0);
     assert_false(marked(e, "closed", mark, sizeof mark));

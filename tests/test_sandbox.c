@@ -30,6 +30,7 @@
 #include "ingress.h"
 #include "sandbox.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -50,20 +51,18 @@ typedef struct env {
 static void write_conf(env *e)
 {
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
-            "\"127.0.0.1:0\"; };\n"
-            "shops = (\n"
-            "  { id = \"a\"; name = \"Shop A\";\n"
-            "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
-            "\"sandbox\"; }; },\n"
-            "  { id = \"b\"; line = { channel_secret = \"sec-b\"; access_token = \"tok-b\"; }; },\n"
-            "  { id = \"c\"; }\n"
-            ");\n",
-            e->dir);
-    fclose(f);
+    ts_write_file(
+        e->conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
+        "\"127.0.0.1:0\"; };\n"
+        "shops = (\n"
+        "  { id = \"a\"; name = \"Shop A\";\n"
+        "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
+        "\"sandbox\"; }; },\n"
+        "  { id = \"b\"; line = { channel_secret = \"sec-b\"; access_token = \"tok-b\"; }; },\n"
+        "  { id = \"c\"; }\n"
+        ");\n",
+        e->dir);
 }
 
 static void start(env *e, const sandbox_options *extra)
@@ -74,19 +73,14 @@ static void start(env *e, const sandbox_options *extra)
     o.c = e->c;
     if (o.webhook_base == NULL)
         o.webhook_base = "http://127.0.0.1:1";
-    char err[512];
-    if (sandbox_start(&o, &e->sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    assert_true(sandbox_port(e->sb) != 0);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", sandbox_port(e->sb));
+    ts_sandbox_start(&o, &e->sb, e->base, sizeof e->base);
 }
 
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-sandbox-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "sandbox");
     write_conf(e);
     snprintf(e->store_url, sizeof e->store_url, "sqlite:%s/sandbox.db", e->dir);
     diag d = {0};
@@ -111,93 +105,31 @@ static int teardown(void **state)
     env *e = *state;
     sandbox_stop(e->sb);
     cfg_free(e->c);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
 }
 
 /* ---- HTTP client ---------------------------------------------------------- */
 
-typedef struct resp {
-    long code;
-    CURLcode curl;
-    char body[65536];
-    size_t len;
-    char request_id[64];
-    char accepted_id[64];
-} resp;
+typedef ts_resp resp;
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    size_t k = size * n;
-    size_t copy = r->len + k < sizeof r->body - 1 ? k : sizeof r->body - 1 - r->len;
-    memcpy(r->body + r->len, p, copy);
-    r->len += copy;
-    r->body[r->len] = '\0';
-    return k;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return;
-    const char *v = line + nl + 1;
-    const char *end = line + n;
-    while (v < end && *v == ' ')
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
-        end--;
-    snprintf(out, outlen, "%.*s", (int)(end - v), v);
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
-{
-    resp *r = arg;
-    header_value(p, size * n, "x-line-request-id", r->request_id, sizeof r->request_id);
-    header_value(p, size * n, "x-line-accepted-request-id", r->accepted_id, sizeof r->accepted_id);
-    return size * n;
-}
-
-/* One request. token NULL: no Authorization; retry_key NULL: none. */
+/* One request. token NULL: no Authorization; retry_key NULL: none. A
+ * transport error is left in r->curl (the fault tests expect some). */
 static long req(env *e, const char *method, const char *path, const char *token,
                 const char *retry_key, const char *body, resp *r)
 {
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    memset(r, 0, sizeof *r);
-    char url[512], line[256];
+    char url[512], auth[256], key[256];
     snprintf(url, sizeof url, "%s%s", e->base, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-    if (token != NULL) {
-        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-        hdrs = curl_slist_append(hdrs, line);
-    }
-    if (retry_key != NULL) {
-        snprintf(line, sizeof line, "X-Line-Retry-Key: %s", retry_key);
-        hdrs = curl_slist_append(hdrs, line);
-    }
-    if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    r->curl = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    return r->code;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token ? token : "");
+    snprintf(key, sizeof key, "X-Line-Retry-Key: %s", retry_key ? retry_key : "");
+    const char *hdrs[4] = {"Content-Type: application/json"};
+    size_t n = 1;
+    if (token != NULL)
+        hdrs[n++] = auth;
+    if (retry_key != NULL)
+        hdrs[n++] = key;
+    return ts_http(NULL, method, url, hdrs, body, body ? strlen(body) : 0, TS_HTTP_MAY_FAIL, r);
 }
 
 static long post(env *e, const char *path, const char *token, const char *key, const char *body,
@@ -240,7 +172,7 @@ static void add_user(env *e, const char *shop, const char *user, int following)
 {
     store *st = NULL;
     char err[256];
-    assert_int_equal(store_open(e->store_url, STORE_SYNC_NORMAL, &st, err, sizeof err), 0);
+    st = ts_store_open(e->store_url, STORE_SYNC_NORMAL);
     store_sbx_user u = {.following = following, .blocked = !following, .since_ms = 1};
     snprintf(u.user, sizeof u.user, "%s", user);
     snprintf(u.display_name, sizeof u.display_name, "Name %s", user + 29);
@@ -272,7 +204,7 @@ static void test_auth(void **state)
     EXPECT(&r, 401,
            "{\"message\":\"Authorization header required. Must follow the scheme, "
            "'Authorization: Bearer <ACCESS TOKEN>'\"}");
-    assert_int_equal(strlen(r.request_id), 36);
+    assert_int_equal(strlen(ts_header(&r, "x-line-request-id")), 36);
     post(e, "/v2/bot/message/push", "nope", NULL, PUSH_BODY, &r);
     EXPECT(&r, 401,
            "{\"message\":\"Authentication failed due to the following reason: invalid token. "
@@ -295,15 +227,15 @@ static void test_push_ok_and_inbox(void **state)
          "\"stickerId\":\"1988\"}]}",
          &r);
     assert_int_equal(r.code, 200);
-    assert_int_equal(strlen(r.request_id), 36);
+    assert_int_equal(strlen(ts_header(&r, "x-line-request-id")), 36);
     assert_non_null(strstr(r.body, "{\"sentMessages\":[{\"id\":\""));
     assert_int_equal(count(r.body, "\"quoteToken\":"), 2);
     char first_id[64];
-    snprintf(first_id, sizeof first_id, "%s", r.request_id);
+    snprintf(first_id, sizeof first_id, "%s", ts_header(&r, "x-line-request-id"));
     /* each answer has its own request id */
     post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
     assert_int_equal(r.code, 200);
-    assert_string_not_equal(r.request_id, first_id);
+    assert_string_not_equal(ts_header(&r, "x-line-request-id"), first_id);
 
     assert_int_equal(inbox_count(e, "a", U1, &r), 3);
     assert_non_null(strstr(r.body, "\"endpoint\":\"push\""));
@@ -381,8 +313,10 @@ static void test_retry_key(void **state)
     assert_int_equal(first.code, 200);
     post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &r);
     assert_int_equal(r.code, 409);
-    assert_string_equal(r.accepted_id, first.request_id);
-    assert_string_not_equal(r.request_id, first.request_id);
+    assert_string_equal(ts_header(&r, "x-line-accepted-request-id"),
+                        ts_header(&first, "x-line-request-id"));
+    assert_string_not_equal(ts_header(&r, "x-line-request-id"),
+                            ts_header(&first, "x-line-request-id"));
     /* the 409 repeats the first answer's sentMessages */
     char want[2100];
     snprintf(want, sizeof want, "{\"message\":\"The retry key is already accepted\",%.2000s",
@@ -399,7 +333,8 @@ static void test_retry_key(void **state)
     EXPECT(&first, 200, "{}");
     post(e, "/v2/bot/message/multicast", "tok-a", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", mc, &r);
     EXPECT(&r, 409, "{\"message\":\"The retry key is already accepted\"}");
-    assert_string_equal(r.accepted_id, first.request_id);
+    assert_string_equal(ts_header(&r, "x-line-accepted-request-id"),
+                        ts_header(&first, "x-line-request-id"));
     /* reply does not take one */
     post(e, "/v2/bot/message/reply", "tok-a", KEY1,
          "{\"replyToken\":\"x\",\"messages\":[" TEXT_MSG "]}", &r);
@@ -503,7 +438,7 @@ static void test_broadcast_narrowcast(void **state)
     post(e, "/v2/bot/message/narrowcast", "tok-a", NULL, "{\"messages\":[" TEXT_MSG "]}", &r);
     EXPECT(&r, 202, "{}");
     char path[160], id[64];
-    snprintf(id, sizeof id, "%s", r.request_id);
+    snprintf(id, sizeof id, "%s", ts_header(&r, "x-line-request-id"));
     assert_int_equal(inbox_count(e, "a", U2, &r), 2);
     assert_non_null(strstr(r.body, "\"endpoint\":\"narrowcast\""));
     snprintf(path, sizeof path, "/v2/bot/message/progress/narrowcast?requestId=%s", id);
@@ -570,22 +505,10 @@ static void test_misc_errors(void **state)
     env *e = *state;
     resp r;
     /* content type */
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
     char url[128];
     snprintf(url, sizeof url, "%s/v2/bot/message/push", e->base);
-    struct curl_slist *hs = curl_slist_append(NULL, "Authorization: Bearer tok-a");
-    hs = curl_slist_append(hs, "Content-Type: text/plain");
-    memset(&r, 0, sizeof r);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, PUSH_BODY);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
-    assert_int_equal(curl_easy_perform(h), CURLE_OK);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.code);
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
+    const char *hs[] = {"Authorization: Bearer tok-a", "Content-Type: text/plain", NULL};
+    ts_http(NULL, "POST", url, hs, PUSH_BODY, strlen(PUSH_BODY), 0, &r);
     EXPECT(&r, 415, "{\"message\":\"The content type, text/plain, is not supported\"}");
     /* over 2 MB */
     size_t big = (2u << 20) + 10;
@@ -718,7 +641,7 @@ static void test_faults(void **state)
     EXPECT(&r, 200, "{\"error_rate\":1.0,\"status\":500,\"latency_ms\":0,\"drop_rate\":0.0}");
     post(e, "/v2/bot/message/push", "tok-a", NULL, PUSH_BODY, &r);
     EXPECT(&r, 500, "{\"message\":\"Internal server error\"}");
-    assert_int_equal(strlen(r.request_id), 36);
+    assert_int_equal(strlen(ts_header(&r, "x-line-request-id")), 36);
     /* /sandbox routes are not affected */
     assert_int_equal(inbox_count(e, "a", U1, &r), 0);
     post(e, "/sandbox/faults", NULL, NULL, "{\"error_rate\":0,\"drop_rate\":1}", &r);
@@ -761,7 +684,8 @@ static void test_state_survives_restart(void **state)
     assert_int_equal(inbox_count(e, "a", U1, &r), 1);
     post(e, "/v2/bot/message/push", "tok-a", KEY1, PUSH_BODY, &r);
     assert_int_equal(r.code, 409);
-    assert_string_equal(r.accepted_id, first.request_id);
+    assert_string_equal(ts_header(&r, "x-line-accepted-request-id"),
+                        ts_header(&first, "x-line-request-id"));
     get(e, "/v2/bot/profile/" U2, "tok-a", &r);
     assert_int_equal(r.code, 200);
     get(e, "/v2/bot/message/quota/consumption", "tok-a", &r);
@@ -781,19 +705,12 @@ typedef struct daemon_env {
 static void daemon_up(env *e, daemon_env *d)
 {
     memset(d, 0, sizeof *d);
-    if (app_prepare(&d->a, e->conf, 0) > 0) {
-        diag_print(&d->a.d, stderr);
-        fail_msg("config refused");
-    }
-    bus_options bo = app_bus_options(d->a.c);
-    char err[512];
-    assert_int_equal(bus_new(&bo, &d->b, err, sizeof err), 0);
+    ts_app_prepare(&d->a, e->conf);
+    ts_bus_new(&d->a, &d->b);
     assert_true(app_open_instances(&d->a, d->b) >= 0);
     ingress_options io = {.listen = "127.0.0.1:0", .c = d->a.c, .b = d->b};
-    if (ingress_start(&io, &d->in, err, sizeof err) != 0)
-        fail_msg("ingress_start: %s", err);
-    snprintf(d->base, sizeof d->base, "http://127.0.0.1:%u", ingress_port(d->in));
-    assert_int_equal(store_open(bo.store_url, bo.sync_mode, &d->st, err, sizeof err), 0);
+    ts_ingress_start(&io, &d->in, d->base, sizeof d->base);
+    d->st = ts_store_open(d->a.c->store_url, d->a.c->sync_mode);
 }
 
 static void daemon_down(daemon_env *d)
@@ -897,30 +814,11 @@ static void test_play_users_end_to_end(void **state)
 static long call(env *e, const char *method, const char *path, const char *ctype, const void *body,
                  size_t len, resp *r)
 {
-    CURL *h = curl_easy_init();
-    assert_non_null(h);
-    memset(r, 0, sizeof *r);
     char url[512], line[128];
     snprintf(url, sizeof url, "%s%s", e->base, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
-    hdrs = curl_slist_append(hdrs, "Authorization: Bearer tok-a");
     snprintf(line, sizeof line, "Content-Type: %s", ctype ? ctype : "");
-    hdrs = curl_slist_append(hdrs, line);
-    if (body != NULL) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    r->curl = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->code);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    return r->code;
+    const char *hdrs[] = {"Authorization: Bearer tok-a", line, NULL};
+    return ts_http(NULL, method, url, hdrs, body, len, TS_HTTP_MAY_FAIL, r);
 }
 
 static long del(env *e, const char *path, resp *r)

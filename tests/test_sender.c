@@ -31,6 +31,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define U1 "U1111111111111111111111111111111a"
 #define U2 "U2222222222222222222222222222222b"
@@ -61,25 +62,18 @@ static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    strcpy(e->dir, "/tmp/kz-sender-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    ts_tmpdir(e->dir, sizeof e->dir, "sender");
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
-    FILE *f = fopen(e->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
-            "\"normal\"; };\n"
-            "shops = ( { id = \"a\";\n"
-            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\";"
-            " %s };"
-            " } );\n",
-            e->dir, line_extra);
-    fclose(f);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+                  "\"normal\"; };\n"
+                  "shops = ( { id = \"a\";\n"
+                  "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\";"
+                  " %s };"
+                  " } );\n",
+                  e->dir, line_extra);
     snprintf(e->sbx_url, sizeof e->sbx_url, "sqlite:%s/sandbox.db", e->dir);
-    if (app_prepare(&e->a, e->conf, 0) > 0) {
-        diag_print(&e->a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&e->a, e->conf);
     *state = e;
     return 0;
 }
@@ -89,8 +83,7 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
 {
     char err[512];
     assert_int_equal(metrics_new(&e->m), 0);
-    bus_options bo = app_bus_options(e->a.c);
-    assert_int_equal(bus_new(&bo, &e->b, err, sizeof err), 0);
+    ts_bus_new(&e->a, &e->b);
     assert_int_equal(bus_add_shop(e->b, "a"), 0);
     assert_int_equal(bus_start(e->b, err, sizeof err), 0);
 
@@ -99,9 +92,7 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
     so.store_url = e->sbx_url;
     so.c = e->a.c;
     so.webhook_base = "http://127.0.0.1:1";
-    if (sandbox_start(&so, &e->sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u", sandbox_port(e->sb));
+    ts_sandbox_start(&so, &e->sb, e->base, sizeof e->base);
 
     sender_options o = sno ? *sno : (sender_options){0};
     o.store_url = e->a.c->store_url;
@@ -119,8 +110,8 @@ static void start(env *e, const sandbox_options *sbo, const sender_options *sno)
     o.poll_ms = 20;
     if (sender_start(&o, &e->snd, err, sizeof err) != 0)
         fail_msg("sender_start: %s", err);
-    assert_int_equal(store_open(o.store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
-    assert_int_equal(store_open(e->sbx_url, STORE_SYNC_NORMAL, &e->sbx, err, sizeof err), 0);
+    e->st = ts_store_open(o.store_url, STORE_SYNC_NORMAL);
+    e->sbx = ts_store_open(e->sbx_url, STORE_SYNC_NORMAL);
 }
 
 static int teardown(void **state)
@@ -133,23 +124,9 @@ static int teardown(void **state)
     store_close(e->sbx);
     metrics_free(e->m);
     app_free(&e->a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(e->dir);
     free(e);
     return 0;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static void nap(void)
-{
-    nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
 }
 
 /* ---- rows ------------------------------------------------------------------ */
@@ -221,31 +198,20 @@ static rowstate get_row(env *e, int64_t id)
 /* Polls until the row leaves PENDING (at most 8 s). */
 static rowstate wait_done(env *e, int64_t id)
 {
-    int64_t until = mono_ms() + 8000;
-    for (;;) {
-        rowstate r = get_row(e, id);
-        if (r.state != OUTBOX_PENDING)
-            return r;
-        if (mono_ms() > until)
-            fail_msg("outbox %lld still pending after 8 s (attempts %d, %s)", (long long)id,
-                     r.attempts, r.error);
-        nap();
-    }
+    rowstate r;
+    TS_WAIT((r = get_row(e, id)).state != OUTBOX_PENDING, 8000,
+            "outbox %lld still pending after 8 s (attempts %d, %s)", (long long)id, r.attempts,
+            r.error);
+    return r;
 }
 
 /* Polls until the pending row has had at least n attempts. */
 static void wait_attempts(env *e, int64_t id, int n)
 {
-    int64_t until = mono_ms() + 8000;
-    for (;;) {
-        rowstate r = get_row(e, id);
-        assert_int_equal(r.state, OUTBOX_PENDING);
-        if (r.attempts >= n)
-            return;
-        if (mono_ms() > until)
-            fail_msg("outbox %lld: %d attempts after 8 s", (long long)id, r.attempts);
-        nap();
-    }
+    rowstate r;
+    TS_WAIT((r = get_row(e, id)).state != OUTBOX_PENDING || r.attempts >= n, 8000,
+            "outbox %lld: %d attempts after 8 s", (long long)id, r.attempts);
+    assert_int_equal(r.state, OUTBOX_PENDING);
 }
 
 /* ---- events and inbox ---------------------------------------------------- */
@@ -296,26 +262,12 @@ static int64_t jint(json_object *o, const char *key)
     return json_object_get_int64(v);
 }
 
-typedef struct inbox {
-    int n;
-    char endpoint[32], request_id[80], message[512];
-} inbox;
-
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    inbox *in = arg;
-    in->n++;
-    snprintf(in->endpoint, sizeof in->endpoint, "%s", m->endpoint);
-    snprintf(in->request_id, sizeof in->request_id, "%s", m->request_id);
-    snprintf(in->message, sizeof in->message, "%s", m->message);
-    return 0;
-}
+typedef ts_inbox inbox;
 
 static inbox inbox_of(env *e, const char *user)
 {
-    inbox in = {0};
-    char err[256];
-    assert_int_equal(store_sbx_inbox(e->sbx, "a", user, on_msg, &in, err, sizeof err), 0);
+    inbox in;
+    ts_inbox_get(e->sbx, "a", user, &in);
     return in;
 }
 
@@ -488,9 +440,7 @@ static void test_lost_answer_409(void **state)
     start(e, NULL, &so);
     faults(e, 0, 0, 400);
     int64_t id = push(e, PUSH(U1, "slow"));
-    int64_t until = mono_ms() + 8000;
-    while (inbox_of(e, U1).n == 0 && mono_ms() < until)
-        nap();
+    TS_WAIT(inbox_of(e, U1).n > 0, 8000, "nothing in the inbox after 8 s");
     inbox in = inbox_of(e, U1);
     assert_int_equal(in.n, 1);
     wait_attempts(e, id, 1);
@@ -636,19 +586,19 @@ static void test_rate_limit(void **state)
     sender_rate rates[] = {{"push", 2}};
     sender_options so = {.rates = rates, .nrates = 1};
     start(e, NULL, &so);
-    int64_t t0 = mono_ms();
+    int64_t t0 = ts_mono_ms();
     int64_t ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = push(e, PUSH(U1, "r"));
     /* early on, no more than the burst went out */
-    nanosleep(&(struct timespec){0, 300 * 1000000L}, NULL);
+    ts_nap_ms(300);
     int early = inbox_of(e, U1).n;
-    int64_t t_early = mono_ms() - t0;
+    int64_t t_early = ts_mono_ms() - t0;
     if (t_early < 450)
         assert_true(early <= 2);
     for (int i = 0; i < 5; i++)
         assert_int_equal(wait_done(e, ids[i]).state, OUTBOX_SENT);
-    assert_true(mono_ms() - t0 >= 1400);
+    assert_true(ts_mono_ms() - t0 >= 1400);
     assert_int_equal(inbox_of(e, U1).n, 5);
 }
 
@@ -666,13 +616,13 @@ static void test_rate_limit_from_config(void **state)
 {
     env *e = *state;
     start(e, NULL, NULL);
-    int64_t t0 = mono_ms();
+    int64_t t0 = ts_mono_ms();
     int64_t ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = push(e, PUSH(U1, "c"));
     for (int i = 0; i < 5; i++)
         assert_int_equal(wait_done(e, ids[i]).state, OUTBOX_SENT);
-    assert_true(mono_ms() - t0 >= 1400);
+    assert_true(ts_mono_ms() - t0 >= 1400);
     assert_int_equal(inbox_of(e, U1).n, 5);
 }
 
@@ -682,13 +632,12 @@ static void test_no_sandbox_defers(void **state)
 {
     env *e = *state;
     char err[512];
-    assert_int_equal(store_open(e->a.c->store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
     sender_options o = {.store_url = e->a.c->store_url, .c = e->a.c, .poll_ms = 20};
     assert_int_equal(sender_start(&o, &e->snd, err, sizeof err), 0);
     int64_t id = push(e, PUSH(U1, "wait"));
-    int64_t until = mono_ms() + 8000;
-    while (strcmp(get_row(e, id).error, "") == 0 && mono_ms() < until)
-        nap();
+    TS_WAIT(strcmp(get_row(e, id).error, "") != 0, 8000, "outbox %lld: no error after 8 s",
+            (long long)id);
     rowstate r = get_row(e, id);
     assert_int_equal(r.state, OUTBOX_PENDING);
     assert_int_equal(r.attempts, 0);
@@ -825,7 +774,7 @@ static void test_unanswered_create_given_up(void **state)
 {
     env *e = *state;
     char err[256];
-    assert_int_equal(store_open(e->a.c->store_url, STORE_SYNC_NORMAL, &e->st, err, sizeof err), 0);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
     int64_t now = clock_now_ms();
     store_outbox row = {.shop = "a",
                         .kind = OUTBOX_CALL,

@@ -36,6 +36,7 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+#include "support.h"
 
 #define ROWS 24
 
@@ -90,13 +91,6 @@ static int child_main(const char *conf, const char *base)
 
 /* ---- the parent ------------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static pid_t spawn(const char *conf, const char *base)
 {
     pid_t pid = fork();
@@ -136,35 +130,23 @@ static counts count_rows(store *st, const int64_t *ids)
     return c;
 }
 
-static int on_msg(void *arg, const store_sbx_msg *m)
-{
-    (void)m;
-    ++*(int *)arg;
-    return 0;
-}
-
 static void test_sigkill_while_sandbox_is_slow(void **state)
 {
     (void)state;
-    char dir[64] = "/tmp/kz-sender-crash-XXXXXX", conf[128], sbx_url[128], base[64];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], conf[128], sbx_url[128], base[64];
+    ts_tmpdir(dir, sizeof dir, "sender-crash");
     snprintf(conf, sizeof conf, "%s/kizuna.conf", dir);
-    FILE *f = fopen(conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; };\n"
-            "shops = ( { id = \"a\";\n"
-            "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };"
-            " } );\n",
-            dir);
-    fclose(f);
+    ts_write_file(
+        conf,
+        "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; };\n"
+        "shops = ( { id = \"a\";\n"
+        "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = \"sandbox\"; };"
+        " } );\n",
+        dir);
     snprintf(sbx_url, sizeof sbx_url, "sqlite:%s/sandbox.db", dir);
 
     app a = {0};
-    if (app_prepare(&a, conf, 0) > 0) {
-        diag_print(&a.d, stderr);
-        fail_msg("config refused");
-    }
+    ts_app_prepare(&a, conf);
     char err[512];
     sandbox_options so = {.listen = "127.0.0.1:0",
                           .store_url = sbx_url,
@@ -172,9 +154,7 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
                           .webhook_base = "http://127.0.0.1:1",
                           .faults = {.latency_ms = 300}};
     sandbox *sb = NULL;
-    if (sandbox_start(&so, &sb, err, sizeof err) != 0)
-        fail_msg("sandbox_start: %s", err);
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", sandbox_port(sb));
+    ts_sandbox_start(&so, &sb, base, sizeof base);
 
     store *st = NULL, *sbx = NULL;
     assert_int_equal(store_open(a.c->store_url, STORE_SYNC_FULL, &st, err, sizeof err), 0);
@@ -204,13 +184,13 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
 
     /* run, kill while sends are in flight */
     pid_t pid = spawn(conf, base);
-    int64_t until = mono_ms() + 20000;
+    int64_t until = ts_mono_ms() + 20000;
     counts c;
-    while ((c = count_rows(st, ids)).sent < 4 && mono_ms() < until)
-        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+    while ((c = count_rows(st, ids)).sent < 4 && ts_mono_ms() < until)
+        ts_nap_ms(20);
     assert_true(c.sent >= 4);
     assert_true(c.sent < ROWS);
-    nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL); /* inside the next round */
+    ts_nap_ms(100); /* inside the next round */
     assert_int_equal(kill(pid, SIGKILL), 0);
     int wst = 0;
     assert_int_equal(waitpid(pid, &wst, 0), pid);
@@ -218,13 +198,13 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     counts at_kill = count_rows(st, ids);
     assert_true(at_kill.pending > 0);
     /* let the sandbox finish the requests of the dead process */
-    nanosleep(&(struct timespec){0, 500 * 1000000L}, NULL);
+    ts_nap_ms(500);
 
     /* restart: everything ends SENT */
     pid = spawn(conf, base);
-    until = mono_ms() + 30000;
-    while ((c = count_rows(st, ids)).sent < ROWS && c.other == 0 && mono_ms() < until)
-        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+    until = ts_mono_ms() + 30000;
+    while ((c = count_rows(st, ids)).sent < ROWS && c.other == 0 && ts_mono_ms() < until)
+        ts_nap_ms(20);
     assert_int_equal(kill(pid, SIGTERM), 0);
     assert_int_equal(waitpid(pid, &wst, 0), pid);
     assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
@@ -239,8 +219,8 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     for (int i = 0; i < ROWS; i++) {
         char user[34];
         user_of(i, user);
-        int n = 0;
-        assert_int_equal(store_sbx_inbox(sbx, "a", user, on_msg, &n, err, sizeof err), 0);
+        ts_inbox in;
+        int n = ts_inbox_get(sbx, "a", user, &in);
         if (n != 1)
             fail_msg("row %d (%s): %d deliveries", i, user, n);
     }
@@ -257,9 +237,7 @@ static void test_sigkill_while_sandbox_is_slow(void **state)
     store_close(sbx);
     sandbox_stop(sb);
     app_free(&a);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rmdir(dir);
 }
 
 int main(int argc, char **argv)
