@@ -7,11 +7,12 @@
  * against the limit, and the 429s the sandbox answered (target: none, at
  * ≥ 95 % of the limit); and checks that every recipient got one copy.
  *
- *   bench_broadcast [--friends N] [--dir DIR]
+ *   bench_broadcast [--friends N] [--dir DIR] [--in-flight N]
  *
- * Friends are seeded straight into the store in one transaction, every
- * other one tagged "vip"; the broadcast's segment is tag("vip"), so half of
- * them are recipients. The sandbox has no monthly limit here.
+ * Friends are seeded straight into the store in one transaction, half
+ * tagged "vip" and half "gold"; the broadcast's segment is
+ * tag("vip") || tag("gold"), so every friend is a recipient and the segment
+ * is evaluated for each. The sandbox has no monthly limit here.
  */
 #include <getopt.h>
 #include <stdint.h>
@@ -54,7 +55,8 @@ static void write_files(const char *dir)
     if (f == NULL)
         die("write", path);
     fprintf(f,
-            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"warn\"; listen = "
+            "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"warn\"; durability = \"normal\"; "
+            "listen = "
             "\"127.0.0.1:0\";\n  sandbox = { listen = \"127.0.0.1:0\"; store = "
             "\"sqlite:%s/sbx.db\"; }; };\n"
             "shops = ( { id = \"s\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
@@ -79,7 +81,7 @@ static void seed(const char *url, long n)
     for (long i = 0; i < n; i++) {
         snprintf(u, sizeof u, "U%032lx", (unsigned long)i + 1);
         if (store_friend_follow(st, "s", u, 1795000000000LL, err, sizeof err) != 0 ||
-            (i % 2 == 0 && store_friend_tag_add(st, "s", u, "vip", 0, err, sizeof err) != 0))
+            store_friend_tag_add(st, "s", u, i % 2 == 0 ? "vip" : "gold", 0, err, sizeof err) != 0)
             die("seed", err);
     }
     if (store_commit(st, err, sizeof err) != 0)
@@ -108,6 +110,23 @@ static int64_t pending(store *st)
     return n;
 }
 
+static int add_rows(void *arg, const char *tag, int state, int64_t rows)
+{
+    (void)tag;
+    (void)state;
+    *(int64_t *)arg += rows;
+    return 0;
+}
+
+/* Multicast rows the broadcast has queued so far (any state). */
+static int64_t queued(store *st)
+{
+    int64_t n = 0;
+    char err[256];
+    store_outbox_tag_states(st, "s", "broadcast:", add_rows, &n, err, sizeof err);
+    return n;
+}
+
 static int count_msg(void *arg, const store_sbx_msg *m)
 {
     (void)m;
@@ -118,12 +137,17 @@ static int count_msg(void *arg, const store_sbx_msg *m)
 int main(int argc, char **argv)
 {
     long n = 1000000;
+    int in_flight = 0; /* 0: the sender's default (kizuna.sender.max_in_flight) */
     char dir[256] = "";
-    static const struct option opts[] = {
-        {"friends", required_argument, 0, 'n'}, {"dir", required_argument, 0, 'd'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"friends", required_argument, 0, 'n'},
+                                         {"dir", required_argument, 0, 'd'},
+                                         {"in-flight", required_argument, 0, 'f'},
+                                         {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;)
         if (c == 'n')
             n = atol(optarg);
+        else if (c == 'f')
+            in_flight = atoi(optarg);
         else if (c == 'd')
             snprintf(dir, sizeof dir, "%s", optarg);
         else
@@ -164,22 +188,31 @@ int main(int argc, char **argv)
                          .c = a.c,
                          .sandbox_base = base,
                          .b = b,
-                         .m = m};
+                         .m = m,
+                         .max_in_flight = in_flight};
     sender *snd;
     if (sender_start(&sn, &snd, err, sizeof err) != 0 || bus_start(b, err, sizeof err) != 0)
         die("start", err);
 
-    broadcast_opts bc = {
-        .segment = "tag(\"vip\")", .message = msg, .no_wait = 1, .force = 1, .api_base = base};
+    broadcast_opts bc = {.segment = "tag(\"vip\") || tag(\"gold\")",
+                         .message = msg,
+                         .no_wait = 1,
+                         .force = 1,
+                         .api_base = base};
     double t1 = now_s();
     if (broadcastcli_send(a.c, "s", &bc) != 0)
         die("broadcast", "refused");
     store *st;
     if (store_open(a.c->store_url, STORE_SYNC_NORMAL, &st, err, sizeof err) != 0)
         die("store", err);
-    long want_rows = (n / 2 + 499) / 500;
+    long want_rows = (n + 499) / 500;
+    double all_queued = 0, first = 0;
     while (answers(m, "200") + answers(m, "409") < want_rows || pending(st) != 0) {
-        nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+        nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+        if (first == 0 && answers(m, "200") > 0)
+            first = now_s() - t1;
+        if (all_queued == 0 && queued(st) >= want_rows)
+            all_queued = now_s() - t1;
         if (now_s() - t1 > 600)
             die("broadcast", "not done after 10 minutes");
     }
@@ -195,19 +228,22 @@ int main(int argc, char **argv)
         snprintf(u, sizeof u, "U%032lx", (unsigned long)i + 1);
         long before = got;
         store_sbx_inbox(sbx, "s", u, count_msg, &got, err, sizeof err);
-        if (got - before != (i % 2 == 0 ? 1 : 0))
+        if (got - before != 1)
             die("check", u);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("recipients     %ld (every other friend of %ld)\n", n / 2, n);
+    printf("recipients     %ld (every friend, through a segment)\n", n);
     printf("multicasts     %ld of 500, %ld answered 200\n", want_rows, ok);
-    printf("time           %.1f s from request to the last answer\n", secs);
-    printf("requests/s     %.1f (LINE's multicast limit: 200/s; %.0f %%)\n", (double)ok / secs,
-           (double)ok / secs / 2.0);
+    printf("time           %.1f s from request to the last answer (all rows queued after %.1f s)\n",
+           secs, all_queued);
+    double rate = secs > first ? (double)(ok - 1) / (secs - first) : 0;
+    printf("requests/s     %.1f from the first answer to the last (LINE's multicast limit: "
+           "200/s; %.0f %%); %.1f over the whole time\n",
+           rate, rate / 2.0, (double)ok / secs);
     printf("429s           %ld\n", limited);
     printf("peak RSS       %ld MiB\n", ru.ru_maxrss / 1024);
-    printf("check          sampled inboxes: recipients 1 copy, others none\n");
+    printf("check          sampled inboxes: one copy each\n");
     store_close(sbx);
     store_close(st);
     sender_stop(snd);
