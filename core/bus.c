@@ -45,6 +45,7 @@ struct bus_worker {
     uint64_t rng;
     struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
     int batch_sends;   /* a handler in the open transaction queued LINE sends */
+    int batch_full;    /* the last round read a full batch: more are waiting */
 };
 
 struct bus {
@@ -675,6 +676,7 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
     int rc = store_events_after(w->st, s->id, after, w->b->o.batch, &w->batch, err, errlen);
     if (rc != 0 || w->batch.n == 0)
         return rc;
+    w->batch_full |= w->batch.n >= (size_t)w->b->o.batch;
     if ((rc = store_begin(w->st, err, errlen)) != 0)
         return rc;
     w->batch_sends = 0;
@@ -755,6 +757,7 @@ static int worker_round(bus_worker *w, int force_replays)
 {
     char err[512] = "";
     int total = 0;
+    w->batch_full = 0;
     for (size_t s = 0; s < w->nshops; s++) {
         int n = process_shop(w, w->shops[s], err, sizeof err);
         if (n < 0) {
@@ -793,6 +796,18 @@ static void worker_wait(bus_worker *w, uint64_t seen)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Under a steady stream every round finds a few new events and commits
+ * them, and each commit costs an fsync under the writer lock the publishers'
+ * group commit needs too. Pausing after a part-full batch lets the next one
+ * grow: fewer, larger commits, for at most coalesce_ms of handling latency
+ * (the webhook's answer never waits for handlers). */
+static void worker_pause(bus_worker *w)
+{
+    int64_t ms = w->b->o.coalesce_ms;
+    if (ms > 0) /* a sleep, not a wait: wake_all after every group would cut it short */
+        nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
+}
+
 void bus_wake(bus *b)
 {
     wake_all(b);
@@ -818,6 +833,8 @@ static void *worker_main(void *arg)
         int n = worker_round(w, 0);
         if (n <= 0)
             worker_wait(w, seen);
+        else if (!w->batch_full)
+            worker_pause(w);
     }
     return NULL;
 }

@@ -167,6 +167,7 @@ bus_options app_bus_options(const cfg *c)
         .retry_initial_ms = c->retry_initial_ms,
         .retry_max_ms = c->retry_max_ms,
         .poll_ms = 50,
+        .coalesce_ms = 5,
     };
     return o;
 }
