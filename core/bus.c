@@ -985,29 +985,53 @@ static int append_msgs(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char
     return 0;
 }
 
-/* Stores every request of a group in one transaction, each under its own
- * savepoint so a failing request does not take the others with it. */
+#define GROUP_RETRY 1 /* above every KZ_E* code */
+
+/* Appends every request of a group in the open transaction. Without
+ * savepoints a failing request leaves the transaction with the others'
+ * rows in it: GROUP_RETRY then asks for a retry with savepoints. */
+static int append_group(bus *b, pub_req *group, int savepoints, char *err, size_t errlen)
+{
+    for (pub_req *r = group; r != NULL; r = r->next) {
+        r->rc = savepoints ? store_savepoint(b->pub, r->err, sizeof r->err) : 0;
+        if (r->rc == 0)
+            r->rc = append_msgs(b, r->msgs, r->n, r->ids, r->err, sizeof r->err);
+        if (!savepoints && r->rc != 0)
+            return GROUP_RETRY;
+        if (!savepoints)
+            continue;
+        int end = r->rc == 0 ? store_release(b->pub, err, errlen)
+                             : store_rollback_savepoint(b->pub, err, errlen);
+        if (end != 0)
+            return end; /* the transaction itself is broken */
+    }
+    return 0;
+}
+
+static int try_group(bus *b, pub_req *group, int savepoints, char *err, size_t errlen)
+{
+    int rc = store_begin(b->pub, err, errlen);
+    if (rc == 0)
+        rc = append_group(b, group, savepoints, err, errlen);
+    if (rc == 0)
+        rc = store_commit(b->pub, err, errlen);
+    if (rc != 0)
+        store_rollback(b->pub);
+    return rc;
+}
+
+/* Stores every request of a group in one transaction. Requests rarely fail,
+ * so the group first goes in without a savepoint per request (each costs
+ * two statements and a statement journal); only if one fails is it stored
+ * again with savepoints, so that request does not take the others with it. */
 static void commit_group(bus *b, pub_req *group)
 {
     char err[256] = "";
     pthread_mutex_lock(&b->pub_lock);
-    int rc = store_begin(b->pub, err, sizeof err);
-    for (pub_req *r = group; r != NULL; r = r->next) {
-        r->rc = rc;
-        if (rc != 0)
-            continue;
-        r->rc = store_savepoint(b->pub, r->err, sizeof r->err);
-        if (r->rc == 0)
-            r->rc = append_msgs(b, r->msgs, r->n, r->ids, r->err, sizeof r->err);
-        int end = r->rc == 0 ? store_release(b->pub, err, sizeof err)
-                             : store_rollback_savepoint(b->pub, err, sizeof err);
-        if (end != 0)
-            rc = end; /* the transaction itself is broken */
-    }
-    if (rc == 0)
-        rc = store_commit(b->pub, err, sizeof err);
+    int rc = try_group(b, group, 0, err, sizeof err);
+    if (rc == GROUP_RETRY)
+        rc = try_group(b, group, 1, err, sizeof err);
     if (rc != 0) {
-        store_rollback(b->pub);
         for (pub_req *r = group; r != NULL; r = r->next) {
             r->rc = rc;
             snprintf(r->err, sizeof r->err, "%s", err);
