@@ -45,6 +45,7 @@ struct bus_worker {
     uint64_t rng;
     struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
     int batch_sends;   /* a handler in the open transaction queued LINE sends */
+    int batch_full;    /* the last round read a full batch: more are waiting */
 };
 
 struct bus {
@@ -677,6 +678,7 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
     int rc = store_events_after(w->st, s->id, after, w->b->o.batch, &w->batch, err, errlen);
     if (rc != 0 || w->batch.n == 0)
         return rc;
+    w->batch_full |= w->batch.n >= (size_t)w->b->o.batch;
     if ((rc = store_begin(w->st, err, errlen)) != 0)
         return rc;
     w->batch_sends = 0;
@@ -757,6 +759,7 @@ static int worker_round(bus_worker *w, int force_replays)
 {
     char err[512] = "";
     int total = 0;
+    w->batch_full = 0;
     for (size_t s = 0; s < w->nshops; s++) {
         int n = process_shop(w, w->shops[s], err, sizeof err);
         if (n < 0) {
@@ -795,6 +798,18 @@ static void worker_wait(bus_worker *w, uint64_t seen)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Under a steady stream every round finds a few new events and commits
+ * them, and each commit costs an fsync under the writer lock the publishers'
+ * group commit needs too. Pausing after a part-full batch lets the next one
+ * grow: fewer, larger commits, for at most coalesce_ms of handling latency
+ * (the webhook's answer never waits for handlers). */
+static void worker_pause(bus_worker *w)
+{
+    int64_t ms = w->b->o.coalesce_ms;
+    if (ms > 0) /* a sleep, not a wait: wake_all after every group would cut it short */
+        nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
+}
+
 void bus_wake(bus *b)
 {
     wake_all(b);
@@ -820,6 +835,8 @@ static void *worker_main(void *arg)
         int n = worker_round(w, 0);
         if (n <= 0)
             worker_wait(w, seen);
+        else if (!w->batch_full)
+            worker_pause(w);
     }
     return NULL;
 }
@@ -970,29 +987,53 @@ static int append_msgs(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char
     return 0;
 }
 
-/* Stores every request of a group in one transaction, each under its own
- * savepoint so a failing request does not take the others with it. */
+#define GROUP_RETRY 1 /* above every KZ_E* code */
+
+/* Appends every request of a group in the open transaction. Without
+ * savepoints a failing request leaves the transaction with the others'
+ * rows in it: GROUP_RETRY then asks for a retry with savepoints. */
+static int append_group(bus *b, pub_req *group, int savepoints, char *err, size_t errlen)
+{
+    for (pub_req *r = group; r != NULL; r = r->next) {
+        r->rc = savepoints ? store_savepoint(b->pub, r->err, sizeof r->err) : 0;
+        if (r->rc == 0)
+            r->rc = append_msgs(b, r->msgs, r->n, r->ids, r->err, sizeof r->err);
+        if (!savepoints && r->rc != 0)
+            return GROUP_RETRY;
+        if (!savepoints)
+            continue;
+        int end = r->rc == 0 ? store_release(b->pub, err, errlen)
+                             : store_rollback_savepoint(b->pub, err, errlen);
+        if (end != 0)
+            return end; /* the transaction itself is broken */
+    }
+    return 0;
+}
+
+static int try_group(bus *b, pub_req *group, int savepoints, char *err, size_t errlen)
+{
+    int rc = store_begin(b->pub, err, errlen);
+    if (rc == 0)
+        rc = append_group(b, group, savepoints, err, errlen);
+    if (rc == 0)
+        rc = store_commit(b->pub, err, errlen);
+    if (rc != 0)
+        store_rollback(b->pub);
+    return rc;
+}
+
+/* Stores every request of a group in one transaction. Requests rarely fail,
+ * so the group first goes in without a savepoint per request (each costs
+ * two statements and a statement journal); only if one fails is it stored
+ * again with savepoints, so that request does not take the others with it. */
 static void commit_group(bus *b, pub_req *group)
 {
     char err[256] = "";
     pthread_mutex_lock(&b->pub_lock);
-    int rc = store_begin(b->pub, err, sizeof err);
-    for (pub_req *r = group; r != NULL; r = r->next) {
-        r->rc = rc;
-        if (rc != 0)
-            continue;
-        r->rc = store_savepoint(b->pub, r->err, sizeof r->err);
-        if (r->rc == 0)
-            r->rc = append_msgs(b, r->msgs, r->n, r->ids, r->err, sizeof r->err);
-        int end = r->rc == 0 ? store_release(b->pub, err, sizeof err)
-                             : store_rollback_savepoint(b->pub, err, sizeof err);
-        if (end != 0)
-            rc = end; /* the transaction itself is broken */
-    }
-    if (rc == 0)
-        rc = store_commit(b->pub, err, sizeof err);
+    int rc = try_group(b, group, 0, err, sizeof err);
+    if (rc == GROUP_RETRY)
+        rc = try_group(b, group, 1, err, sizeof err);
     if (rc != 0) {
-        store_rollback(b->pub);
         for (pub_req *r = group; r != NULL; r = r->next) {
             r->rc = rc;
             snprintf(r->err, sizeof r->err, "%s", err);

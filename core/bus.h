@@ -52,6 +52,7 @@ typedef struct bus_options {
     int64_t retry_initial_ms;  /* first backoff */
     int64_t retry_max_ms;      /* backoff cap */
     int64_t poll_ms;           /* idle re-check for events stored by other processes */
+    int64_t coalesce_ms;       /* pause after a part-full batch so the next one grows; 0: none */
     const char *inflight_path; /* crash guard file (inflight.h); NULL: none */
     metrics *m;                /* where delivery counters go; NULL: none */
     const struct cfg *c;       /* shops' settings the host table reads (friend attributes);

@@ -172,6 +172,7 @@ bus_options app_bus_options(const cfg *c)
         .retry_max_ms = c->retry_max_ms,
         .poll_ms = 50,
         .c = c,
+        .coalesce_ms = 5,
     };
     return o;
 }

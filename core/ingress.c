@@ -61,7 +61,8 @@ struct ingress {
     metrics *m;                    /* may be NULL */
     char start_err[256];           /* last libmicrohttpd message while starting */
     atomic_int starting;
-    atomic_int suspended; /* requests waiting for their commit */
+    atomic_int suspended;    /* requests waiting for their commit */
+    struct MHD_Response *ok; /* "{}", shared by every 200 (MHD counts its users) */
     /* admin API: only with c->admin_token; st is its own connection */
     store *st;
     pthread_mutex_t st_mu; /* one request at a time on st */
@@ -164,16 +165,24 @@ static struct MHD_Response *new_response(const char *content_type, const char *b
     return resp;
 }
 
-/* Queues resp (and frees it). */
-static enum MHD_Result queue(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
-                             struct MHD_Response *resp)
+/* Queues resp; the caller still owns its reference. */
+static enum MHD_Result queue_kept(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                                  struct MHD_Response *resp)
 {
     enum MHD_Result ret = MHD_queue_response(conn, code, resp);
-    MHD_destroy_response(resp);
     if (ret == MHD_YES) {
         r->responded = 1;
         count_request(in, r, code); /* sent only once this thread returns */
     }
+    return ret;
+}
+
+/* Queues resp (and frees it). */
+static enum MHD_Result queue(ingress *in, struct MHD_Connection *conn, req *r, unsigned code,
+                             struct MHD_Response *resp)
+{
+    enum MHD_Result ret = queue_kept(in, conn, r, code, resp);
+    MHD_destroy_response(resp);
     return ret;
 }
 
@@ -193,6 +202,12 @@ static enum MHD_Result respond_json(ingress *in, struct MHD_Connection *conn, re
                                     const char *json)
 {
     return respond(in, conn, r, code, "application/json", json, strlen(json), NULL);
+}
+
+/* The answer to a stored webhook (or LINE's verify request), built once. */
+static enum MHD_Result respond_ok(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    return queue_kept(in, conn, r, MHD_HTTP_OK, in->ok);
 }
 
 /* {"message":"…"} with msg escaped. */
@@ -342,7 +357,7 @@ static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn
     }
     enum MHD_Result ret;
     if (batch.n == 0) { /* LINE's verify request */
-        ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
+        ret = respond_ok(in, conn, r);
         webhook_batch_free(&batch);
         return ret;
     }
@@ -397,7 +412,7 @@ static enum MHD_Result finish_store(ingress *in, struct MHD_Connection *conn, re
     enum MHD_Result ret;
     if (r->store_rc == 0) {
         count_events(in, shop, r->ids, r->nmsgs);
-        ret = respond_json(in, conn, r, MHD_HTTP_OK, "{}");
+        ret = respond_ok(in, conn, r);
     } else {
         /* Not stored: LINE redelivers on anything but 2xx. */
         log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %zu event(s) not stored: %s", shop, r->nmsgs,
@@ -902,6 +917,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start / stop ------------------------------------------------------- */
 
+static struct MHD_Daemon *start_mhd(ingress *in, struct sockaddr_in *sa)
+{
+    return MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, in, MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)sa, MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, in, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,
+        MHD_OPTION_END);
+}
+
 int ingress_start(const ingress_options *o, ingress **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -956,16 +981,14 @@ int ingress_start(const ingress_options *o, ingress **out, char *err, size_t err
             "Time from request headers to response queued (webhooks: includes the durable write)",
             dur_labels, buckets, sizeof buckets / sizeof *buckets);
     }
+    in->ok = new_response("application/json", "{}", 2);
     atomic_store(&in->starting, 1);
-    in->d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, in, MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, in, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,
-        MHD_OPTION_END);
+    in->d = in->ok != NULL ? start_mhd(in, &sa) : NULL;
     if (in->d == NULL) {
         errbuf_set(err, errlen, "cannot listen on %s%s%s", o->listen, in->start_err[0] ? ": " : "",
                    in->start_err);
+        if (in->ok != NULL)
+            MHD_destroy_response(in->ok);
         store_close(in->st);
         pthread_mutex_destroy(&in->st_mu);
         free(in);
@@ -996,6 +1019,7 @@ void ingress_stop(ingress *in)
     for (int i = 0; i < 5000 && atomic_load(&in->suspended) > 0; i++)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     MHD_stop_daemon(in->d);
+    MHD_destroy_response(in->ok);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     store_close(in->st);

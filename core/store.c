@@ -454,10 +454,13 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_FR_UNFOLLOW] =
         "INSERT INTO friends(shop, user, following, unfollow_ms) VALUES(?1, ?2, 0, ?3)"
         " ON CONFLICT(shop, user) DO UPDATE SET following = 0, unfollow_ms = ?3",
+    /* Only a later minute moves last_active_ms: a chatty user costs one row
+     * write a minute, not one per message (store.h). */
     [Q_FR_TOUCH] = "INSERT INTO friends(shop, user, first_active_ms, last_active_ms)"
                    " VALUES(?1, ?2, ?3, ?3) ON CONFLICT(shop, user) DO UPDATE SET"
                    " first_active_ms = CASE first_active_ms WHEN 0 THEN ?3 ELSE first_active_ms"
-                   " END, last_active_ms = max(last_active_ms, ?3)",
+                   " END, last_active_ms = max(last_active_ms, ?3)"
+                   " WHERE ?3 / 60000 > last_active_ms / 60000",
     [Q_FR_PROFILE] = "UPDATE friends SET display_name = ?3, picture_url = ?4, status_message = ?5,"
                      " language = ?6, profile_ms = ?7 WHERE shop = ?1 AND user = ?2",
     [Q_FR_GET] = "SELECT " FR_COLUMNS " FROM friends WHERE shop = ?1 AND user = ?2",

@@ -289,7 +289,9 @@ typedef struct store_friend {
     int64_t unfollow_ms;     /* the last unfollow (block) */
     int64_t follows;         /* follow events seen: 2 and more are re-follows */
     int64_t first_active_ms; /* first event from the user */
-    int64_t last_active_ms;  /* last event from the user (unfollow excluded) */
+    int64_t last_active_ms;  /* first event from the user (unfollow excluded) in the latest
+                              * minute with one: kept to the minute, so messages within a
+                              * minute write the row once */
     char display_name[256];
     char picture_url[512];
     char status_message[512];

@@ -1345,6 +1345,28 @@ static void test_friends_registry(void **state)
     assert_int_equal(store_friend_get(f->s, "a", "U8", &fr, err, sizeof err), 0); /* created */
 }
 
+/* Interactions move last_active_ms once a minute: the first event of a
+ * later minute, never an earlier time; first_active_ms is set once. */
+static void test_friend_touch_minutes(void **state)
+{
+    fx *f = *state;
+    char err[256];
+    store_friend fr;
+    const int64_t t = 1700000080000; /* 40 s into a minute */
+    assert_int_equal(store_friend_touch(f->s, "a", "U1", t, err, sizeof err), 0);
+    assert_int_equal(store_friend_touch(f->s, "a", "U1", t + 15000, err, sizeof err), 0);
+    assert_int_equal(store_friend_get(f->s, "a", "U1", &fr, err, sizeof err), 0);
+    assert_int_equal(fr.first_active_ms, t);
+    assert_int_equal(fr.last_active_ms, t); /* same minute: not written */
+    assert_int_equal(store_friend_touch(f->s, "a", "U1", t + 25000, err, sizeof err), 0);
+    assert_int_equal(store_friend_get(f->s, "a", "U1", &fr, err, sizeof err), 0);
+    assert_int_equal(fr.last_active_ms, t + 25000); /* the next minute */
+    assert_int_equal(store_friend_touch(f->s, "a", "U1", t, err, sizeof err), 0);
+    assert_int_equal(store_friend_get(f->s, "a", "U1", &fr, err, sizeof err), 0);
+    assert_int_equal(fr.last_active_ms, t + 25000); /* late delivery: never backwards */
+    assert_int_equal(fr.first_active_ms, t);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1353,6 +1375,7 @@ int main(void)
         T(test_open_migrates_and_reopens),
         T(test_sbx_richmenus),
         T(test_friends_registry),
+        T(test_friend_touch_minutes),
         T(test_unsupported_url),
         T(test_newer_schema_refused),
         T(test_append_and_duplicate),
@@ -1383,8 +1406,6 @@ int main(void)
         T(test_outbox_transactions),
         T(test_outbox_migrates_from_2),
         T(test_outbox_migrates_from_3),
-        T(test_sbx_richmenus),
-        T(test_friends_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
