@@ -33,24 +33,29 @@ static int collect(void *arg, const store_timer *t)
     return 0;
 }
 
-/* The ids are read first and fired after: the walk's statement must be
- * done before the same connection appends and deletes. */
+/* The ids are read first, outside a transaction, so an idle poll never
+ * takes the write lock; the walk's statement is also done before the same
+ * connection appends and deletes. A timer cancelled in between is skipped. */
 int timers_fire_due(store *st, int64_t now_ms, int batch, char *err, size_t errlen)
 {
     due_ids d = {.ids = calloc((size_t)batch, sizeof(int64_t))};
     if (d.ids == NULL)
         return KZ_ENOMEM;
-    int rc = store_begin(st, err, errlen);
-    if (rc == 0)
-        rc = store_timer_due(st, now_ms, batch, collect, &d, err, errlen);
-    for (int i = 0; rc == 0 && i < d.n; i++)
+    int rc = store_timer_due(st, now_ms, batch, collect, &d, err, errlen), fired = 0;
+    if (rc == 0 && d.n > 0)
+        rc = store_begin(st, err, errlen);
+    for (int i = 0; rc == 0 && i < d.n; i++) {
         rc = store_timer_fire(st, d.ids[i], NULL, err, errlen);
-    if (rc == 0)
-        rc = d.n > 0 ? store_commit(st, err, errlen) : (store_rollback(st), 0);
-    else if (store_in_transaction(st))
+        fired += rc == 0;
+        if (rc == KZ_ENOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0 && d.n > 0)
+        rc = store_commit(st, err, errlen);
+    if (rc != 0 && store_in_transaction(st))
         store_rollback(st);
     free(d.ids);
-    return rc == 0 ? d.n : rc;
+    return rc != 0 ? rc : fired;
 }
 
 /* Fires batches until one comes back short; 1 when any fired. */

@@ -38,8 +38,9 @@ void timers_stop(timers *t);
 void timers_wake(timers *t);
 
 /* Fires up to `batch` timers due at now_ms in one transaction on st (the
- * caller's connection, no transaction open). Returns how many fired, or a
- * negative error. Also how bus_run_until_idle fires timers. */
+ * caller's connection, no transaction open; none is opened when nothing is
+ * due). Returns how many fired, or a negative error. Also how
+ * bus_run_until_idle fires timers. */
 int timers_fire_due(store *st, int64_t now_ms, int batch, char *err, size_t errlen);
 
 #endif
