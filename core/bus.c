@@ -10,6 +10,7 @@
 #include "log.h"
 #include "payload.h"
 #include "routes.h"
+#include "timers.h"
 #include "topic.h"
 
 /* Topic → bit mask of matching instances, per shop. Matching patterns for
@@ -77,6 +78,7 @@ struct bus {
     void (*on_sends)(void *arg);
     void *on_sends_arg;
     routes *routes; /* plugin HTTP routes, registered from shop_open */
+    timers *timers; /* fires due timers while the workers run */
 };
 
 /* One publish waiting for its commit: on the caller's stack until `done`
@@ -894,16 +896,39 @@ static void count_crash(void *arg, int64_t instance, int64_t event)
     i->retry_at = f.retry_at;
 }
 
+/* The virtual clock moved: retry backoffs may have ended and timers may be
+ * due. */
+static void clock_moved(void *arg)
+{
+    bus *b = arg;
+    wake_all(b);
+    timers_wake(b->timers);
+}
+
+static int start_timers(bus *b, char *err, size_t errlen)
+{
+    timers_options o = {.store_url = b->o.store_url,
+                        .sync_mode = b->o.sync_mode,
+                        .batch = b->o.batch,
+                        .poll_ms = b->o.poll_ms,
+                        .fired = wake_all,
+                        .arg = b};
+    return timers_start(&o, &b->timers, err, errlen);
+}
+
 int bus_start(bus *b, char *err, size_t errlen)
 {
     crash_ctx crashes = {.b = b, .err = err, .errlen = errlen};
     inflight_take(b->inflight, count_crash, &crashes);
     if (crashes.rc != 0)
         return crashes.rc;
+    int trc = start_timers(b, err, errlen); /* before the listener that reads b->timers */
+    if (trc != 0)
+        return trc;
     pthread_mutex_lock(&b->lock);
     b->running = 1;
     pthread_mutex_unlock(&b->lock);
-    clock_on_advance(wake_all, b);
+    clock_on_advance(clock_moved, b);
     for (int i = 0; i < b->nworkers; i++) {
         int rc = pthread_create(&b->workers[i].th, NULL, worker_main, &b->workers[i]);
         if (rc != 0) {
@@ -918,6 +943,9 @@ int bus_start(bus *b, char *err, size_t errlen)
 
 void bus_stop(bus *b)
 {
+    clock_on_advance(NULL, NULL); /* before the timers go: the listener wakes them */
+    timers_stop(b->timers);
+    b->timers = NULL;
     pthread_mutex_lock(&b->lock);
     b->running = 0;
     pthread_cond_broadcast(&b->cond);
@@ -927,14 +955,19 @@ void bus_stop(bus *b)
             pthread_join(b->workers[i].th, NULL);
         b->workers[i].started = 0;
     }
-    clock_on_advance(NULL, NULL);
 }
 
 int bus_run_until_idle(bus *b, char *err, size_t errlen)
 {
     int total = 0;
     for (;;) {
-        int round = 0;
+        int round = 0, fired;
+        /* the workers' connections are idle while they are not started */
+        while ((fired = timers_fire_due(b->workers[0].st, clock_now_ms(), b->o.batch, err,
+                                        errlen)) == b->o.batch)
+            ;
+        if (fired < 0)
+            return fired;
         for (int i = 0; i < b->nworkers; i++) {
             int n = worker_round(&b->workers[i], 1);
             if (n < 0) {

@@ -15,6 +15,7 @@
 #include "message.h"
 #include "payload.h"
 #include "routes.h"
+#include "timerapi.h"
 #include "topic.h"
 
 /* A ctx is usable only while its handler runs, on the handler's thread. */
@@ -152,7 +153,7 @@ static void derive_uid(const kz_ctx *ctx, char *out, size_t outlen)
 
 /* The checks every publishing slot makes: a valid topic and one JSON value
  * (none or empty: "{}", written back through json and len). */
-static int event_check(const char *what, const char *topic, const char **json, size_t *len)
+int host_event_check(const char *what, const char *topic, const char **json, size_t *len)
 {
     char err[256];
     if (!topic_valid(topic)) {
@@ -174,7 +175,7 @@ static int publish(kz_ctx *ctx, const char *topic, const char *user, const char 
     char err[256];
     if (!host_ctx_live(ctx, "kz_publish"))
         return KZ_ESTATE;
-    int rc = event_check("kz_publish", topic, &json, &len);
+    int rc = host_event_check("kz_publish", topic, &json, &len);
     if (rc != 0)
         return rc;
     if ((rc = host_ctx_writable(ctx, "kz_publish")) != 0)
@@ -518,7 +519,7 @@ static int http_publish(kz_http *req, const char *topic, const char *user, const
 {
     if (!httpreq_live(req, "kz_http_publish"))
         return KZ_ESTATE;
-    int rc = event_check("kz_http_publish", topic, &json, &len);
+    int rc = host_event_check("kz_http_publish", topic, &json, &len);
     if (rc == 0 && (rc = httpreq_add_event(req, topic, user, json, len, dedupe_key)) != 0)
         log_msg(KZ_LOG_ERROR, "kz_http_publish %s: not queued (%d)", topic, rc);
     return rc;
@@ -581,6 +582,8 @@ static const kz_host table = {
     .segment_match = friendapi_segment_match,
     .segment_free = friendapi_segment_free,
     .local_time = friendapi_local_time,
+    .timer_set = timerapi_set,
+    .timer_cancel = timerapi_cancel,
 };
 
 const kz_host *host_table(void)

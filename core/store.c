@@ -220,6 +220,21 @@ static const char *const migrations[] = {
     " linked_ms INTEGER NOT NULL,"
     " PRIMARY KEY(shop, user, source)) WITHOUT ROWID;"
     "CREATE UNIQUE INDEX friend_links_by_member ON friend_links(shop, source, member);",
+    /* 8: durable timers (store.h, "timers"). (instance, key) names one
+     * timer, so rescheduling replaces; timers_due makes "what is due" a
+     * range scan over due rows only, however many wait in the future. */
+    "CREATE TABLE timers("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " instance INTEGER NOT NULL,"
+    " key TEXT NOT NULL,"
+    " due_ms INTEGER NOT NULL,"
+    " topic TEXT NOT NULL,"
+    " user TEXT,"
+    " payload TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " UNIQUE(instance, key));"
+    "CREATE INDEX timers_due ON timers(due_ms, id);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -323,6 +338,13 @@ enum stmt_id {
     Q_OB_FINISH,
     Q_OB_GET,
     Q_OB_PENDING,
+    Q_TM_SET,
+    Q_TM_CANCEL,
+    Q_TM_DUE,
+    Q_TM_GET,
+    Q_TM_DEL,
+    Q_TM_PENDING,
+    Q_TM_NEXT,
     Q_COUNT
 };
 
@@ -519,6 +541,18 @@ static const char *const sql_text[Q_COUNT] = {
                     " finished_ms = ?6 WHERE id = ?1 AND state = 0",
     [Q_OB_GET] = "SELECT " OB_COLUMNS ", status, request_id FROM outbox WHERE id = ?1",
     [Q_OB_PENDING] = "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE state = 0",
+    /* REPLACE deletes the old row and inserts a new id: a rescheduled timer
+     * orders after timers set earlier for the same instant. */
+    [Q_TM_SET] = "INSERT OR REPLACE INTO timers(shop, instance, key, due_ms, topic, user, payload,"
+                 " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_TM_CANCEL] = "DELETE FROM timers WHERE instance = ?1 AND key = ?2",
+    [Q_TM_DUE] = "SELECT id, shop, instance, key, due_ms, topic, user, payload, created_ms"
+                 " FROM timers INDEXED BY timers_due WHERE due_ms <= ?1"
+                 " ORDER BY due_ms, id LIMIT ?2",
+    [Q_TM_GET] = "SELECT shop, topic, user, payload, due_ms FROM timers WHERE id = ?1",
+    [Q_TM_DEL] = "DELETE FROM timers WHERE id = ?1",
+    [Q_TM_PENDING] = "SELECT count(*) FROM timers",
+    [Q_TM_NEXT] = "SELECT min(due_ms) FROM timers",
 };
 
 /* Slots of one event's strings in store.offs while a batch is being filled. */
@@ -2671,4 +2705,142 @@ int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
         }
     }
     return rc;
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+int store_timer_set(store *s, const store_timer *t, char *err, size_t errlen)
+{
+    if (t == NULL || t->shop == NULL || t->key == NULL || t->topic == NULL || t->payload == NULL) {
+        errbuf_set(err, errlen, "set timer: shop, key, topic and payload are required");
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_SET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, t->shop);
+    sqlite3_bind_int64(st, 2, t->instance);
+    bind_str(st, 3, t->key);
+    sqlite3_bind_int64(st, 4, t->due_ms);
+    bind_str(st, 5, t->topic);
+    bind_opt(st, 6, t->user);
+    bind_str(st, 7, t->payload);
+    sqlite3_bind_int64(st, 8, t->created_ms);
+    return run(s, st, "set timer", err, errlen);
+}
+
+int store_timer_cancel(store *s, int64_t instance, const char *key, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_CANCEL, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, instance);
+    bind_str(st, 2, key);
+    return run_change(s, st, "cancel timer", err, errlen);
+}
+
+static void timer_from_row(sqlite3_stmt *st, store_timer *t)
+{
+    t->id = sqlite3_column_int64(st, 0);
+    t->shop = col_str(st, 1);
+    t->instance = sqlite3_column_int64(st, 2);
+    t->key = col_str(st, 3);
+    t->due_ms = sqlite3_column_int64(st, 4);
+    t->topic = col_str(st, 5);
+    t->user = sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : col_str(st, 6);
+    t->payload = col_str(st, 7);
+    t->created_ms = sqlite3_column_int64(st, 8);
+}
+
+int store_timer_due(store *s, int64_t now_ms, int limit, store_timer_cb cb, void *arg, char *err,
+                    size_t errlen)
+{
+    if (limit < 1) { /* SQLite reads a negative LIMIT as "no limit" */
+        errbuf_set(err, errlen, "read timers: limit must be at least 1, not %d", limit);
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_DUE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = step(s, st, "read timers", err, errlen)) == 1) {
+        store_timer t;
+        timer_from_row(st, &t);
+        int stop = cb(arg, &t);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+/* Copies the timer's event fields out of the statement so it can be reset
+ * before the append reuses the connection. */
+static int timer_event(store *s, int64_t id, int64_t *event_id, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_GET, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if ((rc = step(s, st, "fire timer", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    char uid[40];
+    snprintf(uid, sizeof uid, "timer:%lld", (long long)id);
+    char *shop = strdup(col_str(st, 0)), *topic = strdup(col_str(st, 1));
+    int has_user = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    char *user = has_user ? strdup(col_str(st, 2)) : NULL;
+    char *payload = strdup(col_str(st, 3));
+    size_t len = payload != NULL ? strlen(payload) : 0;
+    int64_t due = sqlite3_column_int64(st, 4);
+    sqlite3_reset(st);
+    if (shop == NULL || topic == NULL || payload == NULL || (has_user && user == NULL))
+        rc = no_memory(err, errlen);
+    else
+        rc =
+            store_event_append(s, shop, uid, topic, user, due, payload, len, event_id, err, errlen);
+    free(shop);
+    free(topic);
+    free(user);
+    free(payload);
+    return rc;
+}
+
+int store_timer_fire(store *s, int64_t id, int64_t *event_id, char *err, size_t errlen)
+{
+    int owned;
+    int rc = own_begin(s, &owned, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = timer_event(s, id, event_id, err, errlen);
+    sqlite3_stmt *st;
+    if (rc == 0 && (rc = prep(s, Q_TM_DEL, &st, err, errlen)) == 0) {
+        sqlite3_bind_int64(st, 1, id);
+        rc = run(s, st, "fire timer", err, errlen);
+    }
+    return own_end(s, owned, rc, err, errlen);
+}
+
+int store_timer_pending(store *s, int64_t *count, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_PENDING, &st, err, errlen);
+    return rc != 0 ? rc : query_int(s, st, "count timers", count, err, errlen);
+}
+
+int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_TM_NEXT, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "next timer", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    int none = sqlite3_column_type(st, 0) == SQLITE_NULL;
+    *due_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return none ? KZ_ENOTFOUND : 0;
 }

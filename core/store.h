@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 typedef struct store store;
 
@@ -547,5 +547,48 @@ int store_sbx_rm_alias_delete(store *s, const char *shop, const char *alias, cha
 /* Calls cb(arg, alias, menu id) for each alias of the shop, by alias. */
 int store_sbx_rm_aliases(store *s, const char *shop, store_sbx_rm_cb cb, void *arg, char *err,
                          size_t errlen);
+
+/* ---- timers (schema 8) ---------------------------------------------------
+ *
+ * Durable timers of plugin instances (docs/scheduler.md). A timer is named
+ * by (instance, key); when due it becomes an event of its shop with uid
+ * "timer:<id>" (ids are never reused) and the plugin's topic, user and
+ * payload. Firing appends that event and deletes the timer in one
+ * transaction, so a timer fires exactly once across crashes. Reading what
+ * is due costs the due rows, not the pending ones (index on due_ms, id).
+ */
+
+typedef struct store_timer {
+    int64_t id;
+    const char *shop;
+    int64_t instance;
+    const char *key;
+    int64_t due_ms;
+    const char *topic;
+    const char *user; /* NULL: none */
+    const char *payload;
+    int64_t created_ms;
+} store_timer;
+
+/* Inserts t (id ignored), replacing the timer of the same (instance, key):
+ * a rescheduled key keeps one timer. In the caller's transaction if open. */
+int store_timer_set(store *s, const store_timer *t, char *err, size_t errlen);
+/* KZ_ENOTFOUND (no error text) when the instance has no timer of that key. */
+int store_timer_cancel(store *s, int64_t instance, const char *key, char *err, size_t errlen);
+/* Calls cb for up to `limit` timers with due_ms <= now, by due_ms then id;
+ * a nonzero return stops the walk and is returned. Pointers in *t are valid
+ * during the call only; cb must not call the store on this connection. */
+typedef int (*store_timer_cb)(void *arg, const store_timer *t);
+int store_timer_due(store *s, int64_t now_ms, int limit, store_timer_cb cb, void *arg, char *err,
+                    size_t errlen);
+/* Appends timer id's event (time_ms: its due time) and deletes the timer,
+ * in the caller's transaction or one of its own. *event_id (may be NULL)
+ * gets the new event's id. KZ_ENOTFOUND when the timer is gone (cancelled
+ * or fired meanwhile). */
+int store_timer_fire(store *s, int64_t id, int64_t *event_id, char *err, size_t errlen);
+/* Timers waiting (for /metrics). */
+int store_timer_pending(store *s, int64_t *count, char *err, size_t errlen);
+/* The earliest due_ms, KZ_ENOTFOUND when no timer waits. */
+int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen);
 
 #endif /* KIZUNA_CORE_STORE_H */

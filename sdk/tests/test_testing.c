@@ -1243,6 +1243,61 @@ static void local_time(void **state)
     assert_null(getenv("TZ"));
 }
 
+/* ---- timers (ABI 1.4) ---------------------------------------------------- */
+
+static int timer_ops(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    int64_t now = kz_now_ms();
+    assert_int_equal(kz_timer_set(ctx, "", now, "remind.x", NULL, NULL), KZ_EINVAL);
+    assert_int_equal(kz_timer_set(ctx, "k", now, "Bad Topic", NULL, NULL), KZ_EINVAL);
+    assert_int_equal(kz_timer_set(ctx, "k", now, "remind.x", NULL, "{"), KZ_EINVAL);
+    assert_int_equal(kz_timer_cancel(ctx, "none"), KZ_ENOTFOUND);
+    kz_assert_ok(kz_timer_set(ctx, "late", now + 3000, "remind.late", "U1", "{\"n\":3}"));
+    kz_assert_ok(kz_timer_set(ctx, "early", now + 5000, "remind.early", "U1", NULL));
+    kz_assert_ok(kz_timer_set(ctx, "early", now + 1000, "remind.early", "U1", NULL)); /* moved */
+    kz_assert_ok(kz_timer_set(ctx, "gone", now + 1000, "remind.gone", NULL, NULL));
+    return kz_timer_cancel(ctx, "gone");
+}
+
+static int timer_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    kz_assert_ok(kz_timer_set(ctx, "lost", kz_now_ms(), "remind.lost", NULL, NULL));
+    kz_assert_ok(kz_timer_cancel(ctx, "late"));
+    snprintf(err, errlen, "no");
+    return KZ_EFAIL;
+}
+
+static void timers_record_fire_and_roll_back(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(timer_ops));
+    assert_int_equal(kz_test_timer_count(), 2);
+    assert_string_equal(kz_test_timer(0)->key, "late");
+    assert_string_equal(kz_test_timer(1)->key, "early");
+    assert_int_equal(kz_test_timer(1)->due_ms, kz_test_now() + 1000);
+    assert_null(kz_test_timer(2));
+    assert_int_equal(run(timer_then_fail), KZ_EFAIL);
+    assert_int_equal(kz_test_timer_count(), 2); /* "lost" vanished, "late" kept */
+    kz_event *fired[4];
+    assert_int_equal(kz_test_fire_timers(fired, 4), 0);
+    kz_test_advance(3000);
+    assert_int_equal(kz_test_fire_timers(fired, 4), 2);
+    assert_string_equal(kz_event_topic(fired[0]), "remind.early");
+    assert_string_equal(kz_event_payload(fired[0], NULL), "{}");
+    assert_string_equal(kz_event_topic(fired[1]), "remind.late");
+    assert_string_equal(kz_event_payload(fired[1], NULL), "{\"n\":3}");
+    assert_string_equal(kz_event_user(fired[1]), "U1");
+    assert_int_equal(kz_event_time_ms(fired[1]), kz_test_now());
+    assert_int_equal(strncmp(kz_event_id(fired[0]), "timer:", 6), 0);
+    assert_int_equal(kz_test_timer_count(), 0);
+    kz_assert_ok(kz_test_handle(fired[0])); /* an event like any other */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1274,6 +1329,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(segments_subset, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(segment_errors, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(local_time, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(timers_record_fire_and_roll_back, kz_test_setup,
+                                        kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

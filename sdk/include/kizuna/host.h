@@ -54,7 +54,7 @@ extern "C" {
  * (KZ_PLUGIN_DEFINE does it); the host refuses a different major or a newer
  * minor than its own. */
 #define KZ_ABI_MAJOR 1
-#define KZ_ABI_MINOR 3
+#define KZ_ABI_MINOR 4
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KZ_EXPORT __attribute__((visibility("default")))
@@ -440,7 +440,28 @@ struct kz_host {
      * Since: ABI 1.3. */
     int (*local_time)(const kz_shop *shop, int64_t ms, kz_local_time *out);
 
-    /* ---- ABI 1.4 and later: append new slots below this line only ---- */
+    /* ---- ABI 1.4 ------------------------------------------------------- */
+
+    /* Durable timers (docs/scheduler.md), owned by the calling plugin
+     * instance: key (1..200 bytes; KZ_EINVAL when empty, KZ_ETOOBIG when
+     * longer) names one timer of this instance, so two plugins may use the
+     * same key. Written in the handler's transaction: a failing handler's
+     * timers vanish with its other effects. Thread: handler. Since: ABI 1.4. */
+
+    /* Sets timer `key` to publish topic (checked like publish: KZ_EINVAL
+     * for a bad topic or JSON; json NULL or len 0: "{}") for user (may be
+     * NULL) to the calling instance's shop at due_ms on the host clock
+     * (kz_now_ms(); a time already past fires at once). Setting a key
+     * again replaces its timer. The event, with id "timer:<n>" and time
+     * due_ms, is stored and its timer deleted in one transaction: it is
+     * handled exactly once, like any event, by every subscriber. */
+    int (*timer_set)(kz_ctx *ctx, const char *key, int64_t due_ms, const char *topic,
+                     const char *user, const char *json, size_t len);
+    /* Deletes timer `key` before it fires: KZ_ENOTFOUND when this instance
+     * has none (never set, cancelled, or fired already). */
+    int (*timer_cancel)(kz_ctx *ctx, const char *key);
+
+    /* ---- ABI 1.5 and later: append new slots below this line only ---- */
 };
 
 /* True when the host's table has slot `fn` and it is set. Use before calling
@@ -898,6 +919,22 @@ static inline int kz_local_time_of(const kz_shop *shop, int64_t ms, kz_local_tim
     if (!KZ_HOST_HAS(kz_host_api, local_time))
         return KZ_ENOTSUP;
     return kz_host_api->local_time(shop, ms, out);
+}
+
+/* Durable timers (see kz_host.timer_set). json may be NULL for "{}".
+ * KZ_ENOTSUP on a host older than ABI 1.4. Since: ABI 1.4. */
+static inline int kz_timer_set(kz_ctx *ctx, const char *key, int64_t due_ms, const char *topic,
+                               const char *user, const char *json)
+{
+    if (!KZ_HOST_HAS(kz_host_api, timer_set))
+        return KZ_ENOTSUP;
+    return kz_host_api->timer_set(ctx, key, due_ms, topic, user, json, json ? strlen(json) : 0);
+}
+static inline int kz_timer_cancel(kz_ctx *ctx, const char *key)
+{
+    if (!KZ_HOST_HAS(kz_host_api, timer_cancel))
+        return KZ_ENOTSUP;
+    return kz_host_api->timer_cancel(ctx, key);
 }
 
 #ifdef __cplusplus

@@ -13,7 +13,7 @@
  * One plugin per test executable (KZ_PLUGIN_DEFINE defines kz_host_api).
  * Everything here is `static`; nothing but libc and cmocka is needed.
  *
- * What it provides: a complete ABI 1.3 `kz_host` table that works in memory:
+ * What it provides: a complete ABI 1.4 `kz_host` table that works in memory:
  * - one shop (id "test", timezone "Asia/Tokyo"; kz_test_set_shop() changes it)
  *   and one plugin instance of that shop;
  * - events built by the test: kz_test_event(topic, shop, user, id, payload);
@@ -55,6 +55,10 @@
  * - segments (segment_compile / _match / _free) for a subset of the
  *   language: tag("…"), blocked, !, &&, || and parentheses (see below);
  * - shop-local time (local_time) in the shop's timezone;
+ * - timers (ABI 1.4): timer_set / timer_cancel record them per key
+ *   (kz_test_timer_count, kz_test_timer(i)), rolled back with a failing
+ *   handler; kz_test_fire_timers(out, max) fires those due on the fake
+ *   clock in due order and returns their events for kz_test_handle();
  * - a settable clock (kz_test_set_now / kz_test_advance; default
  *   1700000000000 = 2023-11-14T22:13:20Z); new events take their time from it;
  * - settings built without a parser (kz_test_setting_group() and setters);
@@ -210,6 +214,8 @@ enum {
     KZ_TEST_FAIL_FRIEND_ATTR, /* a valid friend_attr_set */
     KZ_TEST_FAIL_FRIEND_LINK, /* a valid friend_link */
     KZ_TEST_FAIL_SEGMENT_MATCH,
+    KZ_TEST_FAIL_TIMER_SET,    /* a valid timer_set (ABI 1.4) */
+    KZ_TEST_FAIL_TIMER_CANCEL, /* a timer_cancel of an existing timer */
     KZ_TEST_FAIL_COUNT_
 };
 
@@ -365,6 +371,17 @@ typedef struct kz_test_attr_decl_ {
     char type[8]; /* "string", "number", "bool" or "date" */
 } kz_test_attr_decl_;
 
+/* A timer a plugin set (ABI 1.4), as kz_test_timer(i) shows it. */
+typedef struct kz_test_timed {
+    const char *key;
+    int64_t due_ms;
+    const char *topic;
+    const char *user; /* NULL: none */
+    const char *payload;
+    size_t payload_len;
+    unsigned long seq; /* set order: the id in the fired event's "timer:<seq>" */
+} kz_test_timed;
+
 static struct kz_test_state_ {
     int initialized; /* 0: the defaults below are not set yet */
     int64_t now;
@@ -410,6 +427,10 @@ static struct kz_test_state_ {
     size_t nfriends, capfriends, nsnap_friends;
     struct kz_test_attr_decl_ *attrs;
     size_t nattrs, capattrs;
+    /* timers (ABI 1.4); snap_timers: before the running handler */
+    kz_test_timed *timers, *snap_timers;
+    size_t ntimers, captimers, nsnap_timers;
+    unsigned long timer_seq;
 } kz_test_s_;
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -2691,6 +2712,111 @@ KZ_TEST_FN int kz_test_h_local_time_(const kz_shop *shop, int64_t ms, kz_local_t
 }
 
 /* The fake host's table: every ABI 1.3 slot. */
+
+/* ---- host slots: timers (ABI 1.4) ------------------------------------- */
+
+KZ_TEST_FN void kz_test_timed_clear_(kz_test_timed *t)
+{
+    free((char *)t->key);
+    free((char *)t->topic);
+    free((char *)t->user);
+    free((char *)t->payload);
+}
+
+KZ_TEST_FN void kz_test_timed_free_(kz_test_timed *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kz_test_timed_clear_(&t[i]);
+    free(t);
+}
+
+/* A deep copy: the snapshot a failing handler rolls back to. */
+KZ_TEST_FN kz_test_timed *kz_test_timed_copy_(const kz_test_timed *t, size_t n)
+{
+    kz_test_timed *c = (kz_test_timed *)kz_test_alloc_(sizeof *c * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        c[i] = t[i];
+        c[i].key = kz_test_dup_(t[i].key);
+        c[i].topic = kz_test_dup_(t[i].topic);
+        c[i].user = kz_test_dup_(t[i].user);
+        c[i].payload = kz_test_dupn_(t[i].payload, t[i].payload_len);
+    }
+    return c;
+}
+
+/* Removes timer i, keeping the others in set order. */
+KZ_TEST_FN void kz_test_timer_drop_(size_t i)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    kz_test_timed_clear_(&s->timers[i]);
+    memmove(&s->timers[i], &s->timers[i + 1], (s->ntimers - i - 1) * sizeof *s->timers);
+    s->ntimers--;
+}
+
+KZ_TEST_FN long kz_test_timer_find_(const char *key)
+{
+    for (size_t i = 0; i < kz_test_s_.ntimers; i++)
+        if (strcmp(kz_test_s_.timers[i].key, key) == 0)
+            return (long)i;
+    return -1;
+}
+
+KZ_TEST_FN int kz_test_timer_key_(const char *key)
+{
+    if (key == NULL || key[0] == '\0')
+        return KZ_EINVAL;
+    return strlen(key) > 200 ? KZ_ETOOBIG : 0;
+}
+
+KZ_TEST_FN int kz_test_h_timer_set_(kz_ctx *ctx, const char *key, int64_t due_ms, const char *topic,
+                                    const char *user, const char *json, size_t len)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    int rc = kz_test_timer_key_(key);
+    if (rc != 0)
+        return rc;
+    if (json == NULL || len == 0) {
+        json = "{}";
+        len = 2;
+    }
+    if (topic == NULL || !kz_test_topic_valid_(topic, strlen(topic)) ||
+        !kz_test_json_valid(json, len))
+        return KZ_EINVAL;
+    if ((rc = kz_test_injected_(KZ_TEST_FAIL_TIMER_SET)) != 0)
+        return rc;
+    long old = kz_test_timer_find_(key);
+    if (old >= 0) /* the host replaces the row: the new timer orders last */
+        kz_test_timer_drop_((size_t)old);
+    kz_test_grow_((void **)&s->timers, &s->captimers, s->ntimers, sizeof *s->timers);
+    kz_test_timed *t = &s->timers[s->ntimers++];
+    t->key = kz_test_dup_(key);
+    t->due_ms = due_ms;
+    t->topic = kz_test_dup_(topic);
+    t->user = kz_test_dup_(user);
+    t->payload = kz_test_dupn_(json, len);
+    t->payload_len = len;
+    t->seq = ++s->timer_seq;
+    return KZ_OK;
+}
+
+KZ_TEST_FN int kz_test_h_timer_cancel_(kz_ctx *ctx, const char *key)
+{
+    if (!kz_test_ctx_live_(ctx))
+        return KZ_ESTATE;
+    int rc = kz_test_timer_key_(key);
+    if (rc != 0)
+        return rc;
+    long i = kz_test_timer_find_(key);
+    if (i < 0)
+        return KZ_ENOTFOUND;
+    if ((rc = kz_test_injected_(KZ_TEST_FAIL_TIMER_CANCEL)) != 0)
+        return rc;
+    kz_test_timer_drop_((size_t)i);
+    return KZ_OK;
+}
+
 static const kz_host kz_test_host_table_ = {
     .abi_major = KZ_ABI_MAJOR,
     .abi_minor = KZ_ABI_MINOR,
@@ -2749,6 +2875,8 @@ static const kz_host kz_test_host_table_ = {
     .segment_match = kz_test_h_segment_match_,
     .segment_free = kz_test_h_segment_free_,
     .local_time = kz_test_h_local_time_,
+    .timer_set = kz_test_h_timer_set_,
+    .timer_cancel = kz_test_h_timer_cancel_,
 };
 
 /* The table handed to the plugin. */
@@ -3314,6 +3442,8 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
     size_t npub = s->npub, nsent = s->nsent, ncalled = s->ncalled;
     s->snap_friends = kz_test_friends_copy_(s->friends, s->nfriends);
     s->nsnap_friends = s->nfriends;
+    s->snap_timers = kz_test_timed_copy_(s->timers, s->ntimers);
+    s->nsnap_timers = s->ntimers;
 
     kz_ctx *ctx = (kz_ctx *)kz_test_alloc_(sizeof *ctx);
     ctx->next = s->ctxs;
@@ -3347,6 +3477,10 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
         s->nfriends = s->capfriends = s->nsnap_friends;
         if (s->capfriends == 0)
             s->capfriends = 1; /* the copy has room for one */
+        kz_test_timed_free_(s->timers, s->ntimers);
+        s->timers = s->snap_timers;
+        s->ntimers = s->nsnap_timers;
+        s->captimers = s->ntimers ? s->ntimers : 1;
         if (err[0])
             kz_test_seterr_("%s", err);
         else
@@ -3354,7 +3488,10 @@ KZ_TEST_FN int kz_test_handle(const kz_event *ev)
     } else {
         kz_test_kv_free_all_(snap, nkv);
         kz_test_friends_free_(s->snap_friends, s->nsnap_friends);
+        kz_test_timed_free_(s->snap_timers, s->nsnap_timers);
     }
+    s->snap_timers = NULL;
+    s->nsnap_timers = 0;
     s->snap = NULL;
     s->nsnap = 0;
     s->snap_friends = NULL;
@@ -3641,6 +3778,48 @@ KZ_TEST_FN size_t kz_test_sent_count(void)
 KZ_TEST_FN const kz_test_line_sent *kz_test_sent(size_t i)
 {
     return i < kz_test_s_.nsent ? &kz_test_s_.sent[i]->v : NULL;
+}
+
+/* Pending timers (ABI 1.4), in the order they were set (a re-set key
+ * moves to the end). */
+KZ_TEST_FN size_t kz_test_timer_count(void)
+{
+    return kz_test_s_.ntimers;
+}
+/* The i-th pending timer (0-based), or NULL; valid until the next handler
+ * or kz_test_fire_timers. */
+KZ_TEST_FN const kz_test_timed *kz_test_timer(size_t i)
+{
+    return i < kz_test_s_.ntimers ? &kz_test_s_.timers[i] : NULL;
+}
+
+/* Fires the timers due on the fake clock, as the host's pump does: up to
+ * max of them, earliest due first (then set order), each removed and made
+ * an event (id "timer:<seq>", time its due_ms, the timer's topic, user and
+ * payload) stored in out[]. Returns how many fired; pass each event to
+ * kz_test_handle() in order. Call it outside handlers. */
+KZ_TEST_FN size_t kz_test_fire_timers(kz_event **out, size_t max)
+{
+    struct kz_test_state_ *s = &kz_test_s_;
+    size_t n = 0;
+    while (n < max) {
+        long best = -1;
+        for (size_t i = 0; i < s->ntimers; i++) {
+            const kz_test_timed *t = &s->timers[i];
+            if (t->due_ms <= s->now && (best < 0 || t->due_ms < s->timers[best].due_ms))
+                best = (long)i; /* strict <: the earlier set wins a tie */
+        }
+        if (best < 0)
+            break;
+        const kz_test_timed *t = &s->timers[best];
+        char id[48];
+        snprintf(id, sizeof id, "timer:%lu", t->seq);
+        kz_event *ev = kz_test_event_new_(t->topic, NULL, t->user, id, t->payload, t->payload_len);
+        ev->time_ms = t->due_ms;
+        out[n++] = ev;
+        kz_test_timer_drop_((size_t)best);
+    }
+    return n;
 }
 
 /* Committed API calls (kz_line_call_req and its wrappers), in order. */
@@ -3937,6 +4116,9 @@ KZ_TEST_FN void kz_test_reset(void)
     for (size_t i = 0; i < s->nattrs; i++)
         free(s->attrs[i].name);
     free(s->attrs);
+    kz_test_timed_free_(s->timers, s->ntimers);
+    if (s->snap_timers != NULL)
+        kz_test_timed_free_(s->snap_timers, s->nsnap_timers);
     memset(s, 0, sizeof *s);
     kz_test_init_();
 }

@@ -1,0 +1,421 @@
+/*
+ * Durable timers (store "timers", core/timers.c, core/timerapi.c): the
+ * store's set/replace/cancel/due walk/fire, then the ABI 1.4 slots through
+ * the fx_timer fixture on a real config, store and bus with a virtual
+ * clock — set in a handler, fired once by the pump after the clock moves,
+ * handled like any event.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "daemon.h"
+#include "store.h"
+#include "support.h"
+#include "timers.h"
+
+#define U1 "U1111111111111111111111111111111a"
+#define T0 1795000000000LL
+
+typedef struct env {
+    char dir[64], conf[128];
+    app a;
+    bus *b;
+    store *st;
+} env;
+
+static env *env_open(void)
+{
+    env *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    ts_tmpdir(e->dir, sizeof e->dir, "timers");
+    snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
+    ts_write_file(e->conf,
+                  "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
+                  "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\"; };\n"
+                  "shops = ( { id = \"a\"; plugins = { fx_timer = { }; fx_timer2 = { }; }; } );\n",
+                  e->dir, KZ_TIMER_FIXTURES);
+    clock_use_virtual(T0);
+    ts_app_prepare(&e->a, e->conf);
+    ts_bus_new(&e->a, &e->b);
+    assert_true(app_open_instances(&e->a, e->b) >= 0);
+    e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
+    return e;
+}
+
+static void env_close(env *e)
+{
+    bus_free(e->b);
+    store_close(e->st);
+    app_free(&e->a);
+    ts_rmdir(e->dir);
+    clock_use_real();
+    free(e);
+}
+
+static void publish(env *e, const char *json)
+{
+    char err[256];
+    bus_msg m = {.shop = "a", .topic = "test.op", .user = U1, .json = json, .len = strlen(json)};
+    if (bus_publish(e->b, &m, 1, NULL, err, sizeof err) != 0)
+        fail_msg("publish: %s", err);
+}
+
+static void run(env *e)
+{
+    char err[256];
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+}
+
+static long kv_long(env *e, const char *plugin, const char *key)
+{
+    return ts_kv_long(e->st, ts_instance(e->b, "a", plugin)->id, key, 0);
+}
+
+static const char *kv_text(env *e, const char *plugin, const char *key)
+{
+    static char out[4096];
+    ts_kv(e->st, ts_instance(e->b, "a", plugin)->id, key, out, sizeof out);
+    return out;
+}
+
+static int64_t pending(env *e)
+{
+    int64_t n = -1;
+    char err[256];
+    assert_int_equal(store_timer_pending(e->st, &n, err, sizeof err), 0);
+    return n;
+}
+
+/* ---- store ---------------------------------------------------------------- */
+
+static void set_timer(store *st, int64_t instance, const char *key, int64_t due, const char *body)
+{
+    char err[256];
+    store_timer t = {.shop = "a",
+                     .instance = instance,
+                     .key = key,
+                     .due_ms = due,
+                     .topic = "tick.t",
+                     .payload = body,
+                     .created_ms = T0};
+    if (store_timer_set(st, &t, err, sizeof err) != 0)
+        fail_msg("set timer: %s", err);
+}
+
+typedef struct seen {
+    char keys[512];
+    int n;
+} seen;
+
+static int note(void *arg, const store_timer *t)
+{
+    seen *s = arg;
+    strcat(s->keys, t->key);
+    strcat(s->keys, " ");
+    s->n++;
+    return 0;
+}
+
+static seen due(store *st, int64_t now, int limit)
+{
+    seen s = {{0}, 0};
+    char err[256];
+    if (store_timer_due(st, now, limit, note, &s, err, sizeof err) != 0)
+        fail_msg("due: %s", err);
+    return s;
+}
+
+static void store_set_replace_cancel_due(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256];
+    set_timer(e->st, 1, "b", T0 + 200, "{}");
+    set_timer(e->st, 1, "a", T0 + 100, "{}");
+    set_timer(e->st, 2, "a", T0 + 100, "{}"); /* another instance, same key */
+    set_timer(e->st, 1, "c", T0 + 300, "{}");
+    assert_int_equal(pending(e), 4);
+    set_timer(e->st, 1, "c", T0 + 50, "{}"); /* replaced: still one "c", now first */
+    assert_int_equal(pending(e), 4);
+    assert_string_equal(due(e->st, T0 + 1000, 10).keys, "c a a b ");
+    assert_string_equal(due(e->st, T0 + 1000, 2).keys, "c a ");
+    assert_string_equal(due(e->st, T0 + 100, 10).keys, "c a a ");
+    assert_int_equal(due(e->st, T0, 10).n, 0);
+    assert_int_equal(store_timer_cancel(e->st, 1, "a", err, sizeof err), 0);
+    assert_int_equal(store_timer_cancel(e->st, 1, "a", err, sizeof err), KZ_ENOTFOUND);
+    assert_string_equal(due(e->st, T0 + 1000, 10).keys, "c a b ");
+    int64_t next = 0;
+    assert_int_equal(store_timer_next(e->st, &next, err, sizeof err), 0);
+    assert_int_equal(next, T0 + 50);
+    env_close(e);
+}
+
+/* Firing appends "timer:<id>" with the timer's fields and deletes it. */
+static void store_fire_once(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256];
+    set_timer(e->st, 1, "a", T0 + 100, "{\"x\":1}");
+    assert_int_equal(timers_fire_due(e->st, T0 + 99, 10, err, sizeof err), 0);
+    assert_int_equal(timers_fire_due(e->st, T0 + 100, 10, err, sizeof err), 1);
+    assert_int_equal(timers_fire_due(e->st, T0 + 100, 10, err, sizeof err), 0);
+    assert_int_equal(pending(e), 0);
+    store_batch b = {0};
+    assert_int_equal(ts_events_after(e->st, "a", 0, &b), 1);
+    assert_string_equal(b.ev[0].topic, "tick.t");
+    assert_string_equal(b.ev[0].payload, "{\"x\":1}");
+    assert_int_equal(strncmp(b.ev[0].uid, "timer:", 6), 0);
+    assert_int_equal(b.ev[0].time_ms, T0 + 100);
+    store_batch_free(&b);
+    assert_int_equal(store_timer_fire(e->st, 1, NULL, err, sizeof err), KZ_ENOTFOUND);
+    env_close(e);
+}
+
+/* 100,000 timers in the future and one due: the walk returns the one, and
+ * the plan is a range search of timers_due, not a scan of the table. */
+static void store_due_reads_due_rows_only(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256], key[32];
+    assert_int_equal(store_begin(e->st, err, sizeof err), 0);
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        set_timer(e->st, 1, key, T0 + 86400000 + i, "{}");
+    }
+    set_timer(e->st, 1, "now", T0, "{}");
+    assert_int_equal(store_commit(e->st, err, sizeof err), 0);
+    assert_int_equal(due(e->st, T0, 500).n, 1);
+    sqlite3 *db;
+    char path[128];
+    snprintf(path, sizeof path, "%s/k.db", e->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "EXPLAIN QUERY PLAN SELECT id FROM timers INDEXED BY "
+                                        "timers_due WHERE due_ms <= ?1 ORDER BY due_ms, id LIMIT 9",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *plan = (const char *)sqlite3_column_text(st, 3);
+    assert_non_null(strstr(plan, "SEARCH timers USING"));
+    assert_non_null(strstr(plan, "timers_due (due_ms<?)"));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    env_close(e);
+}
+
+/* A process SIGKILLed while it fires timers (one a transaction) loses none
+ * and doubles none: the next one fires exactly the rest. */
+static void sigkill_mid_firing_exactly_once(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256], key[32];
+    enum { N = 3000 };
+    assert_int_equal(store_begin(e->st, err, sizeof err), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        set_timer(e->st, 1, key, T0 + i, "{}");
+    }
+    assert_int_equal(store_commit(e->st, err, sizeof err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the child fires on its own connection until killed */
+        store *st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
+        while (timers_fire_due(st, T0 + N, 1, err, sizeof err) >= 0)
+            ;
+        _exit(1);
+    }
+    TS_WAIT(pending(e) < N - 100, 20000, "the child fired nothing");
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    int64_t left = pending(e);
+    assert_true(left > 0); /* killed mid-way, or the test proves nothing */
+    int n;
+    while ((n = timers_fire_due(e->st, T0 + N, 100, err, sizeof err)) > 0)
+        ;
+    assert_int_equal(n, 0);
+    assert_int_equal(pending(e), 0);
+    store_batch b = {0};
+    size_t events = 0;
+    int64_t after = 0;
+    for (size_t got; (got = ts_events_after(e->st, "a", after, &b)) > 0;) {
+        for (size_t i = 0; i < got; i++)
+            assert_int_equal(strncmp(b.ev[i].uid, "timer:", 6), 0);
+        events += got;
+        after = b.ev[got - 1].id;
+    }
+    store_batch_free(&b);
+    assert_int_equal(events, N);
+    print_message("killed with %lld of %d timers left\n", (long long)left, N);
+    env_close(e);
+}
+
+/* ---- the slots on the bus --------------------------------------------- */
+
+/* Set in a handler; the pump fires it once the virtual clock passes it. */
+static void fires_once_after_advance(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256];
+    publish(
+        e, "{\"op\":\"set\",\"key\":\"k\",\"in\":\"60000\",\"topic\":\"tick.a\",\"body\":\"one\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), 0);
+    assert_int_equal(pending(e), 2); /* fx_timer2 set its own "k" */
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    clock_advance_ms(59999);
+    clock_advance_ms(1);
+    /* both fixtures set "k" (keys are per instance): two timers, two events */
+    TS_WAIT(kv_long(e, "fx_timer", "fired") == 2, 5000, "the timers did not fire");
+    assert_string_equal(kv_text(e, "fx_timer", "last"), "{\"body\":\"one\"}");
+    assert_int_equal(pending(e), 0);
+    clock_advance_ms(3600000);
+    bus_stop(e->b);
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "fired"), 2);
+    /* a timer event is for every subscriber, like any event */
+    assert_int_equal(kv_long(e, "fx_timer2", "fired"), 2);
+    env_close(e);
+}
+
+static void cancel_and_reset(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    publish(e, "{\"op\":\"set\",\"key\":\"c\",\"in\":\"1000\",\"topic\":\"tick.c\"}");
+    publish(e, "{\"op\":\"cancel\",\"key\":\"c\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), 0);
+    publish(e, "{\"op\":\"cancel\",\"key\":\"c\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), KZ_ENOTFOUND);
+    /* re-set moves it: due at +5000, not +1000 */
+    publish(e, "{\"op\":\"set\",\"key\":\"m\",\"in\":\"1000\",\"topic\":\"tick.m\"}");
+    publish(e, "{\"op\":\"set\",\"key\":\"m\",\"in\":\"5000\",\"topic\":\"tick.m\"}");
+    run(e);
+    assert_int_equal(pending(e), 2); /* one per instance: both fixtures set "m" */
+    clock_advance_ms(4999);
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "fired"), 0);
+    clock_advance_ms(1);
+    run(e);
+    /* each instance's "m" fired once; each fixture handles both events */
+    assert_int_equal(kv_long(e, "fx_timer", "fired:tick.m"), 2);
+    assert_int_equal(kv_long(e, "fx_timer", "fired:tick.c"), 0);
+    assert_int_equal(pending(e), 0);
+    env_close(e);
+}
+
+static void failing_handler_timer_never_fires(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    publish(e, "{\"op\":\"set\",\"key\":\"f\",\"in\":\"10\",\"topic\":\"tick.f\",\"fail\":true}");
+    run(e);
+    assert_int_equal(pending(e), 0);
+    clock_advance_ms(100000);
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "fired"), 0);
+    env_close(e);
+}
+
+/* Keys are per instance: cancelling fx_timer's "k" leaves fx_timer2's. */
+static void same_key_two_instances(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256];
+    publish(e, "{\"op\":\"set\",\"key\":\"k\",\"in\":\"10\",\"topic\":\"tick.k\"}");
+    run(e);
+    assert_int_equal(pending(e), 2);
+    const bus_instance *one = ts_instance(e->b, "a", "fx_timer");
+    assert_int_equal(store_timer_cancel(e->st, one->id, "k", err, sizeof err), 0);
+    assert_int_equal(pending(e), 1);
+    clock_advance_ms(10);
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "fired"), 1);
+    assert_int_equal(kv_long(e, "fx_timer2", "fired"), 1);
+    env_close(e);
+}
+
+/* One jump of the clock fires everything due, handled in due order. */
+static void jump_fires_in_due_order(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char err[256];
+    publish(e,
+            "{\"op\":\"set\",\"key\":\"3\",\"in\":\"3000\",\"topic\":\"tick.o\",\"body\":\"3\"}");
+    publish(e,
+            "{\"op\":\"set\",\"key\":\"1\",\"in\":\"1000\",\"topic\":\"tick.o\",\"body\":\"1\"}");
+    publish(e,
+            "{\"op\":\"set\",\"key\":\"2\",\"in\":\"2000\",\"topic\":\"tick.o\",\"body\":\"2\"}");
+    run(e);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    clock_advance_ms(86400000);
+    TS_WAIT(kv_long(e, "fx_timer", "fired") == 6, 5000, "not all timers fired");
+    bus_stop(e->b);
+    /* both instances set 1, 2, 3: each fixture sees 1,1,2,2,3,3 */
+    assert_string_equal(kv_text(e, "fx_timer", "order"), "1,1,2,2,3,3");
+    env_close(e);
+}
+
+static void bad_arguments(void **state)
+{
+    (void)state;
+    env *e = env_open();
+    char key[260];
+    memset(key, 'x', 201);
+    key[201] = '\0';
+    char json[400];
+    snprintf(json, sizeof json, "{\"op\":\"set\",\"key\":\"%s\",\"topic\":\"tick.a\"}", key);
+    publish(e, json);
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), KZ_ETOOBIG);
+    publish(e, "{\"op\":\"set\",\"key\":\"\",\"topic\":\"tick.a\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), KZ_EINVAL);
+    publish(e, "{\"op\":\"set\",\"key\":\"k\",\"topic\":\"Bad Topic\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), KZ_EINVAL);
+    assert_int_equal(pending(e), 0);
+    env_close(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(store_set_replace_cancel_due),
+        cmocka_unit_test(store_fire_once),
+        cmocka_unit_test(store_due_reads_due_rows_only),
+        cmocka_unit_test(sigkill_mid_firing_exactly_once),
+        cmocka_unit_test(fires_once_after_advance),
+        cmocka_unit_test(cancel_and_reset),
+        cmocka_unit_test(failing_handler_timer_never_fires),
+        cmocka_unit_test(same_key_two_instances),
+        cmocka_unit_test(jump_fires_in_due_order),
+        cmocka_unit_test(bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
