@@ -432,6 +432,24 @@ static void frozen_abi_1_3_plugin_tags(void **state)
     env_close(e);
 }
 
+/* A plugin built against the frozen ABI 1.4 headers sets a timer through
+ * this host; it fires once, a minute later on the virtual clock. */
+static void frozen_abi_1_4_plugin_times(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_frozen_v1_4 = { }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_frozen_v1_4", "fired"), -1);
+    clock_advance_ms(60001);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_frozen_v1_4", "fired"), 1);
+    clock_advance_ms(600000);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_frozen_v1_4", "fired"), 1);
+    env_close(e);
+}
+
 /* ---- other LINE API calls (line_call) ---- */
 
 static env *call_env(const char *call, const char *body, int users)
@@ -657,6 +675,7 @@ int main(void)
         cmocka_unit_test(frozen_abi_1_1_plugin_sends),
         cmocka_unit_test(frozen_abi_1_2_plugin_calls),
         cmocka_unit_test(frozen_abi_1_3_plugin_tags),
+        cmocka_unit_test(frozen_abi_1_4_plugin_times),
         cmocka_unit_test(calls_are_queued_with_the_event),
         cmocka_unit_test(bulk_calls_are_split_in_500s),
         cmocka_unit_test(binary_call_body_is_kept),
