@@ -238,15 +238,35 @@ static json_object *new_record(json_object *p, int64_t at)
     return rec;
 }
 
+/* A broadcast for later: its record says "scheduled" and a durable timer
+ * (key "broadcast:<id>") publishes broadcast.continue at notBefore, so a
+ * restart neither loses nor doubles the start. */
+static int schedule(kz_ctx *ctx, json_object *rec, int64_t not_before, char *herr, size_t herrlen)
+{
+    char key[BROADCAST_ID_MAX + 16], payload[BROADCAST_ID_MAX + 16];
+    record_key(jstr(rec, "id"), key, sizeof key);
+    snprintf(payload, sizeof payload, "{\"id\":\"%s\"}", jstr(rec, "id"));
+    set_str(rec, "state", "scheduled");
+    set_int(rec, "notBefore", not_before);
+    int rc = record_save(ctx, rec, herr, herrlen);
+    if (rc == 0)
+        rc = host_table()->timer_set(ctx, key, not_before, "broadcast.continue", NULL, payload,
+                                     strlen(payload));
+    return rc == 0 ? 0 : failed(herr, herrlen, rc, "schedule the broadcast", "(see the log)");
+}
+
 static int on_requested(kz_ctx *ctx, json_object *p, int64_t at, char *herr, size_t herrlen)
 {
     json_object *rec = NULL;
     int rc = record_load(ctx, jstr(p, "id"), &rec, herr, herrlen);
+    int64_t not_before = jint(p, "notBefore");
     if (rc == 0 && rec != NULL) {
         log_msg(KZ_LOG_WARN, "broadcast %s was requested already: ignored", jstr(p, "id"));
     } else if (rc == 0 && (rec = new_record(p, at)) == NULL) {
         rc = failed(herr, herrlen, KZ_EFATAL, "broadcast.requested",
                     "needs id (up to 64 bytes), segment and messages (an array)");
+    } else if (rc == 0 && not_before > clock_now_ms()) {
+        rc = schedule(ctx, rec, not_before, herr, herrlen);
     } else if (rc == 0) {
         rc = next_chunk(ctx, rec, herr, herrlen);
     }
@@ -259,9 +279,13 @@ static int on_continue(kz_ctx *ctx, const char *id, char *herr, size_t herrlen)
     json_object *rec = NULL;
     int rc = record_load(ctx, id, &rec, herr, herrlen);
     const char *state = jstr(rec, "state");
-    /* cancelled (or done) meanwhile: the chain ends here */
-    if (rc == 0 && state != NULL && strcmp(state, "sending") == 0)
+    /* cancelled (or done) meanwhile: the chain ends here; a scheduled one
+     * starts (its timer fired) */
+    if (rc == 0 && state != NULL &&
+        (strcmp(state, "sending") == 0 || strcmp(state, "scheduled") == 0)) {
+        set_str(rec, "state", "sending");
         rc = next_chunk(ctx, rec, herr, herrlen);
+    }
     json_object_put(rec);
     return rc;
 }
@@ -271,8 +295,16 @@ static int on_cancel(kz_ctx *ctx, const char *id, char *herr, size_t herrlen)
     json_object *rec = NULL;
     int rc = record_load(ctx, id, &rec, herr, herrlen);
     const char *state = jstr(rec, "state");
+    if (rc == 0 && state != NULL && strcmp(state, "scheduled") == 0) {
+        char key[BROADCAST_ID_MAX + 16];
+        record_key(id, key, sizeof key);
+        int trc = host_table()->timer_cancel(ctx, key);
+        if (trc != 0 && trc != KZ_ENOTFOUND)
+            rc = failed(herr, herrlen, trc, "cancel the broadcast's timer", "(see the log)");
+    }
     if (rc == 0 && state != NULL &&
-        (strcmp(state, "sending") == 0 || strcmp(state, "queued") == 0)) {
+        (strcmp(state, "sending") == 0 || strcmp(state, "queued") == 0 ||
+         strcmp(state, "scheduled") == 0)) {
         set_str(rec, "state", "cancelled");
         set_int(rec, "cancelledAt", clock_now_ms());
         rc = record_save(ctx, rec, herr, herrlen);

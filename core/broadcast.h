@@ -4,8 +4,12 @@
  * 500 recipients through the outbox, up to BROADCAST_ROWS_PER_CALL of them
  * per handler call.
  *
- *   broadcast.requested {"id","segment","messages","requestedBy","estimate"}
- *        creates the broadcast's record and queues its first chunk
+ *   broadcast.requested {"id","segment","messages","requestedBy","estimate",
+ *                        "notBefore"?}
+ *        creates the broadcast's record and queues its first chunks, or,
+ *        with notBefore in the future, records it "scheduled" and sets the
+ *        durable timer "broadcast:<id>" that publishes broadcast.continue
+ *        then
  *   broadcast.continue  {"id"}   queues the next chunk
  *   broadcast.cancel    {"id"}   no chunk is queued after this one
  *   broadcast.done      {"id","state","recipients","chunks"}   published

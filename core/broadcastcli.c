@@ -314,6 +314,32 @@ static int wait_progress(const cfg *c, const char *shop, const char *id, int64_t
     return rc;
 }
 
+/* --at TIME: an ISO 8601 time with its zone ("2026-12-01T10:00+09:00" or
+ * "…Z"), in the future. A time without a zone is refused rather than read
+ * as UTC: "10:00" meant in Tokyo would go out at 19:00 there. */
+static int at_of(const char *text, int64_t *ms)
+{
+    int64_t t = 0;
+    size_t n = strlen(text);
+    int zoned =
+        n > 0 && (text[n - 1] == 'Z' ||
+                  (n > 6 && (text[n - 6] == '+' || text[n - 6] == '-') && text[n - 3] == ':'));
+    if (!zoned || clock_parse_time(text, &t) != 0) {
+        fprintf(stderr,
+                "kizuna broadcast: --at '%s': give a time with its zone, e.g. "
+                "2026-12-01T10:00:00+09:00\n",
+                text);
+        return 2;
+    }
+    if (t <= clock_now_ms()) {
+        fprintf(stderr, "kizuna broadcast: --at '%s' is not in the future\n", text);
+        return 2;
+    }
+    if (ms != NULL)
+        *ms = t;
+    return 0;
+}
+
 static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts *o,
                            json_object *messages, int64_t estimate)
 {
@@ -327,6 +353,9 @@ static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts 
     json_object_object_add(p, "messages", json_object_get(messages));
     json_object_object_add(p, "requestedBy", json_object_new_string(who ? who : "cli"));
     json_object_object_add(p, "estimate", json_object_new_int64(estimate));
+    int64_t at = 0;
+    if (o->at != NULL && at_of(o->at, &at) == 0)
+        json_object_object_add(p, "notBefore", json_object_new_int64(at));
     int rc = store_event_for_broadcast(c, shop, uid, "broadcast.requested", p, err, sizeof err);
     json_object_put(p);
     if (rc != 0) {
@@ -335,6 +364,12 @@ static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts 
     }
     if (o->id_out != NULL)
         snprintf(o->id_out, o->id_len, "%s", id);
+    if (at != 0) {
+        printf("broadcast %s scheduled for %s (about %lld recipient(s) now; they are chosen "
+               "when it starts); `kizuna broadcast -c FILE %s --cancel %s` cancels it\n",
+               id, o->at, (long long)estimate, shop, id);
+        return 0;
+    }
     printf("broadcast %s queued for %lld recipient(s); `kizuna broadcasts -c FILE %s` reports "
            "it\n",
            id, (long long)estimate, shop);
@@ -449,11 +484,8 @@ int broadcastcli_send(const cfg *c, const char *shop, const broadcast_opts *o)
     }
     if (o->cancel != NULL)
         return cancel(c, shop, o->cancel);
-    if (o->at != NULL) {
-        fprintf(stderr, "kizuna broadcast: --at: scheduling comes with the scheduler (issue 6); "
-                        "send now, or run the command at that time\n");
+    if (o->at != NULL && at_of(o->at, NULL) != 0)
         return 2;
-    }
     if (o->segment == NULL || o->message == NULL) {
         fprintf(stderr, "kizuna broadcast: pass --segment EXPR and --message FILE.json\n");
         return 2;

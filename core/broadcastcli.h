@@ -2,7 +2,7 @@
  * broadcastcli — segment broadcasts on the command line (docs/broadcast.md):
  *
  *   kizuna broadcast  -c FILE SHOP --segment EXPR --message FILE.json
- *                     [--dry-run] [--force] [--no-wait]
+ *                     [--at TIME] [--dry-run] [--force] [--no-wait]
  *   kizuna broadcast  -c FILE SHOP --cancel ID
  *   kizuna broadcasts -c FILE SHOP [--json]
  *
@@ -31,7 +31,7 @@
 typedef struct broadcast_opts {
     const char *segment; /* --segment EXPR */
     const char *message; /* --message FILE: a JSON array of 1..5 messages (or one) */
-    const char *at;      /* --at TIME: refused until the scheduler exists */
+    const char *at;      /* --at TIME: ISO 8601 with its zone, in the future */
     const char *cancel;  /* --cancel ID */
     int dry_run, force, no_wait;
     const char *api_base; /* NULL: the shop's line.api (the sandbox's listen

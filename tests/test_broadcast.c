@@ -456,9 +456,52 @@ static void dry_run_and_quota(void **state)
     s.o.message = e->conf; /* not JSON */
     assert_int_equal(call_send(&s), 2);
     s.o = opts(e, "tag(\"vip\")", id, sizeof id);
-    s.o.at = "2026-12-01T10:00:00+09:00";
+    s.o.at = "2026-12-01 10:00"; /* no zone: refused, not read as UTC */
+    assert_int_equal(call_send(&s), 2);
+    s.o.at = "2020-01-01T10:00:00+09:00"; /* the past */
     assert_int_equal(call_send(&s), 2);
     assert_int_equal(events_of(e), 2);
+    env_close(e);
+}
+
+/* --at: the broadcast waits as "scheduled" on a durable timer and starts
+ * when the (virtual) clock reaches it; a scheduled one can be cancelled. */
+static void scheduled_broadcast(void **state)
+{
+    (void)state;
+    env *e = env_open(0);
+    seed(e->st, "a", 1);
+    int64_t t0 = 1795000000000LL; /* 2026-11-18T11:06:40Z */
+    clock_use_virtual(t0);
+    char id[64], id2[64], err[256];
+    broadcast_opts o = opts(e, "!blocked", id, sizeof id);
+    o.force = 1;
+    o.at = "2026-11-18T12:06:40Z"; /* an hour later */
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &o), 0);
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+    json_object *rec = record(e->st, "a", id);
+    assert_string_equal(rstate(rec), "scheduled");
+    json_object_put(rec);
+    assert_int_equal(rows_of(e->st, id).by_state[OUTBOX_PENDING], 0);
+
+    broadcast_opts later = opts(e, "!blocked", id2, sizeof id2);
+    later.force = 1;
+    later.at = "2026-11-18T22:06:40+09:00"; /* the same moment as above, in Tokyo */
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &later), 0);
+    broadcast_opts c = {.cancel = id2};
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &c), 0);
+
+    clock_advance_ms(3600001);
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+    rec = record(e->st, "a", id);
+    assert_string_equal(rstate(rec), "done");
+    json_object_put(rec);
+    assert_int_equal(rows_of(e->st, id).by_state[OUTBOX_PENDING], FRIENDS / BROADCAST_CHUNK);
+    rec = record(e->st, "a", id2);
+    assert_string_equal(rstate(rec), "cancelled");
+    json_object_put(rec);
+    assert_int_equal(rows_of(e->st, id2).by_state[OUTBOX_PENDING], 0);
+    clock_use_real();
     env_close(e);
 }
 
@@ -674,6 +717,7 @@ int main(void)
         cmocka_unit_test(audience_walk_matches_reads),
         cmocka_unit_test(segment_broadcast_reaches_each_once),
         cmocka_unit_test(chunks_of_500_and_cancel),
+        cmocka_unit_test(scheduled_broadcast),
         cmocka_unit_test(dry_run_and_quota),
         cmocka_unit_test(broadcast_survives_sigkill),
     };
