@@ -14,14 +14,6 @@
 #include "segment.h"
 #include "store.h"
 
-static const cfg_shop *shop_cfg(const cfg *c, const char *id)
-{
-    for (size_t i = 0; c != NULL && i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 static const char *jstr(json_object *o, const char *key)
 {
     json_object *v;
@@ -194,7 +186,7 @@ static int next_chunk(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen)
 {
     segment *seg = NULL;
     segment_error e = {0};
-    const cfg_shop *cs = shop_cfg(ctx->inst->c, ctx->inst->shop_id);
+    const cfg_shop *cs = cfg_find_shop(ctx->inst->c, ctx->inst->shop_id);
     int rc = 0;
     if (friend_view_compile(cs, jstr(rec, "segment"), &seg, &e) != 0) {
         /* the CLI checked it; the shop's attributes changed since */

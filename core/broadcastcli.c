@@ -17,14 +17,6 @@
 #include "segment.h"
 #include "store.h"
 
-static const cfg_shop *shop_of(const cfg *c, const char *id)
-{
-    for (size_t i = 0; i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 static const char *jstr(json_object *o, const char *key)
 {
     json_object *v;
@@ -477,7 +469,7 @@ static int plan(const cfg *c, const cfg_shop *cs, const broadcast_opts *o, json_
 
 int broadcastcli_send(const cfg *c, const char *shop, const broadcast_opts *o)
 {
-    const cfg_shop *cs = shop_of(c, shop);
+    const cfg_shop *cs = cfg_find_shop(c, shop);
     if (cs == NULL) {
         fprintf(stderr, "kizuna broadcast: no shop '%s' in the configuration\n", shop);
         return 1;
@@ -581,7 +573,7 @@ static int report_one(void *arg, const char *key, const void *val, size_t len)
 
 int broadcastcli_report(const cfg *c, const char *shop, int json)
 {
-    if (shop_of(c, shop) == NULL) {
+    if (cfg_find_shop(c, shop) == NULL) {
         fprintf(stderr, "kizuna broadcasts: no shop '%s' in the configuration\n", shop);
         return 1;
     }

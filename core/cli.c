@@ -195,14 +195,6 @@ static cfg *load_config(const char *path, const char *cmd)
     return c;
 }
 
-static const cfg_shop *find_shop(const cfg *c, const char *id)
-{
-    for (size_t i = 0; i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 /* ---- check ---- */
 
 static int cmd_check(const args *a)
@@ -505,7 +497,7 @@ static int ensure_instances(pub_ctx *p, const cfg_shop *shop, char *err, size_t 
 static int publish_one(pub_ctx *p, const char *shop_id, const char *topic, const char *user,
                        const char *uid, const char *json, char *err, size_t errlen)
 {
-    const cfg_shop *shop = find_shop(p->c, shop_id);
+    const cfg_shop *shop = cfg_find_shop(p->c, shop_id);
     if (shop == NULL) {
         snprintf(err, errlen, "unknown shop '%s'", shop_id);
         return KZ_EINVAL;
@@ -638,7 +630,7 @@ static int cmd_kv(const args *a)
     cfg *c = load_config(a->config, "kv");
     if (c == NULL)
         return 1;
-    const cfg_shop *shop = find_shop(c, a->rest[0]);
+    const cfg_shop *shop = cfg_find_shop(c, a->rest[0]);
     int enabled = 0;
     for (size_t u = 0; shop != NULL && u < shop->nplugins; u++)
         enabled |= strcmp(shop->plugins[u].name, a->rest[1]) == 0;
@@ -824,7 +816,7 @@ static int cmd_sandbox(const args *a)
         const char *msg = jget(o, "message");
         /* the shop is in this file, so the sandbox answering is not ours */
         int other = msg != NULL && strncmp(msg, "unknown shop", 12) == 0 &&
-                    find_shop(c, a->rest[1]) != NULL;
+                    cfg_find_shop(c, a->rest[1]) != NULL;
         fprintf(stderr, "kizuna sandbox: %s%s%s%s\n", msg ? msg : resp,
                 other ? " — the sandbox on " : "", other ? c->sandbox.listen : "",
                 other ? " runs another configuration (another kizuna on that port?)" : "");

@@ -995,9 +995,9 @@ static const char *shop_id(ctx *x, config_setting_t *s)
     return v;
 }
 
-static const cfg_shop *find_shop(const cfg *c, const char *id)
+const cfg_shop *cfg_find_shop(const cfg *c, const char *id)
 {
-    for (size_t i = 0; i < c->nshops; i++)
+    for (size_t i = 0; c != NULL && id != NULL && i < c->nshops; i++)
         if (strcmp(c->shops[i].id, id) == 0)
             return &c->shops[i];
     return NULL;
@@ -1014,7 +1014,7 @@ static void check_shop(ctx *x, config_setting_t *s, int index)
     memset(shop, 0, sizeof *shop);
     shop->id = shop_id(x, s);
     shop->line = (int)config_setting_source_line(s);
-    const cfg_shop *first = shop->id ? find_shop(x->c, shop->id) : NULL;
+    const cfg_shop *first = shop->id ? cfg_find_shop(x->c, shop->id) : NULL;
     if (shop->id != NULL)
         snprintf(x->prefix, sizeof x->prefix, "shop '%s': ", shop->id);
     if (first != NULL)

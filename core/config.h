@@ -154,6 +154,9 @@ int cfg_setting_int(const kz_setting *s, int64_t *out);
 int cfg_setting_float(const kz_setting *s, double *out);
 int cfg_setting_bool(const kz_setting *s, int *out);
 int cfg_setting_duration_ms(const kz_setting *s, int64_t *out);
+/* The shop with this id, or NULL (also for a NULL c or id). Thread: any. */
+const cfg_shop *cfg_find_shop(const cfg *c, const char *id);
+
 int cfg_setting_error(const kz_setting *s, char *err, size_t errlen, const char *msg);
 
 #endif

@@ -50,15 +50,6 @@ static int no_control(const char *s, size_t max)
     return 1;
 }
 
-static const cfg_shop *shop_cfg(const kz_ctx *ctx)
-{
-    const cfg *c = ctx->inst->c;
-    for (size_t i = 0; c != NULL && i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, ctx->inst->shop_id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 /* Publishes a friend.* event through the ctx, {"…": …, "by": plugin}. */
 static int publish_change(kz_ctx *ctx, const char *topic, const char *user, json_object *o)
 {
@@ -190,7 +181,7 @@ static int canonical(int type, json_object *v, char *out, size_t outlen)
 
 static const cfg_friend_attr *declared(const kz_ctx *ctx, const char *name)
 {
-    const cfg_shop *cs = shop_cfg(ctx);
+    const cfg_shop *cs = cfg_find_shop(ctx->inst->c, ctx->inst->shop_id);
     for (size_t i = 0; cs != NULL && name != NULL && i < cs->nfriend_attrs; i++)
         if (strcmp(cs->friend_attrs[i].name, name) == 0)
             return &cs->friend_attrs[i];
@@ -319,11 +310,7 @@ int friendapi_segment_compile(kz_shop *shop, const kz_setting *s, kz_segment **o
     kz_segment *ks = calloc(1, sizeof *ks);
     if (ks == NULL)
         return KZ_ENOMEM;
-    const cfg *c = shop->inst->c;
-    const cfg_shop *cs = NULL;
-    for (size_t i = 0; c != NULL && i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, shop->inst->shop_id) == 0)
-            cs = &c->shops[i];
+    const cfg_shop *cs = cfg_find_shop(shop->inst->c, shop->inst->shop_id);
     segment_error e = {0};
     int rc = friend_view_compile(cs, expr, &ks->seg, &e);
     if (rc != 0) {

@@ -14,18 +14,10 @@
 #include "segment.h"
 #include "store.h"
 
-static const cfg_shop *shop_of(const cfg *c, const char *id)
-{
-    for (size_t i = 0; i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 /* Opens the store for an existing shop; prints why not. */
 static store *open_for(const cfg *c, const char *cmd, const char *shop)
 {
-    if (shop_of(c, shop) == NULL) {
+    if (cfg_find_shop(c, shop) == NULL) {
         fprintf(stderr, "kizuna %s: no shop '%s' in the configuration\n", cmd, shop);
         return NULL;
     }
@@ -101,8 +93,8 @@ int friendcli_walk(const cfg *c, const char *cmd, const char *shop, const char *
                    friendcli_print_fn print, void *arg, long *shown)
 {
     segment *seg = NULL;
-    if (shop_of(c, shop) != NULL && segment_expr != NULL &&
-        compile(cmd, shop_of(c, shop), segment_expr, &seg) != 0)
+    if (cfg_find_shop(c, shop) != NULL && segment_expr != NULL &&
+        compile(cmd, cfg_find_shop(c, shop), segment_expr, &seg) != 0)
         return 2;
     store *st = open_for(c, cmd, shop);
     int rc = 1;
@@ -110,7 +102,7 @@ int friendcli_walk(const cfg *c, const char *cmd, const char *shop, const char *
         walk w = {.seg = seg,
                   .print = print,
                   .arg = arg,
-                  .now = friend_view_now(shop_of(c, shop)->timezone, clock_now_ms())};
+                  .now = friend_view_now(cfg_find_shop(c, shop)->timezone, clock_now_ms())};
         char err[512] = "";
         rc = friend_view_stream(st, shop, "", 0, on_friend, &w, err, sizeof err);
         if (rc < 0)

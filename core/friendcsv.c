@@ -49,17 +49,9 @@ static void export_row(void *arg, const friend_view *v)
         cell(attr_of(v, x->shop->friend_attrs[i].name), i + 1 == n);
 }
 
-static const cfg_shop *shop_named(const cfg *c, const char *id)
-{
-    for (size_t i = 0; i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 int friendcsv_export(const cfg *c, const char *shop, const char *segment_expr)
 {
-    const cfg_shop *cs = shop_named(c, shop);
+    const cfg_shop *cs = cfg_find_shop(c, shop);
     if (cs == NULL) {
         fprintf(stderr, "kizuna export: no shop '%s' in the configuration\n", shop);
         return 1;
@@ -292,7 +284,7 @@ static int finish(importer *im, int parse_rc, int all_or_nothing, char *done)
 int friendcsv_import(const cfg *c, const char *shop, const char *path, int all_or_nothing)
 {
     importer im = {.path = strcmp(path, "-") == 0 ? "<stdin>" : path, .shop_id = shop};
-    if ((im.shop = shop_named(c, shop)) == NULL) {
+    if ((im.shop = cfg_find_shop(c, shop)) == NULL) {
         fprintf(stderr, "kizuna import: no shop '%s' in the configuration\n", shop);
         return 1;
     }

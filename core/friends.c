@@ -20,14 +20,6 @@ typedef struct friends_shop {
     int fetch_profile;
 } friends_shop;
 
-static const cfg_shop *shop_cfg(const cfg *c, const char *id)
-{
-    for (size_t i = 0; c != NULL && i < c->nshops; i++)
-        if (strcmp(c->shops[i].id, id) == 0)
-            return &c->shops[i];
-    return NULL;
-}
-
 static int friends_open(void *state, kz_shop *shop, const kz_setting *setting, void **out,
                         char *err, size_t errlen)
 {
@@ -37,7 +29,7 @@ static int friends_open(void *state, kz_shop *shop, const kz_setting *setting, v
     friends_shop *f = calloc(1, sizeof *f);
     if (f == NULL)
         return KZ_ENOMEM;
-    const cfg_shop *cs = shop_cfg(state, shop->inst->shop_id);
+    const cfg_shop *cs = cfg_find_shop(state, shop->inst->shop_id);
     f->fetch_profile = cs != NULL && cs->line_access_token != NULL && cs->line_api != NULL;
     *out = f;
     return 0;

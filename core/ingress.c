@@ -130,12 +130,11 @@ static void json_escape(char *out, size_t outlen, const char *s)
         out[o] = '\0';
 }
 
-static const cfg_shop *find_shop(const cfg *c, const char *id)
+/* A shop that can take webhooks: known and with a channel secret. */
+static const cfg_shop *webhook_shop(const cfg *c, const char *id)
 {
-    for (size_t i = 0; i < c->nshops; i++)
-        if (c->shops[i].id != NULL && strcmp(c->shops[i].id, id) == 0)
-            return c->shops[i].line_channel_secret != NULL ? &c->shops[i] : NULL;
-    return NULL;
+    const cfg_shop *shop = cfg_find_shop(c, id);
+    return shop != NULL && shop->line_channel_secret != NULL ? shop : NULL;
 }
 
 static void count_request(ingress *in, const req *r, unsigned code)
@@ -840,7 +839,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             strchr(url + strlen(WEBHOOK_PREFIX), '/') == NULL) {
             const char *shop_id = url + strlen(WEBHOOK_PREFIX);
             r->route = R_WEBHOOK;
-            r->shop = find_shop(in->c, shop_id);
+            r->shop = webhook_shop(in->c, shop_id);
             return webhook_headers(in, conn, r, shop_id, method);
         }
         if (strncmp(url, SHOPS_PREFIX, strlen(SHOPS_PREFIX)) == 0) {
