@@ -562,19 +562,24 @@ static void test_deadline_passed(void **state)
     assert_non_null(strstr(jstr(p, "message"), "deadline"));
     json_object_put(p);
 
-    /* retried until the deadline, then failed with the last error (2 s: the
-     * first attempt must come before it even on a loaded machine) */
+    /* retried until the deadline, then failed with the last error. Which
+     * path ends it depends on timing: the answer whose next retry would
+     * pass the deadline (LINE's status and message), or the scan that finds
+     * the deadline passed between retries (status 0, the last error
+     * quoted). Either way the last error is what the shop is told. */
     faults(e, 1.0, 0, 0);
     rowspec soon = {
         .kind = KZ_LINE_PUSH, .body = PUSH(U1, "soon"), .user = U1, .deadline_in_ms = 2000};
     id = add_row(e, &soon);
     r = wait_done(e, id);
     assert_int_equal(r.state, OUTBOX_FAILED);
-    assert_int_equal(r.status, 500);
     assert_true(r.attempts >= 1);
     p = event_of(e, id, "failed", "message.failed");
-    assert_int_equal(jint(p, "status"), 500);
-    assert_string_equal(jstr(p, "message"), "Internal server error");
+    const char *message = jstr(p, "message");
+    if (jint(p, "status") == 500)
+        assert_string_equal(message, "Internal server error");
+    else if (jint(p, "status") != 0 || strstr(message, "last: 500 Internal server error") == NULL)
+        fail_msg("deadline after 500s: status %lld, %s", (long long)jint(p, "status"), message);
     json_object_put(p);
     assert_int_equal(inbox_of(e, U1).n, 0);
 }
