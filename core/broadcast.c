@@ -11,23 +11,9 @@
 #include "friendview.h"
 #include "host.h"
 #include "log.h"
+#include "payload.h"
 #include "segment.h"
 #include "store.h"
-
-static const char *jstr(json_object *o, const char *key)
-{
-    json_object *v;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-    json_object *v;
-    return o != NULL && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
 
 static void set_str(json_object *o, const char *key, const char *val)
 {
@@ -73,7 +59,7 @@ static int record_load(kz_ctx *ctx, const char *id, json_object **rec, char *her
 static int record_save(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen)
 {
     char key[BROADCAST_ID_MAX + 16], err[256];
-    record_key(jstr(rec, "id"), key, sizeof key);
+    record_key(payload_str(rec, "id"), key, sizeof key);
     const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
     int rc = host_ctx_writable(ctx, "broadcast");
@@ -86,10 +72,10 @@ static int record_save(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen
 static int publish_done(kz_ctx *ctx, json_object *rec)
 {
     json_object *p = json_object_new_object();
-    set_str(p, "id", jstr(rec, "id"));
-    set_str(p, "state", jstr(rec, "state"));
-    set_int(p, "recipients", jint(rec, "recipients"));
-    set_int(p, "chunks", jint(rec, "chunks"));
+    set_str(p, "id", payload_str(rec, "id"));
+    set_str(p, "state", payload_str(rec, "state"));
+    set_int(p, "recipients", payload_int(rec, "recipients"));
+    set_int(p, "chunks", payload_int(rec, "chunks"));
     const char *text = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN);
     int rc = host_table()->publish(ctx, "broadcast.done", NULL, text, strlen(text));
     json_object_put(p);
@@ -142,7 +128,7 @@ static int queue_multicast(kz_ctx *ctx, json_object *rec, const chunk *c, char *
     json_object *msgs;
     json_object_object_get_ex(rec, "messages", &msgs);
     char tag[BROADCAST_ID_MAX + 16];
-    record_key(jstr(rec, "id"), tag, sizeof tag);
+    record_key(payload_str(rec, "id"), tag, sizeof tag);
     kz_line_send req = {.struct_size = sizeof req,
                         .kind = KZ_LINE_MULTICAST,
                         .to_list = c->to_list,
@@ -162,7 +148,7 @@ static int run_chunk(kz_ctx *ctx, json_object *rec, const segment *seg, char *he
     c->seg = seg;
     c->now = friend_view_now(ctx->inst->timezone, clock_now_ms());
     char err[256];
-    const char *cursor = jstr(rec, "cursor");
+    const char *cursor = payload_str(rec, "cursor");
     int rc = friend_view_stream(ctx->st, ctx->inst->shop_id, cursor, 1, take, c, err, sizeof err);
     int more = rc == 1;
     if (rc < 0)
@@ -172,9 +158,10 @@ static int run_chunk(kz_ctx *ctx, json_object *rec, const segment *seg, char *he
     if (rc == 0) {
         if (c->examined > 0)
             set_str(rec, "cursor", c->last);
-        set_int(rec, "recipients", jint(rec, "recipients") + (int64_t)c->n);
+        set_int(rec, "recipients", payload_int(rec, "recipients") + (int64_t)c->n);
         set_int(rec, "chunks",
-                jint(rec, "chunks") + (int64_t)((c->n + BROADCAST_CHUNK - 1) / BROADCAST_CHUNK));
+                payload_int(rec, "chunks") +
+                    (int64_t)((c->n + BROADCAST_CHUNK - 1) / BROADCAST_CHUNK));
         set_str(rec, "state", more ? "sending" : "done");
     }
     free(c);
@@ -188,7 +175,7 @@ static int next_chunk(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen)
     segment_error e = {0};
     const cfg_shop *cs = cfg_find_shop(ctx->inst->c, ctx->inst->shop_id);
     int rc = 0;
-    if (friend_view_compile(cs, jstr(rec, "segment"), &seg, &e) != 0) {
+    if (friend_view_compile(cs, payload_str(rec, "segment"), &seg, &e) != 0) {
         /* the CLI checked it; the shop's attributes changed since */
         char why[320];
         snprintf(why, sizeof why, "segment, column %d: %s", e.column, e.message);
@@ -198,11 +185,11 @@ static int next_chunk(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen)
         rc = run_chunk(ctx, rec, seg, herr, herrlen);
     }
     segment_free(seg);
-    const char *state = jstr(rec, "state");
+    const char *state = payload_str(rec, "state");
     if (rc == 0)
         rc = record_save(ctx, rec, herr, herrlen);
     if (rc == 0)
-        rc = strcmp(state, "sending") == 0 ? publish_continue(ctx, jstr(rec, "id"))
+        rc = strcmp(state, "sending") == 0 ? publish_continue(ctx, payload_str(rec, "id"))
                                            : publish_done(ctx, rec);
     return rc;
 }
@@ -212,17 +199,17 @@ static int next_chunk(kz_ctx *ctx, json_object *rec, char *herr, size_t herrlen)
 static json_object *new_record(json_object *p, int64_t at)
 {
     json_object *msgs;
-    if (jstr(p, "id") == NULL || strlen(jstr(p, "id")) > BROADCAST_ID_MAX ||
-        jstr(p, "segment") == NULL || !json_object_object_get_ex(p, "messages", &msgs) ||
+    if (payload_str(p, "id") == NULL || strlen(payload_str(p, "id")) > BROADCAST_ID_MAX ||
+        payload_str(p, "segment") == NULL || !json_object_object_get_ex(p, "messages", &msgs) ||
         !json_object_is_type(msgs, json_type_array))
         return NULL;
     json_object *rec = json_object_new_object();
-    set_str(rec, "id", jstr(p, "id"));
-    set_str(rec, "segment", jstr(p, "segment"));
+    set_str(rec, "id", payload_str(p, "id"));
+    set_str(rec, "segment", payload_str(p, "segment"));
     json_object_object_add(rec, "messages", json_object_get(msgs));
-    set_str(rec, "requestedBy", jstr(p, "requestedBy") ? jstr(p, "requestedBy") : "");
+    set_str(rec, "requestedBy", payload_str(p, "requestedBy") ? payload_str(p, "requestedBy") : "");
     set_int(rec, "requestedAt", at);
-    set_int(rec, "estimate", jint(p, "estimate"));
+    set_int(rec, "estimate", payload_int(p, "estimate"));
     set_str(rec, "cursor", "");
     set_int(rec, "recipients", 0);
     set_int(rec, "chunks", 0);
@@ -236,8 +223,8 @@ static json_object *new_record(json_object *p, int64_t at)
 static int schedule(kz_ctx *ctx, json_object *rec, int64_t not_before, char *herr, size_t herrlen)
 {
     char key[BROADCAST_ID_MAX + 16], payload[BROADCAST_ID_MAX + 16];
-    record_key(jstr(rec, "id"), key, sizeof key);
-    snprintf(payload, sizeof payload, "{\"id\":\"%s\"}", jstr(rec, "id"));
+    record_key(payload_str(rec, "id"), key, sizeof key);
+    snprintf(payload, sizeof payload, "{\"id\":\"%s\"}", payload_str(rec, "id"));
     set_str(rec, "state", "scheduled");
     set_int(rec, "notBefore", not_before);
     int rc = record_save(ctx, rec, herr, herrlen);
@@ -250,10 +237,10 @@ static int schedule(kz_ctx *ctx, json_object *rec, int64_t not_before, char *her
 static int on_requested(kz_ctx *ctx, json_object *p, int64_t at, char *herr, size_t herrlen)
 {
     json_object *rec = NULL;
-    int rc = record_load(ctx, jstr(p, "id"), &rec, herr, herrlen);
-    int64_t not_before = jint(p, "notBefore");
+    int rc = record_load(ctx, payload_str(p, "id"), &rec, herr, herrlen);
+    int64_t not_before = payload_int(p, "notBefore");
     if (rc == 0 && rec != NULL) {
-        log_msg(KZ_LOG_WARN, "broadcast %s was requested already: ignored", jstr(p, "id"));
+        log_msg(KZ_LOG_WARN, "broadcast %s was requested already: ignored", payload_str(p, "id"));
     } else if (rc == 0 && (rec = new_record(p, at)) == NULL) {
         rc = failed(herr, herrlen, KZ_EFATAL, "broadcast.requested",
                     "needs id (up to 64 bytes), segment and messages (an array)");
@@ -270,7 +257,7 @@ static int on_continue(kz_ctx *ctx, const char *id, char *herr, size_t herrlen)
 {
     json_object *rec = NULL;
     int rc = record_load(ctx, id, &rec, herr, herrlen);
-    const char *state = jstr(rec, "state");
+    const char *state = payload_str(rec, "state");
     /* cancelled (or done) meanwhile: the chain ends here; a scheduled one
      * starts (its timer fired) */
     if (rc == 0 && state != NULL &&
@@ -286,7 +273,7 @@ static int on_cancel(kz_ctx *ctx, const char *id, char *herr, size_t herrlen)
 {
     json_object *rec = NULL;
     int rc = record_load(ctx, id, &rec, herr, herrlen);
-    const char *state = jstr(rec, "state");
+    const char *state = payload_str(rec, "state");
     if (rc == 0 && state != NULL && strcmp(state, "scheduled") == 0) {
         char key[BROADCAST_ID_MAX + 16];
         record_key(id, key, sizeof key);
@@ -318,7 +305,7 @@ static int broadcast_handle(void *instance, kz_ctx *ctx, const kz_event *ev, cha
     if (strcmp(se->topic, "broadcast.done") == 0)
         return 0; /* its own outcome, for plugins */
     json_object *p = json_tokener_parse(se->payload);
-    const char *id = jstr(p, "id");
+    const char *id = payload_str(p, "id");
     int rc = 0;
     if (id == NULL)
         rc = failed(err, errlen, KZ_EFATAL, se->topic, "no \"id\"");

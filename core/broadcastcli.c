@@ -17,21 +17,6 @@
 #include "segment.h"
 #include "store.h"
 
-static const char *jstr(json_object *o, const char *key)
-{
-    json_object *v;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-    json_object *v;
-    return o != NULL && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
 static const char *json_text(json_object *o)
 {
     return json_object_to_json_string_ext(o,
@@ -160,9 +145,10 @@ static quota read_quota(const cfg *c, const cfg_shop *cs, const broadcast_opts *
                                    : NULL;
     if (lim != NULL && use != NULL) {
         q.known = 1;
-        q.limited = jstr(lim, "type") != NULL && strcmp(jstr(lim, "type"), "limited") == 0;
-        q.limit = jint(lim, "value");
-        q.used = jint(use, "totalUsage");
+        q.limited =
+            payload_str(lim, "type") != NULL && strcmp(payload_str(lim, "type"), "limited") == 0;
+        q.limit = payload_int(lim, "value");
+        q.used = payload_int(use, "totalUsage");
     }
     json_object_put(lim);
     json_object_put(use);
@@ -285,8 +271,8 @@ static int wait_progress(const cfg *c, const char *shop, const char *id, int64_t
                     "broadcast)\n");
     for (char last[16] = "";;) {
         json_object *rec = record_of(st, inst, id);
-        const char *state = rec != NULL ? jstr(rec, "state") : "queued";
-        int64_t done = jint(rec, "recipients");
+        const char *state = rec != NULL ? payload_str(rec, "state") : "queued";
+        int64_t done = payload_int(rec, "recipients");
         if (tty || strcmp(last, state) != 0)
             draw_bar(done, total > done ? total : done, state, tty);
         snprintf(last, sizeof last, "%s", state);
@@ -294,7 +280,8 @@ static int wait_progress(const cfg *c, const char *shop, const char *id, int64_t
         if (end && tty)
             fputc('\n', stderr);
         if (end && strcmp(state, "failed") == 0) {
-            fprintf(stderr, "kizuna broadcast: %s\n", jstr(rec, "error") ? jstr(rec, "error") : "");
+            fprintf(stderr, "kizuna broadcast: %s\n",
+                    payload_str(rec, "error") ? payload_str(rec, "error") : "");
             rc = 1;
         }
         json_object_put(rec);
@@ -380,7 +367,7 @@ static int state_of(const cfg *c, const char *shop, const char *id, char *state,
     if (rc == 0)
         rc = store_instance_open(st, shop, BROADCAST_INSTANCE, &inst, &cursor, err, errlen);
     json_object *rec = rc == 0 ? record_of(st, inst, id) : NULL;
-    snprintf(state, len, "%s", jstr(rec, "state") != NULL ? jstr(rec, "state") : "");
+    snprintf(state, len, "%s", payload_str(rec, "state") != NULL ? payload_str(rec, "state") : "");
     json_object_put(rec);
     store_close(st);
     return rc;
@@ -528,11 +515,11 @@ static void print_report_row(const report *r, json_object *rec, const char *key)
     if (r->shown == 0)
         printf("%-24s %-20s %-9s %10s %6s %5s %6s %7s  %s\n", "ID", "REQUESTED", "STATE",
                "RECIPIENTS", "CHUNKS", "SENT", "FAILED", "PENDING", "SEGMENT");
-    printf("%-24s %-20s %-9s %10lld %6lld %5lld %6lld %7lld  %s\n", jstr(rec, "id"),
-           iso(jint(rec, "requestedAt"), when, sizeof when), jstr(rec, "state"),
-           (long long)jint(rec, "recipients"), (long long)jint(rec, "chunks"),
+    printf("%-24s %-20s %-9s %10lld %6lld %5lld %6lld %7lld  %s\n", payload_str(rec, "id"),
+           iso(payload_int(rec, "requestedAt"), when, sizeof when), payload_str(rec, "state"),
+           (long long)payload_int(rec, "recipients"), (long long)payload_int(rec, "chunks"),
            (long long)rows_of(r->by_tag, key, 1), (long long)rows_of(r->by_tag, key, 2),
-           (long long)rows_of(r->by_tag, key, 0), jstr(rec, "segment"));
+           (long long)rows_of(r->by_tag, key, 0), payload_str(rec, "segment"));
 }
 
 static int report_one(void *arg, const char *key, const void *val, size_t len)
@@ -541,23 +528,24 @@ static int report_one(void *arg, const char *key, const void *val, size_t len)
     json_tokener *tok = json_tokener_new();
     json_object *rec = tok != NULL ? json_tokener_parse_ex(tok, val, (int)len) : NULL;
     json_tokener_free(tok);
-    if (rec == NULL || jstr(rec, "id") == NULL) {
+    if (rec == NULL || payload_str(rec, "id") == NULL) {
         json_object_put(rec);
         return 0;
     }
     if (r->json) {
         json_object *o = json_object_new_object();
         char when[32];
-        json_object_object_add(o, "id", json_object_new_string(jstr(rec, "id")));
+        json_object_object_add(o, "id", json_object_new_string(payload_str(rec, "id")));
         json_object_object_add(
             o, "requested",
-            json_object_new_string(iso(jint(rec, "requestedAt"), when, sizeof when)));
-        const char *by = jstr(rec, "requestedBy");
+            json_object_new_string(iso(payload_int(rec, "requestedAt"), when, sizeof when)));
+        const char *by = payload_str(rec, "requestedBy");
         json_object_object_add(o, "requestedBy", json_object_new_string(by != NULL ? by : ""));
-        json_object_object_add(o, "segment", json_object_new_string(jstr(rec, "segment")));
-        json_object_object_add(o, "state", json_object_new_string(jstr(rec, "state")));
-        json_object_object_add(o, "recipients", json_object_new_int64(jint(rec, "recipients")));
-        json_object_object_add(o, "chunks", json_object_new_int64(jint(rec, "chunks")));
+        json_object_object_add(o, "segment", json_object_new_string(payload_str(rec, "segment")));
+        json_object_object_add(o, "state", json_object_new_string(payload_str(rec, "state")));
+        json_object_object_add(o, "recipients",
+                               json_object_new_int64(payload_int(rec, "recipients")));
+        json_object_object_add(o, "chunks", json_object_new_int64(payload_int(rec, "chunks")));
         json_object_object_add(o, "sent", json_object_new_int64(rows_of(r->by_tag, key, 1)));
         json_object_object_add(o, "failed", json_object_new_int64(rows_of(r->by_tag, key, 2)));
         json_object_object_add(o, "pending", json_object_new_int64(rows_of(r->by_tag, key, 0)));

@@ -10,6 +10,7 @@
 #include "bus.h"
 #include "host.h"
 #include "log.h"
+#include "payload.h"
 #include "store.h"
 
 #define PROFILE_TAG "profile"
@@ -56,30 +57,22 @@ static int queue_profile(kz_ctx *ctx, const char *user)
     return apicall_queue(ctx, &c, NULL);
 }
 
-static const char *jstr(json_object *o, const char *key)
-{
-    json_object *v;
-    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
 /* api.done of this instance's own profile fetch: the profile. */
 static int on_api_done(kz_ctx *ctx, const store_event *se, char *herr, size_t herrlen)
 {
     if (strstr(se->payload, "\"plugin\":\"" FRIENDS_INSTANCE "\"") == NULL)
         return 0; /* another plugin's call: cheap to skip without parsing */
     json_object *p = json_tokener_parse(se->payload), *resp = NULL;
-    const char *tag = jstr(p, "tag"), *user = jstr(p, "user");
+    const char *tag = payload_str(p, "tag"), *user = payload_str(p, "user");
     int rc = 0;
     if (tag != NULL && strcmp(tag, PROFILE_TAG) == 0 && user != NULL &&
         json_object_object_get_ex(p, "response", &resp) &&
         (rc = host_ctx_writable(ctx, "friends")) == 0) {
         char err[256];
-        rc = store_friend_profile(ctx->st, ctx->inst->shop_id, user, jstr(resp, "displayName"),
-                                  jstr(resp, "pictureUrl"), jstr(resp, "statusMessage"),
-                                  jstr(resp, "language"), se->time_ms, err, sizeof err);
+        rc = store_friend_profile(ctx->st, ctx->inst->shop_id, user,
+                                  payload_str(resp, "displayName"), payload_str(resp, "pictureUrl"),
+                                  payload_str(resp, "statusMessage"), payload_str(resp, "language"),
+                                  se->time_ms, err, sizeof err);
         if (rc == KZ_ENOTFOUND)
             rc = 0; /* nothing to attach it to */
         else if (rc != 0)

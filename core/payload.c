@@ -141,3 +141,18 @@ void payload_uuid(char out[37])
     }
     payload_uuid_format(b, 7, out);
 }
+
+const char *payload_str(json_object *o, const char *key)
+{
+    json_object *v;
+    if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+int64_t payload_int(json_object *o, const char *key)
+{
+    json_object *v;
+    return o != NULL && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 /* 0 when json[0..len) is one complete JSON value of at most KZ_PAYLOAD_MAX
  * bytes; KZ_EINVAL or KZ_ETOOBIG with the reason in err otherwise. */
 int payload_check(const char *json, size_t len, char *err, size_t errlen);
@@ -20,5 +22,10 @@ void payload_uuid(char out[37]);
 /* The UUID text of 16 bytes with RFC 9562's version (4 bits) and variant
  * set, into out[37]. */
 void payload_uuid_format(const uint8_t bytes[16], int version, char out[37]);
+
+/* Member key of object o as a string (NULL when absent, not a string, or o
+ * is NULL), and as an integer (0 when absent). The string is o's. */
+const char *payload_str(json_object *o, const char *key);
+int64_t payload_int(json_object *o, const char *key);
 
 #endif
