@@ -107,11 +107,9 @@ typedef struct chunk {
 static int take(void *arg, friend_view *v)
 {
     chunk *c = arg;
-    segment_friend sf;
-    friend_view_segment(v, &sf);
     snprintf(c->last, sizeof c->last, "%s", v->f.user);
     c->examined++;
-    if (host_line_id_ok(v->f.user, 0) && segment_eval(c->seg, &sf, &c->now)) {
+    if (host_line_id_ok(v->f.user, 0) && friend_view_match(c->seg, v, &c->now)) {
         memcpy(c->to[c->n], v->f.user, sizeof c->to[c->n]); /* 33 characters and NUL */
         c->to_list[c->n] = c->to[c->n];
         c->n++;

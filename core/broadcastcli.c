@@ -71,9 +71,7 @@ typedef struct counter {
 static int count_one(void *arg, friend_view *v)
 {
     counter *c = arg;
-    segment_friend sf;
-    friend_view_segment(v, &sf);
-    c->n += segment_eval(c->seg, &sf, &c->now);
+    c->n += friend_view_match(c->seg, v, &c->now);
     return 0;
 }
 

@@ -346,10 +346,8 @@ int friendapi_segment_match(kz_ctx *ctx, const kz_segment *seg, const char *user
     char err[256];
     if ((rc = friend_view_load(ctx->st, ctx->inst->shop_id, user, NULL, &v, err, sizeof err)) != 0)
         return store_error(rc, "kz_segment_match", err);
-    segment_friend f;
-    friend_view_segment(&v, &f);
     segment_now now = friend_view_now(ctx->inst->timezone, clock_now_ms());
-    rc = segment_eval(seg->seg, &f, &now);
+    rc = friend_view_match(seg->seg, &v, &now);
     friend_view_free(&v);
     return rc;
 }

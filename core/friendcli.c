@@ -71,9 +71,7 @@ typedef struct walk {
 static int on_friend(void *arg, friend_view *v)
 {
     walk *w = arg;
-    segment_friend sf;
-    friend_view_segment(v, &sf);
-    if (w->seg == NULL || segment_eval(w->seg, &sf, &w->now)) {
+    if (friend_view_match(w->seg, v, &w->now)) {
         w->print(w->arg, v);
         w->shown++;
     }

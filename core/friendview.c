@@ -175,6 +175,15 @@ static void attr_segment(int type, const char *value, segment_attr *a)
     }
 }
 
+int friend_view_match(const segment *seg, friend_view *v, const segment_now *now)
+{
+    if (seg == NULL)
+        return 1;
+    segment_friend sf;
+    friend_view_segment(v, &sf);
+    return segment_eval(seg, &sf, now);
+}
+
 void friend_view_segment(friend_view *v, segment_friend *out)
 {
     for (size_t i = 0; i < v->nattrs; i++) {

@@ -49,6 +49,8 @@ json_object *friend_view_json(const friend_view *v);
 
 /* The friend as segment_eval sees it; pointers into v. */
 void friend_view_segment(friend_view *v, segment_friend *out);
+/* 1 when seg (NULL: every friend) matches v at now, 0 when not. */
+int friend_view_match(const segment *seg, friend_view *v, const segment_now *now);
 
 #define FRIEND_VALUE_MAX 1000 /* bytes in an attribute value */
 
