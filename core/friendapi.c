@@ -337,6 +337,13 @@ int friendapi_local_time(const kz_shop *shop, int64_t ms, kz_local_time *out)
     return tz_local(shop->inst->timezone, ms, out);
 }
 
+int friendapi_local_to_ms(const kz_shop *shop, const kz_local_time *lt, int64_t *ms)
+{
+    if (shop == NULL)
+        return KZ_EINVAL;
+    return tz_to_ms(shop->inst->timezone, lt, ms);
+}
+
 int friendapi_segment_match(kz_ctx *ctx, const kz_segment *seg, const char *user)
 {
     int rc = user_ok(ctx, user, "kz_segment_match");

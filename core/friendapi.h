@@ -27,5 +27,6 @@ int friendapi_segment_compile(kz_shop *shop, const kz_setting *s, kz_segment **o
 int friendapi_segment_match(kz_ctx *ctx, const kz_segment *seg, const char *user);
 void friendapi_segment_free(kz_segment *seg);
 int friendapi_local_time(const kz_shop *shop, int64_t ms, kz_local_time *out);
+int friendapi_local_to_ms(const kz_shop *shop, const kz_local_time *lt, int64_t *ms);
 
 #endif

@@ -584,6 +584,7 @@ static const kz_host table = {
     .local_time = friendapi_local_time,
     .timer_set = timerapi_set,
     .timer_cancel = timerapi_cancel,
+    .local_to_ms = friendapi_local_to_ms,
 };
 
 const kz_host *host_table(void)

@@ -21,6 +21,14 @@
  * with tz_known first. */
 int tz_local(const char *zone, int64_t ms, kz_local_time *out);
 
+/* The instant (ms since the epoch) of a local date and time in zone (NULL:
+ * Asia/Tokyo); lt's weekday and utc_offset_s are not read, and a day past the
+ * month's end rolls over (April 31 is May 1). A time that does not exist (the
+ * hour skipped when DST starts) moves forward by the gap: 02:30 becomes
+ * 03:30. A time that happens twice (when DST ends) is the earlier instant.
+ * KZ_EINVAL for a NULL argument or a field out of range. */
+int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms);
+
 /* 1 when the zone database has zone (a file under /usr/share/zoneinfo). */
 int tz_known(const char *zone);
 

@@ -109,6 +109,8 @@ _Static_assert(sizeof(kz_host) >= 440, "kz_host lost ABI 1.3 slots");
 HOST_AT(timer_set, 440);
 HOST_AT(timer_cancel, 448);
 _Static_assert(sizeof(kz_host) >= 456, "kz_host lost ABI 1.4 slots");
+HOST_AT(local_to_ms, 456);
+_Static_assert(sizeof(kz_host) >= 464, "kz_host lost ABI 1.5 slots");
 _Static_assert(offsetof(kz_local_time, month) == 4 && offsetof(kz_local_time, hour) == 12 &&
                    offsetof(kz_local_time, weekday) == 24 &&
                    offsetof(kz_local_time, utc_offset_s) == 28 && sizeof(kz_local_time) == 32,

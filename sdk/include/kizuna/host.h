@@ -54,7 +54,7 @@ extern "C" {
  * (KZ_PLUGIN_DEFINE does it); the host refuses a different major or a newer
  * minor than its own. */
 #define KZ_ABI_MAJOR 1
-#define KZ_ABI_MINOR 4
+#define KZ_ABI_MINOR 5
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KZ_EXPORT __attribute__((visibility("default")))
@@ -461,7 +461,20 @@ struct kz_host {
      * has none (never set, cancelled, or fired already). */
     int (*timer_cancel)(kz_ctx *ctx, const char *key);
 
-    /* ---- ABI 1.5 and later: append new slots below this line only ---- */
+    /* ---- ABI 1.5 ------------------------------------------------------- */
+
+    /* The instant (ms on the host clock's scale) of a date and time in the
+     * shop's time zone: "10:00 on 2026-03-08" wherever DST moves the
+     * offset. Reads year..second of lt (weekday and utc_offset_s are
+     * ignored); a day past the month's end rolls over (April 31 is May 1).
+     * A time that does not exist (skipped when DST starts) moves forward
+     * by the gap (02:30 becomes 03:30); one that happens twice (when DST
+     * ends) is the earlier. KZ_EINVAL for a NULL argument or a field out of
+     * range (month 1..12, day 1..31, hour 0..23, minute and second 0..59).
+     * Thread: any callback. Since: ABI 1.5. */
+    int (*local_to_ms)(const kz_shop *shop, const kz_local_time *lt, int64_t *ms);
+
+    /* ---- ABI 1.6 and later: append new slots below this line only ---- */
 };
 
 /* True when the host's table has slot `fn` and it is set. Use before calling
@@ -919,6 +932,15 @@ static inline int kz_local_time_of(const kz_shop *shop, int64_t ms, kz_local_tim
     if (!KZ_HOST_HAS(kz_host_api, local_time))
         return KZ_ENOTSUP;
     return kz_host_api->local_time(shop, ms, out);
+}
+
+/* A shop-local date and time as an instant (see kz_host.local_to_ms).
+ * KZ_ENOTSUP on a host older than ABI 1.5. Since: ABI 1.5. */
+static inline int kz_local_to_ms(const kz_shop *shop, const kz_local_time *lt, int64_t *ms)
+{
+    if (!KZ_HOST_HAS(kz_host_api, local_to_ms))
+        return KZ_ENOTSUP;
+    return kz_host_api->local_to_ms(shop, lt, ms);
 }
 
 /* Durable timers (see kz_host.timer_set). json may be NULL for "{}".

@@ -2711,7 +2711,42 @@ KZ_TEST_FN int kz_test_h_local_time_(const kz_shop *shop, int64_t ms, kz_local_t
     return KZ_OK;
 }
 
-/* The fake host's table: every ABI 1.3 slot. */
+/* The same rules as the host (kz_host.local_to_ms): the offsets a day
+ * either side are the only candidates; both valid means the wall time
+ * happens twice (take the earlier), neither means a DST gap (the offset
+ * from before it moves the time forward by the gap). */
+KZ_TEST_FN int kz_test_offset_at_(const kz_shop *shop, int64_t s, int64_t *off)
+{
+    kz_local_time lt;
+    int rc = kz_test_h_local_time_(shop, s * 1000, &lt);
+    *off = lt.utc_offset_s;
+    return rc;
+}
+
+KZ_TEST_FN int kz_test_h_local_to_ms_(const kz_shop *shop, const kz_local_time *lt, int64_t *ms)
+{
+    if (shop == NULL || lt == NULL || ms == NULL || lt->month < 1 || lt->month > 12 ||
+        lt->day < 1 || lt->day > 31 || lt->hour < 0 || lt->hour > 23 || lt->minute < 0 ||
+        lt->minute > 59 || lt->second < 0 || lt->second > 59 || lt->year < 1 || lt->year > 9999)
+        return KZ_EINVAL;
+    int64_t wall = kz_test_days_from_civil_(lt->year, lt->month, lt->day) * 86400 +
+                   lt->hour * 3600 + lt->minute * 60 + lt->second;
+    int64_t ob, oa, cb, ca;
+    if (kz_test_offset_at_(shop, wall - 86400, &ob) != 0 ||
+        kz_test_offset_at_(shop, wall + 86400, &oa) != 0)
+        return KZ_EINVAL;
+    int64_t before = wall - ob, after = wall - oa;
+    if (kz_test_offset_at_(shop, before, &cb) != 0 || kz_test_offset_at_(shop, after, &ca) != 0)
+        return KZ_EINVAL;
+    int ok_before = before + cb == wall, ok_after = after + ca == wall;
+    int64_t t = ok_before && ok_after ? (before < after ? before : after)
+                : ok_after            ? after
+                                      : before;
+    *ms = t * 1000;
+    return KZ_OK;
+}
+
+/* The fake host's table: every slot up to ABI 1.5. */
 
 /* ---- host slots: timers (ABI 1.4) ------------------------------------- */
 
@@ -2877,6 +2912,7 @@ static const kz_host kz_test_host_table_ = {
     .local_time = kz_test_h_local_time_,
     .timer_set = kz_test_h_timer_set_,
     .timer_cancel = kz_test_h_timer_cancel_,
+    .local_to_ms = kz_test_h_local_to_ms_,
 };
 
 /* The table handed to the plugin. */
