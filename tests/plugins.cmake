@@ -10,7 +10,10 @@ foreach(test_src ${_kz_plugin_tests})
   if(_kz_name STREQUAL "common")
     continue() # not a plugin: its own test below
   endif()
-  add_executable(test_plugin_${_kz_name} ${_kz_dir}/${_kz_name}.c ${_kz_plugin_common} ${test_src})
+  # every source of the plugin's folder but its tests
+  file(GLOB _kz_srcs ${_kz_dir}/*.c)
+  list(FILTER _kz_srcs EXCLUDE REGEX "/test_[^/]*\\.c$")
+  add_executable(test_plugin_${_kz_name} ${_kz_srcs} ${_kz_plugin_common} ${test_src})
   target_link_libraries(test_plugin_${_kz_name} PRIVATE kizuna::sdk PkgConfig::CMOCKA)
   add_test(NAME plugin_${_kz_name}_unit COMMAND test_plugin_${_kz_name})
 endforeach()
