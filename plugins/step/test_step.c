@@ -38,7 +38,7 @@ static void run_until(int64_t t)
             break;
         if (next > kz_test_now())
             kz_test_set_now(next);
-        kz_event *ev[1];
+        kz_event *ev[1] = {NULL};
         size_t n = kz_test_fire_timers(ev, 1);
         assert_int_equal(n, 1);
         kz_assert_ok(kz_test_handle(ev[0]));
