@@ -26,12 +26,13 @@ add_test(NAME plugin_common_jscan COMMAND test_plugin_common_jscan)
 
 # The same plugins as built (.so) in the real host, end to end with the
 # sandbox: greeting on follow and on unblock, autoreply's rules, cooldown
-# and default, tags in the friend registry.
+# and default, tags in the friend registry; step scenarios on the virtual
+# clock, stopped by events, and across restarts.
 pkg_check_modules(KZ_TEST_LIVE_CURL REQUIRED IMPORTED_TARGET libcurl)
 add_executable(test_plugins_live ${CMAKE_CURRENT_SOURCE_DIR}/test_plugins_live.c)
 target_link_libraries(test_plugins_live PRIVATE kz_test_support kz_daemon PkgConfig::KZ_TEST_LIVE_CURL
                       PkgConfig::CMOCKA)
 target_compile_definitions(test_plugins_live PRIVATE KZ_PLUGIN_DIR="${KIZUNA_BUILD_PLUGIN_DIR}")
-add_dependencies(test_plugins_live greeting autoreply)
+add_dependencies(test_plugins_live greeting autoreply step)
 add_test(NAME plugins_live COMMAND test_plugins_live)
 set_tests_properties(plugins_live PROPERTIES TIMEOUT 120)

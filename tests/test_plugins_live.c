@@ -34,8 +34,15 @@
 #define U2 "U2222222222222222222222222222222b"
 #define U3 "U3333333333333333333333333333333c"
 
+#define HOUR (3600 * 1000LL)
+#define DAY (24 * HOUR)
+/* Monday 2026-11-23 09:00 in Tokyo */
+#define T0 (1795359600000LL + 9 * HOUR)
+
 typedef struct live {
     char dir[64], conf[128];
+    const char *plugins; /* the shop's plugins group */
+    int ninstances;
     app a;
     bus *b;
     ingress *in;
@@ -56,6 +63,15 @@ static const char shop_plugins[] =
     "      messages = ( { text = \"返品・交換はこちら\"; } ); } );\n"
     "  default = { messages = ( { text = \"担当者からご連絡します\"; } ); }; };\n";
 
+static const char step_plugins[] =
+    "step = { scenarios = ( { name = \"welcome\"; trigger = \"line.follow\";\n"
+    "  stop_on = [ \"line.unfollow\", \"ec.order.created\" ]; tags = [ \"welcomed\" ];\n"
+    "  steps = ( { name = \"hello\"; messages = ( { text = \"ようこそ\"; } ); },\n"
+    "    { name = \"day1\"; after = \"1d\"; at = \"10:00\";"
+    " messages = ( { text = \"クーポン\"; } ); },\n"
+    "    { name = \"day3\"; after = \"2d\"; at = \"10:00\";"
+    " messages = ( { text = \"おすすめ\"; } ); } ); } ); };\n";
+
 static void write_conf(live *l)
 {
     ts_write_file(
@@ -65,7 +81,7 @@ static void write_conf(live *l)
         "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
         "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
         " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
-        l->dir, KZ_PLUGIN_DIR, l->dir, shop_plugins);
+        l->dir, KZ_PLUGIN_DIR, l->dir, l->plugins);
 }
 
 static void start_sender(live *l, const char *sbx_base)
@@ -81,19 +97,16 @@ static void start_sender(live *l, const char *sbx_base)
         fail_msg("sender: %s", err);
 }
 
-static int up(void **state)
+/* Starts every component on l's config and stores. */
+static void start(live *l)
 {
-    live *l = calloc(1, sizeof *l);
-    ts_tmpdir(l->dir, sizeof l->dir, "live");
-    snprintf(l->conf, sizeof l->conf, "%s/kizuna.conf", l->dir);
-    write_conf(l);
     if (app_prepare(&l->a, l->conf, 1) > 0) {
         diag_print(&l->a.d, stderr);
         fail_msg("config refused");
     }
     char err[512], base[64], sbx_base[64];
     ts_bus_new(&l->a, &l->b);
-    assert_int_equal(app_open_instances(&l->a, l->b), 2);
+    assert_int_equal(app_open_instances(&l->a, l->b), l->ninstances);
     ingress_options io = {.listen = "127.0.0.1:0", .c = l->a.c, .b = l->b};
     ts_ingress_start(&io, &l->in, base, sizeof base);
     sandbox_options so = sandbox_options_from_cfg(l->a.c);
@@ -103,13 +116,10 @@ static int up(void **state)
     assert_int_equal(bus_start(l->b, err, sizeof err), 0);
     l->st = ts_store_open(l->a.c->store_url, STORE_SYNC_NORMAL);
     l->sbx = ts_store_open(so.store_url, STORE_SYNC_NORMAL);
-    *state = l;
-    return 0;
 }
 
-static int down(void **state)
+static void stop(live *l)
 {
-    live *l = *state;
     sender_stop(l->snd);
     sandbox_stop(l->sb);
     ingress_stop(l->in);
@@ -117,8 +127,41 @@ static int down(void **state)
     store_close(l->st);
     store_close(l->sbx);
     app_free(&l->a);
+    memset(&l->a, 0, sizeof l->a);
+}
+
+static int up_with(void **state, const char *plugins, int ninstances)
+{
+    live *l = calloc(1, sizeof *l);
+    ts_tmpdir(l->dir, sizeof l->dir, "live");
+    snprintf(l->conf, sizeof l->conf, "%s/kizuna.conf", l->dir);
+    l->plugins = plugins;
+    l->ninstances = ninstances;
+    write_conf(l);
+    start(l);
+    *state = l;
+    return 0;
+}
+
+static int up(void **state)
+{
+    return up_with(state, shop_plugins, 2);
+}
+
+/* The step plugin alone, on a virtual clock standing at T0. */
+static int up_step(void **state)
+{
+    clock_use_virtual(T0);
+    return up_with(state, step_plugins, 1);
+}
+
+static int down(void **state)
+{
+    live *l = *state;
+    stop(l);
     ts_rmdir(l->dir);
     free(l);
+    clock_use_real();
     return 0;
 }
 
@@ -179,12 +222,109 @@ static void greeting_and_autoreply(void **state)
     assert_true(has_tag(l, U1, "returned"));
 }
 
+/* Moves the virtual clock to t (timers fire as it passes their due time). */
+static void clock_to(int64_t t)
+{
+    clock_advance_ms(t - clock_now_ms());
+}
+
+/* Publishes one event for user to shop "a", as `kizuna publish` does. */
+static void publish(live *l, const char *topic, const char *user, const char *json)
+{
+    char err[512];
+    bus_msg m = {.shop = "a", .topic = topic, .user = user, .json = json, .len = strlen(json)};
+    if (bus_publish(l->b, &m, 1, NULL, err, sizeof err) != 0)
+        fail_msg("publish: %s", err);
+}
+
+/* The step instance's counter key (decimal text), 0 when absent. */
+static long step_counter(live *l, const char *key)
+{
+    char err[256];
+    int64_t inst, cursor;
+    void *val = NULL;
+    size_t len;
+    long n = 0;
+    if (store_instance_open(l->st, "a", "step", &inst, &cursor, err, sizeof err) != 0)
+        fail_msg("instance: %s", err);
+    if (store_kv_get(l->st, inst, key, &val, &len, err, sizeof err) == 0)
+        n = strtol(val, NULL, 10);
+    free(val);
+    return n;
+}
+
+/* Waits until no timer is pending: each has fired (its event stored) or
+ * was cancelled. */
+static void wait_timers_gone(live *l)
+{
+    char err[256];
+    int64_t n = -1;
+    TS_WAIT(store_timer_pending(l->st, &n, err, sizeof err) == 0 && n == 0, 8000,
+            "%lld timer(s) still pending", (long long)n);
+}
+
+static void welcome_steps_on_the_virtual_clock(void **state)
+{
+    live *l = *state;
+    play(l, U1, SANDBOX_FOLLOW, NULL);
+    play(l, U2, SANDBOX_FOLLOW, NULL);
+    assert_string_equal(wait_inbox(l, U1, 1), TEXT("ようこそ") "\n");
+    wait_inbox(l, U2, 1);
+    /* U2 blocks the account: the scenario stops for them */
+    play(l, U2, SANDBOX_UNFOLLOW, NULL);
+    clock_to(T0 + HOUR - 1);   /* Monday 09:59:59.999: day1 is due tomorrow */
+    clock_to(T0 + DAY + HOUR); /* Tuesday 10:00 */
+    assert_string_equal(wait_inbox(l, U1, 2), TEXT("ようこそ") "\n" TEXT("クーポン") "\n");
+    publish(l, "ec.order.created", U1, "{\"order\":\"A-1\"}");
+    clock_to(T0 + 8 * DAY);
+    wait_timers_gone(l);
+    /* nothing more: U1 ordered (stop_on), U2 had blocked; U3's follow is
+     * handled after anything those timers could have fired */
+    play(l, U3, SANDBOX_FOLLOW, NULL);
+    wait_inbox(l, U3, 1);
+    ts_inbox in;
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U1, &in), 2);
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U2, &in), 1);
+    assert_int_equal(step_counter(l, "st:welcome:day3:sent"), 0);
+    assert_int_equal(step_counter(l, "st:welcome:stopped"), 2);
+    assert_int_equal(step_counter(l, "st:welcome:day1:sent"), 1);
+}
+
+/* Every component stopped and started again between two steps: the timer
+ * in the store fires after the restart, each step arrives exactly once. */
+static void restart_mid_scenario(void **state)
+{
+    live *l = *state;
+    play(l, U1, SANDBOX_FOLLOW, NULL);
+    wait_inbox(l, U1, 1);
+    stop(l);
+    start(l);
+    clock_to(T0 + DAY + HOUR);
+    wait_inbox(l, U1, 2);
+    stop(l);
+    start(l);
+    clock_to(T0 + 3 * DAY + HOUR); /* Thursday 10:00: day3 */
+    assert_string_equal(wait_inbox(l, U1, 3),
+                        TEXT("ようこそ") "\n" TEXT("クーポン") "\n" TEXT("おすすめ") "\n");
+    assert_true(has_tag(l, U1, "welcomed"));
+    clock_to(T0 + 10 * DAY);
+    wait_timers_gone(l);
+    play(l, U2, SANDBOX_FOLLOW, NULL); /* a later event handled: U1 got nothing more */
+    wait_inbox(l, U2, 1);
+    ts_inbox in;
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U1, &in), 3);
+    assert_int_equal(step_counter(l, "st:welcome:day1:sent"), 1);
+    assert_int_equal(step_counter(l, "st:welcome:completed"), 1);
+}
+
 int main(void)
 {
     log_set_level(KZ_LOG_ERROR + 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(greeting_and_autoreply, up, down),
+        cmocka_unit_test_setup_teardown(welcome_steps_on_the_virtual_clock, up_step, down),
+        cmocka_unit_test_setup_teardown(restart_mid_scenario, up_step, down),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
