@@ -13,7 +13,7 @@
  *   e:<sc>:<user>:<n>      entry record (JSON: state, step, due, base, path)
  *   s:<sc>:<step>:<user>:<n>  sent mark: a step is sent once per entry
  *   c:<sc>:<user>:<n>:<step>  the step's link was clicked
- *   st:<sc>:<step>:<what>  counters: waiting, sent, skipped, stopped
+ *   st:<sc>:<step>:<what>  counters: waiting, sent, skipped, stopped, failed
  *   st:<sc>:<what>         counters: entered, completed, stopped
  *   q:<sc>:head|tail, q:<sc>:<seq>  sends waiting for the window or the cap
  *   cap:<sc>:<yyyymmdd>    sends of the shop-local day
@@ -36,6 +36,7 @@
 #define DRAIN_BATCH 100   /* queued sends per handler call */
 #define PATH_MAX_LEN 1800 /* bytes of an entry's path kept (oldest dropped) */
 #define KEY_LEN 320
+#define STEP_REFUSED 1 /* deliver(): the host refused the filled messages */
 
 typedef struct step_shop {
     kz_shop *shop;
@@ -340,8 +341,13 @@ static int deliver(const job *j, const entry *e, const step *st)
         if (rc == 0)
             rc = push(j, st, msgs);
         free(msgs);
+        if (rc == KZ_EINVAL) { /* e.g. too long once filled: this user, this step only */
+            kz_log(KZ_LOG_ERROR, "step %s/%s: messages for %s refused by LINE's rules: not sent",
+                   j->sc->name, st->name, j->user);
+            return STEP_REFUSED;
+        }
         if (rc != 0)
-            return fail(j, rc == KZ_EINVAL ? KZ_EFATAL : rc, "the step's messages were refused");
+            return fail(j, rc, "cannot queue the step's messages");
     }
     if (rc == 0)
         rc = taglist_apply(&st->tags, j->ctx, j->user, j->err, j->errlen);
@@ -357,14 +363,18 @@ static int deliver(const job *j, const entry *e, const step *st)
 static int send_now(const job *j, entry *e, size_t idx)
 {
     const step *st = &j->sc->steps[idx];
-    int rc = deliver(j, e, st);
+    int rc = deliver(j, e, st), refused = rc == STEP_REFUSED;
+    if (refused)
+        rc = 0;
     if (rc == 0)
         rc = stat_add(j, st->name, "waiting", -1);
     if (rc == 0)
-        rc = stat_add(j, st->name, "sent", 1);
+        rc = stat_add(j, st->name, refused ? "failed" : "sent", 1);
     if (rc != 0)
         return rc;
-    path_add(e, st->name, "sent", j->now);
+    path_add(e, st->name, refused ? "failed" : "sent", j->now);
+    if (refused)
+        return wait_for(j, e, idx + 1);
     snprintf(e->prev, sizeof e->prev, "%s", st->name);
     e->base = j->now;
     return wait_for(j, e, st->goto_index >= 0 ? (size_t)st->goto_index : idx + 1);

@@ -402,6 +402,32 @@ static void shop_local_times_across_dst(void **state)
     assert_int_equal(kz_test_sent_count(), 2);
 }
 
+/* A message the host refuses (e.g. over LINE's 5,000 characters once a
+ * long attribute is filled in: the real host checks, the fake is told to
+ * refuse) fails that step for that user only; the user goes on. */
+static void refused_message_skips_one_user(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_setting *sc = scenario(kz_test_setting_add_list(g, "scenarios"), "w", "line.follow");
+    kz_setting *steps = kz_test_setting_add_list(sc, "steps");
+    add_step(steps, "bio", "0s", NULL, "{{attr.bio}}");
+    add_step(steps, "next", "1h", NULL, "next");
+    kz_test_set_now(tokyo(0, 12, 0));
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    kz_test_fail_next(KZ_TEST_FAIL_LINE_SEND, KZ_EINVAL);
+    kz_assert_ok(kz_test_handle(follow(U1)));
+    kz_assert_ok(kz_test_handle(follow(U2)));
+    run_until(tokyo(0, 14, 0));
+    char got[256];
+    assert_int_equal(sent_to(U1, got, sizeof got), 1);
+    assert_string_equal(got, "next");
+    assert_int_equal(sent_to(U2, got, sizeof got), 2);
+    assert_string_equal(stat_of("st:w:bio:failed"), "1");
+    assert_string_equal(stat_of("st:w:bio:sent"), "1");
+    assert_int_equal(kz_test_log_find("refused by LINE"), 1);
+}
+
 static void bad_config(void **state)
 {
     (void)state;
@@ -447,6 +473,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(restart_and_duplicate_timer, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(shop_local_times_across_dst, kz_test_setup,
+                                        kz_test_teardown),
+        cmocka_unit_test_setup_teardown(refused_message_skips_one_user, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(bad_config, kz_test_setup, kz_test_teardown),
     };
