@@ -24,21 +24,24 @@ static void local_locked(time_t t, struct tm *tm)
     localtime_r(&t, tm);
 }
 
-/* Runs fn with TZ set to zone under the lock, then puts TZ back. */
+/* The zone TZ was last set to, under tz_lock: setting TZ makes the next
+ * tzset() read and parse the zone file again, which costs more than the
+ * conversion itself, so TZ stays at the last zone used (nothing else in
+ * the process reads local time) and changes only with the zone. */
+static char current[256];
+
+/* Runs fn with TZ set to zone (NULL: Asia/Tokyo) under the lock. */
 static void with_zone(const char *zone, void (*fn)(void *), void *arg)
 {
+    const char *z = zone != NULL ? zone : "Asia/Tokyo";
     pthread_mutex_lock(&tz_lock);
-    char *old = getenv("TZ") != NULL ? strdup(getenv("TZ")) : NULL;
-    setenv("TZ", zone != NULL ? zone : "Asia/Tokyo", 1);
-    tzset();
+    if (strcmp(current, z) != 0) {
+        setenv("TZ", z, 1);
+        tzset();
+        snprintf(current, sizeof current, "%s", z);
+    }
     fn(arg);
-    if (old != NULL)
-        setenv("TZ", old, 1);
-    else
-        unsetenv("TZ");
-    tzset();
     pthread_mutex_unlock(&tz_lock);
-    free(old);
 }
 
 typedef struct {

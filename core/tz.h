@@ -2,10 +2,12 @@
  * tz — a moment in a shop's time zone (IANA names such as "Asia/Tokyo",
  * from the system's zone database, DST included).
  *
- * glibc converts in one process-wide zone (TZ), so conversions take a lock,
- * point TZ at the zone, convert and put TZ back. Nothing else in kizuna may
- * call localtime()/mktime(): they would see another zone mid-conversion
- * (plugins get kz_local_time through the host table for the same reason).
+ * glibc converts in one process-wide zone (TZ), so conversions take a lock
+ * and point TZ at the zone; TZ then stays there until another zone is
+ * needed (re-reading the zone file on every conversion cost more than the
+ * conversion). Nothing else in kizuna may call localtime()/mktime(): they
+ * would see whichever shop's zone was used last (plugins get local time
+ * through the host table for the same reason).
  *
  * Ownership: nothing kept. Thread: any.
  */

@@ -93,6 +93,16 @@ static int kv_put_text(kz_ctx *ctx, const char *key, const char *text)
     return kz_kv_put(ctx, key, text, strlen(text));
 }
 
+/* A kv_incr counter's value without writing it (kv_incr by 0 would):
+ * absent is 0. */
+static int counter_get(kz_ctx *ctx, const char *key, int64_t *v)
+{
+    char text[32];
+    int rc = kv_text(ctx, key, text, sizeof text);
+    *v = rc == 0 ? strtoll(text, NULL, 10) : 0;
+    return rc == KZ_ENOTFOUND ? 0 : rc;
+}
+
 static int stat_add(const job *j, const char *step, const char *what, int64_t d)
 {
     char key[KEY_LEN];
@@ -390,8 +400,7 @@ static int cap_reached(const job *j)
     char day[16], key[KEY_LEN];
     steptime_day_key(j->s->shop, j->now, day);
     snprintf(key, sizeof key, "cap:%s:%s", j->sc->name, day);
-    /* adding 0 reads the counter (absent: 0) */
-    return kz_kv_incr(j->ctx, key, 0, &n) == 0 && n >= j->sc->daily_cap;
+    return counter_get(j->ctx, key, &n) == 0 && n >= j->sc->daily_cap;
 }
 
 /* When the queue can move next: the window's next opening, on the next
@@ -405,11 +414,12 @@ static int next_drain(const job *j, int64_t *at)
     return rc != 0 ? rc : steptime_window_next(j->s->shop, &j->sc->win, from, at);
 }
 
+/* Moves (delta != 0) or reads the queue's head or tail counter. */
 static int queue_counter(const job *j, const char *which, int64_t delta, int64_t *v)
 {
     char key[KEY_LEN];
     snprintf(key, sizeof key, "q:%s:%s", j->sc->name, which);
-    return kz_kv_incr(j->ctx, key, delta, v);
+    return delta != 0 ? kz_kv_incr(j->ctx, key, delta, v) : counter_get(j->ctx, key, v);
 }
 
 static int queue_length(const job *j, int64_t *n)
@@ -446,6 +456,9 @@ static int enqueue(const job *j, entry *e)
 static int must_queue(const job *j, int *out)
 {
     int64_t open, queued = 0;
+    *out = 0;
+    if (!j->sc->win.on && j->sc->daily_cap <= 0)
+        return 0; /* nothing ever waits: no queue to read */
     int rc = steptime_window_next(j->s->shop, &j->sc->win, j->now, &open);
     if (rc == 0)
         rc = queue_length(j, &queued);
@@ -604,7 +617,7 @@ static int enter(const job *j, const kz_event *ev)
     char key[KEY_LEN], list[1024];
     int64_t n = 0;
     snprintf(key, sizeof key, "n:%s:%s", j->sc->name, j->user);
-    int rc = kz_kv_incr(j->ctx, key, 0, &n);
+    int rc = counter_get(j->ctx, key, &n);
     if (rc == 0)
         rc = active_get(j, list, sizeof list);
     if (rc != 0)
@@ -620,11 +633,7 @@ static int enter(const job *j, const kz_event *ev)
         rc = active_change(j, n, 1);
     if (rc == 0)
         rc = stat_add(j, NULL, "entered", 1);
-    if (rc == 0)
-        rc = wait_for(j, &e, 0);
-    if (rc == 0)
-        rc = publish_entry(j, "step.entered", &e);
-    return rc;
+    return rc != 0 ? rc : wait_for(j, &e, 0);
 }
 
 /* 1 when the event starts the scenario for its user. */
