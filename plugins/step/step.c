@@ -612,27 +612,35 @@ static int stop_all(const job *j, const char *why)
     return rc;
 }
 
+/* A new entry for the user: n:… counts entries, a:… lists the running
+ * ones. Reads only what the re-entry policy needs (a first entry reads
+ * one key), since enrolling is the hot path of a big scenario. */
 static int enter(const job *j, const kz_event *ev)
 {
-    char key[KEY_LEN], list[1024];
+    char key[KEY_LEN], list[1024] = "";
     int64_t n = 0;
     snprintf(key, sizeof key, "n:%s:%s", j->sc->name, j->user);
     int rc = counter_get(j->ctx, key, &n);
-    if (rc == 0)
+    if (rc == 0 && n > 0 && j->sc->reentry == REENTRY_ONCE)
+        return 0;
+    if (rc == 0 && n > 0)
         rc = active_get(j, list, sizeof list);
     if (rc != 0)
         return fail(j, rc, "cannot read the user's entries");
-    if (j->sc->reentry == REENTRY_ONCE && n > 0)
-        return 0;
-    if (j->sc->reentry == REENTRY_RESTART && list[0] != '\0' &&
-        (rc = stop_all(j, "restarted")) != 0)
-        return rc;
-    rc = kz_kv_incr(j->ctx, key, 1, &n);
-    entry e = {.n = n, .base = kz_event_time_ms(ev), .entered = kz_event_time_ms(ev)};
+    if (j->sc->reentry == REENTRY_RESTART && list[0] != '\0') {
+        if ((rc = stop_all(j, "restarted")) != 0)
+            return rc;
+        list[0] = '\0'; /* stop_all took every entry off the list */
+    }
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, ++n);
+    rc = kv_put_text(j->ctx, key, num);
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", num);
     if (rc == 0)
-        rc = active_change(j, n, 1);
+        rc = active_put(j, list);
     if (rc == 0)
         rc = stat_add(j, NULL, "entered", 1);
+    entry e = {.n = n, .base = kz_event_time_ms(ev), .entered = kz_event_time_ms(ev)};
     return rc != 0 ? rc : wait_for(j, &e, 0);
 }
 
