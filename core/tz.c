@@ -72,18 +72,6 @@ int tz_local(const char *zone, int64_t ms, kz_local_time *out)
     return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil): timegm() would do, but it is not in C11 or POSIX. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 typedef struct {
     int64_t wall; /* the local time read as if it were UTC, in seconds */
     int64_t t;    /* the answer, in seconds */
@@ -122,8 +110,14 @@ int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms)
         lt->day > 31 || lt->hour < 0 || lt->hour > 23 || lt->minute < 0 || lt->minute > 59 ||
         lt->second < 0 || lt->second > 59 || lt->year < 1 || lt->year > 9999)
         return KZ_EINVAL;
-    utc_job j = {.wall = days_from_civil(lt->year, lt->month, lt->day) * 86400 + lt->hour * 3600 +
-                         lt->minute * 60 + lt->second};
+    /* the wall time read as UTC; timegm rolls April 31 over to May 1 */
+    struct tm tm = {.tm_year = lt->year - 1900,
+                    .tm_mon = lt->month - 1,
+                    .tm_mday = lt->day,
+                    .tm_hour = lt->hour,
+                    .tm_min = lt->minute,
+                    .tm_sec = lt->second};
+    utc_job j = {.wall = (int64_t)timegm(&tm)};
     with_zone(zone, utc_run, &j);
     *ms = j.t * 1000;
     return 0;
