@@ -567,8 +567,13 @@ static int drain(const job *j, int *more)
             strcmp(e.state, "queued") != 0)
             continue; /* stopped while it waited */
         int idx = scenario_step_index(j->sc, e.step);
-        rc = idx < 0 ? finish(&one, &e, "ended", "step removed from the config")
-                     : send_now(&one, &e, (size_t)idx);
+        if (idx >= 0) {
+            rc = send_now(&one, &e, (size_t)idx);
+        } else { /* removed from the config while it waited */
+            rc = stat_add(&one, e.step, "waiting", -1);
+            if (rc == 0)
+                rc = finish(&one, &e, "ended", "step removed from the config");
+        }
     }
     return rc;
 }
