@@ -259,7 +259,8 @@ static void print_counters(FILE *f, json_object *sc)
 {
     json_object *tr = NULL, *steps = NULL;
     json_object_object_get_ex(sc, "triggers", &tr);
-    fprintf(f, "%s: trigger", payload_str(sc, "name"));
+    fprintf(f, "%s: trigger%s", payload_str(sc, "name"),
+            json_object_array_length(tr) == 0 ? " (none)" : "");
     for (size_t i = 0; i < json_object_array_length(tr); i++)
         fprintf(f, "%s %s", i > 0 ? "," : "",
                 json_object_get_string(json_object_array_get_idx(tr, i)));

@@ -319,6 +319,44 @@ static void one_user(void **state)
                  "welcome: user Unobody has no entries\n\norder: user Unobody has no entries\n");
 }
 
+/* Rows the plugin would not write: a broken record, a missing one, a
+ * counter of a step with no config, a broken path item. Shown, no crash. */
+static void odd_rows(void **state)
+{
+    env *e = *state;
+    store *st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
+    int64_t inst = ts_instance(e->b, "a", "step")->id;
+    const char *rows[][2] = {{"n:welcome:Ux", "3"},
+                             {"e:welcome:Ux:1", "not json"},
+                             {"e:welcome:Ux:3", "{\"entry\":3,\"state\":\"ended\",\"ended\":"
+                                                "1795395600000,\"why\":\"step removed from the "
+                                                "config\",\"path\":\"hello:sent@1795395600000,"
+                                                "junk,x:y\"}"},
+                             {"st:welcome:gone:sent", "7"},
+                             {"st:welcome:entered", "9"}};
+    char err[256];
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_int_equal(
+            store_kv_put(st, inst, rows[i][0], rows[i][1], strlen(rows[i][1]), err, sizeof err), 0);
+    store_close(st);
+    expect_steps(e, e->conf, "welcome --user Ux", 0,
+                 "welcome: user Ux, 3 entries\n"
+                 "  #1 unreadable\n"
+                 "     path: (nothing sent yet)\n"
+                 "  #2 missing\n"
+                 "     path: (nothing sent yet)\n"
+                 "  #3 ended 2026-11-23T10:00:00+09:00 (step removed from the config)\n"
+                 "     path: hello sent 2026-11-23 10:00\n");
+    expect_steps(e, e->conf, "welcome", 0,
+                 "welcome: trigger line.follow; entered 9, completed 0, stopped 0, ended 0; "
+                 "queued 0\n"
+                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
+                 "  hello                           0        0        0        0\n"
+                 "  day1                            0        0        0        0\n"
+                 "  day3                            0        0        0        0\n"
+                 "  gone                            0        7        0        0  (removed)\n");
+}
+
 static void errors(void **state)
 {
     env *e = *state;
@@ -366,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(queue_and_cap, up, down),
         cmocka_unit_test_setup_teardown(counters_text_and_json, up, down),
         cmocka_unit_test_setup_teardown(one_user, up, down),
+        cmocka_unit_test_setup_teardown(odd_rows, up, down),
         cmocka_unit_test_setup_teardown(errors, up, down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
