@@ -22,6 +22,7 @@
 #include "log.h"
 #include "payload.h"
 #include "sandbox.h"
+#include "stepcli.h"
 #include "store.h"
 #include "topic.h"
 
@@ -51,6 +52,8 @@ static const char usage[] =
     "          [--force] [--no-wait]   send to a segment in multicasts of 500 (docs/broadcast.md)\n"
     "  broadcast -c FILE SHOP --cancel ID   no more chunks of broadcast ID\n"
     "  broadcasts -c FILE SHOP [--json]  each broadcast: state, recipients, rows sent/failed\n"
+    "  steps   -c FILE SHOP [SCENARIO] [--user USER] [--json]   step delivery: per step\n"
+    "          users waiting/sent/skipped/stopped; --user: one user's entries and path\n"
     "  sandbox serve -c FILE            run the LINE sandbox on kizuna.sandbox.listen\n"
     "  sandbox -c FILE follow|unfollow SHOP USER\n"
     "  sandbox -c FILE say SHOP USER TEXT | postback SHOP USER DATA\n"
@@ -713,6 +716,28 @@ static int cmd_broadcast(const args *a, const char *cmd)
     return rc;
 }
 
+/* steps: SHOP [SCENARIO], --user, --json. */
+static int cmd_steps(const args *a)
+{
+    if (need_config(a, "steps") != 0)
+        return 2;
+    if (a->nrest < 1 || a->nrest > 2) {
+        fprintf(stderr, "usage: kizuna steps -c FILE SHOP [SCENARIO] [--user USER] [--json]\n");
+        return 2;
+    }
+    cfg *c = load_config(a->config, "steps");
+    if (c == NULL)
+        return 1;
+    steps_opts o = {.scenario = a->nrest == 2 ? a->rest[1] : NULL,
+                    .user = a->user,
+                    .json = a->json,
+                    .now_ms = clock_now_ms(),
+                    .out = stdout};
+    int rc = stepcli_report(c, a->rest[0], &o);
+    cfg_free(c);
+    return rc;
+}
+
 static int sandbox_serve(const cfg *c)
 {
     sigset_t set;
@@ -908,6 +933,8 @@ int cli_main(int argc, char **argv)
         return cmd_friends(&a, cmd, 1, "SHOP FILE.csv|- [--all-or-nothing]");
     if (strcmp(cmd, "broadcast") == 0 || strcmp(cmd, "broadcasts") == 0)
         return cmd_broadcast(&a, cmd);
+    if (strcmp(cmd, "steps") == 0)
+        return cmd_steps(&a);
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(&a);
     fprintf(stderr, "kizuna: unknown command '%s'\n\n%s", cmd, usage);

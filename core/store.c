@@ -1239,8 +1239,8 @@ int store_event_max_id(store *s, const char *shop, int64_t *out, char *err, size
 
 /* ---- instances and cursors --------------------------------------------- */
 
-static int instance_find(store *s, const char *shop, const char *plugin, int64_t *id,
-                         int64_t *cursor, char *err, size_t errlen)
+int store_instance_find(store *s, const char *shop, const char *plugin, int64_t *id,
+                        int64_t *cursor, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int rc = prep(s, Q_INST_GET, &st, err, errlen);
@@ -1260,7 +1260,7 @@ static int instance_find(store *s, const char *shop, const char *plugin, int64_t
 int store_instance_open(store *s, const char *shop, const char *plugin, int64_t *id,
                         int64_t *cursor, char *err, size_t errlen)
 {
-    int rc = instance_find(s, shop, plugin, id, cursor, err, errlen);
+    int rc = store_instance_find(s, shop, plugin, id, cursor, err, errlen);
     if (rc != KZ_ENOTFOUND)
         return rc;
     /* one statement reads the shop's last id and inserts, under the write
@@ -1272,7 +1272,7 @@ int store_instance_open(store *s, const char *shop, const char *plugin, int64_t 
     bind_str(st, 2, plugin);
     if ((rc = run(s, st, "create instance", err, errlen)) != 0)
         return rc;
-    rc = instance_find(s, shop, plugin, id, cursor, err, errlen);
+    rc = store_instance_find(s, shop, plugin, id, cursor, err, errlen);
     if (rc == KZ_ENOTFOUND)
         errbuf_set(err, errlen, "create instance: row vanished");
     return rc == KZ_ENOTFOUND ? KZ_EIO : rc;

@@ -118,6 +118,12 @@ int store_event_max_id(store *s, const char *shop, int64_t *out, char *err, size
 int store_instance_open(store *s, const char *shop, const char *plugin, int64_t *id,
                         int64_t *cursor, char *err, size_t errlen);
 
+/* The instance of (shop, plugin) without creating it: KZ_ENOTFOUND (no
+ * error text) when the plugin never ran for the shop on this store. For
+ * readers (reports) that must not start an instance's cursor. */
+int store_instance_find(store *s, const char *shop, const char *plugin, int64_t *id,
+                        int64_t *cursor, char *err, size_t errlen);
+
 int store_cursor_get(store *s, int64_t instance, int64_t *cursor, char *err, size_t errlen);
 int store_cursor_set(store *s, int64_t instance, int64_t cursor, char *err, size_t errlen);
 

@@ -72,6 +72,17 @@ int tz_local(const char *zone, int64_t ms, kz_local_time *out)
     return 0;
 }
 
+const char *tz_iso8601(const char *zone, int64_t ms, char *out, size_t len)
+{
+    kz_local_time lt;
+    tz_local(zone, ms, &lt);
+    int off = lt.utc_offset_s < 0 ? -lt.utc_offset_s : lt.utc_offset_s;
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", lt.year, lt.month, lt.day,
+             lt.hour, lt.minute, lt.second, lt.utc_offset_s < 0 ? '-' : '+', off / 3600,
+             off / 60 % 60);
+    return out;
+}
+
 typedef struct {
     int64_t wall; /* the local time read as if it were UTC, in seconds */
     int64_t t;    /* the answer, in seconds */

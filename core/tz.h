@@ -14,6 +14,7 @@
 #ifndef KIZUNA_CORE_TZ_H
 #define KIZUNA_CORE_TZ_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <kizuna/host.h>
@@ -30,6 +31,11 @@ int tz_local(const char *zone, int64_t ms, kz_local_time *out);
  * 03:30. A time that happens twice (when DST ends) is the earlier instant.
  * KZ_EINVAL for a NULL argument or a field out of range. */
 int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms);
+
+/* "2026-11-23T10:00:00+09:00": ms as local time in zone (NULL: Asia/Tokyo)
+ * with its UTC offset (+00:00 in UTC, never "Z", so every zone reads
+ * alike), into out[len] (26 bytes hold it). Returns out. */
+const char *tz_iso8601(const char *zone, int64_t ms, char *out, size_t len);
 
 /* 1 when the zone database has zone (a file under /usr/share/zoneinfo). */
 int tz_known(const char *zone);

@@ -350,9 +350,13 @@ static void test_instance_open_and_cursor(void **state)
     int64_t last_a = append(s, "a", "u3", "{}");
     append(s, "b", "u1", "{}"); /* newer, but another shop */
 
-    int64_t cur = -1;
+    int64_t cur = -1, found = 0;
+    /* find never creates: a report must not start an instance's cursor */
+    assert_int_equal(store_instance_find(s, "a", "p1", &found, &cur, NULL, 0), KZ_ENOTFOUND);
     int64_t i1 = instance(s, "a", "p1", &cur);
     assert_int_equal(cur, last_a);
+    assert_int_equal(store_instance_find(s, "a", "p1", &found, &cur, NULL, 0), 0);
+    assert_int_equal(found, i1);
     int64_t ic = instance(s, "c", "p1", &cur);
     assert_int_equal(cur, 0);
     assert_true(ic != i1);

@@ -78,6 +78,24 @@ static void london_and_rollover(void **state)
     assert_int_equal(utc(1969, 12, 31, 23, 0), -3600 * 1000);
 }
 
+/* The report format: local time with its offset, west of UTC too, and
+ * half-hour zones. */
+static void iso8601(void **state)
+{
+    (void)state;
+    char buf[32];
+    int64_t ms = utc(2026, 11, 23, 1, 0);
+    assert_string_equal(tz_iso8601("Asia/Tokyo", ms, buf, sizeof buf), "2026-11-23T10:00:00+09:00");
+    assert_string_equal(tz_iso8601(NULL, ms, buf, sizeof buf), "2026-11-23T10:00:00+09:00");
+    assert_string_equal(tz_iso8601("UTC", ms, buf, sizeof buf), "2026-11-23T01:00:00+00:00");
+    assert_string_equal(tz_iso8601("America/New_York", ms, buf, sizeof buf),
+                        "2026-11-22T20:00:00-05:00");
+    assert_string_equal(tz_iso8601("America/St_Johns", ms, buf, sizeof buf),
+                        "2026-11-22T21:30:00-03:30");
+    assert_string_equal(tz_iso8601("Asia/Kolkata", ms, buf, sizeof buf),
+                        "2026-11-23T06:30:00+05:30");
+}
+
 static void bad_fields(void **state)
 {
     (void)state;
@@ -101,9 +119,8 @@ static void bad_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(tokyo_round_trip),
-        cmocka_unit_test(new_york_dst),
-        cmocka_unit_test(london_and_rollover),
+        cmocka_unit_test(tokyo_round_trip),    cmocka_unit_test(new_york_dst),
+        cmocka_unit_test(london_and_rollover), cmocka_unit_test(iso8601),
         cmocka_unit_test(bad_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
