@@ -14,7 +14,7 @@
  *   s:<sc>:<step>:<user>:<n>  sent mark: a step is sent once per entry
  *   c:<sc>:<user>:<n>:<step>  the step's link was clicked
  *   st:<sc>:<step>:<what>  counters: waiting, sent, skipped, stopped, failed
- *   st:<sc>:<what>         counters: entered, completed, stopped
+ *   st:<sc>:<what>         counters: entered, completed, stopped, ended
  *   q:<sc>:head|tail, q:<sc>:<seq>  sends waiting for the window or the cap
  *   cap:<sc>:<yyyymmdd>    sends of the shop-local day
  *
@@ -265,6 +265,9 @@ static int finish(const job *j, entry *e, const char *state, const char *why)
 {
     snprintf(e->state, sizeof e->state, "%s", state);
     snprintf(e->why, sizeof e->why, "%s", why);
+    for (char *p = e->why; *p != '\0'; p++) /* stored inside a JSON string as is */
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = '_';
     e->ended = j->now;
     e->step[0] = '\0';
     e->due = 0;
