@@ -13,7 +13,7 @@
 #define KEY_MAX 512
 
 /* The counters a step and a scenario have (plugins/step/step.c). */
-static const char *const step_counts[] = {"waiting", "sent", "skipped", "stopped", NULL};
+static const char *const step_counts[] = {"waiting", "sent", "skipped", "stopped", "failed", NULL};
 static const char *const scenario_counts[] = {"entered", "completed", "stopped", "ended", NULL};
 
 typedef struct report {
@@ -272,14 +272,15 @@ static void print_counters(FILE *f, json_object *sc)
     if (payload_str(sc, "today") != NULL)
         fprintf(f, "; sent today (%s) %" PRId64 " of daily_cap %" PRId64, payload_str(sc, "today"),
                 payload_int(sc, "sentToday"), payload_int(sc, "dailyCap"));
-    fprintf(f, "\n  %-24s %8s %8s %8s %8s\n", "STEP", "WAITING", "SENT", "SKIPPED", "STOPPED");
+    fprintf(f, "\n  %-24s %8s %8s %8s %8s %8s\n", "STEP", "WAITING", "SENT", "SKIPPED", "STOPPED",
+            "FAILED");
     json_object_object_get_ex(sc, "steps", &steps);
     for (size_t i = 0; i < json_object_array_length(steps); i++) {
         json_object *s = json_object_array_get_idx(steps, i), *removed;
         json_object_object_get_ex(s, "removed", &removed);
-        fprintf(f, "  %-24s %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64 "%s\n",
+        fprintf(f, "  %-24s %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64 "%s\n",
                 payload_str(s, "name"), payload_int(s, "waiting"), payload_int(s, "sent"),
-                payload_int(s, "skipped"), payload_int(s, "stopped"),
+                payload_int(s, "skipped"), payload_int(s, "stopped"), payload_int(s, "failed"),
                 json_object_get_boolean(removed) ? "  (removed)" : "");
     }
 }

@@ -212,9 +212,9 @@ static void queue_and_cap(void **state)
     assert_string_equal(report(e->conf, "order", NULL, 0),
                         "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
                         "stopped 0, ended 0; queued 1; sent today (2026-11-23) 1 of daily_cap 1\n"
-                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-                        "  thanks                          1        1        0        0\n"
-                        "  review                          1        0        0        0\n");
+                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+                        "  thanks                          1        1        0        0        0\n"
+                        "  review                          1        0        0        0        0\n");
     json_object *doc = json_tokener_parse(report(e->conf, "order", U2, 1));
     assert_non_null(doc);
     assert_string_equal(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
@@ -231,17 +231,17 @@ static void queue_and_cap(void **state)
     assert_string_equal(report(e->conf, "order", NULL, 0),
                         "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
                         "stopped 0, ended 0; queued 0; sent today (2026-11-24) 1 of daily_cap 1\n"
-                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-                        "  thanks                          0        2        0        0\n"
-                        "  review                          2        0        0        0\n");
+                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+                        "  thanks                          0        2        0        0        0\n"
+                        "  review                          2        0        0        0        0\n");
 }
 
 static const char week_welcome[] =
     "welcome: trigger line.follow; entered 4, completed 2, stopped 1, ended 0; queued 0\n"
-    "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-    "  hello                           0        4        0        0\n"
-    "  day1                            0        3        0        1\n"
-    "  day3                            1        1        1        0\n";
+    "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+    "  hello                           0        4        0        0        0\n"
+    "  day1                            0        3        0        1        0\n"
+    "  day3                            1        1        1        0        0\n";
 
 static void counters_text_and_json(void **state)
 {
@@ -265,7 +265,7 @@ static void counters_text_and_json(void **state)
     assert_string_equal(
         json_object_to_json_string_ext(json_object_array_get_idx(steps, 2), JSON_C_TO_STRING_PLAIN),
         "{\"name\":\"day3\",\"waiting\":1,\"sent\":1,\"skipped\":1,\"stopped\":0,"
-        "\"removed\":false}");
+        "\"failed\":0,\"removed\":false}");
     json_object_put(doc);
     /* every scenario: welcome, then order (its "today" is the reader's) */
     snprintf(args, sizeof args, "steps -c '%s' a", e->conf);
@@ -277,10 +277,10 @@ static void counters_text_and_json(void **state)
     expect_steps(e, e->edited, "welcome", 0,
                  "welcome: trigger line.follow; entered 4, completed 2, stopped 1, ended 0; "
                  "queued 0\n"
-                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-                 "  hello                           0        4        0        0\n"
-                 "  day1                            0        3        0        1\n"
-                 "  day3                            1        1        1        0  (removed)\n");
+                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+                 "  hello                           0        4        0        0        0\n"
+                 "  day1                            0        3        0        1        0\n"
+                 "  day3                            1        1        1        0        0  (removed)\n");
 }
 
 static void one_user(void **state)
@@ -350,11 +350,11 @@ static void odd_rows(void **state)
     expect_steps(e, e->conf, "welcome", 0,
                  "welcome: trigger line.follow; entered 9, completed 0, stopped 0, ended 0; "
                  "queued 0\n"
-                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-                 "  hello                           0        0        0        0\n"
-                 "  day1                            0        0        0        0\n"
-                 "  day3                            0        0        0        0\n"
-                 "  gone                            0        7        0        0  (removed)\n");
+                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+                 "  hello                           0        0        0        0        0\n"
+                 "  day1                            0        0        0        0        0\n"
+                 "  day3                            0        0        0        0        0\n"
+                 "  gone                            0        7        0        0        0  (removed)\n");
 }
 
 static void errors(void **state)
@@ -385,8 +385,8 @@ static void errors(void **state)
                   e->dir, KZ_PLUGIN_DIR);
     expect_steps(e, fresh, "", 0,
                  "w: trigger line.follow; entered 0, completed 0, stopped 0, ended 0; queued 0\n"
-                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED\n"
-                 "  s1                              0        0        0        0\n");
+                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+                 "  s1                              0        0        0        0        0\n");
     snprintf(args, sizeof args,
              "kizuna steps: note: the step plugin has not run for shop 'a' on sqlite:%s/fresh.db "
              "yet: every count is 0\n",
