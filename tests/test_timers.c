@@ -572,6 +572,46 @@ static void walk_steps_through_retries(void **state)
     env_close(e);
 }
 
+static void count_wake(void *arg)
+{
+    ++*(int *)arg;
+}
+
+/* With a sender (bus_on_sends), a LINE call due is part of quiescence:
+ * a row no sender takes keeps the walk waiting — and poking the sender —
+ * until its time limit, which ends it with KZ_EFAIL, the clock where it
+ * got to. Once the row is done, the walk goes through. */
+static void walk_waits_for_due_sends_until_its_limit(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256] = "";
+    int wakes = 0;
+    bus_on_sends(e->b, count_wake, &wakes);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    store_outbox row = {.shop = "a",
+                        .kind = KZ_LINE_PUSH,
+                        .endpoint = "/v2/bot/message/push",
+                        .body = "{}",
+                        .retry_key = "6f0d7a2e-8f3c-4e55-9b1a-2f9d0c3b4a51",
+                        .created_ms = T0,
+                        .next_at_ms = T0,
+                        .deadline_ms = T0 + DAY};
+    int64_t id = 0;
+    assert_int_equal(store_outbox_add(e->st, &row, &id, err, sizeof err), 0);
+    bus_walk w;
+    assert_int_equal(bus_advance(e->b, HOUR, 300, &w, err, sizeof err), KZ_EFAIL);
+    assert_non_null(strstr(err, "time limit"));
+    assert_int_equal(w.now_ms, T0);
+    assert_int_equal(clock_now_ms(), T0);
+    assert_true(wakes > 0);
+    assert_int_equal(
+        store_outbox_finish(e->st, id, OUTBOX_SENT, 200, NULL, NULL, T0, err, sizeof err), 0);
+    assert_int_equal(bus_advance(e->b, HOUR, 0, &w, err, sizeof err), 0);
+    assert_int_equal(clock_now_ms(), T0 + HOUR);
+    env_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +629,7 @@ int main(void)
         cmocka_unit_test(walk_orders_across_shops),
         cmocka_unit_test(walk_refusals_and_zero),
         cmocka_unit_test(walk_steps_through_retries),
+        cmocka_unit_test(walk_waits_for_due_sends_until_its_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
