@@ -65,6 +65,7 @@ struct ingress {
     atomic_int starting;
     atomic_int suspended;    /* requests waiting for their commit (or walk) */
     atomic_int walks;        /* clock walks in progress (admin_advance) */
+    atomic_int stopping;     /* ingress_stop began: no new walk */
     struct MHD_Response *ok; /* "{}", shared by every 200 (MHD counts its users) */
     /* admin API: only with c->admin_token; st is its own connection */
     store *st;
@@ -883,10 +884,17 @@ static enum MHD_Result admin_advance(ingress *in, struct MHD_Connection *conn, r
                              "the clock is real: only a virtual clock moves when told "
                              "(kizuna serve --clock virtual[:TIME])");
     }
+    /* counted before looking at stopping, which ingress_stop sets before
+     * looking at walks: one of the two sees the other */
+    atomic_fetch_add(&in->walks, 1);
+    if (atomic_load(&in->stopping)) {
+        atomic_fetch_sub(&in->walks, 1);
+        free(w);
+        return respond_error(in, conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "kizuna is stopping");
+    }
     w->in = in;
     w->conn = conn;
     r->walk = w;
-    atomic_fetch_add(&in->walks, 1);
     atomic_fetch_add(&in->suspended, 1);
     MHD_suspend_connection(conn); /* before the thread can resume it */
     pthread_attr_t attr;
@@ -921,12 +929,14 @@ static enum MHD_Result finish_advance(ingress *in, struct MHD_Connection *conn, 
         code = MHD_HTTP_INTERNAL_SERVER_ERROR;
     if (w->rc != 0)
         log_msg(KZ_LOG_WARN, "admin: clock advance: %s", w->err);
-    else
+    else {
+        char when[32];
+        iso_time(w->w.now_ms, when, sizeof when);
         log_msg(KZ_LOG_INFO,
-                "admin: clock advanced to %lld in %d step(s): %lld timer(s) fired, %lld "
-                "event(s) handled",
-                (long long)w->w.now_ms, w->w.steps, (long long)w->w.timers_fired,
-                (long long)w->w.handled);
+                "admin: clock advanced to %s in %d step(s): %lld timer(s) fired, %lld event(s) "
+                "handled",
+                when, w->w.steps, (long long)w->w.timers_fired, (long long)w->w.handled);
+    }
     json_object *o = json_object_new_object();
     if (w->rc != 0)
         json_object_object_add(o, "message", json_object_new_string(w->err));
@@ -1195,6 +1205,7 @@ void ingress_stop(ingress *in)
     /* libmicrohttpd must not be stopped with suspended connections: stop
      * accepting, let the bus finish the commits in flight (bounded). */
     MHD_socket fd = MHD_quiesce_daemon(in->d);
+    atomic_store(&in->stopping, 1);
     if (atomic_load(&in->walks) > 0)
         bus_advance_cancel(in->b); /* a walk in progress ends within milliseconds */
     for (int i = 0; i < 5000 && atomic_load(&in->suspended) > 0; i++)
