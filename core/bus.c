@@ -1156,21 +1156,33 @@ static void walk_move(bus *b, int64_t to, bus_walk *out)
         b->on_sends(b->on_sends_arg);
 }
 
+/* *next = min(*next, *t) when rc (of the query that read *t) found one.
+ * A pointer: the query runs as an argument of this call, so *t may only be
+ * read once the call has begun. */
+static int earlier(int rc, const int64_t *t, int64_t *next)
+{
+    if (rc == KZ_ENOTFOUND)
+        return 0;
+    if (rc == 0 && *t < *next)
+        *next = *t;
+    return rc;
+}
+
 static int walk_steps(bus *b, int64_t target, int64_t deadline, bus_walk *out, char *err,
                       size_t errlen)
 {
-    int64_t next_retry = INT64_MAX;
+    int64_t next_retry = INT64_MAX, due = 0;
     wake_all(b);
     int rc = wait_quiet(b, deadline, &next_retry, err, errlen);
     while (rc == 0) {
-        int64_t next = INT64_MAX, due = 0;
-        int trc = store_timer_next(b->walk_st, &due, err, errlen);
-        if (trc != 0 && trc != KZ_ENOTFOUND)
-            return trc;
-        if (trc == 0)
-            next = due;
-        if (next_retry < next)
-            next = next_retry;
+        int64_t next = next_retry;
+        if ((rc = earlier(store_timer_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
+            return rc;
+        /* a send waiting for its retry goes out at its time, not after the
+         * walk has passed its deadline */
+        if (b->on_sends != NULL &&
+            (rc = earlier(store_outbox_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
+            return rc;
         if (next > target)
             break;
         walk_move(b, next, out);

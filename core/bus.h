@@ -195,9 +195,10 @@ typedef struct bus_walk {
 
 /* Moves the virtual clock to target_ms the way time would have passed:
  * first waits until the bus is quiescent at the current time, then, while
- * the earliest pending timer or handler retry is at or before target_ms,
- * sets the clock to it and waits until quiescent again; finally sets the
- * clock to target_ms and waits once more. So a handler that, at day 1,
+ * the earliest pending timer, handler retry or (with a sender) outbox row
+ * is at or before target_ms, sets the clock to it and waits until
+ * quiescent again; finally sets the clock to target_ms and waits once
+ * more. So a handler that, at day 1,
  * sets a timer for day 3 sees it fire at day 3 with kz_now_ms() at day 3.
  *
  * Quiescent at time T: no timer due at T; every enabled instance has

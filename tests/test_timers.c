@@ -577,10 +577,12 @@ static void count_wake(void *arg)
     ++*(int *)arg;
 }
 
-/* With a sender (bus_on_sends), a LINE call due is part of quiescence:
- * a row no sender takes keeps the walk waiting — and poking the sender —
- * until its time limit, which ends it with KZ_EFAIL, the clock where it
- * got to. Once the row is done, the walk goes through. */
+/* With a sender (bus_on_sends), LINE calls are part of the walk: it stops
+ * at a pending row's time (a retry goes out then, not after its deadline)
+ * and waits there for it to be done. A row no sender takes keeps the walk
+ * waiting — and poking the sender — until its time limit, which ends it
+ * with KZ_EFAIL, the clock where it got to. Once the row is done, the walk
+ * goes through. */
 static void walk_waits_for_due_sends_until_its_limit(void **state)
 {
     (void)state;
@@ -595,20 +597,21 @@ static void walk_waits_for_due_sends_until_its_limit(void **state)
                         .body = "{}",
                         .retry_key = "6f0d7a2e-8f3c-4e55-9b1a-2f9d0c3b4a51",
                         .created_ms = T0,
-                        .next_at_ms = T0,
+                        .next_at_ms = T0 + HOUR / 2,
                         .deadline_ms = T0 + DAY};
     int64_t id = 0;
     assert_int_equal(store_outbox_add(e->st, &row, &id, err, sizeof err), 0);
     bus_walk w;
     assert_int_equal(bus_advance(e->b, HOUR, 300, &w, err, sizeof err), KZ_EFAIL);
     assert_non_null(strstr(err, "time limit"));
-    assert_int_equal(w.now_ms, T0);
-    assert_int_equal(clock_now_ms(), T0);
+    assert_int_equal(w.now_ms, T0 + HOUR / 2);
+    assert_int_equal(w.steps, 1);
+    assert_int_equal(clock_now_ms(), T0 + HOUR / 2);
     assert_true(wakes > 0);
     assert_int_equal(
         store_outbox_finish(e->st, id, OUTBOX_SENT, 200, NULL, NULL, T0, err, sizeof err), 0);
     assert_int_equal(bus_advance(e->b, HOUR, 0, &w, err, sizeof err), 0);
-    assert_int_equal(clock_now_ms(), T0 + HOUR);
+    assert_int_equal(clock_now_ms(), T0 + HOUR + HOUR / 2);
     env_close(e);
 }
 
