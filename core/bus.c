@@ -1003,9 +1003,10 @@ int bus_run_until_idle(bus *b, char *err, size_t errlen)
         /* the workers' connections are idle while they are not started */
         while ((fired = timers_fire_due(b->workers[0].st, clock_now_ms(), b->o.batch, err,
                                         errlen)) == b->o.batch)
-            ;
+            atomic_fetch_add(&b->n_fired, fired);
         if (fired < 0)
             return fired;
+        atomic_fetch_add(&b->n_fired, fired);
         for (int i = 0; i < b->nworkers; i++) {
             int n = worker_round(&b->workers[i], 1);
             if (n < 0) {
@@ -1195,6 +1196,33 @@ static int walk_steps(bus *b, int64_t target, int64_t deadline, bus_walk *out, c
     return rc;
 }
 
+/* The same walk on a bus whose workers are not started, on the calling
+ * thread: bus_run_until_idle is quiescence (it returns with nothing left
+ * to do at the clock's time), the retries are in the instances' memory. */
+static int walk_unstarted(bus *b, int64_t target, bus_walk *out, char *err, size_t errlen)
+{
+    int64_t due = 0;
+    for (;;) {
+        int n = bus_run_until_idle(b, err, errlen);
+        if (n < 0)
+            return n;
+        int64_t now = clock_now_ms(), next = target;
+        for (size_t k = 0; k < b->ninst; k++) {
+            const bus_instance *i = b->inst[k];
+            if (i->enabled && i->fail_event != 0 && i->retry_at > now && i->retry_at < next)
+                next = i->retry_at;
+        }
+        int rc = store_timer_next(b->workers[0].st, &due, err, errlen);
+        if (rc != 0 && rc != KZ_ENOTFOUND)
+            return rc;
+        if (rc == 0 && due > now && due < next)
+            next = due;
+        if (next <= now)
+            return 0; /* at the target, everything due handled */
+        walk_move(b, next, out);
+    }
+}
+
 static int walk(bus *b, int absolute, int64_t ms, int64_t timeout_ms, bus_walk *out, char *err,
                 size_t errlen)
 {
@@ -1219,21 +1247,25 @@ static int walk(bus *b, int absolute, int64_t ms, int64_t timeout_ms, bus_walk *
     out->from_ms = out->now_ms = now;
     if (!absolute)
         target = ms > INT64_MAX - now ? INT64_MAX : now + ms;
-    if (!running || atomic_load(&b->walk_cancel)) {
-        errbuf_set(err, errlen, "the bus is not running");
+    if (atomic_load(&b->walk_cancel)) {
+        errbuf_set(err, errlen, "the bus is stopping");
         rc = KZ_ESTATE;
     } else if (target < now) {
         errbuf_set(err, errlen, "that time is %lld ms before the clock: it never goes back",
                    (long long)(now - target));
         rc = KZ_EINVAL;
-    } else if (b->walk_st == NULL) {
+    } else if (running && b->walk_st == NULL) {
         rc = store_open(b->o.store_url, b->o.sync_mode, &b->walk_st, err, errlen);
     }
     if (rc == 0) {
         int64_t fired = atomic_load(&b->n_fired), handled = atomic_load(&b->n_handled),
                 failed = atomic_load(&b->n_failed);
-        rc = walk_steps(b, target, mono_ms() + (timeout_ms > 0 ? timeout_ms : BUS_WALK_TIMEOUT_MS),
-                        out, err, errlen);
+        if (running)
+            rc = walk_steps(b, target,
+                            mono_ms() + (timeout_ms > 0 ? timeout_ms : BUS_WALK_TIMEOUT_MS), out,
+                            err, errlen);
+        else
+            rc = walk_unstarted(b, target, out, err, errlen);
         out->timers_fired = atomic_load(&b->n_fired) - fired;
         out->handled = atomic_load(&b->n_handled) - handled;
         out->failed = atomic_load(&b->n_failed) - failed;

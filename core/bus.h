@@ -208,14 +208,19 @@ typedef struct bus_walk {
  * outbox row due at T (sent, failed, or waiting for a retry after T).
  * Dead-letter replays are not waited for.
  *
- * Needs a virtual clock (KZ_ESTATE on the real one, nothing moves) and a
- * started bus (KZ_ESTATE). KZ_EINVAL for a target before the clock: it
+ * On a bus whose workers are not started (tests, tools) the walk runs on
+ * the calling thread, with bus_run_until_idle at each step as quiescence
+ * (no time limit; sends are not waited for).
+ *
+ * Needs a virtual clock (KZ_ESTATE on the real one, nothing moves).
+ * KZ_EINVAL for a target before the clock: it
  * never goes back; reaching the clock's own time is fine (a walk of 0 just
  * waits for quiescence). timeout_ms (<= 0: BUS_WALK_TIMEOUT_MS) bounds the
  * real time spent: past it, KZ_EFAIL with the clock where it got to; a
  * stopping bus (bus_stop, bus_advance_cancel) ends a walk with KZ_ESTATE.
  * *out is filled in every case. One walk at a time: a second waits for the
- * first. Thread: any but a bus worker (a handler would wait for itself). */
+ * first. Thread: any but a bus worker (a handler would wait for itself);
+ * on a bus not started, the thread that may call bus_run_until_idle. */
 int bus_advance_to(bus *b, int64_t target_ms, int64_t timeout_ms, bus_walk *out, char *err,
                    size_t errlen);
 /* bus_advance_to(now + delta_ms), "now" read once the walk may start:
