@@ -924,8 +924,7 @@ static void count_crash(void *arg, int64_t instance, int64_t event)
     i->retry_at = f.retry_at;
 }
 
-/* The virtual clock moved: retry backoffs may have ended and timers may be
- * due. */
+/* The pump fired n timers: their events wait for the workers. */
 static void timers_fired(void *arg, int n)
 {
     bus *b = arg;
@@ -933,6 +932,8 @@ static void timers_fired(void *arg, int n)
     wake_all(b);
 }
 
+/* The virtual clock moved: retry backoffs may have ended and timers may be
+ * due. */
 static void clock_moved(void *arg)
 {
     bus *b = arg;
