@@ -1,12 +1,14 @@
 #include "bus.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "log.h"
 #include "payload.h"
 #include "routes.h"
@@ -47,6 +49,13 @@ struct bus_worker {
     struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
     int batch_sends;   /* a handler in the open transaction queued LINE sends */
     int batch_full;    /* the last round read a full batch: more are waiting */
+    int batch_handled; /* handler calls in the open transaction that succeeded */
+    int batch_failed;  /* … and that failed */
+    /* what a walk (bus_advance) reads to tell the worker is idle; b->lock */
+    uint64_t rounds;    /* rounds begun */
+    int waiting;        /* in worker_wait after a round */
+    int idle_ok;        /* that round found nothing to do and no error */
+    uint64_t idle_seen; /* the wake-up count that round began with */
 };
 
 struct bus {
@@ -77,8 +86,15 @@ struct bus {
     metric_family *m_handled, *m_failed, *m_dead;
     void (*on_sends)(void *arg);
     void *on_sends_arg;
-    routes *routes; /* plugin HTTP routes, registered from shop_open */
-    timers *timers; /* fires due timers while the workers run */
+    routes *routes;  /* plugin HTTP routes, registered from shop_open */
+    timers *timers;  /* fires due timers while the workers run */
+    int pub_pending; /* publishes queued, not yet completed (queue_lock) */
+    /* the walking advance (bus_advance_to) */
+    pthread_mutex_t walk_lock; /* one walk at a time; guards walk_st */
+    store *walk_st;            /* the walks' own connection, opened by the first */
+    atomic_int walk_cancel;
+    /* since bus_new, for a walk's report */
+    atomic_llong n_fired, n_handled, n_failed;
 };
 
 /* One publish waiting for its commit: on the caller's stack until `done`
@@ -283,6 +299,7 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
     pthread_mutex_init(&b->queue_lock, NULL);
     pthread_cond_init(&b->queue_cond, NULL);
     pthread_cond_init(&b->done_cond, NULL);
+    pthread_mutex_init(&b->walk_lock, NULL);
     b->queue_tail = &b->queue;
     int rc = routes_new(&b->routes, err, errlen);
     if (rc == 0)
@@ -606,9 +623,11 @@ static int deliver(bus_worker *w, bus_instance *i, const store_event *se, char *
             return rc;
         mark_handled(i, se->id);
         count(i->m_handled);
+        w->batch_handled++;
         return 1;
     }
     count(i->m_failed);
+    w->batch_failed++;
     if (w->ctx.savepoint_open && (rc = store_rollback_savepoint(w->st, err, errlen)) != 0)
         return rc;
     return record_failure(w, i, se, attempt, r, herr, err, errlen);
@@ -684,6 +703,7 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
     if ((rc = store_begin(w->st, err, errlen)) != 0)
         return rc;
     w->batch_sends = 0;
+    w->batch_handled = w->batch_failed = 0;
     int delivered = deliver_batch(w, s, now, err, errlen);
     if (delivered >= 0 && (rc = store_commit(w->st, err, errlen)) != 0)
         delivered = rc;
@@ -692,6 +712,8 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
         reload_shop(w, s);
         return delivered;
     }
+    atomic_fetch_add(&w->b->n_handled, w->batch_handled);
+    atomic_fetch_add(&w->b->n_failed, w->batch_failed);
     if (w->batch_sends && w->b->on_sends != NULL)
         w->b->on_sends(w->b->on_sends_arg);
     /* events were read: progress even if no instance wanted them */
@@ -784,7 +806,8 @@ static int worker_round(bus_worker *w, int force_replays)
     return total;
 }
 
-static void worker_wait(bus_worker *w, uint64_t seen)
+/* idle: the round before found nothing to do (a walk waits for that). */
+static void worker_wait(bus_worker *w, uint64_t seen, int idle)
 {
     bus *b = w->b;
     struct timespec ts;
@@ -793,10 +816,14 @@ static void worker_wait(bus_worker *w, uint64_t seen)
     ts.tv_sec += b->o.poll_ms / 1000 + ts.tv_nsec / 1000000000L;
     ts.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&b->lock);
+    w->waiting = 1;
+    w->idle_ok = idle;
+    w->idle_seen = seen;
     while (b->running && b->wakeups == seen) {
         if (pthread_cond_timedwait(&b->cond, &b->lock, &ts) == ETIMEDOUT)
             break;
     }
+    w->waiting = 0;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -831,12 +858,13 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&b->lock);
         int running = b->running;
         uint64_t seen = b->wakeups;
+        w->rounds++;
         pthread_mutex_unlock(&b->lock);
         if (!running)
             break;
         int n = worker_round(w, 0);
         if (n <= 0)
-            worker_wait(w, seen);
+            worker_wait(w, seen, n == 0);
         else if (!w->batch_full)
             worker_pause(w);
     }
@@ -896,6 +924,14 @@ static void count_crash(void *arg, int64_t instance, int64_t event)
     i->retry_at = f.retry_at;
 }
 
+/* The pump fired n timers: their events wait for the workers. */
+static void timers_fired(void *arg, int n)
+{
+    bus *b = arg;
+    atomic_fetch_add(&b->n_fired, n);
+    wake_all(b);
+}
+
 /* The virtual clock moved: retry backoffs may have ended and timers may be
  * due. */
 static void clock_moved(void *arg)
@@ -911,7 +947,7 @@ static int start_timers(bus *b, char *err, size_t errlen)
                         .sync_mode = b->o.sync_mode,
                         .batch = b->o.batch,
                         .poll_ms = b->o.poll_ms,
-                        .fired = wake_all,
+                        .fired = timers_fired,
                         .arg = b};
     return timers_start(&o, &b->timers, err, errlen);
 }
@@ -943,9 +979,12 @@ int bus_start(bus *b, char *err, size_t errlen)
 
 void bus_stop(bus *b)
 {
-    clock_on_advance(NULL, NULL); /* before the timers go: the listener wakes them */
+    atomic_store(&b->walk_cancel, 1);
+    pthread_mutex_lock(&b->walk_lock); /* a walk reads b->timers */
+    clock_on_advance(NULL, NULL);      /* before the timers go: the listener wakes them */
     timers_stop(b->timers);
     b->timers = NULL;
+    pthread_mutex_unlock(&b->walk_lock);
     pthread_mutex_lock(&b->lock);
     b->running = 0;
     pthread_cond_broadcast(&b->cond);
@@ -965,9 +1004,10 @@ int bus_run_until_idle(bus *b, char *err, size_t errlen)
         /* the workers' connections are idle while they are not started */
         while ((fired = timers_fire_due(b->workers[0].st, clock_now_ms(), b->o.batch, err,
                                         errlen)) == b->o.batch)
-            ;
+            atomic_fetch_add(&b->n_fired, fired);
         if (fired < 0)
             return fired;
+        atomic_fetch_add(&b->n_fired, fired);
         for (int i = 0; i < b->nworkers; i++) {
             int n = worker_round(&b->workers[i], 1);
             if (n < 0) {
@@ -980,6 +1020,277 @@ int bus_run_until_idle(bus *b, char *err, size_t errlen)
             return total;
         total += round;
     }
+}
+
+/* ---- walking the virtual clock ------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 when every worker waits after a round that found nothing and began at
+ * the current wake-up count. *sig only grows (wake-ups plus rounds begun):
+ * equal before and after a store check means no worker ran in between. */
+static int workers_idle(bus *b, uint64_t *sig)
+{
+    int idle = 1;
+    pthread_mutex_lock(&b->lock);
+    uint64_t sum = b->wakeups;
+    for (int i = 0; i < b->nworkers; i++) {
+        const bus_worker *w = &b->workers[i];
+        idle &= w->waiting && w->idle_ok && w->idle_seen == b->wakeups;
+        sum += w->rounds;
+    }
+    pthread_mutex_unlock(&b->lock);
+    *sig = sum;
+    return idle;
+}
+
+static int publishes_pending(bus *b)
+{
+    pthread_mutex_lock(&b->queue_lock);
+    int n = b->pub_pending;
+    pthread_mutex_unlock(&b->queue_lock);
+    return n;
+}
+
+static int count_row(void *arg, const store_outbox *row)
+{
+    (void)row;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* The store's half of quiescence at now: no timer due; every enabled
+ * instance has handled (or parked) its shop's last event, or waits for a
+ * retry later than now; with a sender (bus_on_sends), no LINE call due.
+ * *next_retry gets the earliest such retry (INT64_MAX: none). Returns 1
+ * quiet, 0 not, < 0 a store error. What is due is poked: a timer a handler
+ * set in the past would otherwise wait for the pump's next poll. */
+static int store_quiet(bus *b, store *st, int64_t now, int64_t *next_retry, char *err,
+                       size_t errlen)
+{
+    int64_t due = 0;
+    *next_retry = INT64_MAX;
+    int rc = store_timer_next(st, &due, err, errlen);
+    if (rc == 0 && due <= now) {
+        timers_wake(b->timers);
+        return 0;
+    }
+    if (rc != 0 && rc != KZ_ENOTFOUND)
+        return rc;
+    for (size_t k = 0; k < b->ninst; k++) {
+        const bus_instance *i = b->inst[k];
+        int64_t last = 0, cursor = 0;
+        store_failure f;
+        if (!i->enabled)
+            continue;
+        if ((rc = store_event_max_id(st, i->shop_id, &last, err, errlen)) != 0 ||
+            (rc = store_cursor_get(st, i->id, &cursor, err, errlen)) != 0)
+            return rc;
+        rc = store_failure_get(st, i->id, &f, err, errlen);
+        if (rc == 0) { /* blocked at its head event until f.retry_at */
+            if (f.retry_at <= now)
+                return 0;
+            if (f.retry_at < *next_retry)
+                *next_retry = f.retry_at;
+            continue;
+        }
+        if (rc != KZ_ENOTFOUND)
+            return rc;
+        if (cursor < last)
+            return 0;
+    }
+    if (b->on_sends != NULL) {
+        int n = 0;
+        if ((rc = store_outbox_due(st, now, 1, count_row, &n, err, errlen)) != 0)
+            return rc;
+        if (n > 0) {
+            b->on_sends(b->on_sends_arg);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Waits (real time, until deadline) for the bus to be quiescent at the
+ * clock's current time: the workers idle, no publish queued, and the
+ * store quiet — with the workers not having run during the store check,
+ * which is several reads and not one snapshot. */
+static int wait_quiet(bus *b, int64_t deadline, int64_t *next_retry, char *err, size_t errlen)
+{
+    long pause_us = 100;
+    for (;;) {
+        if (atomic_load(&b->walk_cancel)) {
+            errbuf_set(err, errlen, "the walk was cancelled: kizuna is stopping");
+            return KZ_ESTATE;
+        }
+        uint64_t before = 0, after = 0;
+        if (workers_idle(b, &before) && publishes_pending(b) == 0) {
+            int q = store_quiet(b, b->walk_st, clock_now_ms(), next_retry, err, errlen);
+            if (q < 0)
+                return q;
+            if (q == 1 && workers_idle(b, &after) && after == before)
+                return 0;
+        }
+        if (mono_ms() >= deadline) {
+            errbuf_set(err, errlen,
+                       "not quiescent after the walk's time limit: a handler still runs, "
+                       "keeps failing, or a LINE call waits");
+            return KZ_EFAIL;
+        }
+        nanosleep(&(struct timespec){0, pause_us * 1000L}, NULL);
+        if (pause_us < 20000)
+            pause_us *= 2;
+    }
+}
+
+/* The clock to `to` (never back), then every waiter wakes: the workers and
+ * the pump through the clock's listener, the sender through on_sends. */
+static void walk_move(bus *b, int64_t to, bus_walk *out)
+{
+    if (clock_advance_to_ms(to))
+        out->steps++;
+    if (b->on_sends != NULL)
+        b->on_sends(b->on_sends_arg);
+}
+
+/* *next = min(*next, *t) when rc (of the query that read *t) found one.
+ * A pointer: the query runs as an argument of this call, so *t may only be
+ * read once the call has begun. */
+static int earlier(int rc, const int64_t *t, int64_t *next)
+{
+    if (rc == KZ_ENOTFOUND)
+        return 0;
+    if (rc == 0 && *t < *next)
+        *next = *t;
+    return rc;
+}
+
+static int walk_steps(bus *b, int64_t target, int64_t deadline, bus_walk *out, char *err,
+                      size_t errlen)
+{
+    int64_t next_retry = INT64_MAX, due = 0;
+    wake_all(b);
+    int rc = wait_quiet(b, deadline, &next_retry, err, errlen);
+    while (rc == 0) {
+        int64_t next = next_retry;
+        if ((rc = earlier(store_timer_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
+            return rc;
+        /* a send waiting for its retry goes out at its time, not after the
+         * walk has passed its deadline */
+        if (b->on_sends != NULL &&
+            (rc = earlier(store_outbox_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
+            return rc;
+        if (next > target)
+            break;
+        walk_move(b, next, out);
+        rc = wait_quiet(b, deadline, &next_retry, err, errlen);
+    }
+    if (rc == 0 && clock_now_ms() < target) {
+        walk_move(b, target, out);
+        rc = wait_quiet(b, deadline, &next_retry, err, errlen);
+    }
+    return rc;
+}
+
+/* The same walk on a bus whose workers are not started, on the calling
+ * thread: bus_run_until_idle is quiescence (it returns with nothing left
+ * to do at the clock's time), the retries are in the instances' memory. */
+static int walk_unstarted(bus *b, int64_t target, bus_walk *out, char *err, size_t errlen)
+{
+    int64_t due = 0;
+    for (;;) {
+        int n = bus_run_until_idle(b, err, errlen);
+        if (n < 0)
+            return n;
+        int64_t now = clock_now_ms(), next = target;
+        for (size_t k = 0; k < b->ninst; k++) {
+            const bus_instance *i = b->inst[k];
+            if (i->enabled && i->fail_event != 0 && i->retry_at > now && i->retry_at < next)
+                next = i->retry_at;
+        }
+        int rc = store_timer_next(b->workers[0].st, &due, err, errlen);
+        if (rc != 0 && rc != KZ_ENOTFOUND)
+            return rc;
+        if (rc == 0 && due > now && due < next)
+            next = due;
+        if (next <= now)
+            return 0; /* at the target, everything due handled */
+        walk_move(b, next, out);
+    }
+}
+
+static int walk(bus *b, int absolute, int64_t ms, int64_t timeout_ms, bus_walk *out, char *err,
+                size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->from_ms = out->now_ms = clock_now_ms();
+    if (!clock_is_virtual()) {
+        errbuf_set(err, errlen,
+                   "the clock is real: only a virtual clock (kizuna serve --clock virtual) moves "
+                   "when told");
+        return KZ_ESTATE;
+    }
+    if (!absolute && ms < 0) {
+        errbuf_set(err, errlen, "the clock never goes back: a negative duration");
+        return KZ_EINVAL;
+    }
+    pthread_mutex_lock(&b->walk_lock);
+    pthread_mutex_lock(&b->lock);
+    int running = b->running;
+    pthread_mutex_unlock(&b->lock);
+    int rc = 0;
+    int64_t now = clock_now_ms(), target = ms;
+    out->from_ms = out->now_ms = now;
+    if (!absolute)
+        target = ms > INT64_MAX - now ? INT64_MAX : now + ms;
+    if (atomic_load(&b->walk_cancel)) {
+        errbuf_set(err, errlen, "the bus is stopping");
+        rc = KZ_ESTATE;
+    } else if (target < now) {
+        errbuf_set(err, errlen, "that time is %lld ms before the clock: it never goes back",
+                   (long long)(now - target));
+        rc = KZ_EINVAL;
+    } else if (running && b->walk_st == NULL) {
+        rc = store_open(b->o.store_url, b->o.sync_mode, &b->walk_st, err, errlen);
+    }
+    if (rc == 0) {
+        int64_t fired = atomic_load(&b->n_fired), handled = atomic_load(&b->n_handled),
+                failed = atomic_load(&b->n_failed);
+        if (running)
+            rc = walk_steps(b, target,
+                            mono_ms() + (timeout_ms > 0 ? timeout_ms : BUS_WALK_TIMEOUT_MS), out,
+                            err, errlen);
+        else
+            rc = walk_unstarted(b, target, out, err, errlen);
+        out->timers_fired = atomic_load(&b->n_fired) - fired;
+        out->handled = atomic_load(&b->n_handled) - handled;
+        out->failed = atomic_load(&b->n_failed) - failed;
+    }
+    out->now_ms = clock_now_ms();
+    pthread_mutex_unlock(&b->walk_lock);
+    return rc;
+}
+
+int bus_advance(bus *b, int64_t delta_ms, int64_t timeout_ms, bus_walk *out, char *err,
+                size_t errlen)
+{
+    return walk(b, 0, delta_ms, timeout_ms, out, err, errlen);
+}
+
+int bus_advance_to(bus *b, int64_t target_ms, int64_t timeout_ms, bus_walk *out, char *err,
+                   size_t errlen)
+{
+    return walk(b, 1, target_ms, timeout_ms, out, err, errlen);
+}
+
+void bus_advance_cancel(bus *b)
+{
+    atomic_store(&b->walk_cancel, 1);
 }
 
 /* ---- publishing from the core ------------------------------------------- */
@@ -1080,9 +1391,10 @@ static void commit_group(bus *b, pub_req *group)
 static void complete_group(bus *b, pub_req *group)
 {
     pub_req *waiting = NULL;
-    int stored = 0;
+    int stored = 0, n = 0;
     for (pub_req *r = group, *next; r != NULL; r = next) {
         next = r->next;
+        n++;
         stored |= r->rc == 0;
         if (r->cb != NULL) {
             r->cb(r->cb_arg, r->rc, r->rc == 0 ? "" : r->err);
@@ -1095,6 +1407,7 @@ static void complete_group(bus *b, pub_req *group)
     if (stored)
         wake_all(b);
     pthread_mutex_lock(&b->queue_lock);
+    b->pub_pending -= n; /* after wake_all: a walk then sees the workers busy */
     for (pub_req *r = waiting, *next; r != NULL; r = next) {
         next = r->next; /* r is the waiter's; it may return once done is seen */
         r->done = 1;
@@ -1156,6 +1469,7 @@ static void enqueue(bus *b, pub_req *r)
     pthread_mutex_lock(&b->queue_lock);
     *b->queue_tail = r;
     b->queue_tail = &r->next;
+    b->pub_pending++;
     pthread_cond_signal(&b->queue_cond);
     pthread_mutex_unlock(&b->queue_lock);
 }
@@ -1277,5 +1591,7 @@ void bus_free(bus *b)
     pthread_mutex_destroy(&b->queue_lock);
     pthread_cond_destroy(&b->queue_cond);
     pthread_cond_destroy(&b->done_cond);
+    store_close(b->walk_st);
+    pthread_mutex_destroy(&b->walk_lock);
     free(b);
 }

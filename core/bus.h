@@ -178,6 +178,59 @@ int bus_publish_async(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, bus_p
  * Returns the number of deliveries made, or a negative error. */
 int bus_run_until_idle(bus *b, char *err, size_t errlen);
 
+/* ---- the walking advance of the virtual clock (docs/scheduler.md) ------ */
+
+/* What a walk did. Counts are the bus's, during the walk: a publish from
+ * elsewhere handled meanwhile is counted too. */
+typedef struct bus_walk {
+    int64_t from_ms;      /* the clock when the walk began */
+    int64_t now_ms;       /* the clock when it ended (the target, unless it failed) */
+    int steps;            /* moves of the clock */
+    int64_t timers_fired; /* timers the pump turned into events */
+    int64_t handled;      /* handler calls that succeeded (committed) */
+    int64_t failed;       /* handler calls that failed (to be retried, or parked dead) */
+} bus_walk;
+
+#define BUS_WALK_TIMEOUT_MS 20000 /* real time a walk may take by default */
+
+/* Moves the virtual clock to target_ms the way time would have passed:
+ * first waits until the bus is quiescent at the current time, then, while
+ * the earliest pending timer, handler retry or (with a sender) outbox row
+ * is at or before target_ms, sets the clock to it and waits until
+ * quiescent again; finally sets the clock to target_ms and waits once
+ * more. So a handler that, at day 1,
+ * sets a timer for day 3 sees it fire at day 3 with kz_now_ms() at day 3.
+ *
+ * Quiescent at time T: no timer due at T; every enabled instance has
+ * handled or parked every event of its shop stored so far, or is blocked
+ * by a failed event whose retry is later than T; no bus_publish queued;
+ * the workers idle; and when the bus has a sender (bus_on_sends), no
+ * outbox row due at T (sent, failed, or waiting for a retry after T).
+ * Dead-letter replays are not waited for.
+ *
+ * On a bus whose workers are not started (tests, tools) the walk runs on
+ * the calling thread, with bus_run_until_idle at each step as quiescence
+ * (no time limit; sends are not waited for).
+ *
+ * Needs a virtual clock (KZ_ESTATE on the real one, nothing moves).
+ * KZ_EINVAL for a target before the clock: it
+ * never goes back; reaching the clock's own time is fine (a walk of 0 just
+ * waits for quiescence). timeout_ms (<= 0: BUS_WALK_TIMEOUT_MS) bounds the
+ * real time spent: past it, KZ_EFAIL with the clock where it got to; a
+ * stopping bus (bus_stop, bus_advance_cancel) ends a walk with KZ_ESTATE.
+ * *out is filled in every case. One walk at a time: a second waits for the
+ * first. Thread: any but a bus worker (a handler would wait for itself);
+ * on a bus not started, the thread that may call bus_run_until_idle. */
+int bus_advance_to(bus *b, int64_t target_ms, int64_t timeout_ms, bus_walk *out, char *err,
+                   size_t errlen);
+/* bus_advance_to(now + delta_ms), "now" read once the walk may start:
+ * KZ_EINVAL for a negative delta. */
+int bus_advance(bus *b, int64_t delta_ms, int64_t timeout_ms, bus_walk *out, char *err,
+                size_t errlen);
+/* Ends a walk in progress, and refuses later ones (KZ_ESTATE): the daemon
+ * is stopping. Thread: any. */
+void bus_advance_cancel(bus *b);
+
 /* Hands ev to every enabled instance of its shop that subscribes to its
  * topic, without a store: no transaction, no cursor. Effects that need the
  * store fail with KZ_ENOTSUP. Measures the dispatch cost alone (bench/bus).

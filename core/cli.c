@@ -60,6 +60,9 @@ static const char usage[] =
     "                                   play a LINE user against the running sandbox\n"
     "  sandbox -c FILE inbox SHOP USER [--json]   what the user received\n"
     "  sandbox -c FILE richmenu SHOP USER [--json] the rich menu the user sees\n"
+    "  sandbox -c FILE advance DURATION|--to TIME\n"
+    "                                   walk the daemon's virtual clock, firing what is due\n"
+    "  sandbox -c FILE clock            the daemon's time\n"
     "  chat    -c FILE SHOP USER          chat as a LINE user in the terminal (docs/chat.md)\n"
     "  version                          print versions\n"
     "\n"
@@ -73,6 +76,7 @@ typedef struct args {
     const char *lines;
     const char *replay;
     const char *segment;
+    const char *to; /* sandbox advance --to */
     int all_or_nothing;
     broadcast_opts bc; /* broadcast */
     int dead;
@@ -86,25 +90,17 @@ typedef struct args {
  * keeps "-trial" as an operand (a tag to remove), not an option. */
 static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"clock", required_argument, 0, 'k'},
-                                         {"user", required_argument, 0, 'u'},
-                                         {"id", required_argument, 0, 'i'},
-                                         {"lines", required_argument, 0, 'l'},
-                                         {"replay", required_argument, 0, 'r'},
-                                         {"dead", no_argument, 0, 'd'},
-                                         {"verbose", no_argument, 0, 'v'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"segment", required_argument, 0, 's'},
-                                         {"message", required_argument, 0, 'm'},
-                                         {"at", required_argument, 0, 'a'},
-                                         {"cancel", required_argument, 0, 'x'},
-                                         {"dry-run", no_argument, 0, 'n'},
-                                         {"force", no_argument, 0, 'f'},
-                                         {"no-wait", no_argument, 0, 'w'},
-                                         {"all-or-nothing", no_argument, 0, 'o'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
+        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
+        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
+        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
+        {"segment", required_argument, 0, 's'}, {"message", required_argument, 0, 'm'},
+        {"at", required_argument, 0, 'a'},      {"cancel", required_argument, 0, 'x'},
+        {"dry-run", no_argument, 0, 'n'},       {"force", no_argument, 0, 'f'},
+        {"no-wait", no_argument, 0, 'w'},       {"all-or-nothing", no_argument, 0, 'o'},
+        {"to", required_argument, 0, 't'},      {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -161,6 +157,9 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             break;
         case 'o':
             a->all_or_nothing = 1;
+            break;
+        case 't':
+            a->to = optarg;
             break;
         default:
             return -1;
@@ -357,14 +356,15 @@ static int print_dead_json(const char *body, char *err, size_t errlen)
     return 0;
 }
 
-/* The running daemon's admin API: method path → *status and *resp.
- * KZ_ESTATE when the daemon is not running (nothing listens). */
-static int admin_call(const cfg *c, const char *method, const char *path, long *status, char **resp,
-                      char *err, size_t errlen)
+/* The running daemon's admin API: method path (with a JSON body, or NULL)
+ * → *status and *resp. KZ_ESTATE when the daemon is not running (nothing
+ * listens). */
+static int admin_call(const cfg *c, const char *method, const char *path, const char *body,
+                      long *status, char **resp, char *err, size_t errlen)
 {
     char url[512];
     snprintf(url, sizeof url, "http://%s%s", c->listen, path);
-    return sandbox_http_auth(method, url, c->admin_token, NULL, status, resp, err, errlen);
+    return sandbox_http_auth(method, url, c->admin_token, body, status, resp, err, errlen);
 }
 
 /* An admin API answer other than 2xx: its message. */
@@ -392,7 +392,7 @@ static int events_via_daemon(const cfg *c, const args *a, long long id, int *rc,
     long status = 0;
     char *resp = NULL;
     int r = admin_call(c, a->replay != NULL ? "POST" : "GET",
-                       a->replay != NULL ? path : "/admin/dead", &status, &resp, err, errlen);
+                       a->replay != NULL ? path : "/admin/dead", NULL, &status, &resp, err, errlen);
     if (r == KZ_ESTATE) { /* not running */
         if (a->replay != NULL)
             fprintf(stderr,
@@ -790,11 +790,108 @@ static void print_inbox(const char *body)
     json_object_put(o);
 }
 
+/* ---- sandbox advance / clock: the daemon's clock, through its admin API ---- */
+
+static void print_clock_answer(const char *resp, int advanced)
+{
+    json_object *o = json_tokener_parse(resp != NULL ? resp : "");
+    json_object *v = NULL;
+    int virt = json_object_object_get_ex(o, "virtual", &v) && json_object_get_boolean(v);
+    printf("%s%s (%s clock)", advanced ? "clock at " : "", jget(o, "now") ? jget(o, "now") : "?",
+           virt ? "virtual" : "real");
+    if (advanced) {
+        long long n[4] = {0, 0, 0, 0};
+        const char *keys[] = {"steps", "timers_fired", "events_handled", "handler_failures"};
+        for (int k = 0; k < 4; k++)
+            if (json_object_object_get_ex(o, keys[k], &v))
+                n[k] = (long long)json_object_get_int64(v);
+        printf(": %lld step(s), %lld timer(s) fired, %lld event(s) handled", n[0], n[1], n[2]);
+        if (n[3] > 0)
+            printf(", %lld handler failure(s)", n[3]);
+    }
+    printf("\n");
+    json_object_put(o);
+}
+
+/* `advance DURATION`, `advance --to TIME`, `clock`. */
+static int sandbox_clock(const args *a, const char *what)
+{
+    int advance = strcmp(what, "advance") == 0;
+    if (a->nrest != (advance && a->to == NULL ? 2 : 1) || (!advance && a->to != NULL)) {
+        fprintf(stderr, "usage: kizuna sandbox -c FILE advance DURATION|--to TIME\n"
+                        "       kizuna sandbox -c FILE clock\n");
+        return 2;
+    }
+    int64_t ms = 0;
+    if (advance && a->to == NULL &&
+        (a->rest[1][0] == '-' || clock_parse_duration(a->rest[1], &ms) != 0)) {
+        fprintf(stderr,
+                "kizuna sandbox: advance: '%s' is not a duration (90s, 15m, 2h, 3d, 1w, "
+                "1h30m)\n",
+                a->rest[1]);
+        return 2;
+    }
+    if (advance && a->to != NULL && clock_parse_time(a->to, &ms) != 0) {
+        fprintf(stderr, "kizuna sandbox: advance: '%s' is not a time (2026-12-01T10:00:00+09:00)\n",
+                a->to);
+        return 2;
+    }
+    cfg *c = load_config(a->config, "sandbox");
+    if (c == NULL)
+        return 1;
+    if (c->admin_token == NULL) {
+        fprintf(stderr,
+                "kizuna sandbox: %s goes through the daemon's admin API: set "
+                "kizuna.admin_token (docs/http.md)\n",
+                what);
+        cfg_free(c);
+        return 1;
+    }
+    char *body = NULL;
+    if (advance) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, a->to != NULL ? "to" : "by",
+                               json_object_new_string(a->to != NULL ? a->to : a->rest[1]));
+        body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+    }
+    long status = 0;
+    char *resp = NULL, err[512] = "";
+    int rc =
+        admin_call(c, advance ? "POST" : "GET", advance ? "/admin/clock/advance" : "/admin/clock",
+                   body, &status, &resp, err, sizeof err);
+    int exit_code = 0;
+    if (rc == KZ_ESTATE) {
+        fprintf(stderr,
+                "kizuna sandbox: kizuna is not running at %s (start it with kizuna serve "
+                "-c FILE --clock virtual)\n",
+                c->listen);
+        exit_code = 1;
+    } else if (rc != 0) {
+        fprintf(stderr, "kizuna sandbox: %s\n", err);
+        exit_code = 1;
+    } else if (status != 200) {
+        admin_error(status, resp, err, sizeof err);
+        fprintf(stderr, "kizuna sandbox: %s\n", err);
+        if (status == 503) /* past the time limit: say where the clock got to */
+            print_clock_answer(resp, 1);
+        exit_code = 1;
+    } else {
+        print_clock_answer(resp, advance);
+    }
+    free(body);
+    free(resp);
+    cfg_free(c);
+    return exit_code;
+}
+
 static int cmd_sandbox(const args *a)
 {
     if (need_config(a, "sandbox") != 0)
         return 2;
     const char *what = a->nrest > 0 ? a->rest[0] : "";
+    if (strcmp(what, "advance") == 0 || strcmp(what, "clock") == 0)
+        return sandbox_clock(a, what);
     int action = sandbox_action_parse(what);
     int richmenu = strcmp(what, "richmenu") == 0;
     int inbox = richmenu || strcmp(what, "inbox") == 0; /* both GET a view of the user */
@@ -806,7 +903,9 @@ static int cmd_sandbox(const args *a)
                         "       kizuna sandbox -c FILE say SHOP USER TEXT\n"
                         "       kizuna sandbox -c FILE postback SHOP USER DATA\n"
                         "       kizuna sandbox -c FILE inbox SHOP USER [--json]\n"
-                        "       kizuna sandbox -c FILE richmenu SHOP USER [--json]\n");
+                        "       kizuna sandbox -c FILE richmenu SHOP USER [--json]\n"
+                        "       kizuna sandbox -c FILE advance DURATION|--to TIME\n"
+                        "       kizuna sandbox -c FILE clock\n");
         return 2;
     }
     cfg *c = load_config(a->config, "sandbox");

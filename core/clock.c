@@ -48,15 +48,35 @@ void clock_on_advance(void (*fn)(void *arg), void *arg)
     pthread_mutex_unlock(&listener_lock);
 }
 
+static void notify(void)
+{
+    pthread_mutex_lock(&listener_lock);
+    if (listener != NULL)
+        listener(listener_arg);
+    pthread_mutex_unlock(&listener_lock);
+}
+
 void clock_advance_ms(int64_t delta_ms)
 {
     if (!atomic_load(&virtual_on) || delta_ms <= 0)
         return;
     atomic_fetch_add(&virtual_ms, delta_ms);
-    pthread_mutex_lock(&listener_lock);
-    if (listener != NULL)
-        listener(listener_arg);
-    pthread_mutex_unlock(&listener_lock);
+    notify();
+}
+
+/* A compare-and-swap rather than "now, then add the difference": another
+ * mover between the two would make the clock overshoot ms. */
+int clock_advance_to_ms(int64_t ms)
+{
+    if (!atomic_load(&virtual_on))
+        return 0;
+    long long cur = atomic_load(&virtual_ms);
+    do {
+        if (cur >= ms)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&virtual_ms, &cur, (long long)ms));
+    notify();
+    return 1;
 }
 
 static int64_t unit_ms(const char *u, size_t len)

@@ -21,6 +21,10 @@ void clock_use_real(void);
 int clock_is_virtual(void);
 /* Moves the virtual clock forward (no-op on the real clock). */
 void clock_advance_ms(int64_t delta_ms);
+/* Moves the virtual clock forward to ms; never backwards (a clock already
+ * at or past ms stays). Returns 1 when it moved, 0 otherwise (also on the
+ * real clock). Wakes the listener like clock_advance_ms. */
+int clock_advance_to_ms(int64_t ms);
 
 /* Called after every move of the virtual clock (the bus uses it to wake its
  * workers). One listener; NULL removes it. */

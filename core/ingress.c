@@ -32,10 +32,12 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "errbuf.h"
 #include "httpreq.h"
 #include "log.h"
 #include "netaddr.h"
+#include "payload.h"
 #include "routes.h"
 #include "store.h"
 #include "webhook.h"
@@ -61,7 +63,9 @@ struct ingress {
     metrics *m;                    /* may be NULL */
     char start_err[256];           /* last libmicrohttpd message while starting */
     atomic_int starting;
-    atomic_int suspended;    /* requests waiting for their commit */
+    atomic_int suspended;    /* requests waiting for their commit (or walk) */
+    atomic_int walks;        /* clock walks in progress (admin_advance) */
+    atomic_int stopping;     /* ingress_stop began: no new walk */
     struct MHD_Response *ok; /* "{}", shared by every 200 (MHD counts its users) */
     /* admin API: only with c->admin_token; st is its own connection */
     store *st;
@@ -69,6 +73,21 @@ struct ingress {
 };
 
 enum req_route { R_WEBHOOK, R_SHOPS, R_HEALTHZ, R_METRICS, R_ADMIN, R_NOT_FOUND };
+
+/* POST /admin/clock/advance: the walk (bus_advance) may take seconds of
+ * real time, so it runs on a thread of its own with the connection
+ * suspended, and the HTTP thread goes on serving others meanwhile. */
+typedef struct admin_walk {
+    ingress *in;
+    struct MHD_Connection *conn;
+    int absolute;       /* ms is the target, else a duration */
+    int64_t ms;         /* target or duration */
+    int64_t timeout_ms; /* real time the walk may take */
+    bus_walk w;
+    int rc;
+    char err[512];
+    atomic_int done;
+} admin_walk;
 
 /* Per-request state (libmicrohttpd's con_cls). */
 typedef struct req {
@@ -92,6 +111,8 @@ typedef struct req {
     atomic_int stored; /* 0 waiting, 1 done */
     int store_rc;
     char store_err[256];
+    int admin_body;   /* an admin request that reads a body (clock/advance) */
+    admin_walk *walk; /* its walk, once started */
 } req;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -776,7 +797,161 @@ static enum MHD_Result admin_status(ingress *in, struct MHD_Connection *conn, re
     return respond_jobj(in, conn, r, MHD_HTTP_OK, o);
 }
 
-/* Everything is decided from the headers; a body is ignored. */
+/* ---- the clock: GET /admin/clock, POST /admin/clock/advance ---------- */
+
+static void add_time(json_object *o, const char *name, int64_t ms)
+{
+    char when[32], key[32];
+    iso_time(ms, when, sizeof when);
+    json_object_object_add(o, name, json_object_new_string(when));
+    snprintf(key, sizeof key, "%s_ms", name);
+    json_object_object_add(o, key, json_object_new_int64(ms));
+}
+
+static enum MHD_Result admin_clock(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    json_object *o = json_object_new_object();
+    add_time(o, "now", clock_now_ms());
+    json_object_object_add(o, "virtual", json_object_new_boolean(clock_is_virtual()));
+    return respond_jobj(in, conn, r, MHD_HTTP_OK, o);
+}
+
+#define WALK_TIMEOUT_MAX_MS 600000 /* 10 min of real time */
+
+/* The body {"by":"3d"} or {"to":"TIME"}, optionally "timeout":"DURATION",
+ * into w; KZ_EINVAL with the reason in err. */
+static int parse_advance(const char *body, size_t len, admin_walk *w, char *err, size_t errlen)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o = tok != NULL ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
+    if (tok != NULL && json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    const char *by = payload_str(o, "by"), *to = payload_str(o, "to"),
+               *timeout = payload_str(o, "timeout");
+    int rc = KZ_EINVAL;
+    w->timeout_ms = BUS_WALK_TIMEOUT_MS;
+    if (o == NULL || !json_object_is_type(o, json_type_object))
+        errbuf_set(err, errlen,
+                   "the body must be a JSON object: {\"by\":\"3d\"} or {\"to\":\"TIME\"}");
+    else if ((by == NULL) == (to == NULL))
+        errbuf_set(err, errlen, "give either \"by\" (a duration) or \"to\" (a time), as a string");
+    else if (by != NULL && (by[0] == '-' || clock_parse_duration(by, &w->ms) != 0))
+        errbuf_set(err, errlen, "by: '%.64s' is not a duration (90s, 15m, 2h, 3d, 1w, 1h30m)", by);
+    else if (to != NULL && clock_parse_time(to, &w->ms) != 0)
+        errbuf_set(err, errlen, "to: '%.64s' is not a time (2026-12-01T10:00:00+09:00)", to);
+    else if (timeout != NULL && (clock_parse_duration(timeout, &w->timeout_ms) != 0 ||
+                                 w->timeout_ms <= 0 || w->timeout_ms > WALK_TIMEOUT_MAX_MS))
+        errbuf_set(err, errlen, "timeout: '%.64s' is not a duration between 1ms and 10m", timeout);
+    else
+        rc = 0;
+    w->absolute = to != NULL;
+    json_object_put(o);
+    return rc;
+}
+
+static void *walk_main(void *arg)
+{
+    admin_walk *w = arg;
+    bus *b = w->in->b;
+    w->rc = w->absolute ? bus_advance_to(b, w->ms, w->timeout_ms, &w->w, w->err, sizeof w->err)
+                        : bus_advance(b, w->ms, w->timeout_ms, &w->w, w->err, sizeof w->err);
+    struct MHD_Connection *conn = w->conn; /* w may be freed once resumed */
+    atomic_store(&w->done, 1);
+    MHD_resume_connection(conn);
+    return NULL;
+}
+
+/* The whole body is here: check it, then walk on a thread of its own. */
+static enum MHD_Result admin_advance(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    if (r->too_large)
+        return respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body over %zu bytes",
+                             in->max_body);
+    admin_walk *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    char err[512] = "";
+    if (parse_advance(r->body != NULL ? r->body : "", r->len, w, err, sizeof err) != 0) {
+        free(w);
+        return respond_error(in, conn, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    }
+    if (!clock_is_virtual()) {
+        free(w);
+        return respond_error(in, conn, r, MHD_HTTP_CONFLICT, NULL,
+                             "the clock is real: only a virtual clock moves when told "
+                             "(kizuna serve --clock virtual[:TIME])");
+    }
+    /* counted before looking at stopping, which ingress_stop sets before
+     * looking at walks: one of the two sees the other */
+    atomic_fetch_add(&in->walks, 1);
+    if (atomic_load(&in->stopping)) {
+        atomic_fetch_sub(&in->walks, 1);
+        free(w);
+        return respond_error(in, conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "kizuna is stopping");
+    }
+    w->in = in;
+    w->conn = conn;
+    r->walk = w;
+    atomic_fetch_add(&in->suspended, 1);
+    MHD_suspend_connection(conn); /* before the thread can resume it */
+    pthread_attr_t attr;
+    pthread_t th;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int prc = pthread_create(&th, &attr, walk_main, w);
+    pthread_attr_destroy(&attr);
+    if (prc != 0) {
+        w->rc = KZ_EFAIL;
+        errbuf_set(w->err, sizeof w->err, "cannot start the walk's thread: %s", strerror(prc));
+        atomic_store(&w->done, 1);
+        MHD_resume_connection(conn);
+    }
+    return MHD_YES;
+}
+
+/* Called again after the walk resumed the connection. */
+static enum MHD_Result finish_advance(ingress *in, struct MHD_Connection *conn, req *r)
+{
+    atomic_fetch_sub(&in->suspended, 1);
+    atomic_fetch_sub(&in->walks, 1);
+    const admin_walk *w = r->walk;
+    unsigned code = MHD_HTTP_OK;
+    if (w->rc == KZ_EINVAL)
+        code = MHD_HTTP_BAD_REQUEST;
+    else if (w->rc == KZ_ESTATE && !clock_is_virtual())
+        code = MHD_HTTP_CONFLICT;
+    else if (w->rc == KZ_ESTATE || w->rc == KZ_EFAIL)
+        code = MHD_HTTP_SERVICE_UNAVAILABLE; /* stopping, or past the time limit */
+    else if (w->rc != 0)
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    if (w->rc != 0)
+        log_msg(KZ_LOG_WARN, "admin: clock advance: %s", w->err);
+    else {
+        char when[32];
+        iso_time(w->w.now_ms, when, sizeof when);
+        log_msg(KZ_LOG_INFO,
+                "admin: clock advanced to %s in %d step(s): %lld timer(s) fired, %lld event(s) "
+                "handled",
+                when, w->w.steps, (long long)w->w.timers_fired, (long long)w->w.handled);
+    }
+    json_object *o = json_object_new_object();
+    if (w->rc != 0)
+        json_object_object_add(o, "message", json_object_new_string(w->err));
+    add_time(o, "now", w->w.now_ms);
+    json_object_object_add(o, "virtual", json_object_new_boolean(clock_is_virtual()));
+    add_time(o, "from", w->w.from_ms);
+    json_object_object_add(o, "steps", json_object_new_int(w->w.steps));
+    json_object_object_add(o, "timers_fired", json_object_new_int64(w->w.timers_fired));
+    json_object_object_add(o, "events_handled", json_object_new_int64(w->w.handled));
+    json_object_object_add(o, "handler_failures", json_object_new_int64(w->w.failed));
+    return respond_jobj(in, conn, r, code, o);
+}
+
+/* Decided from the headers, except POST /admin/clock/advance, which reads
+ * its body first (admin_advance). */
 static enum MHD_Result admin_request(ingress *in, struct MHD_Connection *conn, req *r,
                                      const char *url, const char *method)
 {
@@ -806,6 +981,16 @@ static enum MHD_Result admin_request(ingress *in, struct MHD_Connection *conn, r
         if (is_get(method))
             return admin_status(in, conn, r);
         allow = "GET, HEAD";
+    } else if (strcmp(path, "clock") == 0) {
+        if (is_get(method))
+            return admin_clock(in, conn, r);
+        allow = "GET, HEAD";
+    } else if (strcmp(path, "clock/advance") == 0) {
+        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+            r->admin_body = 1;
+            return body_expected(in, conn, r);
+        }
+        allow = "POST";
     } else if (strncmp(path, "dead/", 5) == 0 && strchr(path + 5, '/') != NULL &&
                strcmp(strchr(path + 5, '/'), "/replay") == 0) {
         const char *id = path + 5;
@@ -868,6 +1053,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->ids != NULL && !r->responded)
         return atomic_load(&r->stored) ? finish_store(in, conn, r) : MHD_YES;
+    if (r->walk != NULL && !r->responded)
+        return atomic_load(&r->walk->done) ? finish_advance(in, conn, r) : MHD_YES;
     if (r->responded) { /* answered early: ignore whatever body follows */
         *upload_data_size = 0;
         return MHD_YES;
@@ -879,6 +1066,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->route == R_SHOPS)
         return route_complete(in, conn, r, method);
+    if (r->route == R_ADMIN && r->admin_body)
+        return admin_advance(in, conn, r);
     return webhook_complete(in, conn, r);
 }
 
@@ -896,6 +1085,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->path);
     free(r->ids);
     free(r->body);
+    free(r->walk);
     free(r);
     *con_cls = NULL;
 }
@@ -1015,6 +1205,9 @@ void ingress_stop(ingress *in)
     /* libmicrohttpd must not be stopped with suspended connections: stop
      * accepting, let the bus finish the commits in flight (bounded). */
     MHD_socket fd = MHD_quiesce_daemon(in->d);
+    atomic_store(&in->stopping, 1);
+    if (atomic_load(&in->walks) > 0)
+        bus_advance_cancel(in->b); /* a walk in progress ends within milliseconds */
     for (int i = 0; i < 5000 && atomic_load(&in->suspended) > 0; i++)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     MHD_stop_daemon(in->d);

@@ -29,7 +29,11 @@
  *                          peer unless c->admin_remote; 401 without
  *                          "Authorization: Bearer <admin_token>".
  *                          GET /admin/dead, POST /admin/dead/<id>/replay,
- *                          GET /admin/status.
+ *                          GET /admin/status, GET /admin/clock,
+ *                          POST /admin/clock/advance (bus_advance on a
+ *                          thread of its own, the connection suspended;
+ *                          400 bad body, 409 real clock, 503 past its
+ *                          time limit or stopping).
  *   anything else          404.
  *
  * Error bodies are small JSON objects: {"message":"…"}.

@@ -338,6 +338,7 @@ enum stmt_id {
     Q_OB_FINISH,
     Q_OB_GET,
     Q_OB_PENDING,
+    Q_OB_NEXT,
     Q_TM_SET,
     Q_TM_CANCEL,
     Q_TM_DUE,
@@ -541,6 +542,7 @@ static const char *const sql_text[Q_COUNT] = {
                     " finished_ms = ?6 WHERE id = ?1 AND state = 0",
     [Q_OB_GET] = "SELECT " OB_COLUMNS ", status, request_id FROM outbox WHERE id = ?1",
     [Q_OB_PENDING] = "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE state = 0",
+    [Q_OB_NEXT] = "SELECT min(next_at_ms) FROM outbox INDEXED BY outbox_due WHERE state = 0",
     /* REPLACE deletes the old row and inserts a new id: a rescheduled timer
      * orders after timers set earlier for the same instant. */
     [Q_TM_SET] = "INSERT OR REPLACE INTO timers(shop, instance, key, due_ms, topic, user, payload,"
@@ -2688,6 +2690,18 @@ int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen)
     if (rc != 0)
         return rc;
     return query_int(s, st, "count pending sends", count, err, errlen);
+}
+
+int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_NEXT, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "next send", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    int none = sqlite3_column_type(st, 0) == SQLITE_NULL;
+    *next_at_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return none ? KZ_ENOTFOUND : 0;
 }
 
 int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,

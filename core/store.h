@@ -272,6 +272,10 @@ int store_outbox_get(store *s, int64_t id, store_outbox *out, int *status, const
 
 /* Rows still PENDING (for /metrics). */
 int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen);
+/* The earliest next_at of the PENDING rows (when the next send or retry
+ * is due; a walk of the virtual clock stops there), KZ_ENOTFOUND when none
+ * is pending. Reads the pending rows only (the partial index). */
+int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen);
 
 /* For each (tag, state) of the shop's rows whose tag starts with
  * tag_prefix: cb with the number of rows (a report of tagged sends; stop

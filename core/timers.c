@@ -62,7 +62,7 @@ int timers_fire_due(store *st, int64_t now_ms, int batch, char *err, size_t errl
 static int fire_all(timers *t)
 {
     char err[256];
-    int any = 0, n;
+    int any = 0, n, total = 0;
     do {
         n = timers_fire_due(t->st, clock_now_ms(), t->o.batch, err, sizeof err);
         if (n < 0) {
@@ -70,9 +70,10 @@ static int fire_all(timers *t)
             break;
         }
         any |= n > 0;
+        total += n;
     } while (n == t->o.batch);
     if (any && t->o.fired != NULL)
-        t->o.fired(t->o.arg);
+        t->o.fired(t->o.arg, total);
     return any;
 }
 

@@ -26,9 +26,9 @@ typedef struct timers timers;
 typedef struct timers_options {
     const char *store_url;
     int sync_mode;
-    int batch;       /* timers per transaction, >= 1 */
-    int64_t poll_ms; /* longest sleep, > 0 */
-    void (*fired)(void *arg);
+    int batch;                       /* timers per transaction, >= 1 */
+    int64_t poll_ms;                 /* longest sleep, > 0 */
+    void (*fired)(void *arg, int n); /* n: timers fired in that round */
     void *arg;
 } timers_options;
 

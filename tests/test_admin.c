@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "bus.h"
+#include "clock.h"
 #include "daemon.h"
 #include "ingress.h"
 #include "store.h"
@@ -368,6 +369,114 @@ static void remote_peer_is_403(void **state)
     }
 }
 
+/* ---- the clock ------------------------------------------------------------ */
+
+#define T0 1795000000000LL /* 2026-11-18T11:06:40Z */
+#define HOUR 3600000LL
+
+/* POST path with a JSON body; auth as for http(). */
+static long post(env *e, const char *path, const char *auth, const char *body, resp *r)
+{
+    char url[256], line[256];
+    snprintf(url, sizeof url, "%s%s", e->base, path);
+    snprintf(line, sizeof line, "Authorization: %s", auth ? auth : "");
+    const char *hdrs[] = {"Content-Type: application/json", auth != NULL ? line : NULL, NULL};
+    return ts_http(NULL, "POST", url, hdrs, body, strlen(body), 0, r);
+}
+
+static void set_timer(env *e, const char *key, int64_t due)
+{
+    char err[256];
+    store_timer t = {.shop = "a",
+                     .instance = fx_instance(e)->id,
+                     .key = key,
+                     .due_ms = due,
+                     .topic = "test.tick",
+                     .payload = "{}",
+                     .created_ms = T0};
+    if (store_timer_set(e->st, &t, err, sizeof err) != 0)
+        fail_msg("set timer: %s", err);
+}
+
+static void clock_read_and_advanced(void **state)
+{
+    (void)state;
+    env *e = env_open(TOKEN, 0, "127.0.0.1:0");
+    char err[256];
+    clock_use_virtual(T0);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    resp r;
+    assert_int_equal(call(e, "GET", "/admin/clock", &r), 200);
+    assert_string_equal(r.body, "{\"now\":\"2026-11-18T11:06:40Z\",\"now_ms\":1795000000000,"
+                                "\"virtual\":true}");
+    /* the token rule first, as for every admin endpoint */
+    assert_int_equal(http(e->base, "GET", "/admin/clock", NULL, &r), 0);
+    assert_int_equal(r.code, 401);
+    assert_int_equal(post(e, "/admin/clock/advance", NULL, "{\"by\":\"1h\"}", &r), 401);
+    assert_int_equal(post(e, "/admin/clock/advance", "Bearer wrong", "{\"by\":\"1h\"}", &r), 401);
+    assert_int_equal(clock_now_ms(), T0);
+    /* bad bodies: nothing moves */
+    const char *bad[] = {"",
+                         "[]",
+                         "{}",
+                         "{\"by\":3}",
+                         "{\"by\":\"3x\"}",
+                         "{\"by\":\"-1h\"}",
+                         "{\"to\":\"tomorrow\"}",
+                         "{\"by\":\"1h\",\"to\":\"2026-12-01T10:00:00+09:00\"}",
+                         "{\"by\":\"1h\",\"timeout\":\"forever\"}",
+                         "{\"to\":\"2026-11-18T11:06:39Z\"}", /* a second before the clock */
+                         "{\"by\":"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (post(e, "/admin/clock/advance", "Bearer " TOKEN, bad[i], &r) != 400)
+            fail_msg("%s: %ld %s", bad[i], r.code, r.body);
+        assert_non_null(strstr(r.body, "\"message\":"));
+    }
+    assert_int_equal(clock_now_ms(), T0);
+    assert_int_equal(call(e, "GET", "/admin/clock/advance", &r), 405);
+    assert_string_equal(ts_header(&r, "Allow"), "POST");
+
+    /* two timers on the way: each fires at its time, and the answer counts them */
+    set_timer(e, "one", T0 + HOUR);
+    set_timer(e, "two", T0 + 2 * HOUR);
+    assert_int_equal(post(e, "/admin/clock/advance", "Bearer " TOKEN, "{\"by\":\"3h\"}", &r), 200);
+    json_object *o = json_tokener_parse(r.body);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "now"), "2026-11-18T14:06:40Z");
+    assert_int_equal(jint(o, "now_ms"), T0 + 3 * HOUR);
+    assert_int_equal(jint(o, "from_ms"), T0);
+    assert_int_equal(jbool(o, "virtual"), 1);
+    assert_int_equal(jint(o, "steps"), 3);
+    assert_int_equal(jint(o, "timers_fired"), 2);
+    assert_int_equal(jint(o, "events_handled"), 2);
+    assert_int_equal(jint(o, "handler_failures"), 0);
+    json_object_put(o);
+    assert_int_equal(clock_now_ms(), T0 + 3 * HOUR);
+    assert_int_equal(ts_kv_long(e->st, fx_instance(e)->id, "count", 0), 2);
+
+    /* to a time (an offset is fine); then the same time again: 0 steps */
+    assert_int_equal(post(e, "/admin/clock/advance", "Bearer " TOKEN,
+                          "{\"to\":\"2026-11-19T11:06:40+09:00\",\"timeout\":\"5s\"}", &r),
+                     200);
+    o = json_tokener_parse(r.body);
+    assert_int_equal(jint(o, "now_ms"), T0 + 15 * HOUR);
+    json_object_put(o);
+    assert_int_equal(
+        post(e, "/admin/clock/advance", "Bearer " TOKEN, "{\"to\":\"2026-11-19T02:06:40Z\"}", &r),
+        200);
+    o = json_tokener_parse(r.body);
+    assert_int_equal(jint(o, "steps"), 0);
+    json_object_put(o);
+
+    /* a real clock is never moved */
+    clock_use_real();
+    assert_int_equal(post(e, "/admin/clock/advance", "Bearer " TOKEN, "{\"by\":\"1d\"}", &r), 409);
+    assert_non_null(strstr(r.body, "the clock is real"));
+    assert_int_equal(call(e, "GET", "/admin/clock", &r), 200);
+    assert_non_null(strstr(r.body, "\"virtual\":false"));
+    env_close(e);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -378,6 +487,7 @@ int main(void)
         cmocka_unit_test(status_json),
         cmocka_unit_test(loopback_rule),
         cmocka_unit_test(remote_peer_is_403),
+        cmocka_unit_test(clock_read_and_advanced),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -38,7 +38,8 @@ typedef struct env {
     store *st;
 } env;
 
-static env *env_open(void)
+/* shops: the config's shop list */
+static env *env_open_shops(const char *shops)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
@@ -47,14 +48,19 @@ static env *env_open(void)
     ts_write_file(e->conf,
                   "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; durability = "
                   "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\"; };\n"
-                  "shops = ( { id = \"a\"; plugins = { fx_timer = { }; fx_timer2 = { }; }; } );\n",
-                  e->dir, KZ_TIMER_FIXTURES);
+                  "shops = ( %s );\n",
+                  e->dir, KZ_TIMER_FIXTURES, shops);
     clock_use_virtual(T0);
     ts_app_prepare(&e->a, e->conf);
     ts_bus_new(&e->a, &e->b);
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     return e;
+}
+
+static env *env_open(void)
+{
+    return env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; fx_timer2 = { }; }; }");
 }
 
 static void env_close(env *e)
@@ -67,12 +73,17 @@ static void env_close(env *e)
     free(e);
 }
 
-static void publish(env *e, const char *json)
+static void publish_to(env *e, const char *shop, const char *json)
 {
     char err[256];
-    bus_msg m = {.shop = "a", .topic = "test.op", .user = U1, .json = json, .len = strlen(json)};
+    bus_msg m = {.shop = shop, .topic = "test.op", .user = U1, .json = json, .len = strlen(json)};
     if (bus_publish(e->b, &m, 1, NULL, err, sizeof err) != 0)
         fail_msg("publish: %s", err);
+}
+
+static void publish(env *e, const char *json)
+{
+    publish_to(e, "a", json);
 }
 
 static void run(env *e)
@@ -86,11 +97,34 @@ static long kv_long(env *e, const char *plugin, const char *key)
     return ts_kv_long(e->st, ts_instance(e->b, "a", plugin)->id, key, 0);
 }
 
-static const char *kv_text(env *e, const char *plugin, const char *key)
+static const char *kv_text_of(env *e, const char *shop, const char *plugin, const char *key)
 {
     static char out[4096];
-    ts_kv(e->st, ts_instance(e->b, "a", plugin)->id, key, out, sizeof out);
+    out[0] = '\0';
+    ts_kv(e->st, ts_instance(e->b, shop, plugin)->id, key, out, sizeof out);
     return out;
+}
+
+static const char *kv_text(env *e, const char *plugin, const char *key)
+{
+    return kv_text_of(e, "a", plugin, key);
+}
+
+/* "<event time>,<clock>" as fx_timer's handler of the timer `body` saw them. */
+static const char *seen_at(env *e, const char *shop, const char *body)
+{
+    char key[64];
+    snprintf(key, sizeof key, "at:%s", body);
+    return kv_text_of(e, shop, "fx_timer", key);
+}
+
+static const char *both(int64_t ms)
+{
+    static char out[4][64];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(out[k], sizeof out[k], "%lld,%lld", (long long)ms, (long long)ms);
+    return out[k];
 }
 
 static int64_t pending(env *e)
@@ -403,6 +437,208 @@ static void bad_arguments(void **state)
     env_close(e);
 }
 
+/* ---- the walking advance (bus_advance) ---------------------------------- */
+
+#define HOUR 3600000LL
+#define DAY (24 * HOUR)
+
+/* A day-1 timer whose handler sets one for day 3, whose handler sets one
+ * for day 5: one advance of 7 days fires each at its own time, with the
+ * clock at that time while it is handled. */
+static void walk_fires_chained_timers_at_their_times(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256];
+    publish(e, "{\"op\":\"set\",\"key\":\"c\",\"in\":\"86400000\",\"topic\":\"tick.c\","
+               "\"body\":\"c\",\"then\":\"172800000\",\"left\":\"2\"}");
+    run(e);
+    assert_int_equal(kv_long(e, "fx_timer", "rc"), 0);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    bus_walk w;
+    if (bus_advance(e->b, 7 * DAY, 0, &w, err, sizeof err) != 0)
+        fail_msg("advance: %s", err);
+    /* no waiting: the walk returns once everything due is handled */
+    assert_string_equal(seen_at(e, "a", "c"), both(T0 + DAY));
+    assert_string_equal(seen_at(e, "a", "c+"), both(T0 + 3 * DAY));
+    assert_string_equal(seen_at(e, "a", "c++"), both(T0 + 5 * DAY));
+    assert_string_equal(kv_text(e, "fx_timer", "order"), "c,c+,c++");
+    assert_int_equal(clock_now_ms(), T0 + 7 * DAY);
+    assert_int_equal(w.from_ms, T0);
+    assert_int_equal(w.now_ms, T0 + 7 * DAY);
+    assert_int_equal(w.steps, 4); /* days 1, 3, 5, then 7 */
+    assert_int_equal(w.timers_fired, 3);
+    assert_int_equal(w.handled, 3);
+    assert_int_equal(w.failed, 0);
+    assert_int_equal(pending(e), 0);
+    env_close(e);
+}
+
+/* Timers of two shops interleave by time: each is handled with the clock
+ * at its own due time, whichever shop it belongs to. */
+static void walk_orders_across_shops(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; },"
+                            "{ id = \"b\"; plugins = { fx_timer = { }; }; }");
+    char err[256];
+    publish_to(e, "a",
+               "{\"op\":\"set\",\"key\":\"1\",\"in\":\"7200000\",\"topic\":\"tick.x\","
+               "\"body\":\"a2h\"}");
+    publish_to(e, "b",
+               "{\"op\":\"set\",\"key\":\"1\",\"in\":\"3600000\",\"topic\":\"tick.x\","
+               "\"body\":\"b1h\",\"then\":\"7200000\",\"left\":\"1\"}");
+    publish_to(e, "a",
+               "{\"op\":\"set\",\"key\":\"2\",\"in\":\"14400000\",\"topic\":\"tick.x\","
+               "\"body\":\"a4h\"}");
+    run(e);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    bus_walk w;
+    if (bus_advance_to(e->b, T0 + DAY, 0, &w, err, sizeof err) != 0)
+        fail_msg("advance: %s", err);
+    assert_string_equal(seen_at(e, "b", "b1h"), both(T0 + HOUR));
+    assert_string_equal(seen_at(e, "a", "a2h"), both(T0 + 2 * HOUR));
+    assert_string_equal(seen_at(e, "b", "b1h+"), both(T0 + 3 * HOUR)); /* set at 1 h, + 2 h */
+    assert_string_equal(seen_at(e, "a", "a4h"), both(T0 + 4 * HOUR));
+    assert_int_equal(w.timers_fired, 4);
+    assert_int_equal(w.steps, 5);
+    assert_int_equal(clock_now_ms(), T0 + DAY);
+    env_close(e);
+}
+
+/* Only a virtual clock walks; a walk of 0 still waits for what is due now;
+ * the clock never goes back. */
+static void walk_refusals_and_zero(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256] = "";
+    bus_walk w;
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    clock_use_real();
+    int64_t before = clock_now_ms();
+    err[0] = '\0';
+    assert_int_equal(bus_advance(e->b, DAY, 0, &w, err, sizeof err), KZ_ESTATE);
+    assert_non_null(strstr(err, "the clock is real"));
+    assert_true(clock_now_ms() < before + HOUR);
+    clock_use_virtual(T0);
+    assert_int_equal(bus_advance(e->b, -1, 0, &w, err, sizeof err), KZ_EINVAL);
+    assert_int_equal(bus_advance_to(e->b, T0 - 1, 0, &w, err, sizeof err), KZ_EINVAL);
+    assert_int_equal(clock_now_ms(), T0);
+    /* published while running, due at once: handled before the walk returns */
+    publish(e, "{\"op\":\"set\",\"key\":\"z\",\"in\":\"0\",\"topic\":\"tick.z\",\"body\":\"z\"}");
+    assert_int_equal(bus_advance(e->b, 0, 0, &w, err, sizeof err), 0);
+    assert_int_equal(w.steps, 0);
+    assert_int_equal(clock_now_ms(), T0);
+    assert_int_equal(kv_long(e, "fx_timer", "fired"), 1);
+    assert_string_equal(seen_at(e, "a", "z"), both(T0));
+    env_close(e);
+}
+
+typedef struct dead_count {
+    int n;
+    int attempts;
+} dead_count;
+
+static int count_dead(void *arg, const store_dead *d)
+{
+    dead_count *c = arg;
+    c->n++;
+    c->attempts = d->attempts;
+    return 0;
+}
+
+/* A failing handler's retries are steps of the walk: retried at each
+ * backoff's end on the virtual clock, then parked, within one advance. */
+static void walk_steps_through_retries(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256];
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    publish(e, "{\"op\":\"set\",\"key\":\"f\",\"in\":\"10\",\"topic\":\"tick.f\",\"fail\":true}");
+    bus_walk w;
+    if (bus_advance(e->b, HOUR, 0, &w, err, sizeof err) != 0)
+        fail_msg("advance: %s", err);
+    dead_count c = {0, 0};
+    assert_int_equal(store_dead_list(e->st, count_dead, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.attempts, 5); /* kizuna.retry.attempts' default */
+    /* the first attempt may come before the walk begins */
+    assert_true(w.failed == 4 || w.failed == 5);
+    assert_true(w.steps >= 5); /* four retries, then the hour */
+    assert_int_equal(pending(e), 0);
+    env_close(e);
+}
+
+static void count_wake(void *arg)
+{
+    ++*(int *)arg;
+}
+
+/* With a sender (bus_on_sends), LINE calls are part of the walk: it stops
+ * at a pending row's time (a retry goes out then, not after its deadline)
+ * and waits there for it to be done. A row no sender takes keeps the walk
+ * waiting — and poking the sender — until its time limit, which ends it
+ * with KZ_EFAIL, the clock where it got to. Once the row is done, the walk
+ * goes through. */
+static void walk_waits_for_due_sends_until_its_limit(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256] = "";
+    int wakes = 0;
+    bus_on_sends(e->b, count_wake, &wakes);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    store_outbox row = {.shop = "a",
+                        .kind = KZ_LINE_PUSH,
+                        .endpoint = "/v2/bot/message/push",
+                        .body = "{}",
+                        .retry_key = "6f0d7a2e-8f3c-4e55-9b1a-2f9d0c3b4a51",
+                        .created_ms = T0,
+                        .next_at_ms = T0 + HOUR / 2,
+                        .deadline_ms = T0 + DAY};
+    int64_t id = 0;
+    assert_int_equal(store_outbox_add(e->st, &row, &id, err, sizeof err), 0);
+    bus_walk w;
+    assert_int_equal(bus_advance(e->b, HOUR, 300, &w, err, sizeof err), KZ_EFAIL);
+    assert_non_null(strstr(err, "time limit"));
+    assert_int_equal(w.now_ms, T0 + HOUR / 2);
+    assert_int_equal(w.steps, 1);
+    assert_int_equal(clock_now_ms(), T0 + HOUR / 2);
+    assert_true(wakes > 0);
+    assert_int_equal(
+        store_outbox_finish(e->st, id, OUTBOX_SENT, 200, NULL, NULL, T0, err, sizeof err), 0);
+    assert_int_equal(bus_advance(e->b, HOUR, 0, &w, err, sizeof err), 0);
+    assert_int_equal(clock_now_ms(), T0 + HOUR + HOUR / 2);
+    env_close(e);
+}
+
+/* Without started workers the walk runs on the caller's thread, with the
+ * same outcome: the chain fires at days 1, 3 and 5, retries included. */
+static void walk_on_a_bus_not_started(void **state)
+{
+    (void)state;
+    env *e = env_open_shops("{ id = \"a\"; plugins = { fx_timer = { }; }; }");
+    char err[256];
+    publish(e, "{\"op\":\"set\",\"key\":\"c\",\"in\":\"86400000\",\"topic\":\"tick.c\","
+               "\"body\":\"c\",\"then\":\"172800000\",\"left\":\"2\"}");
+    publish(e, "{\"op\":\"set\",\"key\":\"f\",\"in\":\"10\",\"topic\":\"tick.f\",\"fail\":true}");
+    bus_walk w;
+    if (bus_advance(e->b, 7 * DAY, 0, &w, err, sizeof err) != 0)
+        fail_msg("advance: %s", err);
+    assert_string_equal(seen_at(e, "a", "c"), both(T0 + DAY));
+    assert_string_equal(seen_at(e, "a", "c+"), both(T0 + 3 * DAY));
+    assert_string_equal(seen_at(e, "a", "c++"), both(T0 + 5 * DAY));
+    assert_int_equal(clock_now_ms(), T0 + 7 * DAY);
+    assert_int_equal(w.timers_fired, 3);
+    assert_int_equal(w.failed, 5); /* the failing op: tried, retried 4 times, parked */
+    dead_count c = {0, 0};
+    assert_int_equal(store_dead_list(e->st, count_dead, &c, err, sizeof err), 0);
+    assert_int_equal(c.n, 1);
+    env_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +652,12 @@ int main(void)
         cmocka_unit_test(same_key_two_instances),
         cmocka_unit_test(jump_fires_in_due_order),
         cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(walk_fires_chained_timers_at_their_times),
+        cmocka_unit_test(walk_orders_across_shops),
+        cmocka_unit_test(walk_refusals_and_zero),
+        cmocka_unit_test(walk_steps_through_retries),
+        cmocka_unit_test(walk_waits_for_due_sends_until_its_limit),
+        cmocka_unit_test(walk_on_a_bus_not_started),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
