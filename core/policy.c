@@ -440,6 +440,55 @@ int policy_release(store *st, const cfg *c, int64_t now, int limit, char *err, s
     return rc != 0 ? rc : rows;
 }
 
+/* ---- a friend's view -------------------------------------------------------- */
+
+static int held_json(void *arg, const store_policy_held *h)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "send", json_object_new_int64(h->send.id));
+    json_object_object_add(o, "tag", h->send.tag ? json_object_new_string(h->send.tag) : NULL);
+    json_object_object_add(o, "priority", json_object_new_int(h->send.priority));
+    json_object_object_add(
+        o, "overCap",
+        json_object_new_string(h->send.over_cap == KZ_OVER_CAP_DROP ? "drop" : "defer"));
+    json_object_object_add(o, "releaseMs", json_object_new_int64(h->release_ms));
+    json_object_object_add(o, "reason",
+                           json_object_new_string(h->reason == STORE_POLICY_CAP ? "cap" : "quiet"));
+    json_object_array_add(arg, o);
+    return 0;
+}
+
+static json_object *cap_json(int64_t cap)
+{
+    return cap > 0 ? json_object_new_int64(cap) : NULL;
+}
+
+int policy_friend_json(store *st, const cfg_shop *shop, const char *user, int64_t now,
+                       json_object **out, char *err, size_t errlen)
+{
+    policy_periods per;
+    policy_periods_of(shop->timezone, now, &per);
+    int64_t today = 0, week = 0;
+    int rc = store_policy_count(st, shop->id, user, per.day_from, per.day_to, &today, err, errlen);
+    if (rc == 0)
+        rc = store_policy_count(st, shop->id, user, per.week_from, per.week_to, &week, err, errlen);
+    json_object *held = json_object_new_array();
+    if (rc == 0)
+        rc = store_policy_held_of(st, shop->id, user, held_json, held, err, errlen);
+    if (rc != 0) {
+        json_object_put(held);
+        return rc;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "today", json_object_new_int64(today));
+    json_object_object_add(o, "week", json_object_new_int64(week));
+    json_object_object_add(o, "capDay", cap_json(shop->delivery.cap_day));
+    json_object_object_add(o, "capWeek", cap_json(shop->delivery.cap_week));
+    json_object_object_add(o, "held", held);
+    *out = o;
+    return 0;
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 int policy_metrics_init(metrics *m, policy_metrics *out)

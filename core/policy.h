@@ -72,6 +72,16 @@ int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t
  * written (the sender looks at once), or a negative KZ_E… with err. */
 int policy_release(store *st, const cfg *c, int64_t now, int limit, char *err, size_t errlen);
 
+/* A friend's promotional sends against the shop's caps at now, and the
+ * sends waiting for them (`kizuna friend`):
+ *   {"today":2,"week":3,"capDay":2,"capWeek":3,
+ *    "held":[{"send":12,"tag":"p3","priority":0,"overCap":"defer",
+ *             "releaseMs":1795482000000,"reason":"cap"}]}
+ * caps are null when not set. *out is the caller's (json_object_put). */
+struct json_object;
+int policy_friend_json(store *st, const cfg_shop *shop, const char *user, int64_t now,
+                       struct json_object **out, char *err, size_t errlen);
+
 /* The /metrics view of the durable counters (store "delivery policy"). */
 typedef struct policy_metrics {
     metric_family *passed, *held, *released, *dropped, *waiting;

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include <json-c/json.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,6 +454,20 @@ static void test_caps_defer_and_drop(void **state)
     /* the next day starts at 00:00 but its quiet hours end at 09:00 */
     assert_int_equal(h.first_release, JST(1, 9, 0));
     assert_int_equal(h.first_reason, STORE_POLICY_CAP);
+    /* what `kizuna friend` shows of it */
+    json_object *fj = NULL;
+    char err[256];
+    assert_int_equal(policy_friend_json(e->st, cfg_find_shop(e->a.c, "a"), U1, clock_now_ms(), &fj,
+                                        err, sizeof err),
+                     0);
+    char want[512];
+    snprintf(want, sizeof want,
+             "{\"today\":2,\"week\":2,\"capDay\":2,\"capWeek\":3,\"held\":[{\"send\":1,"
+             "\"tag\":\"p3\",\"priority\":0,\"overCap\":\"defer\",\"releaseMs\":%lld,"
+             "\"reason\":\"cap\"}]}",
+             (long long)JST(1, 9, 0));
+    assert_string_equal(json_object_to_json_string_ext(fj, JSON_C_TO_STRING_PLAIN), want);
+    json_object_put(fj);
 
     advance_to(JST(1, 9, 0));
     TS_WAIT(inbox_n(e, U1) == 4, 8000, "p3 was not released on Tuesday");
