@@ -139,7 +139,9 @@ typedef struct kz_line_send {
     const char *tag; /* up to 100 bytes, echoed in message.sent / message.failed */
     /* ---- ABI 1.5: the shop's delivery policy (docs/delivery.md) ---- */
     /* 1: subject to the shop's delivery policy (quiet hours, per-friend
-     * caps); PUSH and MULTICAST only (KZ_EINVAL on other kinds). */
+     * caps); PUSH and MULTICAST only (KZ_EINVAL on other kinds). Each
+     * recipient goes now, is held (sent later by the host) or dropped;
+     * *outbox_id is 0 when none goes now. */
     int promotional;
     /* Among promotional sends competing for a friend's cap: higher first;
      * default 0. */
