@@ -78,7 +78,11 @@ static int setup(void **state)
                   "shops = ( { id = \"a\"; timezone = \"Asia/Tokyo\";\n"
                   "  line = { channel_secret = \"sec\"; access_token = \"tok\"; api = "
                   "\"sandbox\"; };\n"
-                  "  plugins = { fx_promo = { }; };\n" DELIVERY "} );\n",
+                  "  plugins = { fx_promo = { }; };\n" DELIVERY "},\n"
+                  "  { id = \"b\"; timezone = \"Asia/Tokyo\";\n"
+                  "  line = { channel_secret = \"secb\"; access_token = \"tokb\"; api = "
+                  "\"sandbox\"; };\n"
+                  "  plugins = { fx_promo = { }; }; } );\n",
                   e->dir, KZ_POLICY_FIXTURES);
     snprintf(e->sbx_url, sizeof e->sbx_url, "sqlite:%s/sandbox.db", e->dir);
     *state = e;
@@ -158,18 +162,23 @@ static int teardown(void **state)
 
 /* Publishes one test.op event for fx_promo, handles it, returns the code
  * the slot gave; *outbox (may be NULL) gets the first row's id. */
-static long send_op(env *e, const char *json, long *outbox)
+static long send_op_to(env *e, const char *shop, const char *json, long *outbox)
 {
     char err[256];
-    bus_msg m = {.shop = "a", .topic = "test.op", .json = json, .len = strlen(json)};
+    bus_msg m = {.shop = shop, .topic = "test.op", .json = json, .len = strlen(json)};
     if (bus_publish(e->b, &m, 1, NULL, err, sizeof err) != 0)
         fail_msg("publish: %s", err);
     assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
     sender_wake(e->snd);
-    int64_t inst = ts_instance(e->b, "a", "fx_promo")->id;
+    int64_t inst = ts_instance(e->b, shop, "fx_promo")->id;
     if (outbox != NULL)
         *outbox = ts_kv_long(e->st, inst, "outbox", -1);
     return ts_kv_long(e->st, inst, "rc", -99);
+}
+
+static long send_op(env *e, const char *json, long *outbox)
+{
+    return send_op_to(e, "a", json, outbox);
 }
 
 static void promo(env *e, const char *user, const char *text, int pri, int drop)
@@ -290,6 +299,29 @@ static void test_tz_to_ms(void **state)
     assert_int_equal(to_ms("Europe/Berlin", 2026, 10, 25, 2, 30), 1792888200000LL);
     assert_int_equal(to_ms("Europe/Berlin", 2026, 10, 25, 1, 30), 1792888200000LL - HOUR_MS);
     assert_int_equal(tz_to_ms("Asia/Tokyo", NULL, &(int64_t){0}), KZ_EINVAL);
+}
+
+/* Quiet hours in a zone with DST: a window 02:30–05:00 on the night Berlin
+ * springs forward starts at 03:30 (02:30 does not exist); on the night it
+ * falls back, 01:00–02:30 ends at the first 02:30. */
+static void test_quiet_hours_dst(void **state)
+{
+    (void)state;
+    const char *z = "Europe/Berlin";
+    cfg_quiet spring = {.days = 0x7f, .from_min = 150, .to_min = 300};
+    cfg_delivery dv = {.enabled = 1, .quiet = &spring, .nquiet = 1};
+    int64_t t = to_ms(z, 2026, 3, 29, 3, 0); /* 03:00 CEST: before the moved start */
+    assert_int_equal(policy_open_at(&dv, z, t), t);
+    t = to_ms(z, 2026, 3, 29, 3, 30);
+    assert_int_equal(policy_open_at(&dv, z, t), to_ms(z, 2026, 3, 29, 5, 0));
+    cfg_quiet autumn = {.days = 0x7f, .from_min = 60, .to_min = 150};
+    dv.quiet = &autumn;
+    t = to_ms(z, 2026, 10, 25, 2, 0); /* the first 02:00 (CEST) */
+    assert_int_equal(policy_open_at(&dv, z, t), 1792888200000LL);
+    /* the day of the change is 25 hours long */
+    policy_periods p;
+    policy_periods_of(z, t, &p);
+    assert_int_equal(p.day_to - p.day_from, 25 * HOUR_MS);
 }
 
 /* Quiet hours from the test's config: across midnight, per weekday. */
@@ -524,6 +556,58 @@ static void test_priority(void **state)
     assert_int_equal(held_of(e, U1).n, 0);
 }
 
+/* Over the week cap on a Saturday: deferred to the first open instant of
+ * the next week (Monday 10:00: Sunday's window holds Monday morning),
+ * within max_defer (3d). */
+static void test_week_cap_defers_to_monday(void **state)
+{
+    env *e = *state;
+    start(e, JST(4, 12, 0)); /* Friday */
+    promo(e, U1, "w1", 0, 0);
+    promo(e, U1, "w2", 0, 0);
+    advance_to(JST(5, 11, 0)); /* Saturday */
+    promo(e, U1, "w3", 0, 0);
+    promo(e, U1, "w4", 0, 0); /* week 4 of 3: deferred */
+    TS_WAIT(inbox_n(e, U1) == 3, 8000, "w1..w3 should have arrived");
+    drain(e);
+    held h = held_of(e, U1);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.tags, "w4 ");
+    assert_int_equal(h.first_release, JST(7, 10, 0));
+    assert_int_equal(h.first_reason, STORE_POLICY_CAP);
+
+    advance_to(JST(7, 9, 59));
+    sender_wake(e->snd);
+    drain(e);
+    assert_int_equal(inbox_n(e, U1), 3);
+    advance_to(JST(7, 10, 0));
+    TS_WAIT(inbox_n(e, U1) == 4, 8000, "w4 was not released on Monday 10:00");
+    assert_string_equal(inbox_of(e, U1).message, "{\"type\":\"text\",\"text\":\"w4\"}");
+}
+
+/* A shop without a delivery group: promotional sends go as queued, even
+ * at night, and nothing is counted. */
+static void test_no_policy(void **state)
+{
+    env *e = *state;
+    start(e, JST(0, 23, 0));
+    long outbox = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(
+            send_op_to(e, "b", "{\"op\":\"push\",\"to\":\"" U1 "\",\"text\":\"n\",\"promo\":\"1\"}",
+                       &outbox),
+            0);
+    assert_true(outbox > 0);
+    ts_inbox in;
+    TS_WAIT(ts_inbox_get(e->sbx, "b", U1, &in) == 3, 8000, "shop b's pushes did not arrive");
+    int64_t n = -1;
+    char err[256];
+    assert_int_equal(store_policy_count(e->st, "b", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    /* the kind rule holds without a policy too */
+    assert_int_equal(send_op_to(e, "b", "{\"op\":\"broadcast\",\"promo\":\"1\"}", NULL), KZ_EINVAL);
+}
+
 /* One multicast, three fates: U3 (fresh) now, U1 (day full) held for the
  * next morning, U2 (week full, next week past max_defer) dropped. */
 static void test_multicast_split(void **state)
@@ -611,11 +695,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tz_to_ms),
+        cmocka_unit_test(test_quiet_hours_dst),
         cmocka_unit_test_setup_teardown(test_quiet_hours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_then_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps_defer_and_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_week_cap_defers_to_monday, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multicast_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
     };
