@@ -78,6 +78,114 @@ void policy_periods_of(const char *zone, int64_t t, policy_periods *out)
     out->week_to = local_ms(zone, lt.year, lt.month, lt.day - back + 7, 0);
 }
 
+/* ---- the same, cached per thread and shop-local day -----------------------
+ *
+ * Each zone conversion sets TZ and reloads the zone (tz.c), about 10 µs,
+ * and a decision needs dozens: 1 ms a send. A thread keeps the quiet
+ * windows and periods of the last two (shop, day)s it saw, so a send costs
+ * one conversion (finding the day) while the day stays the same. */
+
+#define CACHE_WINDOWS 48 /* 16 rules × the 3 days that can reach a time */
+
+typedef struct day_cache {
+    int valid;
+    char zone[128];                /* the shop's, a copy (compared by content) */
+    cfg_quiet rules[16];           /* a copy: a reloaded config at the same address */
+    size_t nrules;                 /* must not be mistaken for the old one */
+    int64_t day_from, day_to;      /* the day the entry is for */
+    int64_t next2;                 /* 00:00 two days on: no window of a later day starts before */
+    policy_periods per;            /* of that day */
+    int64_t win[CACHE_WINDOWS][2]; /* quiet windows that start the day before, on it or after */
+    size_t nwin;
+} day_cache;
+
+static _Thread_local day_cache cache[2];
+static _Thread_local int cache_last;
+
+static int cache_fits(const day_cache *c, const cfg_shop *shop, int64_t t)
+{
+    const cfg_delivery *dv = &shop->delivery;
+    return c->valid && t >= c->day_from && t < c->day_to && c->nrules == dv->nquiet &&
+           strcmp(c->zone, shop->timezone) == 0 &&
+           (dv->nquiet == 0 || memcmp(c->rules, dv->quiet, dv->nquiet * sizeof *dv->quiet) == 0);
+}
+
+static const day_cache *day_of(const cfg_shop *shop, int64_t t)
+{
+    const cfg_delivery *dv = &shop->delivery;
+    if (dv->nquiet > sizeof cache[0].rules / sizeof cache[0].rules[0] ||
+        strlen(shop->timezone) >= sizeof cache[0].zone)
+        return NULL;
+    for (int i = 0; i < 2; i++)
+        if (cache_fits(&cache[i], shop, t))
+            return &cache[i];
+    day_cache *c = &cache[cache_last ^= 1];
+    const char *z = shop->timezone;
+    kz_local_time lt;
+    tz_local(z, t, &lt);
+    *c = (day_cache){.nrules = dv->nquiet};
+    strcpy(c->zone, z); /* length checked above */
+    if (dv->nquiet > 0)
+        memcpy(c->rules, dv->quiet, dv->nquiet * sizeof *dv->quiet);
+    int back = (lt.weekday + 6) % 7;
+    c->day_from = local_ms(z, lt.year, lt.month, lt.day, 0);
+    c->day_to = local_ms(z, lt.year, lt.month, lt.day + 1, 0);
+    c->next2 = local_ms(z, lt.year, lt.month, lt.day + 2, 0);
+    c->per = (policy_periods){.day_from = c->day_from,
+                              .day_to = c->day_to,
+                              .week_from = local_ms(z, lt.year, lt.month, lt.day - back, 0),
+                              .week_to = local_ms(z, lt.year, lt.month, lt.day - back + 7, 0)};
+    for (int rel = -1; rel <= 1; rel++) {
+        int wd = (lt.weekday + 7 + rel) % 7;
+        for (size_t i = 0; i < dv->nquiet; i++) {
+            const cfg_quiet *q = &dv->quiet[i];
+            if (!(q->days & (1u << wd)))
+                continue;
+            int next = q->to_min <= q->from_min;
+            c->win[c->nwin][0] = local_ms(z, lt.year, lt.month, lt.day + rel, q->from_min);
+            c->win[c->nwin++][1] = local_ms(z, lt.year, lt.month, lt.day + rel + next, q->to_min);
+        }
+    }
+    c->valid = 1;
+    return c;
+}
+
+/* policy_open_at and policy_periods_of of the shop, through the cache. */
+static int64_t open_at(const cfg_shop *shop, int64_t t)
+{
+    const day_cache *c = day_of(shop, t);
+    if (c == NULL)
+        return policy_open_at(&shop->delivery, shop->timezone, t);
+    for (int step = 0, moved = 1; moved && step < OPEN_STEPS; step++) {
+        moved = 0;
+        for (size_t i = 0; i < c->nwin; i++)
+            if (c->win[i][0] <= t && t < c->win[i][1]) {
+                t = c->win[i][1];
+                moved = 1;
+            }
+    }
+    /* past what the entry knows (a window of a later day may start):
+     * go on from there the slow way */
+    return t < c->next2 ? t : policy_open_at(&shop->delivery, shop->timezone, t);
+}
+
+static void periods_of(const cfg_shop *shop, int64_t t, policy_periods *out)
+{
+    const day_cache *c = day_of(shop, t);
+    if (c != NULL)
+        *out = c->per;
+    else
+        policy_periods_of(shop->timezone, t, out);
+}
+
+int64_t policy_shop_open_at(const cfg_shop *shop, int64_t t, policy_periods *per)
+{
+    int64_t open = open_at(shop, t);
+    if (per != NULL)
+        periods_of(shop, open, per);
+    return open;
+}
+
 /* ---- the decision for one recipient ------------------------------------- */
 
 /* What the policy makes of a shop at one instant, computed once per send or
@@ -87,26 +195,34 @@ typedef struct plan {
     int64_t now;
     int64_t open;       /* the first instant outside quiet hours, >= now */
     policy_periods per; /* around open */
-    int64_t after_day;  /* the first open instant of the next day */
+    int64_t after_day;  /* the first open instant of the next day; 0: not computed yet */
     int64_t after_week; /* … of the next week */
 } plan;
 
 static void plan_make(const cfg_shop *shop, int64_t now, plan *p)
 {
-    const cfg_delivery *dv = &shop->delivery;
     p->shop = shop;
     p->now = now;
-    p->open = policy_open_at(dv, shop->timezone, now);
-    policy_periods_of(shop->timezone, p->open, &p->per);
-    p->after_day = dv->cap_day ? policy_open_at(dv, shop->timezone, p->per.day_to) : 0;
-    p->after_week = dv->cap_week ? policy_open_at(dv, shop->timezone, p->per.week_to) : 0;
+    p->open = policy_shop_open_at(shop, now, &p->per);
+    /* computed when a friend first hits a cap: most sends never need them,
+     * and each costs several zone conversions */
+    p->after_day = 0;
+    p->after_week = 0;
+}
+
+/* The first open instant at or after t, kept in *slot. */
+static int64_t open_after(plan *p, int64_t *slot, int64_t t)
+{
+    if (*slot == 0)
+        *slot = open_at(p->shop, t);
+    return *slot;
 }
 
 enum { D_NOW, D_HOLD, D_DROP_CAP, D_DROP_DEFER };
 
 /* The decision for user: D_NOW, or D_HOLD with *release_ms and *reason
  * (STORE_POLICY_*), or a drop; a negative KZ_E… on a store error. */
-static int decide(store *st, const plan *p, const char *user, int over_cap, int64_t created_ms,
+static int decide(store *st, plan *p, const char *user, int over_cap, int64_t created_ms,
                   int64_t *release_ms, int *reason, char *err, size_t errlen)
 {
     const cfg_delivery *dv = &p->shop->delivery;
@@ -120,7 +236,7 @@ static int decide(store *st, const plan *p, const char *user, int over_cap, int6
             return rc;
         if (n >= dv->cap_week) {
             capped = 1;
-            t = p->after_week;
+            t = open_after(p, &p->after_week, p->per.week_to);
         }
     }
     if (!capped && dv->cap_day) {
@@ -130,7 +246,7 @@ static int decide(store *st, const plan *p, const char *user, int over_cap, int6
             return rc;
         if (n >= dv->cap_day) {
             capped = 1;
-            t = p->after_day;
+            t = open_after(p, &p->after_day, p->per.day_to);
         }
     }
     if (capped && over_cap == KZ_OVER_CAP_DROP)
@@ -359,7 +475,7 @@ static int count_stat(store *st, const char *shop, const char *what, char *err, 
 }
 
 /* Decides one due recipient (d->released set when it goes now). */
-static int settle(store *st, const plan *p, due *d, int64_t now, char *err, size_t errlen)
+static int settle(store *st, plan *p, due *d, int64_t now, char *err, size_t errlen)
 {
     int64_t release = 0;
     int reason = 0;

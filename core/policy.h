@@ -44,6 +44,12 @@ typedef struct policy_periods {
 } policy_periods;
 void policy_periods_of(const char *zone, int64_t t, policy_periods *out);
 
+/* The same two for a shop (quiet hours, zone) at once: the open instant
+ * at or after t, and (per may be NULL) the periods around it. Each thread
+ * caches the last two shop-local days it computed, so repeated calls
+ * within a day cost about one zone conversion instead of dozens. */
+int64_t policy_shop_open_at(const cfg_shop *shop, int64_t t, policy_periods *per);
+
 /* One promotional send as line_send has it. Strings are the caller's. */
 typedef struct policy_send {
     const char *shop;

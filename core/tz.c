@@ -93,6 +93,10 @@ int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms)
      * it moves the time forward by the gap. */
     int64_t off_a = offset_at(zone, wall - 86400), off_b = offset_at(zone, wall + 86400);
     int64_t ca = wall - off_a, cb = wall - off_b;
+    if (off_a == off_b) { /* no change near the time: the usual case, two lookups */
+        *ms = ca * 1000;
+        return 0;
+    }
     int a_ok = offset_at(zone, ca) == off_a, b_ok = offset_at(zone, cb) == off_b;
     int64_t s;
     if (a_ok && b_ok)

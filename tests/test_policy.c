@@ -324,6 +324,42 @@ static void test_quiet_hours_dst(void **state)
     assert_int_equal(p.day_to - p.day_from, 25 * HOUR_MS);
 }
 
+/* The per-thread cache (policy_shop_open_at) answers like the reference
+ * (policy_open_at, policy_periods_of) at every time of two weeks around
+ * each Berlin DST change and in Tokyo. */
+static void sweep(const cfg_shop *shop, int64_t from, int64_t to)
+{
+    for (int64_t t = from; t < to; t += 37 * MIN_MS) {
+        policy_periods want, got;
+        int64_t open = policy_open_at(&shop->delivery, shop->timezone, t);
+        policy_periods_of(shop->timezone, open, &want);
+        assert_int_equal(policy_shop_open_at(shop, t, &got), open);
+        assert_int_equal(got.day_from, want.day_from);
+        assert_int_equal(got.day_to, want.day_to);
+        assert_int_equal(got.week_from, want.week_from);
+        assert_int_equal(got.week_to, want.week_to);
+    }
+}
+
+static void test_cache_matches_reference(void **state)
+{
+    (void)state;
+    cfg_quiet rules[] = {{.days = 0x3e, .from_min = 21 * 60, .to_min = 9 * 60},
+                         {.days = 0x41, .from_min = 20 * 60, .to_min = 10 * 60},
+                         {.days = 0x01, .from_min = 150, .to_min = 300}, /* Sunday 02:30-05:00 */
+                         {.days = 0x08, .from_min = 12 * 60, .to_min = 13 * 60}};
+    cfg_shop shop = {.id = "x",
+                     .timezone = "Europe/Berlin",
+                     .delivery = {.enabled = 1, .quiet = rules, .nquiet = 4}};
+    sweep(&shop, to_ms("Europe/Berlin", 2026, 3, 22, 0, 0),
+          to_ms("Europe/Berlin", 2026, 4, 5, 0, 0));
+    sweep(&shop, to_ms("Europe/Berlin", 2026, 10, 18, 0, 0),
+          to_ms("Europe/Berlin", 2026, 11, 1, 0, 0));
+    shop.timezone = "Asia/Tokyo";
+    shop.delivery.nquiet = 2;
+    sweep(&shop, JST(0, 0, 0), JST(14, 0, 0));
+}
+
 /* Quiet hours from the test's config: across midnight, per weekday. */
 static void test_quiet_hours(void **state)
 {
@@ -696,6 +732,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tz_to_ms),
         cmocka_unit_test(test_quiet_hours_dst),
+        cmocka_unit_test(test_cache_matches_reference),
         cmocka_unit_test_setup_teardown(test_quiet_hours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_then_release, setup, teardown),
