@@ -157,6 +157,15 @@ static void print_delivery(json_object *d)
                (long long)payload_int(h, "priority"), payload_str(h, "overCap"),
                iso(payload_int(h, "releaseMs"), at, sizeof at), payload_str(h, "reason"));
     }
+    json_object *dropped = json_object_object_get(d, "dropped");
+    for (size_t i = 0; i < json_object_array_length(dropped); i++) {
+        json_object *h = json_object_array_get_idx(dropped, i);
+        char at[32];
+        printf("  dropped: tag %s, priority %lld, at %s (%s)\n",
+               payload_str(h, "tag") ? payload_str(h, "tag") : "-",
+               (long long)payload_int(h, "priority"), iso(payload_int(h, "atMs"), at, sizeof at),
+               payload_str(h, "reason"));
+    }
 }
 
 int friendcli_show(const cfg *c, const char *shop, const char *user, int json)

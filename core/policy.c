@@ -265,6 +265,15 @@ static const char *drop_stat(int d)
     return d == D_DROP_CAP ? ST_DROP_CAP : ST_DROP_DEFER;
 }
 
+/* A dropped recipient, kept for `kizuna friend`. */
+static int drop_note(store *st, const char *shop, const char *user, int d, int64_t now,
+                     const char *tag, int priority, char *err, size_t errlen)
+{
+    return store_policy_drop_add(st, shop, user, now,
+                                 d == D_DROP_CAP ? STORE_POLICY_CAP : STORE_POLICY_MAX_DEFER, tag,
+                                 priority, err, errlen);
+}
+
 /* ---- at line_send --------------------------------------------------------- */
 
 int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t now,
@@ -289,6 +298,8 @@ int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t
         if (d == D_NOW) {
             ok++;
             rc = store_policy_ledger_add(st, shop->id, users[i], now, err, errlen);
+        } else if (d == D_DROP_CAP || d == D_DROP_DEFER) {
+            rc = drop_note(st, shop->id, users[i], d, now, ps->tag, ps->priority, err, errlen);
         } else if (d == D_HOLD) {
             held_cap += reason == STORE_POLICY_CAP;
             if (send_id == 0) {
@@ -501,6 +512,8 @@ static int settle(store *st, plan *p, due *d, int64_t now, char *err, size_t err
                        : rc;
     default:
         rc = store_policy_unhold(st, d->send, d->user, err, errlen);
+        if (rc == 0)
+            rc = drop_note(st, d->shop, d->user, dec, now, d->tag, d->priority, err, errlen);
         return rc == 0 ? count_stat(st, d->shop, drop_stat(dec), err, errlen) : rc;
     }
 }
@@ -574,6 +587,18 @@ static int held_json(void *arg, const store_policy_held *h)
     return 0;
 }
 
+static int drop_json(void *arg, int64_t at_ms, int reason, const char *tag, int priority)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "tag", tag ? json_object_new_string(tag) : NULL);
+    json_object_object_add(o, "priority", json_object_new_int(priority));
+    json_object_object_add(o, "atMs", json_object_new_int64(at_ms));
+    json_object_object_add(
+        o, "reason", json_object_new_string(reason == STORE_POLICY_CAP ? "cap" : "max_defer"));
+    json_object_array_add(arg, o);
+    return 0;
+}
+
 static json_object *cap_json(int64_t cap)
 {
     return cap > 0 ? json_object_new_int64(cap) : NULL;
@@ -588,11 +613,15 @@ int policy_friend_json(store *st, const cfg_shop *shop, const char *user, int64_
     int rc = store_policy_count(st, shop->id, user, per.day_from, per.day_to, &today, err, errlen);
     if (rc == 0)
         rc = store_policy_count(st, shop->id, user, per.week_from, per.week_to, &week, err, errlen);
-    json_object *held = json_object_new_array();
+    json_object *held = json_object_new_array(), *dropped = json_object_new_array();
     if (rc == 0)
         rc = store_policy_held_of(st, shop->id, user, held_json, held, err, errlen);
+    if (rc == 0)
+        rc = store_policy_drops_of(st, shop->id, user, now - 7 * DAY_MS, drop_json, dropped, err,
+                                   errlen);
     if (rc != 0) {
         json_object_put(held);
+        json_object_put(dropped);
         return rc;
     }
     json_object *o = json_object_new_object();
@@ -601,6 +630,7 @@ int policy_friend_json(store *st, const cfg_shop *shop, const char *user, int64_
     json_object_object_add(o, "capDay", cap_json(shop->delivery.cap_day));
     json_object_object_add(o, "capWeek", cap_json(shop->delivery.cap_week));
     json_object_object_add(o, "held", held);
+    json_object_object_add(o, "dropped", dropped);
     *out = o;
     return 0;
 }

@@ -82,7 +82,9 @@ int policy_release(store *st, const cfg *c, int64_t now, int limit, char *err, s
  * sends waiting for them (`kizuna friend`):
  *   {"today":2,"week":3,"capDay":2,"capWeek":3,
  *    "held":[{"send":12,"tag":"p3","priority":0,"overCap":"defer",
- *             "releaseMs":1795482000000,"reason":"cap"}]}
+ *             "releaseMs":1795482000000,"reason":"cap"}],
+ *    "dropped":[{"tag":"p4","priority":0,"atMs":…,"reason":"cap"}]}
+ * (drops of the last 7 days; reason "cap" or "max_defer")
  * caps are null when not set. *out is the caller's (json_object_put). */
 struct json_object;
 int policy_friend_json(store *st, const cfg_shop *shop, const char *user, int64_t now,

@@ -268,6 +268,15 @@ static const char *const migrations[] = {
     " at_ms INTEGER NOT NULL);"
     "CREATE INDEX policy_ledger_by_user ON policy_ledger(shop, user, at_ms);"
     "CREATE INDEX policy_ledger_by_time ON policy_ledger(at_ms);"
+    "CREATE TABLE policy_drops("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL,"
+    " reason INTEGER NOT NULL,"
+    " tag TEXT,"
+    " priority INTEGER NOT NULL);"
+    "CREATE INDEX policy_drops_by_user ON policy_drops(shop, user, at_ms);"
+    "CREATE INDEX policy_drops_by_time ON policy_drops(at_ms);"
     "CREATE TABLE policy_stats("
     " shop TEXT NOT NULL,"
     " what TEXT NOT NULL,"
@@ -397,6 +406,9 @@ enum stmt_id {
     Q_PO_RESCHEDULE,
     Q_PO_SEND_GC,
     Q_PO_HELD_OF,
+    Q_PO_DROP_ADD,
+    Q_PO_DROP_PRUNE,
+    Q_PO_DROPS_OF,
     Q_COUNT
 };
 
@@ -633,6 +645,11 @@ static const char *const sql_text[Q_COUNT] = {
                         " WHERE send = ?1 AND user = ?2",
     [Q_PO_SEND_GC] = "DELETE FROM policy_sends WHERE id = ?1"
                      " AND NOT EXISTS (SELECT 1 FROM policy_held WHERE send = ?1)",
+    [Q_PO_DROP_ADD] = "INSERT INTO policy_drops(shop, user, at_ms, reason, tag, priority)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_PO_DROP_PRUNE] = "DELETE FROM policy_drops WHERE at_ms < ?1",
+    [Q_PO_DROPS_OF] = "SELECT at_ms, reason, tag, priority FROM policy_drops WHERE shop = ?1"
+                      " AND user = ?2 AND at_ms >= ?3 ORDER BY at_ms",
     [Q_PO_HELD_OF] = "SELECT h.send, h.release_ms, h.reason, p.tag, p.priority, p.over_cap,"
                      " p.created_ms FROM policy_held h JOIN policy_sends p ON p.id = h.send"
                      " WHERE h.shop = ?1 AND h.user = ?2 ORDER BY h.release_ms, h.send",
@@ -3000,12 +3017,55 @@ int store_policy_ledger_add(store *s, const char *shop, const char *user, int64_
 
 int store_policy_ledger_prune(store *s, int64_t before_ms, char *err, size_t errlen)
 {
+    enum stmt_id ids[2] = {Q_PO_LEDGER_PRUNE, Q_PO_DROP_PRUNE};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        int rc = prep(s, ids[i], &st, err, errlen);
+        if (rc != 0)
+            return rc;
+        sqlite3_bind_int64(st, 1, before_ms);
+        if ((rc = run(s, st, "prune sends", err, errlen)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_policy_drop_add(store *s, const char *shop, const char *user, int64_t at_ms, int reason,
+                          const char *tag, int priority, char *err, size_t errlen)
+{
     sqlite3_stmt *st;
-    int rc = prep(s, Q_PO_LEDGER_PRUNE, &st, err, errlen);
+    int rc = prep(s, Q_PO_DROP_ADD, &st, err, errlen);
     if (rc != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, before_ms);
-    return run(s, st, "prune sends", err, errlen);
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, at_ms);
+    sqlite3_bind_int(st, 4, reason);
+    bind_opt(st, 5, tag);
+    sqlite3_bind_int(st, 6, priority);
+    return run(s, st, "record dropped send", err, errlen);
+}
+
+int store_policy_drops_of(store *s, const char *shop, const char *user, int64_t since_ms,
+                          store_policy_drop_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_DROPS_OF, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, since_ms);
+    while ((rc = step(s, st, "read dropped sends", err, errlen)) == 1) {
+        int stop = cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1),
+                      sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : col_str(st, 2),
+                      sqlite3_column_int(st, 3));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
 }
 
 int store_policy_stat_add(store *s, const char *shop, const char *what, int64_t delta, char *err,

@@ -597,15 +597,17 @@ int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen);
  * docs/delivery.md): a held send keeps its request body once (without
  * "to") and one row per recipient still waiting, with the time it is
  * reconsidered. The ledger has one row per promotional send released to a
- * friend (the caps count it); the stats are the /metrics counters, written
+ * friend (the caps count it), the drops one per recipient dropped (shown
+ * per friend); both are kept 8 days. The stats are the /metrics counters, written
  * in the transactions that hold, drop and release, so they are exact
  * across crashes. Written by the handler's transaction (line_send) and by
  * the release walk (policy_release), which moves due rows into the outbox
  * in one transaction.
  */
 
-/* Why a recipient waits (store_policy_held.reason). */
-enum { STORE_POLICY_QUIET = 0, STORE_POLICY_CAP = 1 };
+/* Why a recipient waits (store_policy_held.reason: QUIET or CAP) or was
+ * dropped (store_policy_drop_add: CAP or MAX_DEFER). */
+enum { STORE_POLICY_QUIET = 0, STORE_POLICY_CAP = 1, STORE_POLICY_MAX_DEFER = 2 };
 
 typedef struct store_policy_send {
     int64_t id;
@@ -643,7 +645,18 @@ int store_policy_count(store *s, const char *shop, const char *user, int64_t fro
 /* Counts one promotional send released to user at at_ms. */
 int store_policy_ledger_add(store *s, const char *shop, const char *user, int64_t at_ms, char *err,
                             size_t errlen);
-/* Forgets ledger rows before before_ms (older than any cap period). */
+/* Records that a promotional send (its tag, may be NULL) to user was
+ * dropped at at_ms for reason. */
+int store_policy_drop_add(store *s, const char *shop, const char *user, int64_t at_ms, int reason,
+                          const char *tag, int priority, char *err, size_t errlen);
+/* cb(arg, at_ms, reason, tag, priority) for user's drops since since_ms,
+ * oldest first (stop rules as store_kv_prefix). */
+typedef int (*store_policy_drop_cb)(void *arg, int64_t at_ms, int reason, const char *tag,
+                                    int priority);
+int store_policy_drops_of(store *s, const char *shop, const char *user, int64_t since_ms,
+                          store_policy_drop_cb cb, void *arg, char *err, size_t errlen);
+/* Forgets ledger and drop rows before before_ms (older than any cap
+ * period). */
 int store_policy_ledger_prune(store *s, int64_t before_ms, char *err, size_t errlen);
 /* Adds delta to counter `what` of the shop. */
 int store_policy_stat_add(store *s, const char *shop, const char *what, int64_t delta, char *err,

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "metrics.h"
+#include "payload.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "sender.h"
@@ -528,12 +529,13 @@ static void test_caps_defer_and_drop(void **state)
     assert_int_equal(policy_friend_json(e->st, cfg_find_shop(e->a.c, "a"), U1, clock_now_ms(), &fj,
                                         err, sizeof err),
                      0);
-    char want[512];
+    char want[768];
     snprintf(want, sizeof want,
              "{\"today\":2,\"week\":2,\"capDay\":2,\"capWeek\":3,\"held\":[{\"send\":1,"
              "\"tag\":\"p3\",\"priority\":0,\"overCap\":\"defer\",\"releaseMs\":%lld,"
+             "\"reason\":\"cap\"}],\"dropped\":[{\"tag\":\"p4\",\"priority\":0,\"atMs\":%lld,"
              "\"reason\":\"cap\"}]}",
-             (long long)JST(1, 9, 0));
+             (long long)JST(1, 9, 0), (long long)JST(0, 10, 0));
     assert_string_equal(json_object_to_json_string_ext(fj, JSON_C_TO_STRING_PLAIN), want);
     json_object_put(fj);
 
@@ -569,8 +571,9 @@ static void test_priority(void **state)
     promo(e, U1, "low", 0, 0);
     promo(e, U1, "high", 5, 0);
     promo(e, U1, "mid", 1, 0);
+    promo(e, U1, "tiny", -1, 1); /* over the cap at release: dropped then */
     drain(e);
-    assert_int_equal(held_of(e, U1).n, 3);
+    assert_int_equal(held_of(e, U1).n, 4);
 
     advance_to(JST(1, 9, 0));
     TS_WAIT(inbox_n(e, U1) == 2, 8000, "two of three should have been released");
@@ -585,6 +588,9 @@ static void test_priority(void **state)
     assert_int_equal(h.n, 1);
     assert_string_equal(h.tags, "low ");
     assert_int_equal(h.first_reason, STORE_POLICY_CAP);
+    expect_metric(e, "kizuna_policy_dropped_total{shop=\"a\",reason=\"cap\"} 1\n");
+    expect_metric(e, "kizuna_policy_held_total{shop=\"a\",reason=\"quiet\"} 4\n");
+    expect_metric(e, "kizuna_policy_held_total{shop=\"a\",reason=\"cap\"} 1\n");
 
     advance_to(JST(2, 9, 0));
     TS_WAIT(inbox_n(e, U1) == 3, 8000, "low was not released on Wednesday");
@@ -679,6 +685,20 @@ static void test_multicast_split(void **state)
     assert_int_equal(h1.n, 1);
     assert_int_equal(h1.first_release, JST(2, 9, 0));
     assert_int_equal(held_of(e, U2).n, 0);
+    /* U2's drop is visible per friend */
+    json_object *fj = NULL;
+    char err[256], want[256];
+    assert_int_equal(policy_friend_json(e->st, cfg_find_shop(e->a.c, "a"), U2, clock_now_ms(), &fj,
+                                        err, sizeof err),
+                     0);
+    snprintf(want, sizeof want,
+             "[{\"tag\":\"sale\",\"priority\":0,\"atMs\":%lld,\"reason\":\"max_defer\"}]",
+             (long long)JST(1, 11, 0));
+    assert_string_equal(json_object_to_json_string_ext(json_object_object_get(fj, "dropped"),
+                                                       JSON_C_TO_STRING_PLAIN),
+                        want);
+    assert_int_equal(payload_int(fj, "week"), 3);
+    json_object_put(fj);
 
     advance_to(JST(2, 9, 0));
     TS_WAIT(inbox_n(e, U1) == 3, 8000, "U1's share of the multicast was not released");
