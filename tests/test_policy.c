@@ -709,6 +709,54 @@ static void test_multicast_split(void **state)
     expect_metric(e, "kizuna_policy_dropped_total{shop=\"a\",reason=\"max_defer\"} 1\n");
 }
 
+/* The release walk is one transaction: when one recipient cannot be
+ * released (here a stored body that is not JSON), nothing of the walk
+ * stays — no outbox row, no ledger count, every recipient still held —
+ * and the next walk tries again. Runs the walk directly, without a
+ * sender. */
+static void test_release_is_atomic(void **state)
+{
+    env *e = *state;
+    clock_use_virtual(JST(1, 10, 0));
+    ts_app_prepare(&e->a, e->conf);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
+    char err[256];
+    const char *bodies[] = {"{\"messages\":[{\"type\":\"text\",\"text\":\"ok\"}]}", "{not json"};
+    const char *users[] = {U1, U2};
+    for (int i = 0; i < 2; i++) {
+        store_policy_send ps = {.shop = "a",
+                                .instance = 1,
+                                .kind = KZ_LINE_PUSH,
+                                .body = bodies[i],
+                                .origin = "ev",
+                                .created_ms = JST(0, 22, 0)};
+        int64_t id = 0;
+        assert_int_equal(store_policy_send_add(e->st, &ps, &id, err, sizeof err), 0);
+        assert_int_equal(store_policy_hold(e->st, id, "a", users[i], JST(1, 9, 0),
+                                           STORE_POLICY_QUIET, err, sizeof err),
+                         0);
+    }
+    err[0] = '\0';
+    assert_true(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "not a JSON object"));
+    assert_int_equal(pending(e), 0);
+    assert_int_equal(held_of(e, U1).n, 1);
+    assert_int_equal(held_of(e, U2).n, 1);
+    int64_t n = -1;
+    assert_int_equal(store_policy_count(e->st, "a", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    /* without the bad one, the walk goes through: one push row */
+    assert_int_equal(store_policy_unhold(e->st, 2, U2, err, sizeof err), 0);
+    assert_int_equal(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err), 1);
+    assert_int_equal(pending(e), 1);
+    assert_int_equal(held_of(e, U1).n, 0);
+    assert_int_equal(store_policy_count(e->st, "a", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    store_close(e->st);
+    e->st = NULL;
+    app_free(&e->a);
+}
+
 /* Held sends survive a restart of kizuna (store, bus, sender closed and
  * opened again); recipients of one send released together share one
  * multicast request; nothing is sent twice. */
@@ -761,6 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_week_cap_defers_to_monday, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multicast_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
