@@ -962,12 +962,190 @@ static void k_friends(ctx *x, config_setting_t *s, const char *path)
     check_group(x, s, path, friends_rules);
 }
 
+/* ---- a shop's delivery policy ------------------------------------------ */
+
+#define DELIVERY_MAX_DEFER_DEFAULT (7LL * 86400000)
+
+static const char *const day_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+
+static int day_index(const char *p, size_t n)
+{
+    for (int d = 0; d < 7; d++)
+        if (n == 3 && strncmp(p, day_names[d], 3) == 0)
+            return d;
+    return -1;
+}
+
+/* "mon-fri", "sat,sun", "mon,wed-fri", "*" → a bit per weekday (bit 0:
+ * Sunday); a range wraps past Sunday ("fri-mon"). 0 when malformed. */
+static unsigned parse_days(const char *v)
+{
+    if (strcmp(v, "*") == 0)
+        return 0x7f;
+    unsigned days = 0;
+    while (*v != '\0') {
+        size_t n = strcspn(v, ",");
+        const char *dash = memchr(v, '-', n);
+        int a = day_index(v, dash ? (size_t)(dash - v) : n);
+        int b = dash ? day_index(dash + 1, n - (size_t)(dash - v) - 1) : a;
+        if (a < 0 || b < 0)
+            return 0;
+        for (int d = a;; d = (d + 1) % 7) {
+            days |= 1u << d;
+            if (d == b)
+                break;
+        }
+        v += n;
+        if (*v == ',' && *++v == '\0')
+            return 0;
+    }
+    return days;
+}
+
+/* "HH:MM" (00:00..23:59) → minutes after midnight, -1 when malformed. */
+static int parse_hhmm(const char *v)
+{
+    int h, m;
+    char end;
+    if (strlen(v) != 5 || v[2] != ':' || sscanf(v, "%2d:%2d%c", &h, &m, &end) != 2 || h < 0 ||
+        h > 23 || m < 0 || m > 59)
+        return -1;
+    return h * 60 + m;
+}
+
+static void add_quiet(ctx *x, config_setting_t *e, const char *path)
+{
+    if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+        report(x, e, path, "expected a group { days; from; to; }, got %s",
+               got_name(config_setting_type(e)));
+        return;
+    }
+    cfg_delivery *dv = &x->shop->delivery;
+    cfg_quiet q = {0};
+    const char *keys[] = {"days", "from", "to"};
+    int ok = 1;
+    for (int i = 0; i < config_setting_length(e); i++) {
+        config_setting_t *m = config_setting_get_elem(e, (unsigned)i);
+        const char *name = config_setting_name(m);
+        if (strcmp(name, "days") != 0 && strcmp(name, "from") != 0 && strcmp(name, "to") != 0) {
+            report(x, m, path, "unknown setting '%s' (known: days, from, to)", name);
+            ok = 0;
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        char kpath[320];
+        /* path is at most 300 bytes (k_quiet_hours), so this never cuts;
+         * the check tells -Wformat-truncation so */
+        if (snprintf(kpath, sizeof kpath, "%s.%s", path, keys[k]) < 0)
+            kpath[0] = '\0';
+        config_setting_t *m = config_setting_get_member(e, keys[k]);
+        if (m == NULL) {
+            report(x, e, path, "missing required setting '%s'", keys[k]);
+            ok = 0;
+            continue;
+        }
+        if (check_value(x, m, kpath, KZ_SETTING_STRING) != 0) {
+            ok = 0;
+            continue;
+        }
+        const char *v = config_setting_get_string(m);
+        if (k == 0 && (q.days = parse_days(v)) == 0) {
+            report(x, m, kpath, "invalid days \"%s\" (examples: \"mon-fri\", \"sat,sun\", \"*\")",
+                   v);
+            ok = 0;
+        } else if (k > 0) {
+            int t = parse_hhmm(v);
+            if (t < 0) {
+                report(x, m, kpath, "invalid time \"%s\" (expected HH:MM, 00:00 to 23:59)", v);
+                ok = 0;
+            }
+            *(k == 1 ? &q.from_min : &q.to_min) = t;
+        }
+    }
+    if (ok && q.from_min == q.to_min) {
+        report(x, e, path, "from and to are equal: an empty (or 24-hour) window");
+        ok = 0;
+    }
+    if (ok)
+        dv->quiet[dv->nquiet++] = q;
+}
+
+static void k_quiet_hours(ctx *x, config_setting_t *s, const char *path)
+{
+    int n = config_setting_length(s);
+    if (n == 0)
+        return;
+    cfg_delivery *dv = &x->shop->delivery;
+    if ((dv->quiet = calloc((size_t)n, sizeof *dv->quiet)) == NULL) {
+        report(x, s, path, "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        char epath[300];
+        snprintf(epath, sizeof epath, "%s[%d]", path, i);
+        add_quiet(x, config_setting_get_elem(s, (unsigned)i), epath);
+    }
+}
+
+static void cap_of(ctx *x, config_setting_t *s, const char *path, int64_t *out)
+{
+    long long v = config_setting_get_int64(s);
+    if (v < 1 || v > 1000)
+        report(x, s, path, "must be between 1 and 1000, got %lld", v);
+    else
+        *out = v;
+}
+
+static void k_cap_day(ctx *x, config_setting_t *s, const char *path)
+{
+    cap_of(x, s, path, &x->shop->delivery.cap_day);
+}
+
+static void k_cap_week(ctx *x, config_setting_t *s, const char *path)
+{
+    cap_of(x, s, path, &x->shop->delivery.cap_week);
+}
+
+static const key_rule caps_rules[] = {
+    {"day", KZ_SETTING_INT, k_cap_day}, {"week", KZ_SETTING_INT, k_cap_week}, {NULL, 0, NULL}};
+
+static void k_caps(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, caps_rules);
+}
+
+static void k_max_defer(ctx *x, config_setting_t *s, const char *path)
+{
+    bounded_duration(x, s, path, 60000, 30LL * 86400000, "1m and 30d",
+                     &x->shop->delivery.max_defer_ms);
+}
+
+static const key_rule delivery_rules[] = {{"quiet_hours", KZ_SETTING_LIST, k_quiet_hours},
+                                          {"caps", KZ_SETTING_GROUP, k_caps},
+                                          {"max_defer", KZ_SETTING_DURATION, k_max_defer},
+                                          {NULL, 0, NULL}};
+
+static void k_delivery(ctx *x, config_setting_t *s, const char *path)
+{
+    cfg_delivery *dv = &x->shop->delivery;
+    dv->enabled = 1;
+    dv->max_defer_ms = DELIVERY_MAX_DEFER_DEFAULT;
+    check_group(x, s, path, delivery_rules);
+    if (dv->cap_day > 0 && dv->cap_week > 0 && dv->cap_week < dv->cap_day) {
+        config_setting_t *caps = config_setting_get_member(s, "caps");
+        report(x, caps ? caps : s, "delivery.caps",
+               "week (%lld) is below day (%lld): the day cap could never be reached",
+               (long long)dv->cap_week, (long long)dv->cap_day);
+    }
+}
+
 static const key_rule shop_rules[] = {{"id", KZ_SETTING_NONE, NULL}, /* checked first */
                                       {"name", KZ_SETTING_STRING, k_name},
                                       {"timezone", KZ_SETTING_STRING, k_shop_timezone},
                                       {"line", KZ_SETTING_GROUP, k_line},
                                       {"plugins", KZ_SETTING_GROUP, k_plugins},
                                       {"friends", KZ_SETTING_GROUP, k_friends},
+                                      {"delivery", KZ_SETTING_GROUP, k_delivery},
                                       {NULL, 0, NULL}};
 
 static int shop_id_ok(const char *id)
@@ -1030,6 +1208,7 @@ static void check_shop(ctx *x, config_setting_t *s, int index)
         free(shop->plugins);
         free(shop->line_rates);
         free(shop->friend_attrs);
+        free(shop->delivery.quiet);
         memset(shop, 0, sizeof *shop);
     }
 }
@@ -1194,6 +1373,7 @@ void cfg_free(cfg *c)
         free(c->shops[i].plugins);
         free(c->shops[i].line_rates);
         free(c->shops[i].friend_attrs);
+        free(c->shops[i].delivery.quiet);
     }
     free(c->shops);
     free(c->sandbox.rates);

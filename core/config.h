@@ -49,6 +49,26 @@ typedef struct cfg_friend_attr {
 
 enum { CFG_ATTR_STRING = 0, CFG_ATTR_NUMBER = 1, CFG_ATTR_DATE = 2, CFG_ATTR_BOOL = 3 };
 
+/* One quiet-hours window of a shop's delivery policy: from `from_min` on
+ * each day in `days` until `to_min` (minutes after local midnight); a
+ * window with to_min <= from_min ends on the next day (docs/delivery.md). */
+typedef struct cfg_quiet {
+    unsigned days; /* bit d: the window starts on weekday d (0 = Sunday, as tm_wday) */
+    int from_min;  /* 0..1439 */
+    int to_min;    /* 0..1439, != from_min */
+} cfg_quiet;
+
+/* delivery = { quiet_hours = ( … ); caps = { day; week; }; max_defer; }:
+ * the shop's delivery policy for promotional sends (core/policy.h). */
+typedef struct cfg_delivery {
+    int enabled;      /* the shop has a delivery group; 0: everything passes */
+    cfg_quiet *quiet; /* quiet_hours, in config order */
+    size_t nquiet;
+    int64_t cap_day;      /* promotional sends per friend per shop-local day; 0: no cap */
+    int64_t cap_week;     /* per shop-local week, Monday to Sunday; 0: no cap */
+    int64_t max_defer_ms; /* a send held longer than this is dropped; default 7 d */
+} cfg_delivery;
+
 typedef struct cfg_shop {
     const char *id;       /* [a-z0-9_-]+, unique */
     const char *name;     /* display name; defaults to id */
@@ -64,6 +84,7 @@ typedef struct cfg_shop {
     size_t nplugins;
     cfg_friend_attr *friend_attrs; /* friends.attributes, in config order */
     size_t nfriend_attrs;
+    cfg_delivery delivery; /* delivery = { … } */
 } cfg_shop;
 
 /* One endpoint's rate limit: kizuna.sandbox.rate_limits (what the sandbox

@@ -339,7 +339,7 @@ int friendapi_local_time(const kz_shop *shop, int64_t ms, kz_local_time *out)
 
 int friendapi_local_to_ms(const kz_shop *shop, const kz_local_time *lt, int64_t *ms)
 {
-    if (shop == NULL)
+    if (shop == NULL || !tz_fields_ok(lt))
         return KZ_EINVAL;
     return tz_to_ms(shop->inst->timezone, lt, ms);
 }

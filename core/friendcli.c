@@ -11,6 +11,7 @@
 #include "friendview.h"
 #include "host.h"
 #include "payload.h"
+#include "policy.h"
 #include "segment.h"
 #include "store.h"
 
@@ -137,6 +138,36 @@ int friendcli_list(const cfg *c, const char *shop, const char *segment_expr, int
     return rc;
 }
 
+/* The friend's promotional sends against the caps and what waits for
+ * them (docs/delivery.md), under the row. */
+static void print_delivery(json_object *d)
+{
+    json_object *held = json_object_object_get(d, "held");
+    json_object *cd = json_object_object_get(d, "capDay"),
+                *cw = json_object_object_get(d, "capWeek");
+    printf("  promotional sends: today %lld/%s, this week %lld/%s\n",
+           (long long)payload_int(d, "today"), cd ? json_object_get_string(cd) : "-",
+           (long long)payload_int(d, "week"), cw ? json_object_get_string(cw) : "-");
+    for (size_t i = 0; i < json_object_array_length(held); i++) {
+        json_object *h = json_object_array_get_idx(held, i);
+        char at[32];
+        printf("  held: send %lld, tag %s, priority %lld, %s until %s (%s)\n",
+               (long long)payload_int(h, "send"),
+               payload_str(h, "tag") ? payload_str(h, "tag") : "-",
+               (long long)payload_int(h, "priority"), payload_str(h, "overCap"),
+               iso(payload_int(h, "releaseMs"), at, sizeof at), payload_str(h, "reason"));
+    }
+    json_object *dropped = json_object_object_get(d, "dropped");
+    for (size_t i = 0; i < json_object_array_length(dropped); i++) {
+        json_object *h = json_object_array_get_idx(dropped, i);
+        char at[32];
+        printf("  dropped: tag %s, priority %lld, at %s (%s)\n",
+               payload_str(h, "tag") ? payload_str(h, "tag") : "-",
+               (long long)payload_int(h, "priority"), iso(payload_int(h, "atMs"), at, sizeof at),
+               payload_str(h, "reason"));
+    }
+}
+
 int friendcli_show(const cfg *c, const char *shop, const char *user, int json)
 {
     store *st = open_for(c, "friend", shop);
@@ -147,12 +178,25 @@ int friendcli_show(const cfg *c, const char *shop, const char *user, int json)
     int rc = friend_view_load(st, shop, user, NULL, &v, err, sizeof err);
     if (rc == 0 && !v.known)
         fprintf(stderr, "kizuna friend: shop '%s' has never seen user '%s'\n", shop, user);
-    else if (rc == 0 && json)
-        print_json(&v);
-    else if (rc == 0)
+    json_object *delivery = NULL;
+    const cfg_shop *cs = cfg_find_shop(c, shop);
+    if (rc == 0 && v.known && cs->delivery.enabled)
+        rc = policy_friend_json(st, cs, user, clock_now_ms(), &delivery, err, sizeof err);
+    if (rc == 0 && v.known && json) {
+        json_object *o = friend_view_json(&v);
+        if (delivery != NULL)
+            json_object_object_add(o, "delivery", json_object_get(delivery));
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    } else if (rc == 0 && v.known) {
         print_row(&v);
-    else
+        if (delivery != NULL)
+            print_delivery(delivery);
+    } else if (rc != 0) {
         fprintf(stderr, "kizuna friend: %s\n", err);
+    }
+    json_object_put(delivery);
     rc = rc == 0 && v.known ? 0 : 1;
     friend_view_free(&v);
     store_close(st);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "message.h"
 #include "payload.h"
+#include "policy.h"
 #include "routes.h"
 #include "timerapi.h"
 #include "topic.h"
@@ -342,6 +343,23 @@ static int check_send(const kz_ctx *ctx, const kz_line_send *r)
     }
 }
 
+/* The ABI 1.5 delivery policy fields. */
+static int check_policy(const kz_ctx *ctx, const kz_line_send *r)
+{
+    if (r->promotional != 0 && r->promotional != 1)
+        return send_refused(ctx, "promotional must be 0 or 1%s", NULL);
+    if (r->over_cap != KZ_OVER_CAP_DEFER && r->over_cap != KZ_OVER_CAP_DROP)
+        return send_refused(ctx, "over_cap must be KZ_OVER_CAP_DEFER or KZ_OVER_CAP_DROP%s", NULL);
+    if (!r->promotional)
+        return 0;
+    /* caps are per friend: a send with no friend behind it cannot be counted */
+    if (r->kind != KZ_LINE_PUSH && r->kind != KZ_LINE_MULTICAST)
+        return send_refused(ctx, "promotional applies to push and multicast only%s", NULL);
+    if (r->kind == KZ_LINE_PUSH && r->to[0] != 'U')
+        return send_refused(ctx, "promotional push to '%s': not a user id", r->to);
+    return 0;
+}
+
 static const char *endpoint_of(int kind)
 {
     static const char *const paths[] = {"",
@@ -455,6 +473,54 @@ static int queue_rows(kz_ctx *ctx, const kz_line_send *r, json_object *messages,
     return rc;
 }
 
+/* A promotional send of a shop with a delivery policy: the recipients the
+ * policy lets through now are queued here, the rest are held or dropped
+ * by policy_admit in the same savepoint. *first stays 0 when none goes now. */
+static int queue_promotional(kz_ctx *ctx, const cfg_shop *shop, const kz_line_send *r,
+                             json_object *messages, int64_t *first)
+{
+    /* the body without "to" (a broadcast's shape): each release adds it */
+    kz_line_send shape = *r;
+    shape.kind = KZ_LINE_BROADCAST;
+    char *held_body = build_body(&shape, messages, NULL, 0, 0);
+    const char *const *users = r->kind == KZ_LINE_PUSH ? &r->to : r->to_list;
+    size_t n = r->kind == KZ_LINE_PUSH ? 1 : r->nto, nnow = 0;
+    unsigned char *allowed = calloc(n, 1);
+    const char **now_users = calloc(n, sizeof *now_users);
+    int rc = held_body && allowed && now_users ? 0 : KZ_ENOMEM;
+    char err[256] = "out of memory";
+    if (rc == 0) {
+        policy_send ps = {.shop = ctx->inst->shop_id,
+                          .instance = ctx->inst->id,
+                          .kind = r->kind,
+                          .body = held_body,
+                          .tag = r->tag,
+                          .origin = ctx->ev->se->uid,
+                          .priority = r->priority,
+                          .over_cap = r->over_cap};
+        rc = policy_admit(ctx->st, shop, &ps, clock_now_ms(), users, n, allowed, &nnow, err,
+                          sizeof err);
+    }
+    if (rc == 0 && nnow > 0) {
+        kz_line_send now = *r;
+        if (r->kind == KZ_LINE_MULTICAST) {
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (allowed[i])
+                    now_users[k++] = r->to_list[i];
+            now.to_list = now_users;
+            now.nto = k;
+        }
+        rc = queue_rows(ctx, &now, messages, NULL, first);
+    } else if (rc != 0) {
+        log_msg(KZ_LOG_ERROR, "kz_line_send: %s", err);
+    }
+    free(held_body);
+    free(allowed);
+    free(now_users);
+    return rc;
+}
+
 static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
 {
     if (outbox_id != NULL)
@@ -472,6 +538,8 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
         return 0;
     }
     int rc = check_send(ctx, &r);
+    if (rc == 0)
+        rc = check_policy(ctx, &r);
     json_object *messages = rc == 0 ? checked_messages(ctx, &r) : NULL;
     json_object *base = messages != NULL ? narrowcast_base(ctx, &r) : NULL;
     if (rc == 0 && (messages == NULL || (r.kind == KZ_LINE_NARROWCAST && r.narrowcast && !base)))
@@ -479,7 +547,10 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
     if (rc == 0)
         rc = host_ctx_writable(ctx, "kz_line_send");
     int64_t first = 0;
-    if (rc == 0)
+    const cfg_shop *shop = r.promotional ? cfg_find_shop(ctx->inst->c, ctx->inst->shop_id) : NULL;
+    if (rc == 0 && shop != NULL && shop->delivery.enabled)
+        rc = queue_promotional(ctx, shop, &r, messages, &first);
+    else if (rc == 0)
         rc = queue_rows(ctx, &r, messages, base, &first);
     json_object_put(messages);
     json_object_put(base);

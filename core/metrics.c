@@ -350,6 +350,12 @@ void metrics_set(metric_series *s, int64_t value)
         atomic_store_explicit(&s->gauge, value, memory_order_relaxed);
 }
 
+void metrics_counter_mirror(metric_series *s, uint64_t value)
+{
+    if (s != NULL && s->f->type == M_COUNTER)
+        atomic_store_explicit(&s->counter, value, memory_order_relaxed);
+}
+
 void metrics_observe(metric_series *s, double seconds)
 {
     if (s == NULL || s->f->type != M_HISTOGRAM)

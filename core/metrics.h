@@ -37,6 +37,10 @@ metric_series *metrics_series(metric_family *f, const char *const *values);
 void metrics_add(metric_series *s, uint64_t delta);     /* counter */
 void metrics_set(metric_series *s, int64_t value);      /* gauge */
 void metrics_observe(metric_series *s, double seconds); /* histogram */
+/* A counter whose count is kept elsewhere and only grows (the store's
+ * delivery policy counters, exact across restarts): sets it to value.
+ * Ignored for other kinds. */
+void metrics_counter_mirror(metric_series *s, uint64_t value);
 
 /* Convenience: find the series and add/set/observe in one call. */
 void metrics_inc(metric_family *f, const char *const *values, uint64_t delta);

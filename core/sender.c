@@ -19,6 +19,7 @@
 #include "sender.h"
 
 #include "clock.h"
+#include "policy.h"
 #include "errbuf.h"
 #include "log.h"
 #include "store.h"
@@ -48,6 +49,8 @@
 #define RETRY_KEY_LIFE_MS (24LL * 3600 * 1000)
 #define DEFER_MS 60000 /* a shop that cannot send: look at its rows again after */
 #define SCAN_MAX 4096  /* due rows read at most per scan */
+/* held promotional recipients decided per scan; more wait for the next */
+#define RELEASE_BATCH 2000
 
 static const char *const kind_names[] = {"",          "reply",     "push",
                                          "multicast", "broadcast", "narrowcast"};
@@ -124,6 +127,7 @@ struct sender {
     int64_t stop_at_ms;        /* monotonic: when sender_stop was seen */
     int scan_base, scan_limit; /* due rows read per scan */
     metric_family *m_requests, *m_duration, *m_pending;
+    policy_metrics m_policy; /* families NULL without metrics */
 };
 
 static int64_t mono_ms(void)
@@ -1070,8 +1074,19 @@ static int mark_attempt(sender *s, const row *r)
     return rc;
 }
 
+/* Held promotional sends whose time came become outbox rows first, so
+ * this scan sends them (core/policy.h); one transaction per walk. */
+static void release_held(sender *s)
+{
+    char err[512];
+    int rc = policy_release(s->st, s->o.c, clock_now_ms(), RELEASE_BATCH, err, sizeof err);
+    if (rc < 0)
+        log_msg(KZ_LOG_ERROR, "sender: delivery policy: %s", err);
+}
+
 static void do_scan(sender *s)
 {
+    release_held(s);
     int free_slots = 0;
     for (int i = 0; i < s->nslots; i++)
         free_slots += !s->slots[i].busy;
@@ -1138,6 +1153,7 @@ static void refresh_pending(sender *s)
     int64_t n = 0;
     if (store_outbox_pending(s->st, &n, NULL, 0) == 0)
         metrics_set(metrics_series(s->m_pending, NULL), n);
+    policy_metrics_refresh(s->st, &s->m_policy);
 }
 
 static int any_busy(const sender *s)
@@ -1324,7 +1340,8 @@ int sender_start(const sender_options *o, sender **out, char *err, size_t errlen
                                           sizeof buckets / sizeof buckets[0]);
         s->m_pending =
             metrics_gauge(o->m, "kizuna_outbox_pending", "Outbox rows waiting to be sent", NULL);
-        if (s->m_requests == NULL || s->m_duration == NULL || s->m_pending == NULL)
+        if (s->m_requests == NULL || s->m_duration == NULL || s->m_pending == NULL ||
+            policy_metrics_init(o->m, &s->m_policy) != 0)
             return bad(s, KZ_ENOMEM, err, errlen, "cannot register metrics");
     }
     if (pthread_create(&s->thread, NULL, run, s) != 0)

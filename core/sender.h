@@ -27,6 +27,10 @@
  *   older than the token's life, with fallback_to set: rewritten into a push
  *   to fallback_to (with a retry key derived from the row) and sent as such.
  *
+ * Before each scan the thread runs the delivery policy's release walk
+ * (policy.h): promotional sends held for quiet hours or caps whose time
+ * came become outbox rows in one transaction, and this scan sends them.
+ *
  * Client-side rate limits (token buckets per shop and endpoint, LINE's
  * documented values by default) keep kizuna itself from causing a 429.
  *

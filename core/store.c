@@ -235,6 +235,53 @@ static const char *const migrations[] = {
     " created_ms INTEGER NOT NULL,"
     " UNIQUE(instance, key));"
     "CREATE INDEX timers_due ON timers(due_ms, id);",
+    /* 9: the delivery policy (store.h, "delivery policy"). A held
+     * promotional send keeps its body once (policy_sends) and one row per
+     * waiting recipient (policy_held); policy_held_due makes the release
+     * walk a range scan over due rows. policy_ledger counts released sends
+     * per friend for the caps (one index range per friend and period);
+     * policy_stats keeps the /metrics counters with the transactions that
+     * change them. */
+    "CREATE TABLE policy_sends("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " shop TEXT NOT NULL,"
+    " instance INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " body TEXT NOT NULL,"
+    " tag TEXT,"
+    " origin TEXT NOT NULL,"
+    " priority INTEGER NOT NULL,"
+    " over_cap INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE TABLE policy_held("
+    " send INTEGER NOT NULL,"
+    " user TEXT NOT NULL,"
+    " shop TEXT NOT NULL,"
+    " release_ms INTEGER NOT NULL,"
+    " reason INTEGER NOT NULL,"
+    " PRIMARY KEY(send, user)) WITHOUT ROWID;"
+    "CREATE INDEX policy_held_due ON policy_held(release_ms);"
+    "CREATE INDEX policy_held_by_user ON policy_held(shop, user);"
+    "CREATE TABLE policy_ledger("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL);"
+    "CREATE INDEX policy_ledger_by_user ON policy_ledger(shop, user, at_ms);"
+    "CREATE INDEX policy_ledger_by_time ON policy_ledger(at_ms);"
+    "CREATE TABLE policy_drops("
+    " shop TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL,"
+    " reason INTEGER NOT NULL,"
+    " tag TEXT,"
+    " priority INTEGER NOT NULL);"
+    "CREATE INDEX policy_drops_by_user ON policy_drops(shop, user, at_ms);"
+    "CREATE INDEX policy_drops_by_time ON policy_drops(at_ms);"
+    "CREATE TABLE policy_stats("
+    " shop TEXT NOT NULL,"
+    " what TEXT NOT NULL,"
+    " n INTEGER NOT NULL,"
+    " PRIMARY KEY(shop, what)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -346,6 +393,23 @@ enum stmt_id {
     Q_TM_DEL,
     Q_TM_PENDING,
     Q_TM_NEXT,
+    Q_PO_SEND_ADD,
+    Q_PO_HOLD,
+    Q_PO_COUNT,
+    Q_PO_LEDGER_ADD,
+    Q_PO_LEDGER_PRUNE,
+    Q_PO_STAT_ADD,
+    Q_PO_STATS,
+    Q_PO_HELD_COUNTS,
+    Q_PO_DUE,
+    Q_PO_NEXT,
+    Q_PO_UNHOLD,
+    Q_PO_RESCHEDULE,
+    Q_PO_SEND_GC,
+    Q_PO_HELD_OF,
+    Q_PO_DROP_ADD,
+    Q_PO_DROP_PRUNE,
+    Q_PO_DROPS_OF,
     Q_COUNT
 };
 
@@ -555,6 +619,42 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_TM_DEL] = "DELETE FROM timers WHERE id = ?1",
     [Q_TM_PENDING] = "SELECT count(*) FROM timers",
     [Q_TM_NEXT] = "SELECT min(due_ms) FROM timers",
+    [Q_PO_SEND_ADD] = "INSERT INTO policy_sends(shop, instance, kind, body, tag, origin, priority,"
+                      " over_cap, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [Q_PO_HOLD] = "INSERT OR REPLACE INTO policy_held(send, user, shop, release_ms, reason)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [Q_PO_COUNT] = "SELECT count(*) FROM policy_ledger WHERE shop = ?1 AND user = ?2"
+                   " AND at_ms >= ?3 AND at_ms < ?4",
+    [Q_PO_LEDGER_ADD] = "INSERT INTO policy_ledger(shop, user, at_ms) VALUES(?1, ?2, ?3)",
+    [Q_PO_LEDGER_PRUNE] = "DELETE FROM policy_ledger WHERE at_ms < ?1",
+    [Q_PO_STAT_ADD] = "INSERT INTO policy_stats(shop, what, n) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(shop, what) DO UPDATE SET n = n + excluded.n",
+    [Q_PO_STATS] = "SELECT shop, what, n FROM policy_stats ORDER BY shop, what",
+    /* every shop that ever held a send has counters: its gauge reads 0
+     * once the last one went */
+    [Q_PO_HELD_COUNTS] = "SELECT s.shop, (SELECT count(*) FROM policy_held h WHERE h.shop = s.shop)"
+                         " FROM (SELECT DISTINCT shop FROM policy_stats) s ORDER BY s.shop",
+    /* one friend's due sends together, the most urgent first: the release
+     * decides each friend's cap in this order */
+    [Q_PO_DUE] = "SELECT h.send, h.user, h.shop, h.release_ms, h.reason, p.instance, p.kind,"
+                 " p.body, p.tag, p.origin, p.priority, p.over_cap, p.created_ms"
+                 " FROM policy_held h INDEXED BY policy_held_due JOIN policy_sends p"
+                 " ON p.id = h.send WHERE h.release_ms <= ?1"
+                 " ORDER BY h.shop, h.user, p.priority DESC, h.send LIMIT ?2",
+    [Q_PO_NEXT] = "SELECT min(release_ms) FROM policy_held",
+    [Q_PO_UNHOLD] = "DELETE FROM policy_held WHERE send = ?1 AND user = ?2",
+    [Q_PO_RESCHEDULE] = "UPDATE policy_held SET release_ms = ?3, reason = ?4"
+                        " WHERE send = ?1 AND user = ?2",
+    [Q_PO_SEND_GC] = "DELETE FROM policy_sends WHERE id = ?1"
+                     " AND NOT EXISTS (SELECT 1 FROM policy_held WHERE send = ?1)",
+    [Q_PO_DROP_ADD] = "INSERT INTO policy_drops(shop, user, at_ms, reason, tag, priority)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_PO_DROP_PRUNE] = "DELETE FROM policy_drops WHERE at_ms < ?1",
+    [Q_PO_DROPS_OF] = "SELECT at_ms, reason, tag, priority FROM policy_drops WHERE shop = ?1"
+                      " AND user = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+    [Q_PO_HELD_OF] = "SELECT h.send, h.release_ms, h.reason, p.tag, p.priority, p.over_cap,"
+                     " p.created_ms FROM policy_held h JOIN policy_sends p ON p.id = h.send"
+                     " WHERE h.shop = ?1 AND h.user = ?2 ORDER BY h.release_ms, h.send",
 };
 
 /* Slots of one event's strings in store.offs while a batch is being filled. */
@@ -2857,4 +2957,275 @@ int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen)
     *due_ms = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return none ? KZ_ENOTFOUND : 0;
+}
+
+/* ---- delivery policy (schema 9) ----------------------------------------- */
+
+int store_policy_send_add(store *s, const store_policy_send *ps, int64_t *id, char *err,
+                          size_t errlen)
+{
+    if (ps == NULL || ps->shop == NULL || ps->body == NULL || ps->origin == NULL) {
+        errbuf_set(err, errlen, "hold send: shop, body and origin are required");
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_SEND_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, ps->shop);
+    sqlite3_bind_int64(st, 2, ps->instance);
+    sqlite3_bind_int(st, 3, ps->kind);
+    bind_str(st, 4, ps->body);
+    bind_opt(st, 5, ps->tag);
+    bind_str(st, 6, ps->origin);
+    sqlite3_bind_int(st, 7, ps->priority);
+    sqlite3_bind_int(st, 8, ps->over_cap);
+    sqlite3_bind_int64(st, 9, ps->created_ms);
+    rc = run(s, st, "hold send", err, errlen);
+    if (rc == 0 && id != NULL)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int store_policy_hold(store *s, int64_t send, const char *shop, const char *user,
+                      int64_t release_ms, int reason, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_HOLD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, send);
+    bind_str(st, 2, user);
+    bind_str(st, 3, shop);
+    sqlite3_bind_int64(st, 4, release_ms);
+    sqlite3_bind_int(st, 5, reason);
+    return run(s, st, "hold send", err, errlen);
+}
+
+int store_policy_count(store *s, const char *shop, const char *user, int64_t from_ms, int64_t to_ms,
+                       int64_t *n, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_COUNT, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, from_ms);
+    sqlite3_bind_int64(st, 4, to_ms);
+    return query_int(s, st, "count sends", n, err, errlen);
+}
+
+int store_policy_ledger_add(store *s, const char *shop, const char *user, int64_t at_ms, char *err,
+                            size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_LEDGER_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, at_ms);
+    return run(s, st, "count send", err, errlen);
+}
+
+int store_policy_ledger_prune(store *s, int64_t before_ms, char *err, size_t errlen)
+{
+    enum stmt_id ids[2] = {Q_PO_LEDGER_PRUNE, Q_PO_DROP_PRUNE};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        int rc = prep(s, ids[i], &st, err, errlen);
+        if (rc != 0)
+            return rc;
+        sqlite3_bind_int64(st, 1, before_ms);
+        if ((rc = run(s, st, "prune sends", err, errlen)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_policy_drop_add(store *s, const char *shop, const char *user, int64_t at_ms, int reason,
+                          const char *tag, int priority, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_DROP_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, at_ms);
+    sqlite3_bind_int(st, 4, reason);
+    bind_opt(st, 5, tag);
+    sqlite3_bind_int(st, 6, priority);
+    return run(s, st, "record dropped send", err, errlen);
+}
+
+int store_policy_drops_of(store *s, const char *shop, const char *user, int64_t since_ms,
+                          store_policy_drop_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_DROPS_OF, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, since_ms);
+    while ((rc = step(s, st, "read dropped sends", err, errlen)) == 1) {
+        int stop = cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1),
+                      sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : col_str(st, 2),
+                      sqlite3_column_int(st, 3));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_policy_stat_add(store *s, const char *shop, const char *what, int64_t delta, char *err,
+                          size_t errlen)
+{
+    if (delta == 0)
+        return 0;
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_STAT_ADD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, what);
+    sqlite3_bind_int64(st, 3, delta);
+    return run(s, st, "count policy", err, errlen);
+}
+
+int store_policy_stats(store *s, store_policy_stat_cb stat, store_policy_stat_cb held, void *arg,
+                       char *err, size_t errlen)
+{
+    enum stmt_id ids[2] = {Q_PO_STATS, Q_PO_HELD_COUNTS};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st;
+        int rc = prep(s, ids[i], &st, err, errlen);
+        if (rc != 0)
+            return rc;
+        while ((rc = step(s, st, "read policy counts", err, errlen)) == 1) {
+            int stop = i == 0
+                           ? stat(arg, col_str(st, 0), col_str(st, 1), sqlite3_column_int64(st, 2))
+                           : held(arg, col_str(st, 0), NULL, sqlite3_column_int64(st, 1));
+            if (stop != 0) {
+                sqlite3_reset(st);
+                return stop;
+            }
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_policy_due(store *s, int64_t now_ms, int limit, store_policy_held_cb cb, void *arg,
+                     char *err, size_t errlen)
+{
+    if (limit < 1) {
+        errbuf_set(err, errlen, "read held sends: limit must be at least 1, not %d", limit);
+        return KZ_EINVAL;
+    }
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_DUE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = step(s, st, "read held sends", err, errlen)) == 1) {
+        store_policy_held h = {
+            .send = {.id = sqlite3_column_int64(st, 0),
+                     .shop = col_str(st, 2),
+                     .instance = sqlite3_column_int64(st, 5),
+                     .kind = sqlite3_column_int(st, 6),
+                     .body = col_str(st, 7),
+                     .tag = sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : col_str(st, 8),
+                     .origin = col_str(st, 9),
+                     .priority = sqlite3_column_int(st, 10),
+                     .over_cap = sqlite3_column_int(st, 11),
+                     .created_ms = sqlite3_column_int64(st, 12)},
+            .user = col_str(st, 1),
+            .release_ms = sqlite3_column_int64(st, 3),
+            .reason = sqlite3_column_int(st, 4)};
+        int stop = cb(arg, &h);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_policy_next(store *s, int64_t *release_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_NEXT, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, "next held send", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    int none = sqlite3_column_type(st, 0) == SQLITE_NULL;
+    *release_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return none ? KZ_ENOTFOUND : 0;
+}
+
+int store_policy_unhold(store *s, int64_t send, const char *user, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_UNHOLD, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, send);
+    bind_str(st, 2, user);
+    if ((rc = run_change(s, st, "release held send", err, errlen)) != 0)
+        return rc;
+    /* the body goes with its last recipient */
+    if ((rc = prep(s, Q_PO_SEND_GC, &st, err, errlen)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, send);
+    return run(s, st, "release held send", err, errlen);
+}
+
+int store_policy_reschedule(store *s, int64_t send, const char *user, int64_t release_ms,
+                            int reason, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_RESCHEDULE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, send);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, release_ms);
+    sqlite3_bind_int(st, 4, reason);
+    return run_change(s, st, "defer held send", err, errlen);
+}
+
+int store_policy_held_of(store *s, const char *shop, const char *user, store_policy_held_cb cb,
+                         void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_HELD_OF, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    while ((rc = step(s, st, "read held sends", err, errlen)) == 1) {
+        store_policy_held h = {
+            .send = {.id = sqlite3_column_int64(st, 0),
+                     .shop = shop,
+                     .tag = sqlite3_column_type(st, 3) == SQLITE_NULL ? NULL : col_str(st, 3),
+                     .priority = sqlite3_column_int(st, 4),
+                     .over_cap = sqlite3_column_int(st, 5),
+                     .created_ms = sqlite3_column_int64(st, 6)},
+            .user = user,
+            .release_ms = sqlite3_column_int64(st, 1),
+            .reason = sqlite3_column_int(st, 2)};
+        int stop = cb(arg, &h);
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
 }

@@ -38,7 +38,7 @@
 #include <kizuna/host.h>
 
 /* Schema version this build writes and understands. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 typedef struct store store;
 
@@ -600,5 +600,97 @@ int store_timer_fire(store *s, int64_t id, int64_t *event_id, char *err, size_t 
 int store_timer_pending(store *s, int64_t *count, char *err, size_t errlen);
 /* The earliest due_ms, KZ_ENOTFOUND when no timer waits. */
 int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen);
+
+/* ---- delivery policy (schema 9) ------------------------------------------
+ *
+ * Promotional sends the shop's delivery policy holds back (core/policy.h,
+ * docs/delivery.md): a held send keeps its request body once (without
+ * "to") and one row per recipient still waiting, with the time it is
+ * reconsidered. The ledger has one row per promotional send released to a
+ * friend (the caps count it), the drops one per recipient dropped (shown
+ * per friend); both are kept 8 days. The stats are the /metrics counters, written
+ * in the transactions that hold, drop and release, so they are exact
+ * across crashes. Written by the handler's transaction (line_send) and by
+ * the release walk (policy_release), which moves due rows into the outbox
+ * in one transaction.
+ */
+
+/* Why a recipient waits (store_policy_held.reason: QUIET or CAP) or was
+ * dropped (store_policy_drop_add: CAP or MAX_DEFER). */
+enum { STORE_POLICY_QUIET = 0, STORE_POLICY_CAP = 1, STORE_POLICY_MAX_DEFER = 2 };
+
+typedef struct store_policy_send {
+    int64_t id;
+    const char *shop;
+    int64_t instance;
+    int kind;         /* KZ_LINE_PUSH or KZ_LINE_MULTICAST */
+    const char *body; /* the request body without "to" */
+    const char *tag;  /* NULL: none */
+    const char *origin;
+    int priority;
+    int over_cap; /* KZ_OVER_CAP_* */
+    int64_t created_ms;
+} store_policy_send;
+
+/* One waiting recipient with its send. Pointers are valid during the
+ * callback only (held_of: body and origin are NULL). */
+typedef struct store_policy_held {
+    store_policy_send send;
+    const char *user;
+    int64_t release_ms;
+    int reason; /* STORE_POLICY_* */
+} store_policy_held;
+typedef int (*store_policy_held_cb)(void *arg, const store_policy_held *h);
+
+/* Stores a send's body (ps->id ignored); *id gets its id. In the caller's
+ * transaction when one is open. */
+int store_policy_send_add(store *s, const store_policy_send *ps, int64_t *id, char *err,
+                          size_t errlen);
+/* Holds send for user until release_ms. */
+int store_policy_hold(store *s, int64_t send, const char *shop, const char *user,
+                      int64_t release_ms, int reason, char *err, size_t errlen);
+/* Promotional sends released to user in [from_ms, to_ms). */
+int store_policy_count(store *s, const char *shop, const char *user, int64_t from_ms, int64_t to_ms,
+                       int64_t *n, char *err, size_t errlen);
+/* Counts one promotional send released to user at at_ms. */
+int store_policy_ledger_add(store *s, const char *shop, const char *user, int64_t at_ms, char *err,
+                            size_t errlen);
+/* Records that a promotional send (its tag, may be NULL) to user was
+ * dropped at at_ms for reason. */
+int store_policy_drop_add(store *s, const char *shop, const char *user, int64_t at_ms, int reason,
+                          const char *tag, int priority, char *err, size_t errlen);
+/* cb(arg, at_ms, reason, tag, priority) for user's drops since since_ms,
+ * oldest first (stop rules as store_kv_prefix). */
+typedef int (*store_policy_drop_cb)(void *arg, int64_t at_ms, int reason, const char *tag,
+                                    int priority);
+int store_policy_drops_of(store *s, const char *shop, const char *user, int64_t since_ms,
+                          store_policy_drop_cb cb, void *arg, char *err, size_t errlen);
+/* Forgets ledger and drop rows before before_ms (older than any cap
+ * period). */
+int store_policy_ledger_prune(store *s, int64_t before_ms, char *err, size_t errlen);
+/* Adds delta to counter `what` of the shop. */
+int store_policy_stat_add(store *s, const char *shop, const char *what, int64_t delta, char *err,
+                          size_t errlen);
+/* stat(arg, shop, what, n) for each counter, then held(arg, shop, NULL, n)
+ * with the recipients waiting per shop. Stop rules as store_kv_prefix. */
+typedef int (*store_policy_stat_cb)(void *arg, const char *shop, const char *what, int64_t n);
+int store_policy_stats(store *s, store_policy_stat_cb stat, store_policy_stat_cb held, void *arg,
+                       char *err, size_t errlen);
+/* Up to `limit` recipients with release_ms <= now, by shop, user, priority
+ * (higher first), then send id (queue order). cb must not use the
+ * connection. */
+int store_policy_due(store *s, int64_t now_ms, int limit, store_policy_held_cb cb, void *arg,
+                     char *err, size_t errlen);
+/* The earliest release_ms; KZ_ENOTFOUND when nothing waits. */
+int store_policy_next(store *s, int64_t *release_ms, char *err, size_t errlen);
+/* Ends user's wait for send (released or dropped); the send's body goes
+ * with its last recipient. KZ_ENOTFOUND when it was not waiting. */
+int store_policy_unhold(store *s, int64_t send, const char *user, char *err, size_t errlen);
+/* Moves user's wait for send to release_ms. KZ_ENOTFOUND as unhold. */
+int store_policy_reschedule(store *s, int64_t send, const char *user, int64_t release_ms,
+                            int reason, char *err, size_t errlen);
+/* The sends user is waiting for, by release time (`kizuna friend`). */
+int store_policy_held_of(store *s, const char *shop, const char *user, store_policy_held_cb cb,
+                         void *arg, char *err, size_t errlen);
 
 #endif /* KIZUNA_CORE_STORE_H */

@@ -83,55 +83,11 @@ const char *tz_iso8601(const char *zone, int64_t ms, char *out, size_t len)
     return out;
 }
 
-typedef struct {
-    int64_t wall; /* the local time read as if it were UTC, in seconds */
-    int64_t t;    /* the answer, in seconds */
-} utc_job;
-
-static int64_t offset_locked(int64_t t)
+int tz_fields_ok(const kz_local_time *lt)
 {
-    struct tm tm;
-    local_locked((time_t)t, &tm);
-    return tm.tm_gmtoff;
-}
-
-/* Offsets are at most a day away from UTC and change at most once within
- * two days, so the offsets a day either side of the wall time are the only
- * candidates. Both valid: the wall time happens twice, take the earlier.
- * Neither: it falls in a gap, and the offset from before the gap moves it
- * forward by the gap's length. */
-static void utc_run(void *arg)
-{
-    utc_job *j = arg;
-    int64_t before = j->wall - offset_locked(j->wall - 86400);
-    int64_t after = j->wall - offset_locked(j->wall + 86400);
-    int ok_before = before + offset_locked(before) == j->wall;
-    int ok_after = after + offset_locked(after) == j->wall;
-    if (ok_before && ok_after)
-        j->t = before < after ? before : after;
-    else if (ok_after)
-        j->t = after;
-    else
-        j->t = before;
-}
-
-int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms)
-{
-    if (lt == NULL || ms == NULL || lt->month < 1 || lt->month > 12 || lt->day < 1 ||
-        lt->day > 31 || lt->hour < 0 || lt->hour > 23 || lt->minute < 0 || lt->minute > 59 ||
-        lt->second < 0 || lt->second > 59 || lt->year < 1 || lt->year > 9999)
-        return KZ_EINVAL;
-    /* the wall time read as UTC; timegm rolls April 31 over to May 1 */
-    struct tm tm = {.tm_year = lt->year - 1900,
-                    .tm_mon = lt->month - 1,
-                    .tm_mday = lt->day,
-                    .tm_hour = lt->hour,
-                    .tm_min = lt->minute,
-                    .tm_sec = lt->second};
-    utc_job j = {.wall = (int64_t)timegm(&tm)};
-    with_zone(zone, utc_run, &j);
-    *ms = j.t * 1000;
-    return 0;
+    return lt != NULL && lt->month >= 1 && lt->month <= 12 && lt->day >= 1 && lt->day <= 31 &&
+           lt->hour >= 0 && lt->hour <= 23 && lt->minute >= 0 && lt->minute <= 59 &&
+           lt->second >= 0 && lt->second <= 59 && lt->year >= 1 && lt->year <= 9999;
 }
 
 int tz_known(const char *zone)
@@ -141,4 +97,48 @@ int tz_known(const char *zone)
     char path[512];
     snprintf(path, sizeof path, ZONEINFO "%s", zone);
     return access(path, R_OK) == 0;
+}
+
+/* The zone's UTC offset in seconds at instant s (seconds). */
+static int64_t offset_at(const char *zone, int64_t s)
+{
+    kz_local_time lt;
+    tz_local(zone, s * 1000, &lt);
+    return lt.utc_offset_s;
+}
+
+int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms)
+{
+    if (lt == NULL || ms == NULL)
+        return KZ_EINVAL;
+    /* the wall time read as UTC; timegm rolls every field over (day 32 of
+     * January is 1 February, hour 24 the next day's 00:00) */
+    struct tm tm = {.tm_year = lt->year - 1900,
+                    .tm_mon = lt->month - 1,
+                    .tm_mday = lt->day,
+                    .tm_hour = lt->hour,
+                    .tm_min = lt->minute,
+                    .tm_sec = lt->second};
+    int64_t wall = (int64_t)timegm(&tm);
+    /* The wall time read as UTC, minus the offset in force a day before
+     * (a) or a day after (b): a candidate is right when its own offset
+     * gives back the wall time. Both: the same offset, or a repeated hour
+     * (take the earlier instant). Neither: a gap, where the offset before
+     * it moves the time forward by the gap. */
+    int64_t off_a = offset_at(zone, wall - 86400), off_b = offset_at(zone, wall + 86400);
+    int64_t ca = wall - off_a, cb = wall - off_b;
+    if (off_a == off_b) { /* no change near the time: the usual case, two lookups */
+        *ms = ca * 1000;
+        return 0;
+    }
+    int a_ok = offset_at(zone, ca) == off_a, b_ok = offset_at(zone, cb) == off_b;
+    int64_t s;
+    if (a_ok && b_ok)
+        s = ca < cb ? ca : cb;
+    else if (b_ok)
+        s = cb;
+    else
+        s = ca;
+    *ms = s * 1000;
+    return 0;
 }

@@ -24,13 +24,22 @@
  * with tz_known first. */
 int tz_local(const char *zone, int64_t ms, kz_local_time *out);
 
-/* The instant (ms since the epoch) of a local date and time in zone (NULL:
- * Asia/Tokyo); lt's weekday and utc_offset_s are not read, and a day past the
- * month's end rolls over (April 31 is May 1). A time that does not exist (the
- * hour skipped when DST starts) moves forward by the gap: 02:30 becomes
- * 03:30. A time that happens twice (when DST ends) is the earlier instant.
- * KZ_EINVAL for a NULL argument or a field out of range. */
+/* The instant (ms since the epoch) of a shop-local wall time in zone (NULL:
+ * Asia/Tokyo): lt's year, month (1-12), day, hour, minute and second are
+ * read; weekday and utc_offset_s are ignored. Fields out of range roll over
+ * (day 32 of January is 1 February, hour 24 is the next day's 00:00), so
+ * callers may step days by adding to day. Around DST changes:
+ * - a time that does not exist (in the gap when clocks jump forward) moves
+ *   forward by the gap: 02:30 in a 02:00→03:00 jump is 03:30;
+ * - a time that happens twice (clocks fall back) is the earlier instant.
+ * KZ_EINVAL for a NULL lt or ms. Assumes at most one offset change within a
+ * day of the time, as in every zone in use. */
 int tz_to_ms(const char *zone, const kz_local_time *lt, int64_t *ms);
+
+/* 1 when lt's fields are in range for the ABI's local_to_ms (month 1..12,
+ * day 1..31, hour 0..23, minute and second 0..59, year 1..9999): plugins
+ * get KZ_EINVAL for anything else, the core's own callers roll over. */
+int tz_fields_ok(const kz_local_time *lt);
 
 /* "2026-11-23T10:00:00+09:00": ms as local time in zone (NULL: Asia/Tokyo)
  * with its UTC offset (+00:00 in UTC, never "Z", so every zone reads

@@ -124,8 +124,13 @@ _Static_assert(offsetof(kz_line_send, kind) == 4 && offsetof(kz_line_send, reply
                    offsetof(kz_line_send, narrowcast) == 56 &&
                    offsetof(kz_line_send, notification_disabled) == 64 &&
                    offsetof(kz_line_send, fallback_to_push) == 68 &&
-                   offsetof(kz_line_send, tag) == 72 && sizeof(kz_line_send) == 80,
+                   offsetof(kz_line_send, tag) == 72,
                "kz_line_send moved (ABI 1.1)");
+_Static_assert(offsetof(kz_line_send, promotional) == 80 &&
+                   offsetof(kz_line_send, priority) == 84 &&
+                   offsetof(kz_line_send, over_cap) == 88 && sizeof(kz_line_send) == 96 &&
+                   KZ_OVER_CAP_DEFER == 0 && KZ_OVER_CAP_DROP == 1,
+               "kz_line_send moved (ABI 1.5)");
 _Static_assert(offsetof(kz_line_call, method) == 8 && offsetof(kz_line_call, path) == 16 &&
                    offsetof(kz_line_call, body) == 24 && offsetof(kz_line_call, body_len) == 32 &&
                    offsetof(kz_line_call, content_type) == 40 &&

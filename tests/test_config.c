@@ -545,7 +545,7 @@ static void test_shop_unknown_key(void **state)
                   "    nmae = \"Solia\"; }\n"
                   ");\n",
                   "3: shop 'solia': unknown setting 'nmae' (known: id, name, timezone, line, "
-                  "plugins, friends)",
+                  "plugins, friends, delivery)",
                   NULL);
 }
 
@@ -561,10 +561,10 @@ static void test_shop_missing_id(void **state)
                        ");\n",
                        &d, NULL);
     assert_non_null(c);
-    expect_lines(
-        &d, tmpconf, "4: shops[2]: missing required setting 'id'",
-        "5: shops[2]: unknown setting 'colour' (known: id, name, timezone, line, plugins, friends)",
-        NULL);
+    expect_lines(&d, tmpconf, "4: shops[2]: missing required setting 'id'",
+                 "5: shops[2]: unknown setting 'colour' (known: id, name, timezone, line, plugins, "
+                 "friends, delivery)",
+                 NULL);
     assert_int_equal(c->nshops, 2); /* the nameless shop is not kept */
     cfg_free(c);
     diag_free(&d);

@@ -610,8 +610,21 @@ static int send_then_fail(kz_ctx *ctx, const kz_event *ev, char *err, size_t err
     (void)ev;
     int64_t id;
     assert_int_equal(kz_test_host()->line_send(ctx, NULL, &id), KZ_EINVAL);
-    kz_line_send r = {
-        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, UID_B, NULL, 0, TEXT_MSG, 0, NULL, 0, 0, "t"};
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_PUSH,
+                      NULL,
+                      UID_B,
+                      NULL,
+                      0,
+                      TEXT_MSG,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      "t",
+                      0,
+                      0,
+                      0};
     assert_int_equal(kz_line_send_req(ctx, &r, &id), 0);
     assert_int_equal(kz_line_broadcast(ctx, TEXT_MSG), 0);
     assert_int_equal(kz_test_sent_count(), 3);
@@ -627,8 +640,21 @@ static int send_one(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     last_id = -1;
-    kz_line_send r = {
-        sizeof(kz_line_send), KZ_LINE_REPLY, "tok", NULL, NULL, 0, TEXT_MSG, 0, NULL, 0, 0, NULL};
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_REPLY,
+                      "tok",
+                      NULL,
+                      NULL,
+                      0,
+                      TEXT_MSG,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      0};
     return kz_line_send_req(ctx, &r, &last_id);
 }
 
@@ -668,7 +694,10 @@ static void line_send_rollback_and_stale_ctx(void **state)
                       NULL,
                       0,
                       0,
-                      NULL};
+                      NULL,
+                      0,
+                      0,
+                      0};
     int64_t id = 7;
     assert_int_equal(kz_test_host()->line_send(kz_test_last_ctx(), &r, &id), KZ_ESTATE);
     assert_int_equal(id, 0);
@@ -727,9 +756,21 @@ static int send_old_and_new(kz_ctx *ctx, const kz_event *ev, char *err, size_t e
     assert_int_equal(rc, 0);
 
     /* A struct_size that stops before the tag: fields past it are not read. */
-    kz_line_send r = {
-        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, UID_A, NULL, 0, TEXT_MSG, 0, NULL, 1, 1,
-        "never read"};
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_PUSH,
+                      NULL,
+                      UID_A,
+                      NULL,
+                      0,
+                      TEXT_MSG,
+                      0,
+                      NULL,
+                      1,
+                      1,
+                      "never read",
+                      0,
+                      0,
+                      0};
     r.struct_size = (uint32_t)offsetof(kz_line_send, notification_disabled);
     assert_int_equal(kz_line_send_req(ctx, &r, NULL), 0);
 
@@ -744,6 +785,50 @@ static int send_old_and_new(kz_ctx *ctx, const kz_event *ev, char *err, size_t e
     newer.base.messages = TEXT_MSG;
     newer.base.tag = "newer";
     return kz_line_send_req(ctx, &newer.base, NULL);
+}
+
+/* ABI 1.5: the delivery policy fields are recorded as set, and checked
+ * like the host checks them. */
+static int send_promotional(kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    (void)ev;
+    (void)err;
+    (void)errlen;
+    const char *to[] = {UID_A, UID_B};
+    kz_line_send r = {.struct_size = sizeof r,
+                      .kind = KZ_LINE_MULTICAST,
+                      .to_list = to,
+                      .nto = 2,
+                      .messages = TEXT_MSG,
+                      .promotional = 1,
+                      .priority = 7,
+                      .over_cap = KZ_OVER_CAP_DROP};
+    assert_int_equal(kz_line_send_req(ctx, &r, NULL), 0);
+    kz_line_send b = {
+        .struct_size = sizeof b, .kind = KZ_LINE_BROADCAST, .messages = TEXT_MSG, .promotional = 1};
+    assert_int_equal(kz_line_send_req(ctx, &b, NULL), KZ_EINVAL);
+    b.promotional = 0;
+    b.over_cap = 5;
+    assert_int_equal(kz_line_send_req(ctx, &b, NULL), KZ_EINVAL);
+    return kz_line_push(ctx, UID_A, TEXT_MSG);
+}
+
+static void line_send_promotional(void **state)
+{
+    (void)state;
+    load_probe();
+    kz_assert_ok(run(send_promotional));
+    assert_int_equal(kz_test_sent_count(), 2);
+    const kz_test_line_sent *s = kz_test_sent(0);
+    assert_int_equal(s->promotional, 1);
+    assert_int_equal(s->priority, 7);
+    assert_int_equal(s->over_cap, KZ_OVER_CAP_DROP);
+    s = kz_test_sent(1);
+    assert_int_equal(s->promotional, 0);
+    assert_int_equal(s->priority, 0);
+    assert_int_equal(s->over_cap, KZ_OVER_CAP_DEFER);
+    assert_int_equal(kz_test_log_find("promotional applies to push and multicast only"), 1);
+    assert_int_equal(kz_test_log_find("over_cap must be"), 1);
 }
 
 static void line_send_struct_sizes(void **state)
@@ -1317,6 +1402,7 @@ int main(void)
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_send_standby, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_send_struct_sizes, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(line_send_promotional, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_call_records, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(line_call_checks_and_rollback, kz_test_setup,
                                         kz_test_teardown),

@@ -137,7 +137,23 @@ typedef struct kz_line_send {
      * token cannot be used in time (expired, already used). */
     int fallback_to_push;
     const char *tag; /* up to 100 bytes, echoed in message.sent / message.failed */
+    /* ---- ABI 1.5: the shop's delivery policy (docs/delivery.md) ---- */
+    /* 1: subject to the shop's delivery policy (quiet hours, per-friend
+     * caps); PUSH and MULTICAST only (KZ_EINVAL on other kinds). Each
+     * recipient goes now, is held (sent later by the host) or dropped;
+     * *outbox_id is 0 when none goes now. */
+    int promotional;
+    /* Among promotional sends competing for a friend's cap: higher first;
+     * default 0. */
+    int priority;
+    /* KZ_OVER_CAP_DEFER (0): wait until the cap allows; KZ_OVER_CAP_DROP:
+     * drop. */
+    int over_cap;
 } kz_line_send;
+
+/* kz_line_send.over_cap: what happens to a promotional send over a friend's
+ * cap. Since: ABI 1.5. */
+enum { KZ_OVER_CAP_DEFER = 0, KZ_OVER_CAP_DROP = 1 };
 
 /* Any other Messaging API call: profile, rich menus and their aliases,
  * link tokens, quota and consumption, narrowcast progress, validate, coupons,
@@ -573,13 +589,26 @@ static inline int kz_line_reply(kz_ctx *ctx, const char *reply_token, const char
 {
     kz_line_send r = {
         sizeof(kz_line_send), KZ_LINE_REPLY, reply_token, NULL, NULL, 0, messages, 0, NULL, 0,
-        fallback_to_push,     NULL};
+        fallback_to_push,     NULL,          0,           0,    0};
     return kz_line_send_req(ctx, &r, NULL);
 }
 static inline int kz_line_push(kz_ctx *ctx, const char *to, const char *messages)
 {
-    kz_line_send r = {
-        sizeof(kz_line_send), KZ_LINE_PUSH, NULL, to, NULL, 0, messages, 0, NULL, 0, 0, NULL};
+    kz_line_send r = {sizeof(kz_line_send),
+                      KZ_LINE_PUSH,
+                      NULL,
+                      to,
+                      NULL,
+                      0,
+                      messages,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      NULL,
+                      0,
+                      0,
+                      0};
     return kz_line_send_req(ctx, &r, NULL);
 }
 static inline int kz_line_multicast(kz_ctx *ctx, const char *const *to, size_t nto,
@@ -596,7 +625,10 @@ static inline int kz_line_multicast(kz_ctx *ctx, const char *const *to, size_t n
                       NULL,
                       0,
                       0,
-                      NULL};
+                      NULL,
+                      0,
+                      0,
+                      0};
     return kz_line_send_req(ctx, &r, NULL);
 }
 static inline int kz_line_broadcast(kz_ctx *ctx, const char *messages)
@@ -612,7 +644,10 @@ static inline int kz_line_broadcast(kz_ctx *ctx, const char *messages)
                       NULL,
                       0,
                       0,
-                      NULL};
+                      NULL,
+                      0,
+                      0,
+                      0};
     return kz_line_send_req(ctx, &r, NULL);
 }
 

@@ -310,6 +310,9 @@ typedef struct kz_test_line_sent {
     int notification_disabled;
     int fallback_to_push;
     const char *tag;
+    int promotional; /* ABI 1.5: the delivery policy fields as the plugin set them */
+    int priority;
+    int over_cap;
     const char *user;     /* the handled event's user: where a reply falls back to */
     const char *event_id; /* the handled event's id */
     unsigned rows;        /* outbox rows the host stores: multicast one per 500 ids, else 1 */
@@ -1176,6 +1179,16 @@ KZ_TEST_FN int kz_test_send_check_(const kz_line_send *r, size_t len, int *nmsg)
     default:
         return kz_test_send_refused_("unknown kind %d", r->kind);
     }
+    if (r->promotional != 0 && r->promotional != 1)
+        return kz_test_send_refused_("promotional must be 0 or 1, got %d", r->promotional);
+    if (r->over_cap != KZ_OVER_CAP_DEFER && r->over_cap != KZ_OVER_CAP_DROP)
+        return kz_test_send_refused_("over_cap must be KZ_OVER_CAP_DEFER or KZ_OVER_CAP_DROP, "
+                                     "got %d",
+                                     r->over_cap);
+    if (r->promotional && r->kind != KZ_LINE_PUSH && r->kind != KZ_LINE_MULTICAST)
+        return kz_test_send_refused_("promotional applies to push and multicast only");
+    if (r->promotional && r->kind == KZ_LINE_PUSH && r->to[0] != 'U')
+        return kz_test_send_refused_("promotional push to '%s': not a user id", r->to);
     int n = kz_test_json_objects_(r->messages, len);
     if (n < 0)
         return kz_test_send_refused_("messages refused: not a JSON array of message objects");
@@ -1263,6 +1276,9 @@ KZ_TEST_FN int kz_test_h_line_send_(kz_ctx *ctx, const kz_line_send *req, int64_
     v->notification_disabled = r.notification_disabled;
     v->fallback_to_push = r.fallback_to_push;
     v->tag = kz_test_sent_keep_(rec, 4, r.tag);
+    v->promotional = r.promotional;
+    v->priority = r.priority;
+    v->over_cap = r.over_cap;
     v->user = kz_test_sent_keep_(rec, 5, ev ? ev->user : NULL);
     v->event_id = kz_test_sent_keep_(rec, 6, ev ? ev->id : NULL);
     v->rows = r.kind == KZ_LINE_MULTICAST ? (unsigned)((r.nto + 499) / 500) : 1u;
