@@ -383,10 +383,14 @@ static int load_clicked(const loader *l, const kz_setting *g, int *clicked)
     return 0;
 }
 
-static int load_step(const loader *l, const kz_setting *g, step *st)
+static int load_step(const loader *l, const kz_setting *g, step *st, int promotional)
 {
     st->at_min = -1;
     st->goto_index = -1;
+    st->promotional = promotional;
+    const kz_setting *promo = kz_setting_child(g, "promotional");
+    if (promo != NULL && kz_setting_bool(promo, &st->promotional) != 0)
+        return bad(l, promo, "expected true or false");
     int rc = get_name(l, g, st->name);
     if (rc == 0)
         rc = get_duration(l, g, "after", &st->after_ms);
@@ -436,7 +440,7 @@ static int load_steps(const loader *l, const kz_setting *g, scenario *sc)
         if (kz_setting_type(e) != KZ_SETTING_GROUP)
             return bad(l, e, "expected a group { name = …; after = …; messages = …; }");
         sc->nsteps++;
-        int rc = load_step(l, e, &sc->steps[i]);
+        int rc = load_step(l, e, &sc->steps[i], sc->promotional);
         if (rc == 0 && scenario_step_index(sc, sc->steps[i].name) != (int)i)
             rc = bad(l, kz_setting_child(e, "name"), "another step has this name");
         if (rc != 0)
@@ -478,7 +482,15 @@ static int load_numbers(const loader *l, const kz_setting *g, scenario *sc)
     if (prio != NULL && (kz_setting_int(prio, &p) != 0 || p < -1000 || p > 1000))
         return bad(l, prio, "expected a number from -1000 to 1000");
     sc->priority = (int)p;
-    return 0;
+    const char *oc;
+    int rc = get_string(l, g, "over_cap", 0, &oc);
+    sc->over_cap = KZ_OVER_CAP_DEFER;
+    if (rc == 0 && oc != NULL && strcmp(oc, "drop") == 0)
+        sc->over_cap = KZ_OVER_CAP_DROP;
+    else if (rc == 0 && oc != NULL && strcmp(oc, "defer") != 0)
+        rc = bad(l, kz_setting_child(g, "over_cap"),
+                 "over_cap is \"defer\" (wait until the friend's cap allows) or \"drop\"");
+    return rc;
 }
 
 static int load_scenario(const loader *l, const kz_setting *g, scenario *sc)

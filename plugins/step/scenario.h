@@ -42,8 +42,9 @@ typedef struct step {
     kz_segment *segment; /* NULL: every friend */
     int clicked;         /* CLICK_*: the previous sent step's link */
     msgset messages;
-    taglist tags;   /* added when the step is sent */
-    int goto_index; /* -1: the next step; nsteps: the end */
+    taglist tags;    /* added when the step is sent */
+    int goto_index;  /* -1: the next step; nsteps: the end */
+    int promotional; /* the scenario's unless the step says otherwise */
 } step;
 
 typedef struct window {
@@ -66,6 +67,7 @@ typedef struct scenario {
     int64_t daily_cap; /* 0: none */
     int promotional;   /* steps go through the shop's delivery policy */
     int priority;
+    int over_cap; /* KZ_OVER_CAP_DEFER or KZ_OVER_CAP_DROP */
     taglist tags; /* added when the scenario completes */
     step *steps;
     size_t nsteps;

@@ -333,7 +333,10 @@ static int push(const job *j, const step *st, const char *messages)
                       .kind = KZ_LINE_PUSH,
                       .to = j->user,
                       .messages = messages,
-                      .tag = tag};
+                      .tag = tag,
+                      .promotional = st->promotional,
+                      .priority = j->sc->priority,
+                      .over_cap = j->sc->over_cap};
     return kz_line_send_req(j->ctx, &r, NULL);
 }
 

@@ -281,6 +281,8 @@ static void payload_condition(void **state)
     kz_test_setting_set_string(c2, "op", "==");
     kz_test_setting_set_string(c2, "value", "P-100");
     kz_test_setting_set_string(sc, "reentry", "parallel");
+    kz_test_setting_set_int(sc, "priority", 5);
+    kz_test_setting_set_string(sc, "over_cap", "drop");
     add_step(kz_test_setting_add_list(sc, "steps"), "ask", "3d", "10:00", "review please");
     kz_test_set_now(tokyo(0, 12, 0));
     kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
@@ -298,6 +300,10 @@ static void payload_condition(void **state)
     run_until(tokyo(3, 10, 0));
     assert_int_equal(kz_test_sent_count(), 1);
     assert_string_equal(kz_test_sent(0)->to, U2);
+    /* marked for the shop's delivery policy as the scenario says */
+    assert_int_equal(kz_test_sent(0)->promotional, 1);
+    assert_int_equal(kz_test_sent(0)->priority, 5);
+    assert_int_equal(kz_test_sent(0)->over_cap, KZ_OVER_CAP_DROP);
 }
 
 /* coupon; then thanks if its link was clicked, else a reminder. */
@@ -309,6 +315,7 @@ static kz_setting *branching(void)
     add_step(steps, "coupon", "0s", NULL, "coupon");
     kz_setting *th = add_step(steps, "thanks", "1d", NULL, "thanks");
     kz_test_setting_set_bool(th, "clicked", 1);
+    kz_test_setting_set_bool(th, "promotional", 0); /* a thank-you is not an advert */
     kz_test_setting_set_string(th, "goto", "end");
     kz_setting *re = add_step(steps, "reminder", "1d", NULL, "reminder");
     kz_test_setting_set_bool(re, "clicked", 0);
@@ -329,6 +336,10 @@ static void branch_on_click(void **state)
     char got[256];
     assert_int_equal(sent_to(U1, got, sizeof got), 2);
     assert_string_equal(got, "coupon|thanks");
+    for (size_t i = 0; i < kz_test_sent_count(); i++) /* promotional by default, but thanks */
+        assert_int_equal(kz_test_sent(i)->promotional,
+                         strstr(kz_test_sent(i)->messages, "thanks") == NULL);
+    assert_int_equal(kz_test_sent(0)->over_cap, KZ_OVER_CAP_DEFER);
     assert_int_equal(sent_to(U2, got, sizeof got), 2);
     assert_string_equal(got, "coupon|reminder");
     assert_string_equal(stat_of("st:cp:thanks:skipped"), "1");
