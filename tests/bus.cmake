@@ -15,7 +15,7 @@ add_executable(test_bus ${CMAKE_CURRENT_SOURCE_DIR}/test_bus.c)
 target_link_libraries(test_bus PRIVATE kz_test_support kz_daemon PkgConfig::CMOCKA)
 target_compile_definitions(test_bus PRIVATE KZ_BUS_FIXTURES="${KZ_BUS_FIXTURES}"
   KZ_FROZEN_FIXTURES="${KZ_TEST_FIXTURE_DIR}/plugins")
-add_dependencies(test_bus fx_counter fx_mirror fx_frozen_v1_1 fx_frozen_v1_2 fx_frozen_v1_3 fx_frozen_v1_4) # (loader.cmake)
+add_dependencies(test_bus fx_counter fx_mirror fx_frozen_v1_1 fx_frozen_v1_2 fx_frozen_v1_3 fx_frozen_v1_4 fx_frozen_v1_5) # (loader.cmake)
 add_test(NAME bus COMMAND test_bus)
 
 add_executable(test_crash ${CMAKE_CURRENT_SOURCE_DIR}/test_crash.c)

@@ -65,6 +65,7 @@ kz_frozen_plugin(fx_frozen_v1_1 1.1 fx_frozen_v1_1.c)
 kz_frozen_plugin(fx_frozen_v1_2 1.2 fx_frozen_v1_2.c)
 kz_frozen_plugin(fx_frozen_v1_3 1.3 fx_frozen_v1_3.c)
 kz_frozen_plugin(fx_frozen_v1_4 1.4 fx_frozen_v1_4.c)
+kz_frozen_plugin(fx_frozen_v1_5 1.5 fx_frozen_v1_5.c)
 
 add_executable(test_loader test_loader.c test_abi_layout.c)
 target_link_libraries(test_loader PRIVATE kz_loader PkgConfig::CMOCKA)

@@ -450,6 +450,21 @@ static void frozen_abi_1_4_plugin_times(void **state)
     env_close(e);
 }
 
+/* A plugin built against the frozen ABI 1.5 headers: shop-local 10:00
+ * tomorrow through local_to_ms (T0 is Wednesday 20:06 in Tokyo, so
+ * Thursday 10:00 JST), and a promotional push that, in a shop without a
+ * delivery policy, goes to the outbox at once. */
+static void frozen_abi_1_5_plugin_times_and_promotes(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_frozen_v1_5 = { }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_frozen_v1_5", "due"), 1795050000000LL);
+    assert_int_equal(kv(e, "a", "fx_frozen_v1_5", "queued"), 1);
+    env_close(e);
+}
+
 /* ---- other LINE API calls (line_call) ---- */
 
 static env *call_env(const char *call, const char *body, int users)
@@ -676,6 +691,7 @@ int main(void)
         cmocka_unit_test(frozen_abi_1_2_plugin_calls),
         cmocka_unit_test(frozen_abi_1_3_plugin_tags),
         cmocka_unit_test(frozen_abi_1_4_plugin_times),
+        cmocka_unit_test(frozen_abi_1_5_plugin_times_and_promotes),
         cmocka_unit_test(calls_are_queued_with_the_event),
         cmocka_unit_test(bulk_calls_are_split_in_500s),
         cmocka_unit_test(binary_call_body_is_kept),

@@ -297,6 +297,21 @@ static void test_frozen_abi_1_4_plugin_loads(void **state)
     loader_free(l);
 }
 
+/* Compiled against tests/abi/v1.5 only: a 1.5 plugin in this host. */
+static void test_frozen_abi_1_5_plugin_loads(void **state)
+{
+    (void)state;
+    char dir[256], path[512], err[1024];
+    new_dir(dir, sizeof dir);
+    stage(dir, "fx_frozen_v1_5", path, sizeof path);
+    loader *l = new_loader();
+    const plugin *p = NULL;
+    assert_int_equal(loader_load_file(l, path, &p, err, sizeof err), KZ_OK);
+    assert_string_equal(p->name, "fx_frozen_v1_5");
+    assert_int_equal(p->abi_minor, 5);
+    loader_free(l);
+}
+
 /* ---- refusals ------------------------------------------------------------ */
 
 typedef struct refusal {
@@ -596,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup(test_frozen_abi_1_2_plugin_loads, test_setup),
         cmocka_unit_test_setup(test_frozen_abi_1_3_plugin_loads, test_setup),
         cmocka_unit_test_setup(test_frozen_abi_1_4_plugin_loads, test_setup),
+        cmocka_unit_test_setup(test_frozen_abi_1_5_plugin_loads, test_setup),
         cmocka_unit_test_setup(test_each_refusal_then_good_plugin, test_setup),
         cmocka_unit_test_setup(test_writable_file_refused, test_setup),
         cmocka_unit_test_setup(test_writable_directory_refused, test_setup),
