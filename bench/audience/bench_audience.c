@@ -26,6 +26,8 @@
 #include "segment.h"
 #include "store.h"
 
+#include "../common/procmem.h"
+
 static double now_s(void)
 {
     struct timespec t;
@@ -49,22 +51,6 @@ static int seed_one(store *st, long i, char *err, size_t errlen)
     if (rc == 0 && i % 20 == 0)
         rc = store_friend_unfollow(st, "s", u, 1795000000000LL + i, err, errlen);
     return rc;
-}
-
-/* Anonymous memory now, in MiB: peak RSS also counts the database file,
- * which the store maps (mmap_size), so it grows with the file, not with
- * what the walk keeps. */
-static long anon_mib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    return kb < 0 ? -1 : kb / 1024;
 }
 
 typedef struct walk {
@@ -114,7 +100,7 @@ int main(int argc, char **argv)
         return 1;
     }
     double t1 = now_s();
-    long seeded_anon = anon_mib();
+    long seeded_anon = proc_anon_mib();
     walk w = {.now = {.ms = 1795435200000LL, .year = 2026, .month = 11, .day = 23}};
     segment_compile("tag(\"t7\") && !blocked", NULL, &w.seg, NULL);
     rc = friend_view_stream(st, "s", "", 0, on_view, &w, err, sizeof err);
@@ -125,7 +111,7 @@ int main(int argc, char **argv)
            "walked %ld (%ld match) in %.2f s: %.0f friends/s (anonymous memory %ld MiB; peak "
            "RSS with the mapped database %ld MiB)\n",
            n, t1 - t0, seeded_anon, w.seen, w.matched, t2 - t1, (double)w.seen / (t2 - t1),
-           anon_mib(), ru.ru_maxrss / 1024);
+           proc_anon_mib(), ru.ru_maxrss / 1024);
     segment_free(w.seg);
     store_close(st);
     unlink(db);
