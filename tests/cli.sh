@@ -11,23 +11,7 @@ trap 'rm -rf "$T"' EXIT
 umask 022
 # The host's ABI as the binary reports it: refusals and listings name it.
 ABI=$("$K" version | sed -n 's/.*plugin ABI \([0-9.]*\)).*/\1/p')
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-# expect NAME WANTED_EXIT WANTED_OUTPUT_FILE -- command...
-expect() {
-    name=$1 want_rc=$2 want=$3
-    shift 4
-    "$@" >"$T/out" 2>&1
-    rc=$?
-    [ "$rc" = "$want_rc" ] || fail "$name: exit $rc, wanted $want_rc"
-    if ! diff -u "$want" "$T/out" >"$T/diff"; then
-        fail "$name: output differs"
-        cat "$T/diff"
-    fi
-}
+. "$(dirname "$0")/expect.sh"
 
 # Plugins live in a private directory: the loader refuses group-writable ones.
 mkdir -m 0755 "$T/plugins" "$T/bad"

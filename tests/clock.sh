@@ -10,23 +10,13 @@ K=$1
 T=$(cd "$(mktemp -d)" && pwd -P)
 PID=
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$T"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*"
-    failures=$((failures + 1))
-}
-# expect NAME WANTED_EXIT WANTED_OUTPUT -- command...
-expect() {
-    name=$1 want_rc=$2 want=$3
-    shift 4
-    "$@" >"$T/out" 2>&1
-    rc=$?
-    [ "$rc" = "$want_rc" ] || fail "$name: exit $rc, wanted $want_rc"
-    printf '%s\n' "$want" >"$T/want"
-    if ! diff -u "$T/want" "$T/out" >"$T/diff"; then
-        fail "$name: output differs"
-        cat "$T/diff"
-    fi
+. "$(dirname "$0")/expect.sh"
+# expect_text NAME WANTED_EXIT WANTED_OUTPUT -- command...: the output inline
+expect_text() {
+    printf '%s\n' "$3" >"$T/want"
+    name=$1 rc=$2
+    shift 3
+    expect "$name" "$rc" "$T/want" "$@"
 }
 
 SBX_PORT=$((40000 + $$ % 20000))
@@ -41,13 +31,13 @@ EOF
 sed 's/admin_token = "env:KZ_CLOCK_TOKEN";//' "$T/k.conf" >"$T/notoken.conf"
 
 # ---- no daemon, no token, bad input
-expect "clock without daemon" 1 "kizuna sandbox: kizuna is not running at 127.0.0.1:$KZ_PORT (start it with kizuna serve -c FILE --clock virtual)" \
+expect_text "clock without daemon" 1 "kizuna sandbox: kizuna is not running at 127.0.0.1:$KZ_PORT (start it with kizuna serve -c FILE --clock virtual)" \
     -- "$K" sandbox -c "$T/k.conf" clock
-expect "advance without token" 1 "kizuna sandbox: advance goes through the daemon's admin API: set kizuna.admin_token (docs/http.md)" \
+expect_text "advance without token" 1 "kizuna sandbox: advance goes through the daemon's admin API: set kizuna.admin_token (docs/http.md)" \
     -- "$K" sandbox -c "$T/notoken.conf" advance 1d
-expect "advance bad duration" 2 "kizuna sandbox: advance: '3x' is not a duration (90s, 15m, 2h, 3d, 1w, 1h30m)" \
+expect_text "advance bad duration" 2 "kizuna sandbox: advance: '3x' is not a duration (90s, 15m, 2h, 3d, 1w, 1h30m)" \
     -- "$K" sandbox -c "$T/k.conf" advance 3x
-expect "advance bad time" 2 "kizuna sandbox: advance: 'soon' is not a time (2026-12-01T10:00:00+09:00)" \
+expect_text "advance bad time" 2 "kizuna sandbox: advance: 'soon' is not a time (2026-12-01T10:00:00+09:00)" \
     -- "$K" sandbox -c "$T/k.conf" advance --to soon
 "$K" sandbox -c "$T/k.conf" advance >"$T/out" 2>&1
 [ $? = 2 ] || fail "advance without a duration: exit code"
@@ -69,7 +59,7 @@ stop() {
     PID=
 }
 start --clock virtual:2040-01-01T00:00:00Z
-expect "clock" 0 "2040-01-01T00:00:00Z (virtual clock)" -- "$K" sandbox -c "$T/k.conf" clock
+expect_text "clock" 0 "2040-01-01T00:00:00Z (virtual clock)" -- "$K" sandbox -c "$T/k.conf" clock
 "$K" sandbox -c "$T/k.conf" follow a $U >"$T/out" 2>&1 || fail "follow: $(cat "$T/out")"
 # a walk of 0 returns once the follow is handled: the shop has a friend
 "$K" sandbox -c "$T/k.conf" advance 0s >"$T/out" 2>&1 || fail "advance 0s: $(cat "$T/out")"
@@ -92,9 +82,9 @@ grep -q "^clock at 2040-01-02T00:30:00Z (virtual clock): 2 step(s), 1 timer(s) f
 "$K" sandbox -c "$T/k.conf" inbox a $U >"$T/out" 2>&1
 head -n 1 "$T/out" | grep -q "friend, 1 message(s)" || fail "inbox after advance: $(cat "$T/out")"
 grep -q "元日セール" "$T/out" || fail "inbox: no broadcast text: $(cat "$T/out")"
-expect "advance --to" 0 "clock at 2040-01-03T00:00:00Z (virtual clock): 1 step(s), 0 timer(s) fired, 0 event(s) handled" \
+expect_text "advance --to" 0 "clock at 2040-01-03T00:00:00Z (virtual clock): 1 step(s), 0 timer(s) fired, 0 event(s) handled" \
     -- "$K" sandbox -c "$T/k.conf" advance --to 2040-01-03T09:00:00+09:00
-expect "advance --to the past" 1 "kizuna sandbox: admin API: 400 that time is 86400000 ms before the clock: it never goes back" \
+expect_text "advance --to the past" 1 "kizuna sandbox: admin API: 400 that time is 86400000 ms before the clock: it never goes back" \
     -- "$K" sandbox -c "$T/k.conf" advance --to 2040-01-02T00:00:00Z
 stop
 
@@ -102,7 +92,7 @@ stop
 start
 "$K" sandbox -c "$T/k.conf" clock >"$T/out" 2>&1 || fail "clock (real): $(cat "$T/out")"
 grep -q "Z (real clock)$" "$T/out" || fail "clock (real): $(cat "$T/out")"
-expect "advance on a real clock" 1 "kizuna sandbox: admin API: 409 the clock is real: only a virtual clock moves when told (kizuna serve --clock virtual[:TIME])" \
+expect_text "advance on a real clock" 1 "kizuna sandbox: admin API: 409 the clock is real: only a virtual clock moves when told (kizuna serve --clock virtual[:TIME])" \
     -- "$K" sandbox -c "$T/k.conf" advance 1d
 stop
 
