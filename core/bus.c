@@ -778,6 +778,16 @@ static int run_replays(bus_worker *w, char *err, size_t errlen)
     return done;
 }
 
+/* Real time, whatever the host clock is: operator requests (dead letter
+ * replays) arrive in real time, and a virtual clock that stands still must
+ * not hold them back. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* One pass over the worker's shops; returns deliveries made or < 0. */
 static int worker_round(bus_worker *w, int force_replays)
 {
@@ -793,7 +803,7 @@ static int worker_round(bus_worker *w, int force_replays)
         }
         total += n;
     }
-    int64_t now = clock_now_ms();
+    int64_t now = mono_ms();
     if (force_replays || (total == 0 && now >= w->next_replay_check)) {
         w->next_replay_check = now + REPLAY_CHECK_MS;
         int n = run_replays(w, err, sizeof err);
@@ -1023,13 +1033,6 @@ int bus_run_until_idle(bus *b, char *err, size_t errlen)
 }
 
 /* ---- walking the virtual clock ------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* 1 when every worker waits after a round that found nothing and began at
  * the current wake-up count. *sig only grows (wake-ups plus rounds begun):

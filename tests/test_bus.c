@@ -232,6 +232,27 @@ static void retries_then_dead_then_replay(void **state)
     env_close(e);
 }
 
+/* A replay asked for while the virtual clock stands still (an operator's
+ * `kizuna events --replay` on a demo or a test daemon) is picked up by the
+ * running workers in real time, not when the clock next moves. */
+static void replay_on_a_still_virtual_clock(void **state)
+{
+    (void)state;
+    env *e = env_open(
+        "{ id = \"a\"; plugins = {"
+        "  fx_counter = { fail_topic = \"test.bad\"; fail_times = 1; fatal = true; }; }; }",
+        0);
+    publish(e, "a", "test.bad", NULL);
+    run(e);
+    assert_int_equal(dead_count(e), 1);
+    char err[256];
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    assert_int_equal(store_dead_replay(e->st, 1, err, sizeof err), 0);
+    TS_WAIT(dead_count(e) == 0, 5000, "replay not picked up with the virtual clock standing still");
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 1);
+    env_close(e);
+}
+
 static void fatal_is_dead_at_once(void **state)
 {
     (void)state;
@@ -681,6 +702,7 @@ int main(void)
         cmocka_unit_test(one_failure_keeps_batch_mates),
         cmocka_unit_test(retries_then_dead_then_replay),
         cmocka_unit_test(fatal_is_dead_at_once),
+        cmocka_unit_test(replay_on_a_still_virtual_clock),
         cmocka_unit_test(publish_refuses_bad_input),
         cmocka_unit_test(shop_open_failure_is_scoped),
         cmocka_unit_test(ordered_per_shop_under_concurrency),
