@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "cli.h"
 #include "sandbox.h"
 
 #define DEFAULT_REPLY_WAIT_MS 1500
@@ -626,6 +627,42 @@ static int play(chat *ch, enum sandbox_action action, const char *arg)
     return rc;
 }
 
+/* /advance DURATION: walks the daemon's virtual clock (as `kizuna sandbox
+ * advance` does, through the admin API) and shows what the shop sent on
+ * the way: the walk returns once everything due is handled and sent. */
+static void advance(chat *ch, const char *arg)
+{
+    if (*arg == '\0') {
+        say(ch, "! /advance DURATION, e.g. /advance 1d or /advance 2h30m\n");
+        return;
+    }
+    if (ch->c->admin_token == NULL) {
+        say(ch, "! /advance moves the daemon's virtual clock through its admin API: set "
+                "kizuna.admin_token (docs/http.md)\n");
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "by", json_object_new_string(arg));
+    long status = 0;
+    char *resp = NULL, err[512] = "";
+    int rc = cli_admin_call(ch->c, "POST", "/admin/clock/advance",
+                            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), &status,
+                            &resp, err, sizeof err);
+    json_object_put(o);
+    if (rc == 0 && status != 200)
+        cli_admin_error(status, resp, err, sizeof err);
+    if (rc != 0 || status != 200) {
+        say(ch, "! /advance: %s\n", err);
+    } else {
+        json_object *a = json_tokener_parse(resp), *now;
+        say(ch, "* clock at %s\n",
+            json_object_object_get_ex(a, "now", &now) ? json_object_get_string(now) : "?");
+        json_object_put(a);
+        show_new(ch);
+    }
+    free(resp);
+}
+
 static void help(chat *ch)
 {
     say(ch, "* type a line to send it as a text message (//text sends /text)\n"
@@ -636,6 +673,7 @@ static void help(chat *ch)
             "* /open N        open link [N] (also /click N)\n"
             "* /inbox         show every message again\n"
             "* /menu [N]      show the rich menu; tap its area [N]\n"
+            "* /advance D     move the daemon's virtual clock by D (1d, 2h30m)\n"
             "* /help, /quit   this text; leave (also Ctrl-D)\n");
 }
 
@@ -845,6 +883,8 @@ static int handle(chat *ch, char *line)
         show_all(ch);
     } else if (strcmp(cmd, "menu") == 0) {
         menu(ch, arg);
+    } else if (strcmp(cmd, "advance") == 0) {
+        advance(ch, arg);
     } else if (strcmp(cmd, "help") == 0) {
         help(ch);
     } else {

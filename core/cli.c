@@ -359,8 +359,8 @@ static int print_dead_json(const char *body, char *err, size_t errlen)
 /* The running daemon's admin API: method path (with a JSON body, or NULL)
  * → *status and *resp. KZ_ESTATE when the daemon is not running (nothing
  * listens). */
-static int admin_call(const cfg *c, const char *method, const char *path, const char *body,
-                      long *status, char **resp, char *err, size_t errlen)
+int cli_admin_call(const cfg *c, const char *method, const char *path, const char *body,
+                   long *status, char **resp, char *err, size_t errlen)
 {
     char url[512];
     snprintf(url, sizeof url, "http://%s%s", c->listen, path);
@@ -368,7 +368,7 @@ static int admin_call(const cfg *c, const char *method, const char *path, const 
 }
 
 /* An admin API answer other than 2xx: its message. */
-static void admin_error(long status, const char *resp, char *err, size_t errlen)
+void cli_admin_error(long status, const char *resp, char *err, size_t errlen)
 {
     json_object *o = json_tokener_parse(resp != NULL ? resp : "");
     const char *msg = jget(o, "message");
@@ -391,7 +391,8 @@ static int events_via_daemon(const cfg *c, const args *a, long long id, int *rc,
         snprintf(path, sizeof path, "/admin/dead/%lld/replay", id);
     long status = 0;
     char *resp = NULL;
-    int r = admin_call(c, a->replay != NULL ? "POST" : "GET",
+    int r =
+        cli_admin_call(c, a->replay != NULL ? "POST" : "GET",
                        a->replay != NULL ? path : "/admin/dead", NULL, &status, &resp, err, errlen);
     if (r == KZ_ESTATE) { /* not running */
         if (a->replay != NULL)
@@ -410,7 +411,7 @@ static int events_via_daemon(const cfg *c, const args *a, long long id, int *rc,
     } else if (status == 404 && a->replay != NULL) {
         *rc = KZ_ENOTFOUND;
     } else if (status != 200) {
-        admin_error(status, resp, err, errlen);
+        cli_admin_error(status, resp, err, errlen);
         *rc = KZ_EFAIL;
     } else if (a->replay != NULL) {
         printf("dead letter %lld queued for replay; the daemon hands it to its plugin once more\n",
@@ -857,9 +858,9 @@ static int sandbox_clock(const args *a, const char *what)
     }
     long status = 0;
     char *resp = NULL, err[512] = "";
-    int rc =
-        admin_call(c, advance ? "POST" : "GET", advance ? "/admin/clock/advance" : "/admin/clock",
-                   body, &status, &resp, err, sizeof err);
+    int rc = cli_admin_call(c, advance ? "POST" : "GET",
+                            advance ? "/admin/clock/advance" : "/admin/clock", body, &status, &resp,
+                            err, sizeof err);
     int exit_code = 0;
     if (rc == KZ_ESTATE) {
         fprintf(stderr,
@@ -871,7 +872,7 @@ static int sandbox_clock(const args *a, const char *what)
         fprintf(stderr, "kizuna sandbox: %s\n", err);
         exit_code = 1;
     } else if (status != 200) {
-        admin_error(status, resp, err, sizeof err);
+        cli_admin_error(status, resp, err, sizeof err);
         fprintf(stderr, "kizuna sandbox: %s\n", err);
         if (status == 503) /* past the time limit: say where the clock got to */
             print_clock_answer(resp, 1);

@@ -24,6 +24,7 @@
 
 #include "bus.h"
 #include "chat.h"
+#include "clock.h"
 #include "cli.h"
 #include "config.h"
 #include "daemon.h"
@@ -240,10 +241,11 @@ static int setup(void **state)
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
     ts_tmpdir(e->dir, sizeof e->dir, "chat");
+    setenv("KZ_CHAT_ADMIN", "chat-admin-token", 1);
     snprintf(e->conf, sizeof e->conf, "%s/kizuna.conf", e->dir);
     ts_write_file(e->conf,
                   "kizuna: { store = \"sqlite:%s/k.db\"; log_level = \"error\"; listen = "
-                  "\"127.0.0.1:0\"; };\n"
+                  "\"127.0.0.1:0\"; admin_token = \"env:KZ_CHAT_ADMIN\"; };\n"
                   "shops = ( { id = \"a\"; name = \"Shop A\";\n"
                   "    line = { channel_secret = \"sec-a\"; access_token = \"tok-a\"; api = "
                   "\"sandbox\"; }; } );\n",
@@ -253,7 +255,11 @@ static int setup(void **state)
     ts_bus_new(&e->a, &e->b);
     char err[512];
     assert_true(app_open_instances(&e->a, e->b) >= 0);
-    ingress_options io = {.listen = "127.0.0.1:0", .c = e->a.c, .b = e->b};
+    ingress_options io = {.listen = "127.0.0.1:0",
+                          .c = e->a.c,
+                          .b = e->b,
+                          .store_url = e->a.c->store_url,
+                          .sync_mode = e->a.c->sync_mode};
     ts_ingress_start(&io, &e->in, e->daemon_base, sizeof e->daemon_base);
     e->st = ts_store_open(e->a.c->store_url, e->a.c->sync_mode);
     sandbox_options so = {.listen = "127.0.0.1:0",
@@ -304,11 +310,13 @@ static void expect_in_order(const char *out, const char *const *want, size_t n)
     }
 }
 
-/* Runs chat_run_opts on `script`; returns the output (malloc'd). */
-static char *chat(env *e, const char *user, const char *script, int *rc)
+/* Runs chat_run_opts on `script` with config c (NULL: the env's); returns
+ * the output (malloc'd). */
+static char *chat_with(env *e, const cfg *with, const char *user, const char *script, int *rc)
 {
-    cfg c = *e->a.c; /* the same config, the sandbox where it really listens */
+    cfg c = with != NULL ? *with : *e->a.c; /* the sandbox and daemon where they listen */
     c.sandbox.listen = e->sandbox_listen;
+    c.listen = e->daemon_base + strlen("http://");
     FILE *in = fmemopen((void *)script, strlen(script), "r");
     assert_non_null(in);
     char *out = NULL;
@@ -320,6 +328,11 @@ static char *chat(env *e, const char *user, const char *script, int *rc)
     fclose(in);
     fclose(o);
     return out;
+}
+
+static char *chat(env *e, const char *user, const char *script, int *rc)
+{
+    return chat_with(e, NULL, user, script, rc);
 }
 
 #define PUSHED "[{\"type\":\"text\",\"text\":\"older\"}]"
@@ -609,6 +622,35 @@ static void test_chat_rich_menu(void **state)
     free(text);
 }
 
+/* /advance walks the daemon's virtual clock through the admin API; bad
+ * durations, a real clock and a config without admin token are said. */
+static void advance_moves_the_virtual_clock(void **state)
+{
+    env *e = *state;
+    int rc;
+    clock_use_virtual(1796083200000LL); /* 2026-12-01T00:00:00Z */
+    char *out = chat(e, U1, "/advance\n/advance 1d\n/advance 3x\n/quit\n", &rc);
+    assert_int_equal(rc, 0);
+    static const char *const want[] = {
+        "! /advance DURATION, e.g. /advance 1d",
+        "* clock at 2026-12-02T00:00:00Z",
+        "! /advance: admin API: 400 ",
+    };
+    expect_in_order(out, want, 3);
+    free(out);
+    assert_int_equal(clock_now_ms(), 1796083200000LL + 86400000LL);
+    clock_use_real();
+    out = chat(e, U1, "/advance 1h\n/quit\n", &rc);
+    assert_non_null(strstr(out, "! /advance: admin API: 409 "));
+    free(out);
+    cfg no_token = *e->a.c;
+    no_token.admin_token = NULL;
+    out = chat_with(e, &no_token, U1, "/advance 1h\n/quit\n", &rc);
+    assert_non_null(strstr(out, "! /advance moves the daemon's virtual clock through its admin "
+                                "API: set kizuna.admin_token"));
+    free(out);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -616,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_render_table),
         cmocka_unit_test(test_render_numbering_across_messages),
         cmocka_unit_test_setup_teardown(test_chat_end_to_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(advance_moves_the_virtual_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chat_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chat_rich_menu, setup, teardown),
     };
