@@ -1111,7 +1111,13 @@ static int store_quiet(bus *b, store *st, int64_t now, int64_t *next_retry, char
         int n = 0;
         if ((rc = store_outbox_due(st, now, 1, count_row, &n, err, errlen)) != 0)
             return rc;
-        if (n > 0) {
+        /* a promotional send the delivery policy held until now: the
+         * sender's release pass turns it into an outbox row */
+        int64_t held = 0;
+        rc = store_policy_next(st, &held, err, errlen);
+        if (rc != 0 && rc != KZ_ENOTFOUND)
+            return rc;
+        if (n > 0 || (rc == 0 && held <= now)) {
             b->on_sends(b->on_sends_arg);
             return 0;
         }
@@ -1187,6 +1193,10 @@ static int walk_steps(bus *b, int64_t target, int64_t deadline, bus_walk *out, c
          * walk has passed its deadline */
         if (b->on_sends != NULL &&
             (rc = earlier(store_outbox_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
+            return rc;
+        /* and a send the delivery policy holds goes out at its release */
+        if (b->on_sends != NULL &&
+            (rc = earlier(store_policy_next(b->walk_st, &due, err, errlen), &due, &next)) != 0)
             return rc;
         if (next > target)
             break;

@@ -2792,17 +2792,24 @@ int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen)
     return query_int(s, st, "count pending sends", count, err, errlen);
 }
 
-int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen)
+/* The one value of a min(…) query q; KZ_ENOTFOUND when it is NULL (no rows). */
+static int query_min(store *s, int q, const char *what, int64_t *out, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = prep(s, Q_OB_NEXT, &st, err, errlen);
-    if (rc != 0 || (rc = step(s, st, "next send", err, errlen)) != 1)
+    int rc = prep(s, q, &st, err, errlen);
+    if (rc != 0 || (rc = step(s, st, what, err, errlen)) != 1)
         return rc == 0 ? KZ_ENOTFOUND : rc;
     int none = sqlite3_column_type(st, 0) == SQLITE_NULL;
-    *next_at_ms = sqlite3_column_int64(st, 0);
+    *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return none ? KZ_ENOTFOUND : 0;
 }
+
+int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen)
+{
+    return query_min(s, Q_OB_NEXT, "next send", next_at_ms, err, errlen);
+}
+
 
 int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
                             store_tag_state_cb cb, void *arg, char *err, size_t errlen)
@@ -3160,14 +3167,7 @@ int store_policy_due(store *s, int64_t now_ms, int limit, store_policy_held_cb c
 
 int store_policy_next(store *s, int64_t *release_ms, char *err, size_t errlen)
 {
-    sqlite3_stmt *st;
-    int rc = prep(s, Q_PO_NEXT, &st, err, errlen);
-    if (rc != 0 || (rc = step(s, st, "next held send", err, errlen)) != 1)
-        return rc == 0 ? KZ_ENOTFOUND : rc;
-    int none = sqlite3_column_type(st, 0) == SQLITE_NULL;
-    *release_ms = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return none ? KZ_ENOTFOUND : 0;
+    return query_min(s, Q_PO_NEXT, "next held send", release_ms, err, errlen);
 }
 
 int store_policy_unhold(store *s, int64_t send, const char *user, char *err, size_t errlen)

@@ -41,7 +41,8 @@
 
 typedef struct live {
     char dir[64], conf[128];
-    const char *plugins; /* the shop's plugins group */
+    const char *plugins;    /* the shop's plugins group */
+    const char *shop_extra; /* more settings of the shop ("": none) */
     int ninstances;
     app a;
     bus *b;
@@ -80,8 +81,8 @@ static void write_conf(live *l)
         "\"normal\"; listen = \"127.0.0.1:0\"; plugin_path = \"%s\";\n"
         "  sandbox = { listen = \"127.0.0.1:0\"; store = \"sqlite:%s/sbx.db\"; }; };\n"
         "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-        " api = \"sandbox\"; };\n  plugins = { %s }; } );\n",
-        l->dir, KZ_PLUGIN_DIR, l->dir, l->plugins);
+        " api = \"sandbox\"; };\n  %s\n  plugins = { %s }; } );\n",
+        l->dir, KZ_PLUGIN_DIR, l->dir, l->shop_extra, l->plugins);
 }
 
 static void start_sender(live *l, const char *sbx_base)
@@ -136,12 +137,13 @@ static void stop(live *l)
     memset(&l->a, 0, sizeof l->a);
 }
 
-static int up_with(void **state, const char *plugins, int ninstances)
+static int up_with(void **state, const char *plugins, const char *shop_extra, int ninstances)
 {
     live *l = calloc(1, sizeof *l);
     ts_tmpdir(l->dir, sizeof l->dir, "live");
     snprintf(l->conf, sizeof l->conf, "%s/kizuna.conf", l->dir);
     l->plugins = plugins;
+    l->shop_extra = shop_extra;
     l->ninstances = ninstances;
     write_conf(l);
     start(l);
@@ -151,14 +153,32 @@ static int up_with(void **state, const char *plugins, int ninstances)
 
 static int up(void **state)
 {
-    return up_with(state, shop_plugins, 2);
+    return up_with(state, shop_plugins, "", 2);
 }
 
 /* The step plugin alone, on a virtual clock standing at T0. */
 static int up_step(void **state)
 {
     clock_use_virtual(T0);
-    return up_with(state, step_plugins, 1);
+    return up_with(state, step_plugins, "", 1);
+}
+
+/* A step due at 21:00 (promotional) and one an hour later (not), in a shop
+ * whose delivery policy keeps promotions out of 21:00–09:00. */
+static const char night_plugins[] =
+    "step = { scenarios = ( { name = \"night\"; trigger = \"line.follow\";\n"
+    "  steps = ( { name = \"late\"; after = \"12h\"; messages = ( { text = \"夜のセール\"; } ); "
+    "},\n"
+    "    { name = \"care\"; after = \"1h\"; promotional = false;"
+    " messages = ( { text = \"ご利用方法\"; } ); } ); } ); };\n";
+
+static int up_step_quiet(void **state)
+{
+    clock_use_virtual(T0);
+    return up_with(state, night_plugins,
+                   "delivery = { quiet_hours = ( { days = \"*\"; from = \"21:00\"; to = "
+                   "\"09:00\"; } ); };",
+                   1);
 }
 
 static int down(void **state)
@@ -311,6 +331,25 @@ static void restart_mid_scenario(void **state)
     assert_int_equal(step_counter(l, "st:welcome:completed"), 1);
 }
 
+/* A promotional step due in the shop's quiet hours is held by the
+ * delivery policy until they end; a step marked not promotional goes at
+ * its time. The clock walk steps to the release, so each check follows it. */
+static void step_held_by_quiet_hours(void **state)
+{
+    live *l = *state;
+    play(l, U1, SANDBOX_FOLLOW, NULL);
+    clock_to(l, T0 + 12 * HOUR + HOUR / 2); /* Monday 21:30: "late" was due at 21:00 */
+    ts_inbox in;
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U1, &in), 0);
+    assert_int_equal(step_counter(l, "st:night:late:sent"), 1); /* queued, held by the policy */
+    clock_to(l, T0 + DAY - 1); /* Tuesday 08:59:59.999: still quiet; "care" went at 22:00 */
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U1, &in), 1);
+    assert_non_null(strstr(in.all, "ご利用方法"));
+    clock_to(l, T0 + DAY); /* 09:00: released */
+    assert_int_equal(ts_inbox_get(l->sbx, "a", U1, &in), 2);
+    assert_non_null(strstr(in.all, "夜のセール"));
+}
+
 int main(void)
 {
     log_set_level(KZ_LOG_ERROR + 1);
@@ -319,6 +358,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(greeting_and_autoreply, up, down),
         cmocka_unit_test_setup_teardown(welcome_steps_on_the_virtual_clock, up_step, down),
         cmocka_unit_test_setup_teardown(restart_mid_scenario, up_step, down),
+        cmocka_unit_test_setup_teardown(step_held_by_quiet_hours, up_step_quiet, down),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
