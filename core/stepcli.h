@@ -8,7 +8,7 @@
  * users entered / completed / stopped / ended, the queue waiting for the
  * delivery window or the daily cap, today's sends against daily_cap, and per
  * step (config order, then steps only the counters still name, "removed")
- * users waiting, sent, skipped and stopped. With --user: that user's
+ * users waiting, sent, skipped, stopped and failed. With --user: that user's
  * entries, each with its state, the step it waits for and when it is due
  * (or when and why it ended) and its path.
  *
