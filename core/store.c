@@ -2810,7 +2810,6 @@ int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen)
     return query_min(s, Q_OB_NEXT, "next send", next_at_ms, err, errlen);
 }
 
-
 int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
                             store_tag_state_cb cb, void *arg, char *err, size_t errlen)
 {

@@ -209,12 +209,13 @@ static void queue_and_cap(void **state)
 {
     env *e = *state;
     play_week(e);
-    assert_string_equal(report(e->conf, "order", NULL, 0),
-                        "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
-                        "stopped 0, ended 0; queued 1; sent today (2026-11-23) 1 of daily_cap 1\n"
-                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
-                        "  thanks                          1        1        0        0        0\n"
-                        "  review                          1        0        0        0        0\n");
+    assert_string_equal(
+        report(e->conf, "order", NULL, 0),
+        "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
+        "stopped 0, ended 0; queued 1; sent today (2026-11-23) 1 of daily_cap 1\n"
+        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+        "  thanks                          1        1        0        0        0\n"
+        "  review                          1        0        0        0        0\n");
     json_object *doc = json_tokener_parse(report(e->conf, "order", U2, 1));
     assert_non_null(doc);
     assert_string_equal(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
@@ -228,12 +229,13 @@ static void queue_and_cap(void **state)
     json_object_put(doc);
     /* the queue drains at midnight: Tuesday's cap is spent on U2 */
     advance_to(e, 14 * HOUR);
-    assert_string_equal(report(e->conf, "order", NULL, 0),
-                        "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
-                        "stopped 0, ended 0; queued 0; sent today (2026-11-24) 1 of daily_cap 1\n"
-                        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
-                        "  thanks                          0        2        0        0        0\n"
-                        "  review                          2        0        0        0        0\n");
+    assert_string_equal(
+        report(e->conf, "order", NULL, 0),
+        "order: trigger ec.order.placed, ec.order.paid; entered 2, completed 0, "
+        "stopped 0, ended 0; queued 0; sent today (2026-11-24) 1 of daily_cap 1\n"
+        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+        "  thanks                          0        2        0        0        0\n"
+        "  review                          2        0        0        0        0\n");
 }
 
 static const char week_welcome[] =
@@ -274,13 +276,14 @@ static void counters_text_and_json(void **state)
     assert_non_null(strstr(e->out, "\n\norder: trigger ec.order.placed, ec.order.paid; entered 2, "
                                    "completed 1, stopped 0, ended 0; queued 0; sent today ("));
     /* the config lost day3: its counters stay, marked removed */
-    expect_steps(e, e->edited, "welcome", 0,
-                 "welcome: trigger line.follow; entered 4, completed 2, stopped 1, ended 0; "
-                 "queued 0\n"
-                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
-                 "  hello                           0        4        0        0        0\n"
-                 "  day1                            0        3        0        1        0\n"
-                 "  day3                            1        1        1        0        0  (removed)\n");
+    expect_steps(
+        e, e->edited, "welcome", 0,
+        "welcome: trigger line.follow; entered 4, completed 2, stopped 1, ended 0; "
+        "queued 0\n"
+        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+        "  hello                           0        4        0        0        0\n"
+        "  day1                            0        3        0        1        0\n"
+        "  day3                            1        1        1        0        0  (removed)\n");
 }
 
 static void one_user(void **state)
@@ -347,14 +350,15 @@ static void odd_rows(void **state)
                  "     path: (nothing sent yet)\n"
                  "  #3 ended 2026-11-23T10:00:00+09:00 (step removed from the config)\n"
                  "     path: hello sent 2026-11-23 10:00\n");
-    expect_steps(e, e->conf, "welcome", 0,
-                 "welcome: trigger line.follow; entered 9, completed 0, stopped 0, ended 0; "
-                 "queued 0\n"
-                 "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
-                 "  hello                           0        0        0        0        0\n"
-                 "  day1                            0        0        0        0        0\n"
-                 "  day3                            0        0        0        0        0\n"
-                 "  gone                            0        7        0        0        0  (removed)\n");
+    expect_steps(
+        e, e->conf, "welcome", 0,
+        "welcome: trigger line.follow; entered 9, completed 0, stopped 0, ended 0; "
+        "queued 0\n"
+        "  STEP                      WAITING     SENT  SKIPPED  STOPPED   FAILED\n"
+        "  hello                           0        0        0        0        0\n"
+        "  day1                            0        0        0        0        0\n"
+        "  day3                            0        0        0        0        0\n"
+        "  gone                            0        7        0        0        0  (removed)\n");
 }
 
 static void errors(void **state)
