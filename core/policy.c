@@ -80,10 +80,12 @@ void policy_periods_of(const char *zone, int64_t t, policy_periods *out)
 
 /* ---- the same, cached per thread and shop-local day -----------------------
  *
- * Each zone conversion sets TZ and reloads the zone (tz.c), about 10 µs,
- * and a decision needs dozens: 1 ms a send. A thread keeps the quiet
- * windows and periods of the last two (shop, day)s it saw, so a send costs
- * one conversion (finding the day) while the day stays the same. */
+ * A decision needs dozens of zone conversions (each rule's window on three
+ * days, the day and week bounds), each one under tz.c's process-wide lock:
+ * tens of µs a send, as much as the rest of a step of the step plugin. A
+ * thread keeps the quiet windows and periods of the last two (shop, day)s
+ * it saw, so a send costs one conversion (finding the day) while the day
+ * stays the same. */
 
 #define CACHE_WINDOWS 48 /* 16 rules × the 3 days that can reach a time */
 
