@@ -9,7 +9,7 @@
  * step. The keys are this plugin's report for `kizuna steps` (README.md):
  *
  *   n:<sc>:<user>          entries so far (counter; the entry number)
- *   a:<sc>:<user>          active entry numbers, "1,3"
+ *   a:<sc>:<user>          running entry numbers, "1,3" (parallel scenarios)
  *   e:<sc>:<user>:<n>      entry record (JSON: state, step, due, base, path)
  *   s:<sc>:<step>:<user>:<n>  sent mark: a step is sent once per entry
  *   c:<sc>:<user>:<n>:<step>  the step's link was clicked
@@ -185,30 +185,42 @@ static void path_add(entry *e, const char *name, const char *what, int64_t ms)
     strcat(e->path, item);
 }
 
-/* ---- active entries: "1,3" ---------------------------------------------- */
+/* ---- running entries ---------------------------------------------------
+ *
+ * A once or restart scenario runs at most one entry per user, the last
+ * (n:), so only parallel scenarios keep a list (a:, "1,3"): enrolling
+ * writes one key less where it is not needed. Callers check the entries'
+ * states: the last entry of a non-parallel scenario may be over. */
 
+static void active_key(const job *j, char *key)
+{
+    snprintf(key, KEY_LEN, "a:%s:%s", j->sc->name, j->user);
+}
+
+/* The numbers of the user's entries that may be running, "1,3". */
 static int active_get(const job *j, char *out, size_t cap)
 {
     char key[KEY_LEN];
-    snprintf(key, sizeof key, "a:%s:%s", j->sc->name, j->user);
-    int rc = kv_text(j->ctx, key, out, cap);
-    if (rc == KZ_ENOTFOUND) {
-        out[0] = '\0';
-        return 0;
+    int64_t n = 0;
+    out[0] = '\0';
+    if (j->sc->reentry != REENTRY_PARALLEL) {
+        snprintf(key, sizeof key, "n:%s:%s", j->sc->name, j->user);
+        int rc = counter_get(j->ctx, key, &n);
+        if (rc == 0 && n > 0)
+            snprintf(out, cap, "%" PRId64, n);
+        return rc;
     }
-    return rc;
+    active_key(j, key);
+    int rc = kv_text(j->ctx, key, out, cap);
+    return rc == KZ_ENOTFOUND ? 0 : rc;
 }
 
-static int active_put(const job *j, const char *list)
-{
-    char key[KEY_LEN];
-    snprintf(key, sizeof key, "a:%s:%s", j->sc->name, j->user);
-    return list[0] ? kv_put_text(j->ctx, key, list) : kz_kv_del(j->ctx, key);
-}
-
+/* Adds entry n to the parallel list, or takes it off (no-op otherwise). */
 static int active_change(const job *j, int64_t n, int add)
 {
-    char list[1024], out[1024] = "";
+    char key[KEY_LEN], list[1024], out[1024] = "";
+    if (j->sc->reentry != REENTRY_PARALLEL)
+        return 0;
     int rc = active_get(j, list, sizeof list);
     for (char *p = list; rc == 0 && *p != '\0';) {
         int64_t v = strtoll(p, &p, 10);
@@ -219,7 +231,13 @@ static int active_change(const job *j, int64_t n, int add)
     }
     if (rc == 0 && add)
         snprintf(out + strlen(out), sizeof out - strlen(out), "%s%" PRId64, out[0] ? "," : "", n);
-    return rc != 0 ? rc : active_put(j, out);
+    active_key(j, key);
+    return rc != 0 ? rc : out[0] ? kv_put_text(j->ctx, key, out) : kz_kv_del(j->ctx, key);
+}
+
+static int running(const entry *e)
+{
+    return strcmp(e->state, "waiting") == 0 || strcmp(e->state, "queued") == 0;
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -610,7 +628,7 @@ static int stop_all(const job *j, const char *why)
         entry e;
         int64_t n = strtoll(p, &p, 10);
         p += *p == ',';
-        if (entry_load(j, n, &e) != 0)
+        if (entry_load(j, n, &e) != 0 || !running(&e))
             continue;
         rc = due_cancel(j, n);
         if (rc == 0 && e.step[0] != '\0')
@@ -623,32 +641,27 @@ static int stop_all(const job *j, const char *why)
     return rc;
 }
 
-/* A new entry for the user: n:… counts entries, a:… lists the running
- * ones. Reads only what the re-entry policy needs (a first entry reads
- * one key), since enrolling is the hot path of a big scenario. */
+/* A new entry for the user: n:… counts entries (and, for parallel
+ * scenarios, a:… lists the running ones). Reads only what the re-entry
+ * policy needs (a first entry reads one key), since enrolling is the hot
+ * path of a big scenario. */
 static int enter(const job *j, const kz_event *ev)
 {
-    char key[KEY_LEN], list[1024] = "";
+    char key[KEY_LEN];
     int64_t n = 0;
     snprintf(key, sizeof key, "n:%s:%s", j->sc->name, j->user);
     int rc = counter_get(j->ctx, key, &n);
-    if (rc == 0 && n > 0 && j->sc->reentry == REENTRY_ONCE)
-        return 0;
-    if (rc == 0 && n > 0)
-        rc = active_get(j, list, sizeof list);
     if (rc != 0)
         return fail(j, rc, "cannot read the user's entries");
-    if (j->sc->reentry == REENTRY_RESTART && list[0] != '\0') {
-        if ((rc = stop_all(j, "restarted")) != 0)
-            return rc;
-        list[0] = '\0'; /* stop_all took every entry off the list */
-    }
+    if (n > 0 && j->sc->reentry == REENTRY_ONCE)
+        return 0;
+    if (n > 0 && j->sc->reentry == REENTRY_RESTART && (rc = stop_all(j, "restarted")) != 0)
+        return rc;
     char num[24];
     snprintf(num, sizeof num, "%" PRId64, ++n);
     rc = kv_put_text(j->ctx, key, num);
-    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", num);
     if (rc == 0)
-        rc = active_put(j, list);
+        rc = active_change(j, n, 1);
     if (rc == 0)
         rc = stat_add(j, NULL, "entered", 1);
     entry e = {.n = n, .base = kz_event_time_ms(ev), .entered = kz_event_time_ms(ev)};
