@@ -15,7 +15,10 @@
  *               (run with --friends 100000 and 1000000: it should not grow
  *               with N; peak RSS also counts the mapped database file).
  *
- *   bench_step [--friends N] [--dir DIR] [--chunk C]
+ *   bench_step [--friends N] [--dir DIR] [--chunk C] [--bulk B]
+ *
+ * --bulk B enrolls through step.enroll events of B users each (one handler
+ * call and transaction per B users) instead of one trigger event a friend.
  *
  * No sender runs: pushes stay in the outbox, which is what is counted.
  * Enrollment is spread over 100 minutes of virtual time so that the first
@@ -127,26 +130,40 @@ static double wait_for(run *r, const char *key, int64_t want, double t0)
 }
 
 /* Publishes n enroll events, chunk at a time, moving the virtual clock one
- * minute after each 1 % so that the first steps fall due in 100 slices. */
-static void enroll(run *r, long n, int chunk)
+ * minute after each 1 % so that the first steps fall due in 100 slices.
+ * bulk > 0: step.enroll events of up to bulk users each instead. */
+static void enroll(run *r, long n, int chunk, int bulk)
 {
     bus_msg *m = calloc((size_t)chunk, sizeof *m);
     char(*users)[40] = calloc((size_t)chunk, 40);
+    char *bodies = bulk > 0 ? malloc((size_t)chunk * ((size_t)bulk * 36 + 64)) : NULL;
     char err[512];
     long slice = n / 100 > 0 ? n / 100 : 1;
     for (long from = 0; from < n; from += slice) {
         long to = from + slice < n ? from + slice : n;
         for (long i = from; i < to;) {
             size_t k = 0;
-            for (; k < (size_t)chunk && i < to; k++, i++) {
-                snprintf(users[k], 40, "U%032lx", (unsigned long)i + 1);
-                m[k] = (bus_msg){.shop = "s", .topic = "bench.enroll", .user = users[k]};
+            for (; k < (size_t)chunk && i < to; k++) {
+                if (bulk <= 0) {
+                    snprintf(users[k], 40, "U%032lx", (unsigned long)i + 1);
+                    m[k] = (bus_msg){.shop = "s", .topic = "bench.enroll", .user = users[k]};
+                    i++;
+                    continue;
+                }
+                char *b = bodies + k * ((size_t)bulk * 36 + 64), *p = b;
+                p += sprintf(p, "{\"scenario\":\"bench\",\"users\":[");
+                for (int u = 0; u < bulk && i < to; u++, i++)
+                    p += sprintf(p, "%s\"U%032lx\"", u ? "," : "", (unsigned long)i + 1);
+                p += sprintf(p, "]}");
+                m[k] = (bus_msg){
+                    .shop = "s", .topic = "step.enroll", .json = b, .len = (size_t)(p - b)};
             }
             if (bus_publish(r->b, m, k, NULL, err, sizeof err) != 0)
                 die("publish", err);
         }
         clock_advance_ms(MINUTE);
     }
+    free(bodies);
     free(m);
     free(users);
 }
@@ -154,17 +171,20 @@ static void enroll(run *r, long n, int chunk)
 int main(int argc, char **argv)
 {
     long n = 1000000;
-    int chunk = 1000;
+    int chunk = 1000, bulk = 0;
     char dir[256] = "";
     static const struct option opts[] = {{"friends", required_argument, 0, 'n'},
                                          {"dir", required_argument, 0, 'd'},
                                          {"chunk", required_argument, 0, 'c'},
+                                         {"bulk", required_argument, 0, 'b'},
                                          {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;)
         if (c == 'n')
             n = atol(optarg);
         else if (c == 'c')
             chunk = atoi(optarg);
+        else if (c == 'b')
+            bulk = atoi(optarg);
         else if (c == 'd')
             snprintf(dir, sizeof dir, "%s", optarg);
         else
@@ -192,12 +212,14 @@ int main(int argc, char **argv)
         die("store", err);
 
     double t = now_s();
-    enroll(&r, n, chunk);
+    if (bulk > 1000 || (bulk > 0 && chunk > 100))
+        chunk = bulk > 1000 ? (bulk = 1000, 10) : 10; /* events of bulk users, 10 a publish */
+    enroll(&r, n, chunk, bulk);
     double published = now_s() - t;
     double enrolled = wait_for(&r, "st:bench:entered", n, t);
     printf("friends        %ld in a 5-step scenario\n", n);
-    printf("enroll         %.1f s: %.0f/s (published in %.1f s)\n", enrolled, n / enrolled,
-           published);
+    printf("enroll         %.1f s: %.0f/s (published in %.1f s%s)\n", enrolled, n / enrolled,
+           published, bulk > 0 ? ", step.enroll events of up to --bulk users" : "");
 
     /* 1 %: the first slice of first steps falls due */
     long slice = n / 100 > 0 ? n / 100 : 1;

@@ -55,6 +55,15 @@ typedef struct entry {
 } entry;
 
 /* Everything one handler call works on. */
+/* Counter changes summed over a bulk enrollment and written once at its
+ * end (the same counters, one write each instead of one per user). */
+#define TALLY_MAX 16
+typedef struct tally {
+    char key[TALLY_MAX][KEY_LEN];
+    int64_t delta[TALLY_MAX];
+    int n;
+} tally;
+
 typedef struct job {
     step_shop *s;
     kz_ctx *ctx;
@@ -63,6 +72,7 @@ typedef struct job {
     int64_t now;
     char *err;
     size_t errlen;
+    tally *tally; /* NULL: counters written at once */
 } job;
 
 static int fail(const job *j, int rc, const char *what)
@@ -110,7 +120,27 @@ static int stat_add(const job *j, const char *step, const char *what, int64_t d)
         snprintf(key, sizeof key, "st:%s:%s:%s", j->sc->name, step, what);
     else
         snprintf(key, sizeof key, "st:%s:%s", j->sc->name, what);
+    tally *t = j->tally;
+    for (int i = 0; t != NULL && i < t->n; i++)
+        if (strcmp(t->key[i], key) == 0) {
+            t->delta[i] += d;
+            return 0;
+        }
+    if (t != NULL && t->n < TALLY_MAX) {
+        strcpy(t->key[t->n], key);
+        t->delta[t->n++] = d;
+        return 0;
+    }
     return kz_kv_incr(j->ctx, key, d, NULL);
+}
+
+static int tally_flush(kz_ctx *ctx, const tally *t)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < t->n; i++)
+        if (t->delta[i] != 0)
+            rc = kz_kv_incr(ctx, t->key[i], t->delta[i], NULL);
+    return rc;
 }
 
 /* ---- entry records ------------------------------------------------------ */
@@ -534,8 +564,9 @@ static int on_due(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, size
     member_copy(payload, "step", stepname, sizeof stepname);
     /* a timer's event time is its due time: the step happens then, even
      * when the host clock jumped past it (a virtual clock, a restart) */
-    job j = {s,   ctx,   scenario_find(&s->set, name), kz_event_user(ev), kz_event_time_ms(ev),
-             err, errlen};
+    job j = {
+        s,      ctx, scenario_find(&s->set, name), kz_event_user(ev), kz_event_time_ms(ev), err,
+        errlen, NULL};
     if (j.sc == NULL || j.user == NULL) {
         kz_log(KZ_LOG_INFO, "step: scenario '%s' is no longer configured: timer ignored", name);
         return 0;
@@ -606,7 +637,7 @@ static int on_drain(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, si
 {
     char name[STEP_NAME_MAX + 1];
     member_copy(kz_event_payload(ev, NULL), "scenario", name, sizeof name);
-    job j = {s, ctx, scenario_find(&s->set, name), NULL, kz_event_time_ms(ev), err, errlen};
+    job j = {s, ctx, scenario_find(&s->set, name), NULL, kz_event_time_ms(ev), err, errlen, NULL};
     if (j.sc == NULL)
         return 0;
     int more = 0, rc = drain(&j, &more);
@@ -703,7 +734,7 @@ static int on_click(const job *j, const char *payload)
 static int on_event(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
 {
     const char *topic = kz_event_topic(ev), *payload = kz_event_payload(ev, NULL);
-    job j = {s, ctx, NULL, kz_event_user(ev), kz_now_ms(), err, errlen};
+    job j = {s, ctx, NULL, kz_event_user(ev), kz_now_ms(), err, errlen, NULL};
     if (j.user == NULL)
         return 0;
     int rc = 0;
@@ -723,6 +754,81 @@ static int on_event(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, si
     return rc;
 }
 
+/* ---- bulk enrollment: step.enroll {"scenario","users":[…]} ------------- */
+
+#define ENROLL_MAX 1000 /* users in one step.enroll event */
+
+typedef struct bulk {
+    job j;
+    const kz_event *ev;
+    int64_t skipped; /* not LINE user ids */
+    int rc;
+} bulk;
+
+static int user_id_ok(const char *u)
+{
+    return strlen(u) == 33 && u[0] == 'U' && strspn(u + 1, "0123456789abcdef") == 32;
+}
+
+static int enroll_one(const char *elem, void *arg)
+{
+    bulk *b = arg;
+    char *user = jscan_string_dup(elem);
+    if (user == NULL || !user_id_ok(user)) {
+        b->skipped++;
+        free(user);
+        return 0;
+    }
+    b->j.user = user;
+    int t = b->j.sc->segment == NULL ? 1 : kz_segment_match(b->j.ctx, b->j.sc->segment, user);
+    b->rc = t < 0 ? t : t ? enter(&b->j, b->ev) : 0;
+    b->j.user = NULL;
+    free(user);
+    return b->rc != 0;
+}
+
+static int count_one(const char *elem, void *arg)
+{
+    (void)elem;
+    ++*(size_t *)arg;
+    return 0;
+}
+
+/* Enrolls the listed users (up to ENROLL_MAX an event) in one handler
+ * call, as if each had triggered the scenario now: its segment and
+ * re-entry policy apply, its `when` conditions (about a trigger's payload)
+ * do not. One event and one transaction for many users: a CRM import or
+ * another plugin enrolls thousands at a time. A bad event is a dead letter
+ * (KZ_EFATAL) with the reason. */
+static int on_enroll(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    const char *payload = kz_event_payload(ev, NULL);
+    char name[STEP_NAME_MAX + 1];
+    member_copy(payload, "scenario", name, sizeof name);
+    bulk b = {.j = {s, ctx, scenario_find(&s->set, name), NULL, kz_now_ms(), err, errlen, NULL},
+              .ev = ev};
+    const char *users = jscan_member(payload, "users");
+    size_t n = 0;
+    if (b.j.sc == NULL) {
+        snprintf(err, errlen, "step.enroll: no scenario '%s' in this shop's step config", name);
+        return KZ_EFATAL;
+    }
+    if (users == NULL || jscan_each(users, count_one, &n) < 0 || n > ENROLL_MAX) {
+        snprintf(err, errlen, "step.enroll: \"users\" must be an array of at most %d LINE user ids",
+                 ENROLL_MAX);
+        return KZ_EFATAL;
+    }
+    tally t = {.n = 0};
+    b.j.tally = &t;
+    jscan_each(users, enroll_one, &b);
+    if (b.rc == 0)
+        b.rc = tally_flush(ctx, &t);
+    if (b.rc == 0 && b.skipped > 0)
+        kz_log(KZ_LOG_WARN, "step.enroll %s: %lld entr(ies) not LINE user ids, skipped", name,
+               (long long)b.skipped);
+    return b.rc;
+}
+
 static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
 {
     const char *topic = kz_event_topic(ev);
@@ -730,6 +836,8 @@ static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, si
         return on_due(instance, ctx, ev, err, errlen);
     if (strcmp(topic, "step.drain") == 0)
         return on_drain(instance, ctx, ev, err, errlen);
+    if (strcmp(topic, "step.enroll") == 0)
+        return on_enroll(instance, ctx, ev, err, errlen);
     return on_event(instance, ctx, ev, err, errlen);
 }
 
@@ -780,7 +888,8 @@ static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *settin
     return 0;
 }
 
-static const char *const subscriptions[] = {"step.due", "step.drain", "link.clicked", NULL};
+static const char *const subscriptions[] = {"step.due", "step.drain", "step.enroll", "link.clicked",
+                                            NULL};
 
 static const kz_setting_spec settings[] = {
     {"scenarios",

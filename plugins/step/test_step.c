@@ -439,6 +439,57 @@ static void refused_message_skips_one_user(void **state)
     assert_int_equal(kz_test_log_find("refused by LINE"), 1);
 }
 
+/* step.enroll enrolls many users in one event: the scenario's re-entry
+ * policy and segment apply; what is not a LINE user id is skipped; a bad
+ * event is refused as fatal (a dead letter with the reason). */
+static void bulk_enroll(void **state)
+{
+    (void)state;
+    kz_test_set_now(tokyo(0, 12, 0));
+    kz_setting *g = welcome(NULL);
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    assert_true(kz_test_subscribed("step.enroll"));
+    kz_assert_ok(kz_test_handle(follow(U1)));
+    kz_assert_ok(kz_test_handle(plain("step.enroll", NULL,
+                                      "{\"scenario\":\"welcome\",\"users\":[\"" U1 "\",\"" U2
+                                      "\",\"bogus\",\"" U3 "\"]}")));
+    assert_string_equal(stat_of("st:welcome:entered"), "3"); /* U1 once only */
+    assert_int_equal(kz_test_log_find("not LINE user ids"), 1);
+    run_until(tokyo(0, 12, 1));
+    char got[256];
+    assert_int_equal(sent_to(U2, got, sizeof got), 1);
+    assert_int_equal(sent_to(U3, got, sizeof got), 1);
+    assert_int_equal(sent_to(U1, got, sizeof got), 1);
+
+    assert_int_equal(kz_test_handle(plain("step.enroll", NULL,
+                                          "{\"scenario\":\"nope\",\"users\":[\"" U4 "\"]}")),
+                     KZ_EFATAL);
+    assert_non_null(strstr(kz_test_error(), "no scenario 'nope'"));
+    assert_int_equal(
+        kz_test_handle(plain("step.enroll", NULL, "{\"scenario\":\"welcome\",\"users\":\"x\"}")),
+        KZ_EFATAL);
+    assert_non_null(strstr(kz_test_error(), "must be an array"));
+    assert_string_equal(stat_of("st:welcome:entered"), "3");
+}
+
+/* A scenario's segment narrows a bulk enrollment too. */
+static void bulk_enroll_segment(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_setting *sc = scenario(kz_test_setting_add_list(g, "scenarios"), "vip", "shop.never");
+    kz_test_setting_set_string(sc, "segment", "tag(\"vip\")");
+    add_step(kz_test_setting_add_list(sc, "steps"), "hi", "0s", NULL, "vip only");
+    kz_test_set_now(tokyo(0, 12, 0));
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    kz_test_friend_add_tag(U2, "vip");
+    kz_assert_ok(kz_test_handle(
+        plain("step.enroll", NULL, "{\"scenario\":\"vip\",\"users\":[\"" U1 "\",\"" U2 "\"]}")));
+    run_until(tokyo(0, 12, 1));
+    assert_int_equal(kz_test_sent_count(), 1);
+    assert_string_equal(kz_test_sent(0)->to, U2);
+}
+
 static void bad_config(void **state)
 {
     (void)state;
@@ -487,6 +538,8 @@ int main(void)
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(refused_message_skips_one_user, kz_test_setup,
                                         kz_test_teardown),
+        cmocka_unit_test_setup_teardown(bulk_enroll, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(bulk_enroll_segment, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(bad_config, kz_test_setup, kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
