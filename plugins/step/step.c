@@ -674,23 +674,26 @@ static int stop_all(const job *j, const char *why)
 
 /* A new entry for the user: n:… counts entries (and, for parallel
  * scenarios, a:… lists the running ones). Reads only what the re-entry
- * policy needs (a first entry reads one key), since enrolling is the hot
+ * policy needs (a first entry reads nothing), since enrolling is the hot
  * path of a big scenario. */
 static int enter(const job *j, const kz_event *ev)
 {
     char key[KEY_LEN];
-    int64_t n = 0;
+    int64_t n = 1;
     snprintf(key, sizeof key, "n:%s:%s", j->sc->name, j->user);
-    int rc = counter_get(j->ctx, key, &n);
-    if (rc != 0)
-        return fail(j, rc, "cannot read the user's entries");
-    if (n > 0 && j->sc->reentry == REENTRY_ONCE)
-        return 0;
-    if (n > 0 && j->sc->reentry == REENTRY_RESTART && (rc = stop_all(j, "restarted")) != 0)
-        return rc;
-    char num[24];
-    snprintf(num, sizeof num, "%" PRId64, ++n);
-    rc = kv_put_text(j->ctx, key, num);
+    /* a first entry (the common case) is one write that finds no counter */
+    int rc = kz_kv_cas(j->ctx, key, NULL, 0, "1", 1);
+    if (rc == KZ_ECONFLICT) {
+        if ((rc = counter_get(j->ctx, key, &n)) != 0)
+            return fail(j, rc, "cannot read the user's entries");
+        if (j->sc->reentry == REENTRY_ONCE)
+            return 0;
+        if (j->sc->reentry == REENTRY_RESTART && (rc = stop_all(j, "restarted")) != 0)
+            return rc;
+        char num[24];
+        snprintf(num, sizeof num, "%" PRId64, ++n);
+        rc = kv_put_text(j->ctx, key, num);
+    }
     if (rc == 0)
         rc = active_change(j, n, 1);
     if (rc == 0)
