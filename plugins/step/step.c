@@ -676,7 +676,7 @@ static int stop_all(const job *j, const char *why)
  * scenarios, a:… lists the running ones). Reads only what the re-entry
  * policy needs (a first entry reads nothing), since enrolling is the hot
  * path of a big scenario. */
-static int enter(const job *j, const kz_event *ev)
+static int enter(const job *j)
 {
     char key[KEY_LEN];
     int64_t n = 1;
@@ -698,7 +698,10 @@ static int enter(const job *j, const kz_event *ev)
         rc = active_change(j, n, 1);
     if (rc == 0)
         rc = stat_add(j, NULL, "entered", 1);
-    entry e = {.n = n, .base = kz_event_time_ms(ev), .entered = kz_event_time_ms(ev)};
+    /* the scenario starts when the trigger is handled, on the host clock:
+     * an event's own time may come from another clock (`kizuna publish`
+     * stamps real time while the daemon runs a virtual one) */
+    entry e = {.n = n, .base = j->now, .entered = j->now};
     return rc != 0 ? rc : wait_for(j, &e, 0);
 }
 
@@ -752,7 +755,7 @@ static int on_event(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, si
     for (size_t i = 0; rc == 0 && i < s->set.n; i++) {
         j.sc = &s->set.v[i];
         int t = triggers(&j, ev);
-        rc = t < 0 ? t : t ? enter(&j, ev) : 0;
+        rc = t < 0 ? t : t ? enter(&j) : 0;
     }
     return rc;
 }
@@ -763,7 +766,6 @@ static int on_event(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, si
 
 typedef struct bulk {
     job j;
-    const kz_event *ev;
     int64_t skipped; /* not LINE user ids */
     int rc;
 } bulk;
@@ -784,7 +786,7 @@ static int enroll_one(const char *elem, void *arg)
     }
     b->j.user = user;
     int t = b->j.sc->segment == NULL ? 1 : kz_segment_match(b->j.ctx, b->j.sc->segment, user);
-    b->rc = t < 0 ? t : t ? enter(&b->j, b->ev) : 0;
+    b->rc = t < 0 ? t : t ? enter(&b->j) : 0;
     b->j.user = NULL;
     free(user);
     return b->rc != 0;
@@ -808,8 +810,7 @@ static int on_enroll(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, s
     const char *payload = kz_event_payload(ev, NULL);
     char name[STEP_NAME_MAX + 1];
     member_copy(payload, "scenario", name, sizeof name);
-    bulk b = {.j = {s, ctx, scenario_find(&s->set, name), NULL, kz_now_ms(), err, errlen, NULL},
-              .ev = ev};
+    bulk b = {.j = {s, ctx, scenario_find(&s->set, name), NULL, kz_now_ms(), err, errlen, NULL}};
     const char *users = jscan_member(payload, "users");
     size_t n = 0;
     if (b.j.sc == NULL) {

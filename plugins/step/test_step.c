@@ -472,6 +472,25 @@ static void bulk_enroll(void **state)
     assert_string_equal(stat_of("st:welcome:entered"), "3");
 }
 
+/* The first step counts from when the trigger is handled on the host
+ * clock, not from the event's own time, which may come from another clock
+ * (an event `kizuna publish` stamped with real time while the daemon runs
+ * a virtual clock days behind). */
+static void trigger_time_is_the_host_clock(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_setting *sc = scenario(kz_test_setting_add_list(g, "scenarios"), "w", "shop.signup");
+    add_step(kz_test_setting_add_list(sc, "steps"), "one", "1h", NULL, "one hour later");
+    kz_test_set_now(tokyo(0, 12, 0));
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    kz_event *ev = plain("shop.signup", U1, "{}");
+    kz_test_event_set_time(ev, tokyo(5, 0, 0));
+    kz_assert_ok(kz_test_handle(ev));
+    run_until(tokyo(0, 13, 0));
+    assert_int_equal(kz_test_sent_count(), 1);
+}
+
 /* A scenario's segment narrows a bulk enrollment too. */
 static void bulk_enroll_segment(void **state)
 {
@@ -540,6 +559,8 @@ int main(void)
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(bulk_enroll, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(bulk_enroll_segment, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(trigger_time_is_the_host_clock, kz_test_setup,
+                                        kz_test_teardown),
         cmocka_unit_test_setup_teardown(bad_config, kz_test_setup, kz_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
