@@ -86,6 +86,13 @@ expect_text "advance --to" 0 "clock at 2040-01-03T00:00:00Z (virtual clock): 1 s
     -- "$K" sandbox -c "$T/k.conf" advance --to 2040-01-03T09:00:00+09:00
 expect_text "advance --to the past" 1 "kizuna sandbox: admin API: 400 that time is 86400000 ms before the clock: it never goes back" \
     -- "$K" sandbox -c "$T/k.conf" advance --to 2040-01-02T00:00:00Z
+# kizuna publish stamps events with the daemon's clock, not its own: the
+# friend's last interaction is the virtual 2040-01-03
+"$K" publish -c "$T/k.conf" a line.message.text --user $U '{"type":"message"}' >"$T/out" 2>&1 ||
+    fail "publish: $(cat "$T/out")"
+"$K" sandbox -c "$T/k.conf" advance 0s >"$T/out" 2>&1 || fail "advance 0s: $(cat "$T/out")"
+"$K" friend -c "$T/k.conf" a $U --json >"$T/out" 2>&1
+grep -q '"lastActive": *"2040-01-03T00:00:00Z"' "$T/out" || fail "published event's time: $(cat "$T/out")"
 stop
 
 # ---- on the real clock: read, never moved
