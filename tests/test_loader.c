@@ -267,49 +267,38 @@ static void test_frozen_abi_1_2_plugin_loads(void **state)
     loader_free(l);
 }
 
-/* Compiled against tests/abi/v1.3 only: a 1.3 plugin in this host. */
+/* Loads fixture `name`, built against the frozen headers of ABI 1.<minor>
+ * only, and checks the loader records that minor. */
+static void expect_frozen_loads(const char *name, uint32_t minor)
+{
+    char dir[256], path[512], err[1024];
+    new_dir(dir, sizeof dir);
+    stage(dir, name, path, sizeof path);
+    loader *l = new_loader();
+    const plugin *p = NULL;
+    assert_int_equal(loader_load_file(l, path, &p, err, sizeof err), KZ_OK);
+    assert_string_equal(p->name, name);
+    assert_int_equal(p->abi_minor, minor);
+    loader_free(l);
+}
+
+/* Compiled against tests/abi/v1.N only: a 1.N plugin in this host. */
 static void test_frozen_abi_1_3_plugin_loads(void **state)
 {
     (void)state;
-    char dir[256], path[512], err[1024];
-    new_dir(dir, sizeof dir);
-    stage(dir, "fx_frozen_v1_3", path, sizeof path);
-    loader *l = new_loader();
-    const plugin *p = NULL;
-    assert_int_equal(loader_load_file(l, path, &p, err, sizeof err), KZ_OK);
-    assert_string_equal(p->name, "fx_frozen_v1_3");
-    assert_int_equal(p->abi_minor, 3);
-    loader_free(l);
+    expect_frozen_loads("fx_frozen_v1_3", 3);
 }
 
-/* Compiled against tests/abi/v1.4 only: a 1.4 plugin in this host. */
 static void test_frozen_abi_1_4_plugin_loads(void **state)
 {
     (void)state;
-    char dir[256], path[512], err[1024];
-    new_dir(dir, sizeof dir);
-    stage(dir, "fx_frozen_v1_4", path, sizeof path);
-    loader *l = new_loader();
-    const plugin *p = NULL;
-    assert_int_equal(loader_load_file(l, path, &p, err, sizeof err), KZ_OK);
-    assert_string_equal(p->name, "fx_frozen_v1_4");
-    assert_int_equal(p->abi_minor, 4);
-    loader_free(l);
+    expect_frozen_loads("fx_frozen_v1_4", 4);
 }
 
-/* Compiled against tests/abi/v1.5 only: a 1.5 plugin in this host. */
 static void test_frozen_abi_1_5_plugin_loads(void **state)
 {
     (void)state;
-    char dir[256], path[512], err[1024];
-    new_dir(dir, sizeof dir);
-    stage(dir, "fx_frozen_v1_5", path, sizeof path);
-    loader *l = new_loader();
-    const plugin *p = NULL;
-    assert_int_equal(loader_load_file(l, path, &p, err, sizeof err), KZ_OK);
-    assert_string_equal(p->name, "fx_frozen_v1_5");
-    assert_int_equal(p->abi_minor, 5);
-    loader_free(l);
+    expect_frozen_loads("fx_frozen_v1_5", 5);
 }
 
 /* ---- refusals ------------------------------------------------------------ */
