@@ -18,57 +18,35 @@ static time_t seconds_of(int64_t ms)
     return (time_t)(ms % 1000 < 0 ? s - 1 : s);
 }
 
-/* The caller holds tz_lock with TZ set to the zone. */
-static void local_locked(time_t t, struct tm *tm)
-{
-    localtime_r(&t, tm);
-}
-
 /* The zone TZ was last set to, under tz_lock: setting TZ makes the next
  * tzset() read and parse the zone file again, which costs more than the
  * conversion itself, so TZ stays at the last zone used (nothing else in
  * the process reads local time) and changes only with the zone. */
 static char current[256];
 
-/* Runs fn with TZ set to zone (NULL: Asia/Tokyo) under the lock. */
-static void with_zone(const char *zone, void (*fn)(void *), void *arg)
+int tz_local(const char *zone, int64_t ms, kz_local_time *out)
 {
+    if (out == NULL)
+        return KZ_EINVAL;
     const char *z = zone != NULL ? zone : "Asia/Tokyo";
+    time_t t = seconds_of(ms);
+    struct tm tm;
     pthread_mutex_lock(&tz_lock);
     if (strcmp(current, z) != 0) {
         setenv("TZ", z, 1);
         tzset();
         snprintf(current, sizeof current, "%s", z);
     }
-    fn(arg);
+    localtime_r(&t, &tm);
     pthread_mutex_unlock(&tz_lock);
-}
-
-typedef struct {
-    time_t t;
-    struct tm tm;
-} local_job;
-
-static void local_run(void *arg)
-{
-    local_job *j = arg;
-    local_locked(j->t, &j->tm);
-}
-
-int tz_local(const char *zone, int64_t ms, kz_local_time *out)
-{
-    if (out == NULL)
-        return KZ_EINVAL;
-    local_job j = {.t = seconds_of(ms)};
-    with_zone(zone, local_run, &j);
-    *out = (kz_local_time){.year = j.tm.tm_year + 1900,
-                           .month = j.tm.tm_mon + 1,
-                           .day = j.tm.tm_mday,
-                           .hour = j.tm.tm_hour,
-                           .minute = j.tm.tm_min,
-                           .second = j.tm.tm_sec,
-                           .weekday = j.tm.tm_wday,
-                           .utc_offset_s = (int)j.tm.tm_gmtoff};
+    *out = (kz_local_time){.year = tm.tm_year + 1900,
+                           .month = tm.tm_mon + 1,
+                           .day = tm.tm_mday,
+                           .hour = tm.tm_hour,
+                           .minute = tm.tm_min,
+                           .second = tm.tm_sec,
+                           .weekday = tm.tm_wday,
+                           .utc_offset_s = (int)tm.tm_gmtoff};
     return 0;
 }
 

@@ -212,8 +212,10 @@ int main(int argc, char **argv)
         die("store", err);
 
     double t = now_s();
-    if (bulk > 1000 || (bulk > 0 && chunk > 100))
-        chunk = bulk > 1000 ? (bulk = 1000, 10) : 10; /* events of bulk users, 10 a publish */
+    if (bulk > 1000)
+        bulk = 1000; /* step.enroll's limit */
+    if (bulk > 0)
+        chunk = 10; /* events of bulk users, 10 a publish */
     enroll(&r, n, chunk, bulk);
     double published = now_s() - t;
     double enrolled = wait_for(&r, "st:bench:entered", n, t);
