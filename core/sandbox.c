@@ -41,7 +41,6 @@
 #include "webhook.h"
 
 #define MAX_BODY ((size_t)2 << 20) /* LINE: 413 over 2 MB */
-#define HTTP_THREADS 4u
 #define CONNECTION_TIMEOUT_S 30u
 #define MULTICAST_MAX 500
 #define DEFAULT_REPLY_TTL_MS 60000
@@ -133,6 +132,7 @@ typedef struct req {
     char *body;
     size_t len, cap;
     int too_large;
+    int64_t arrived_ms; /* real time the headers came in: LINE counts requests as they arrive */
     char request_id[40];
 } req;
 
@@ -428,7 +428,9 @@ static int rate_ok(sandbox *sb, const cfg_shop *shop, enum ep ep, struct MHD_Con
                    req *r, enum MHD_Result *ret)
 {
     int64_t w = ep_default[ep].window_ms;
-    int64_t start = real_now_ms() / w * w;
+    /* the window of the request's arrival, not of the moment a busy
+     * sandbox gets to it */
+    int64_t start = r->arrived_ms / w * w;
     int allowed = 0;
     char err[256];
     pthread_mutex_lock(&sb->mu);
@@ -455,6 +457,45 @@ typedef struct recipients {
     char (*ids)[64];
     size_t n, cap;
 } recipients;
+
+typedef struct listing {
+    const char *id;
+    size_t place;
+} listing;
+
+static int by_id_then_place(const void *a, const void *b)
+{
+    const listing *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c != 0 ? c : (x->place > y->place) - (x->place < y->place);
+}
+
+/* A user listed twice in a multicast receives once: clears take[] for every
+ * later listing of an id already taken. Sorted, so 500 ids cost 500 log 500
+ * comparisons, not 125,000. */
+static int drop_repeats(const recipients *to, char *take)
+{
+    if (to->n < 2)
+        return 0;
+    listing *l = malloc(to->n * sizeof *l);
+    if (l == NULL)
+        return KZ_ENOMEM;
+    for (size_t i = 0; i < to->n; i++)
+        l[i] = (listing){to->ids[i], i};
+    qsort(l, to->n, sizeof *l, by_id_then_place);
+    int kept = 0;
+    for (size_t i = 0; i < to->n; i++) {
+        if (i > 0 && strcmp(l[i].id, l[i - 1].id) != 0)
+            kept = 0;
+        if (!take[l[i].place])
+            continue;
+        if (kept)
+            take[l[i].place] = 0;
+        kept = 1;
+    }
+    free(l);
+    return 0;
+}
 
 static int recipients_add(recipients *rc, const char *id)
 {
@@ -582,13 +623,14 @@ static int send_in_tx(send_job *j, const char *request_id)
             free(take);
             return rc;
         }
-        /* a user listed twice in a multicast receives once */
-        for (size_t k = 0; ok && k < i; k++)
-            if (take[k] && strcmp(j->to.ids[k], j->to.ids[i]) == 0)
-                ok = 0;
         take[i] = (char)ok;
-        counted += ok;
     }
+    if ((rc = drop_repeats(&j->to, take)) != 0) {
+        free(take);
+        return rc;
+    }
+    for (size_t i = 0; i < j->to.n; i++)
+        counted += take[i];
     char month[8];
     month_of(j->now, month);
     if (j->kind != S_REPLY && sb->monthly_limit > 0) {
@@ -602,15 +644,17 @@ static int send_in_tx(send_job *j, const char *request_id)
             return 0;
         }
     }
+    /* each message object keeps its own text: written once, stored per user */
+    const char *text[MESSAGE_MAX_PER_REQUEST];
+    for (size_t m = 0; m < nmsg && m < MESSAGE_MAX_PER_REQUEST; m++)
+        text[m] =
+            json_object_to_json_string_ext(json_object_array_get_idx(j->messages, m), JSON_FLAGS);
     for (size_t i = 0; rc == 0 && i < j->to.n; i++) {
         if (!take[i])
             continue;
-        for (size_t m = 0; rc == 0 && m < nmsg; m++) {
-            json_object *msg = json_object_array_get_idx(j->messages, m);
+        for (size_t m = 0; rc == 0 && m < nmsg && m < MESSAGE_MAX_PER_REQUEST; m++)
             rc = store_sbx_inbox_add(st, j->shop->id, j->to.ids[i], j->now, send_names[j->kind],
-                                     request_id, json_object_to_json_string_ext(msg, JSON_FLAGS),
-                                     j->err, sizeof j->err);
-        }
+                                     request_id, text[m], j->err, sizeof j->err);
     }
     free(take);
     if (rc == 0 && j->kind != S_REPLY && counted > 0)
@@ -2250,6 +2294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r == NULL)
             return MHD_NO;
         new_uuid(r->request_id);
+        r->arrived_ms = real_now_ms();
         *con_cls = r;
         return MHD_YES;
     }
@@ -2395,9 +2440,12 @@ int sandbox_start(const sandbox_options *o, sandbox **out, char *err, size_t err
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     atomic_store(&sb->starting, 1);
+    /* a thread per connection: a request is stamped as it arrives (rate
+     * windows count arrivals, as LINE's do), not when a pool thread is done
+     * with another connection's inbox writes */
     sb->d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, sb,
-        MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, on_request, sb, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, sb, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sb, MHD_OPTION_END);
     if (sb->d == NULL) {
