@@ -66,6 +66,7 @@ static const char *kind_name(int kind)
 
 typedef struct row {
     int64_t id;
+    /* body: read after the due walk (store_outbox_body), only for rows acted on */
     char *shop, *endpoint, *body, *retry_key, *user, *fallback_to, *tag;
     char *method, *content_type, *plugin; /* calls (OUTBOX_CALL) */
     size_t body_len;
@@ -101,11 +102,17 @@ typedef struct slot {
     outcome out;
 } slot;
 
+/* The requests of one (shop, endpoint) still inside its span, oldest at
+ * head: a ring that grows up to `limit` entries as the shop's traffic
+ * needs (a quiet shop keeps a handful, not LINE's full 2,000). */
 typedef struct bucket {
     char *shop;
     int kind;
-    double tokens, cap, per_ms;
-    int64_t last_ms; /* monotonic */
+    int limit;       /* requests per span */
+    int64_t span_ms; /* LINE's window plus the guard */
+    int64_t *sent;   /* monotonic start times; owned */
+    int head, n, cap;
+    int fresh; /* the newest entries: taken by this scan, not started yet */
 } bucket;
 
 struct sender {
@@ -166,13 +173,8 @@ static int row_copy(row *d, const store_outbox *s)
     d->created_ms = s->created_ms;
     d->deadline_ms = s->deadline_ms;
     d->data_api = s->data_api;
-    d->body_len = s->body_len;
     d->shop = strdup(s->shop);
     d->endpoint = strdup(s->endpoint);
-    if ((d->body = malloc(s->body_len + 1)) != NULL) { /* a blob may hold NULs */
-        memcpy(d->body, s->body, s->body_len);
-        d->body[s->body_len] = '\0';
-    }
     d->retry_key = dup_opt(s->retry_key);
     d->user = dup_opt(s->user);
     d->fallback_to = dup_opt(s->fallback_to);
@@ -180,10 +182,9 @@ static int row_copy(row *d, const store_outbox *s)
     d->method = dup_opt(s->method);
     d->content_type = dup_opt(s->content_type);
     d->plugin = dup_opt(s->plugin);
-    if (!d->shop || !d->endpoint || !d->body || (s->retry_key && !d->retry_key) ||
-        (s->user && !d->user) || (s->fallback_to && !d->fallback_to) || (s->tag && !d->tag) ||
-        (s->method && !d->method) || (s->content_type && !d->content_type) ||
-        (s->plugin && !d->plugin)) {
+    if (!d->shop || !d->endpoint || (s->retry_key && !d->retry_key) || (s->user && !d->user) ||
+        (s->fallback_to && !d->fallback_to) || (s->tag && !d->tag) || (s->method && !d->method) ||
+        (s->content_type && !d->content_type) || (s->plugin && !d->plugin)) {
         row_free(d);
         return KZ_ENOMEM;
     }
@@ -272,21 +273,18 @@ static double rate_limit(const sender *s, const char *shop, int cls, int64_t *wi
     return v;
 }
 
-/* A bucket never lets more than `limit` requests into any window of that
- * length, however LINE aligns its windows: at most burst + rate × window
- * can go in one, so burst is 5 % of the limit (at least 1) and the rate the
- * rest. A one-second window of 200 gets a burst of 10 and 190/s: 95 % of
- * the limit, no 429. The very smallest limits refill at half their rate. */
+/* A bucket lets at most `limit` requests start in any span of LINE's window
+ * plus a guard of 2 % of it. Requests reach LINE after a varying delay, so
+ * LINE's window sees starts from a slightly longer span than its own length;
+ * as long as that delay varies by less than the guard (20 ms in a second),
+ * no window of LINE's, however aligned, counts more than the limit. Unlike
+ * a token bucket with a small burst, a sender that wakes late loses nothing:
+ * it may start what the span still allows at once. A multicast limit of 200
+ * a second comes to 196 a second, 98 % of it. */
 static void bucket_shape(double limit, int64_t window, bucket *b)
 {
-    double burst = floor(limit * 0.05);
-    if (burst < 1)
-        burst = 1;
-    double rate = limit - burst;
-    if (rate < 1)
-        rate = limit / 2;
-    b->cap = burst;
-    b->per_ms = rate / (double)window;
+    b->limit = limit < 1 ? 1 : (int)floor(limit);
+    b->span_ms = window + (window * 2 + 99) / 100;
 }
 
 static bucket *bucket_of(sender *s, const char *shop, int kind)
@@ -305,25 +303,59 @@ static bucket *bucket_of(sender *s, const char *shop, int kind)
     double limit = rate_limit(s, shop, kind, &window);
     b->kind = kind;
     bucket_shape(limit, window, b);
-    b->tokens = b->cap;
-    b->last_ms = mono_ms();
+    b->sent = NULL;
+    b->head = b->n = b->cap = b->fresh = 0;
     s->nbuckets++;
     return b;
 }
 
-/* Takes a token, or returns 0 and notes when the next one comes. */
+/* Makes room for one more start time, keeping the oldest at index 0. */
+static int bucket_grow(bucket *b)
+{
+    int cap = b->cap == 0 ? 16 : b->cap * 2;
+    if (cap > b->limit)
+        cap = b->limit;
+    int64_t *sent = malloc((size_t)cap * sizeof *sent);
+    if (sent == NULL)
+        return -1;
+    for (int i = 0; i < b->n; i++)
+        sent[i] = b->sent[(b->head + i) % b->cap];
+    free(b->sent);
+    b->sent = sent;
+    b->head = 0;
+    b->cap = cap;
+    return 0;
+}
+
+/* The places taken during a scan count from when their requests start,
+ * after the walk over the due rows and the bodies' reads: counting them
+ * from the walk would let the starts bunch closer than the span. */
+static void buckets_started(sender *s)
+{
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        bucket *b = &s->buckets[i];
+        for (int k = b->n - b->fresh; k < b->n; k++)
+            b->sent[(b->head + k) % b->cap] = now;
+        b->fresh = 0;
+    }
+}
+
+/* Takes a place in the span, or returns 0 and notes when one frees up. */
 static int bucket_take(sender *s, bucket *b)
 {
     int64_t now = mono_ms();
-    b->tokens += (double)(now - b->last_ms) * b->per_ms;
-    if (b->tokens > b->cap)
-        b->tokens = b->cap;
-    b->last_ms = now;
-    if (b->tokens >= 1) {
-        b->tokens -= 1;
+    while (b->n > 0 && now - b->sent[b->head] >= b->span_ms) {
+        b->head = (b->head + 1) % b->cap;
+        b->n--;
+    }
+    if (b->n < b->limit && (b->n < b->cap || bucket_grow(b) == 0)) {
+        b->sent[(b->head + b->n) % b->cap] = now;
+        b->n++;
+        b->fresh++;
         return 1;
     }
-    int64_t at = now + (int64_t)ceil((1 - b->tokens) / b->per_ms);
+    int64_t at = b->n > 0 ? b->sent[b->head] + b->span_ms : now + 1;
     if (s->token_at_ms == 0 || at < s->token_at_ms)
         s->token_at_ms = at;
     return 0;
@@ -1103,6 +1135,12 @@ static void do_scan(sender *s)
         log_msg(KZ_LOG_ERROR, "sender: %s", err);
     for (int i = 0; i < sc.n; i++) {
         todo *t = &sc.t[i];
+        if (t->what != TODO_DEFER &&
+            store_outbox_body(s->st, t->r.id, &t->r.body, &t->r.body_len, err, sizeof err) != 0) {
+            log_msg(KZ_LOG_ERROR, "sender: outbox %lld: %s", (long long)t->r.id, err);
+            row_free(&t->r);
+            continue;
+        }
         if (t->what == TODO_EXPIRED) {
             expire(s, &t->r);
         } else if (t->what == TODO_DEFER) {
@@ -1132,6 +1170,7 @@ static void do_scan(sender *s)
         row_free(&t->r);
     }
     free(sc.t);
+    buckets_started(s);
     /* Rows that cannot go yet (rate limits) hide the rows behind them:
      * when a full page left slots unused, read further next time. */
     if (sc.seen == limit && sc.sends < free_slots)
@@ -1233,8 +1272,10 @@ static void sender_free(sender *s)
     free(s->slots);
     if (s->multi != NULL)
         curl_multi_cleanup(s->multi);
-    for (size_t i = 0; i < s->nbuckets; i++)
+    for (size_t i = 0; i < s->nbuckets; i++) {
         free(s->buckets[i].shop);
+        free(s->buckets[i].sent);
+    }
     free(s->buckets);
     for (size_t i = 0; i < s->nwarned; i++)
         free(s->warned[i]);

@@ -244,10 +244,16 @@ int store_outbox_add(store *s, const store_outbox *row, int64_t *id, char *err, 
 
 /* Calls cb for up to `limit` PENDING rows with next_at <= now, oldest id
  * first; a nonzero return stops the walk and is returned. Pointers in *row
- * are valid during the call only. */
+ * are valid during the call only. row->body is NULL (body_len 0): the walk
+ * passes over rows a rate limit holds back without reading their bodies;
+ * store_outbox_body reads the body of a row that is to be sent. */
 typedef int (*store_outbox_cb)(void *arg, const store_outbox *row);
 int store_outbox_due(store *s, int64_t now_ms, int limit, store_outbox_cb cb, void *arg, char *err,
                      size_t errlen);
+
+/* The body of row `id`, NUL-terminated, in *body (the caller frees it) and
+ * its length in *len. KZ_ENOTFOUND if there is no such row. */
+int store_outbox_body(store *s, int64_t id, char **body, size_t *len, char *err, size_t errlen);
 
 /* A failed attempt to be tried again: attempts, next_at and the last error. */
 int store_outbox_retry(store *s, int64_t id, int attempts, int64_t next_at_ms, const char *error,

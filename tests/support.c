@@ -265,6 +265,8 @@ size_t ts_events_after(store *st, const char *shop, int64_t after, store_batch *
 static int on_inbox_msg(void *arg, const store_sbx_msg *m)
 {
     ts_inbox *in = arg;
+    if (in->n < (int)(sizeof in->time_ms / sizeof in->time_ms[0]))
+        in->time_ms[in->n] = m->time_ms;
     in->n++;
     snprintf(in->endpoint, sizeof in->endpoint, "%s", m->endpoint);
     snprintf(in->request_id, sizeof in->request_id, "%s", m->request_id);

@@ -130,6 +130,7 @@ typedef struct ts_inbox {
     /* every message, one a line, oldest first (truncated past the size):
      * requests in flight together may arrive in any order */
     char all[8192];
+    int64_t time_ms[32]; /* when the sandbox took each of the first 32 in */
 } ts_inbox;
 
 /* Reads user's inbox at shop from sbx (the sandbox's store) into out;

@@ -959,6 +959,9 @@ static int ob_collect(void *arg, const store_outbox *r)
 {
     ob_seen *seen = arg;
     assert_int_equal(r->state, OUTBOX_PENDING);
+    assert_null(r->body); /* read with store_outbox_body, for rows that go */
+    assert_string_equal(r->retry_key ? r->retry_key : "", r->kind == KZ_LINE_REPLY ? "" : OB_KEY);
+    assert_string_equal(r->user, "U1");
     seen->ids[seen->n++] = r->id;
     return seen->stop_after && seen->n == seen->stop_after ? 42 : 0;
 }
@@ -1033,6 +1036,15 @@ static void test_outbox_due_order_limit(void **state)
     assert_int_equal(seen.n, 1);
     assert_int_equal(store_outbox_due(f->s, 9000, 0, ob_collect, &seen, err, sizeof err),
                      KZ_EINVAL);
+
+    char *body = NULL;
+    size_t len = 0;
+    assert_int_equal(store_outbox_body(f->s, c, &body, &len, err, sizeof err), 0);
+    assert_string_equal(body, "{\"to\":\"U1\",\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}]}");
+    assert_int_equal(len, strlen(body));
+    free(body);
+    assert_int_equal(store_outbox_body(f->s, d + 100, &body, &len, err, sizeof err), KZ_ENOTFOUND);
+    assert_null(body);
 
     /* finished rows leave the due set and the pending count */
     int64_t pending = 0;
