@@ -18,7 +18,7 @@
  * order, following only) that the segment matches, up to 500 ×
  * BROADCAST_ROWS_PER_CALL, as multicast outbox rows of 500 ("chunks")
  * tagged "broadcast:<id>"; the cursor and counters; the next event. All of
- * it is written in the handler's savepoint, so a crash keeps a whole call's
+ * it is written in the handler's transaction, so a crash keeps a whole call's
  * rows or none of them: each recipient is queued exactly once, and the
  * outbox's retry key makes the send itself exactly once.
  *

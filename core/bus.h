@@ -7,10 +7,12 @@
  * a shop's instances are only ever called from that thread, in event order.
  * A worker reads the shop's events after the lowest cursor of its instances
  * and, in one store transaction (group commit), hands each event to every
- * instance whose subscriptions match. A handler's effects go between a
- * savepoint (opened lazily on its first write) and its release; a failing
- * handler's savepoint is rolled back, so one event's failure never undoes
- * another's effects. The instances' cursors advance in the same transaction:
+ * instance whose subscriptions match. Handlers write straight into the
+ * transaction; one that fails after writing has the batch rolled back and
+ * run again with a savepoint per handler call, whose failing one is rolled
+ * back, so one event's failure never undoes another's effects (a savepoint
+ * per call everywhere would cost a third of a small handler's time). The
+ * instances' cursors advance in the same transaction:
  * a crash anywhere re-delivers exactly the events whose effects were lost.
  *
  * A failing handler blocks its instance (not the shop's other instances) at
@@ -87,6 +89,10 @@ struct kz_ctx {
     pthread_t thread;
     int valid;
     int savepoint_open;
+    /* a batch run without a savepoint per handler: a write only marks
+     * `wrote`, and a handler that fails after writing has the batch redone
+     * with savepoints (bus.c, deliver) */
+    int no_savepoint, wrote;
     uint32_t published; /* events published so far: derives their uids */
     int queued_sends;   /* the handler queued outbox rows (line_send) */
     void **kv_bufs;     /* kv_get results, freed when the handler returns */
@@ -114,6 +120,8 @@ struct bus_instance {
     int dirty; /* cursor changed in the open transaction */
     /* counters {shop, plugin}; NULL without metrics */
     metric_series *m_handled, *m_failed, *m_dead;
+    /* their changes in the open transaction, added once it commits */
+    uint32_t n_handled, n_failed, n_dead;
 };
 
 int bus_new(const bus_options *o, bus **out, char *err, size_t errlen);

@@ -1,7 +1,7 @@
 /*
  * friendapi — the ABI 1.3 host slots over the friend registry, segments and
  * shop-local time (kizuna/host.h: friend_get … local_time). Changes are
- * written in the handler's savepoint with their friend.* event, published
+ * written in the handler's transaction with their friend.* event, published
  * through the ctx like a plugin's own publish (so a retried handler
  * publishes the same ids). Attribute types come from the shop's
  * friends.attributes (bus_instance.c, from bus_options.c).

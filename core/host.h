@@ -22,8 +22,8 @@ const kz_host *host_table(void);
 /* 1 when ctx is live on this thread; else logs "<what> called with a kz_ctx
  * that is not live" and returns 0. */
 int host_ctx_live(const kz_ctx *ctx, const char *what);
-/* Opens the handler's savepoint on its first write: 0, KZ_ESTATE, or the
- * store's error. */
+/* Called before a handler's write: opens its savepoint in a careful batch,
+ * notes the write otherwise (bus.h). 0, KZ_ESTATE, or the store's error. */
 int host_ctx_writable(kz_ctx *ctx, const char *what);
 /* 1 when the event being handled arrived in LINE's `mode: standby`. */
 int host_in_standby(const kz_ctx *ctx);

@@ -35,7 +35,8 @@ typedef struct env {
     char conf[128];
     app a;
     bus *b;
-    store *st; /* the test's own connection */
+    metrics *m; /* the bus's delivery counters */
+    store *st;  /* the test's own connection */
 } env;
 
 static void write_conf(env *e, const char *shops)
@@ -59,7 +60,12 @@ static env *env_open(const char *shops, int allow_open_failures)
     write_conf(e, shops);
     clock_use_virtual(T0);
     ts_app_prepare(&e->a, e->conf);
-    ts_bus_new(&e->a, &e->b);
+    assert_int_equal(metrics_new(&e->m), 0);
+    bus_options o = app_bus_options(e->a.c);
+    o.m = e->m;
+    char err[512];
+    if (bus_new(&o, &e->b, err, sizeof err) != 0)
+        fail_msg("bus_new: %s", err);
     int opened = app_open_instances(&e->a, e->b);
     if (!allow_open_failures) /* plus the core's friends and broadcast instances per shop */
         assert_int_equal((size_t)opened + 2 * e->a.c->nshops, bus_instance_count(e->b));
@@ -70,6 +76,7 @@ static env *env_open(const char *shops, int allow_open_failures)
 static void env_close(env *e)
 {
     bus_free(e->b);
+    metrics_free(e->m);
     store_close(e->st);
     app_free(&e->a);
     ts_rmdir(e->dir);
@@ -102,6 +109,20 @@ static int run(env *e)
     int n = bus_run_until_idle(e->b, err, sizeof err);
     assert_true(n >= 0);
     return n;
+}
+
+/* A counter {shop, plugin} as GET /metrics shows it, or -1 when absent. */
+static long counter(env *e, const char *name, const char *shop, const char *plugin)
+{
+    size_t len;
+    char *text = metrics_render(e->m, &len);
+    assert_non_null(text);
+    char line[256];
+    snprintf(line, sizeof line, "\n%s{shop=\"%s\",plugin=\"%s\"} ", name, shop, plugin);
+    const char *at = strstr(text, line);
+    long v = at != NULL ? strtol(at + strlen(line), NULL, 10) : -1;
+    free(text);
+    return v;
 }
 
 static int count_dead(void *arg, const store_dead *d)
@@ -193,6 +214,15 @@ static void one_failure_keeps_batch_mates(void **state)
     run(e);                                                 /* all three in one group commit */
     assert_int_equal(kv(e, "a", "fx_counter", "count"), 1); /* ok1 kept, bad undone */
     assert_int_equal(kv(e, "a", "fx_mirror", "count"), 3);
+    /* the batch ran twice (bad wrote, then failed); the counters count once */
+    assert_int_equal(counter(e, "kizuna_events_handled_total", "a", "fx_mirror"), 3);
+    assert_int_equal(counter(e, "kizuna_events_handled_total", "a", "fx_counter"), 1);
+    assert_int_equal(counter(e, "kizuna_handler_failures_total", "a", "fx_counter"), 1);
+    /* the failure is recorded once, and the rest waits behind it */
+    store_failure f;
+    assert_int_equal(
+        store_failure_get(e->st, inst_of(e, "a", "fx_counter")->id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 1);
     env_close(e);
 }
 
