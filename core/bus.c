@@ -56,7 +56,8 @@ struct bus_worker {
         int64_t inst, event;
         int rc;
         char err[512];
-    } redo;
+    } redo;          /* (inst and event 0: none to reuse) */
+    int redo_needed; /* the open optimistic batch must be run again */
     /* what a walk (bus_advance) reads to tell the worker is idle; b->lock */
     uint64_t rounds;    /* rounds begun */
     int waiting;        /* in worker_wait after a round */
@@ -606,7 +607,7 @@ static int run_handler(bus_worker *w, bus_instance *i, const store_event *se, in
                        char *herr, size_t herrlen)
 {
     if (w->careful && w->redo.inst == i->id && w->redo.event == se->id) {
-        w->ctx.savepoint_open = w->ctx.wrote = w->ctx.queued_sends = 0;
+        w->ctx.savepoint_open = w->ctx.wrote = w->ctx.queued_sends = w->ctx.kb_failed = 0;
         snprintf(herr, herrlen, "%s", w->redo.err);
         return w->redo.rc;
     }
@@ -634,11 +635,16 @@ static int deliver(bus_worker *w, bus_instance *i, const store_event *se, char *
     }
     int r = run_handler(w, i, se, attempt, herr, sizeof herr);
     int rc = 0;
+    if (w->ctx.kb_failed) { /* held increments failed: the call may not, carefully */
+        w->redo_needed = 1;
+        return DELIVER_REDO;
+    }
     if (r != 0 && w->ctx.wrote) {
         w->redo.inst = i->id;
         w->redo.event = se->id;
         w->redo.rc = r;
         snprintf(w->redo.err, sizeof w->redo.err, "%s", herr);
+        w->redo_needed = 1;
         return DELIVER_REDO;
     }
     if (r == 0) {
@@ -700,11 +706,16 @@ static int deliver_batch(bus_worker *w, bus_shop *s, int64_t now, char *err, siz
             }
             int rc = deliver(w, i, se, err, errlen);
             if (rc == DELIVER_REDO)
-                return 0; /* w->redo says what and why */
+                return 0; /* w->redo_needed, w->redo says what and why */
             if (rc < 0)
                 return rc;
             delivered++;
         }
+    }
+    if (kvbatch_holds(&w->ctx.kb, -1, NULL) &&
+        kvbatch_flush(&w->ctx.kb, w->st, -1, NULL, err, errlen) != 0) {
+        w->redo_needed = 1; /* whose increment failed is for the careful run to tell */
+        return 0;
     }
     for (size_t k = 0; k < s->ninst; k++) {
         bus_instance *i = s->inst[k];
@@ -754,20 +765,23 @@ static int process_shop(bus_worker *w, bus_shop *s, char *err, size_t errlen)
     w->batch_full |= w->batch.n >= (size_t)w->b->o.batch;
     int delivered;
     w->redo.inst = w->redo.event = 0;
+    w->redo_needed = 0;
     for (w->careful = 0;; w->careful = 1) {
         if ((rc = store_begin(w->st, err, errlen)) != 0)
             return rc;
         w->batch_sends = 0;
         w->batch_handled = w->batch_failed = 0;
         delivered = deliver_batch(w, s, now, err, errlen);
-        if (w->careful || w->redo.event == 0)
+        if (w->careful || !w->redo_needed)
             break;
+        kvbatch_clear(&w->ctx.kb);
         store_rollback(w->st);
         reload_shop(w, s);
     }
     if (delivered >= 0 && (rc = store_commit(w->st, err, errlen)) != 0)
         delivered = rc;
     if (delivered < 0) {
+        kvbatch_clear(&w->ctx.kb);
         store_rollback(w->st);
         reload_shop(w, s);
         return delivered;
@@ -1652,6 +1666,7 @@ void bus_free(bus *b)
         store_batch_free(&b->workers[i].batch);
         store_batch_free(&b->workers[i].replay_batch);
         free(b->workers[i].ctx.kv_bufs);
+        kvbatch_clear(&b->workers[i].ctx.kb);
         free(b->workers[i].shops);
         store_close(b->workers[i].st);
     }

@@ -37,6 +37,7 @@
 #include <kizuna/plugin.h>
 
 #include "inflight.h"
+#include "kvbatch.h"
 #include "loader.h"
 #include "metrics.h"
 #include "store.h"
@@ -93,6 +94,10 @@ struct kz_ctx {
      * `wrote`, and a handler that fails after writing has the batch redone
      * with savepoints (bus.c, deliver) */
     int no_savepoint, wrote;
+    /* counter increments held over such a batch (kvbatch.h); kb_failed: a
+     * write of them failed during the handler call, redo the batch */
+    kvbatch kb;
+    int kb_failed;
     uint32_t published; /* events published so far: derives their uids */
     int queued_sends;   /* the handler queued outbox rows (line_send) */
     void **kv_bufs;     /* kv_get results, freed when the handler returns */

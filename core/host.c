@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "config.h"
 #include "httpreq.h"
+#include "kvbatch.h"
 #include "log.h"
 #include "message.h"
 #include "payload.h"
@@ -79,6 +80,16 @@ static int kv_write_check(kz_ctx *ctx, const char *what, const char *key, const 
     if (len > KZ_VALUE_MAX)
         return KZ_ETOOBIG;
     return host_ctx_writable(ctx, what);
+}
+
+static int kv_settle(kz_ctx *ctx, const char *key);
+
+/* kv_write_check, then the held increments (kv_settle). */
+static int kv_write_settled(kz_ctx *ctx, const char *what, const char *key, const void *val,
+                            size_t len)
+{
+    int rc = kv_write_check(ctx, what, key, val, len);
+    return rc != 0 ? rc : kv_settle(ctx, key);
 }
 
 /* ---- events ---- */
@@ -212,6 +223,22 @@ int host_keep_buf(kz_ctx *ctx, void *buf)
     return 0;
 }
 
+/* An increment of key held in the batch's kvbatch goes in before any other
+ * access to the key, so a read sees it. A failure here also makes the bus
+ * redo the batch carefully. */
+static int kv_settle(kz_ctx *ctx, const char *key)
+{
+    if (!kvbatch_holds(&ctx->kb, ctx->inst->id, key))
+        return 0;
+    char err[256];
+    int rc = kvbatch_flush(&ctx->kb, ctx->st, ctx->inst->id, key, err, sizeof err);
+    if (rc != 0) {
+        ctx->kb_failed = 1;
+        log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
+    }
+    return rc;
+}
+
 static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
 {
     if (!host_ctx_live(ctx, "kz_kv_get"))
@@ -221,6 +248,8 @@ static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
         return rc != 0 ? rc : KZ_EINVAL;
     if (ctx->st == NULL)
         return KZ_ENOTSUP;
+    if ((rc = kv_settle(ctx, key)) != 0)
+        return rc;
     void *buf = NULL;
     size_t n = 0;
     char err[256];
@@ -239,7 +268,7 @@ static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
 
 static int kv_put(kz_ctx *ctx, const char *key, const void *val, size_t len)
 {
-    int rc = kv_write_check(ctx, "kz_kv_put", key, val, len);
+    int rc = kv_write_settled(ctx, "kz_kv_put", key, val, len);
     char err[256];
     if (rc == 0 &&
         (rc = store_kv_put(ctx->st, ctx->inst->id, key, val ? val : "", len, err, sizeof err)) != 0)
@@ -249,7 +278,7 @@ static int kv_put(kz_ctx *ctx, const char *key, const void *val, size_t len)
 
 static int kv_del(kz_ctx *ctx, const char *key)
 {
-    int rc = kv_write_check(ctx, "kz_kv_del", key, NULL, 0);
+    int rc = kv_write_settled(ctx, "kz_kv_del", key, NULL, 0);
     char err[256];
     if (rc == 0 && (rc = store_kv_del(ctx->st, ctx->inst->id, key, err, sizeof err)) != 0 &&
         rc != KZ_ENOTFOUND)
@@ -260,7 +289,7 @@ static int kv_del(kz_ctx *ctx, const char *key)
 static int kv_cas(kz_ctx *ctx, const char *key, const void *expect, size_t expect_len,
                   const void *val, size_t len)
 {
-    int rc = kv_write_check(ctx, "kz_kv_cas", key, val, len);
+    int rc = kv_write_settled(ctx, "kz_kv_cas", key, val, len);
     char err[256];
     if (rc == 0 &&
         (rc = store_kv_cas(ctx->st, ctx->inst->id, key, expect, expect_len, val ? val : "", len,
@@ -270,9 +299,29 @@ static int kv_cas(kz_ctx *ctx, const char *key, const void *expect, size_t expec
     return rc;
 }
 
+/* In a batch without savepoints, an increment nobody reads now is held
+ * and summed with the batch's others (kvbatch.h). */
+static int kv_incr_held(kz_ctx *ctx, const char *key, int64_t delta)
+{
+    int rc = kvbatch_add(&ctx->kb, ctx->inst->id, key, delta);
+    if (rc != KZ_ETOOBIG)
+        return rc;
+    char err[256];
+    if ((rc = kvbatch_flush(&ctx->kb, ctx->st, -1, NULL, err, sizeof err)) != 0) {
+        ctx->kb_failed = 1;
+        log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
+        return rc;
+    }
+    return kvbatch_add(&ctx->kb, ctx->inst->id, key, delta);
+}
+
 static int kv_incr(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result)
 {
     int rc = kv_write_check(ctx, "kz_kv_incr", key, NULL, 0);
+    if (rc == 0 && ctx->no_savepoint && result == NULL)
+        return kv_incr_held(ctx, key, delta);
+    if (rc == 0)
+        rc = kv_settle(ctx, key);
     char err[256];
     if (rc == 0 &&
         (rc = store_kv_incr(ctx->st, ctx->inst->id, key, delta, result, err, sizeof err)) != 0 &&

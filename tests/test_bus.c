@@ -226,6 +226,60 @@ static void one_failure_keeps_batch_mates(void **state)
     env_close(e);
 }
 
+/* Counter increments nobody reads at once are summed over a batch and
+ * written once; a read in the same batch sees them. */
+static void held_counters_add_up(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { tally = \"hits\"; read_tally = \"test.read\"; };"
+                      "  fx_mirror = { tally = \"t\"; tally_keys = 40; }; }; }",
+                      0);
+    bus_msg m[4] = {{.shop = "a", .topic = "test.a"},
+                    {.shop = "a", .topic = "test.b"},
+                    {.shop = "a", .topic = "test.read"},
+                    {.shop = "a", .topic = "test.c"}};
+    char err[256];
+    assert_int_equal(bus_publish(e->b, m, 4, NULL, err, sizeof err), 0);
+    run(e); /* one batch */
+    assert_int_equal(kv(e, "a", "fx_counter", "hits"), 4);
+    assert_int_equal(kv(e, "a", "fx_counter", "tally_seen"), 3); /* a, b and read itself */
+    /* 40 counters a call: more than a batch holds, written as it fills */
+    assert_int_equal(kv(e, "a", "fx_mirror", "t.0"), 4);
+    assert_int_equal(kv(e, "a", "fx_mirror", "t.39"), 4);
+    publish(e, "a", "test.d", NULL);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "hits"), 5);
+    assert_int_equal(kv(e, "a", "fx_mirror", "t.17"), 5);
+    env_close(e);
+}
+
+/* A held increment of a value that is not a number fails when it is
+ * written; the batch is run again carefully and the handler gets the error
+ * itself, as without holding: its effects go, its batch mates' stay. */
+static void held_counter_on_a_non_number_fails_its_handler(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { tally = \"hits\"; };"
+                      "  fx_mirror = { }; }; }",
+                      0);
+    char err[256];
+    int64_t id = inst_of(e, "a", "fx_counter")->id;
+    assert_int_equal(store_kv_put(e->st, id, "hits", "abc", 3, err, sizeof err), 0);
+    bus_msg m[2] = {{.shop = "a", .topic = "test.a"}, {.shop = "a", .topic = "test.b"}};
+    assert_int_equal(bus_publish(e->b, m, 2, NULL, err, sizeof err), 0);
+    run(e);
+    store_failure f;
+    assert_int_equal(store_failure_get(e->st, id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 1);
+    assert_non_null(strstr(f.error, "ETYPE"));
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), -1); /* test.a's own count undone */
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 2);
+    assert_int_equal(counter(e, "kizuna_handler_failures_total", "a", "fx_counter"), 1);
+    env_close(e);
+}
+
 static void retries_then_dead_then_replay(void **state)
 {
     (void)state;
@@ -730,6 +784,8 @@ int main(void)
         cmocka_unit_test(delivers_by_subscription),
         cmocka_unit_test(failing_handler_rolls_back),
         cmocka_unit_test(one_failure_keeps_batch_mates),
+        cmocka_unit_test(held_counters_add_up),
+        cmocka_unit_test(held_counter_on_a_non_number_fails_its_handler),
         cmocka_unit_test(retries_then_dead_then_replay),
         cmocka_unit_test(fatal_is_dead_at_once),
         cmocka_unit_test(replay_on_a_still_virtual_clock),
