@@ -350,7 +350,11 @@ int host_line_id_ok(const char *id, int any)
 /* LINE delivers events in standby mode to channels that must not answer. */
 int host_in_standby(const kz_ctx *ctx)
 {
-    json_object *ev = json_tokener_parse(ctx->ev->se->payload), *mode;
+    /* most events (timers, plugins' own) cannot say standby: no parse */
+    const char *payload = ctx->ev->se->payload;
+    if (strstr(payload, "standby") == NULL && strstr(payload, "\\u") == NULL)
+        return 0;
+    json_object *ev = json_tokener_parse(payload), *mode;
     int standby = ev != NULL && json_object_object_get_ex(ev, "mode", &mode) &&
                   json_object_is_type(mode, json_type_string) &&
                   strcmp(json_object_get_string(mode), "standby") == 0;

@@ -486,6 +486,14 @@ static void multicast_is_split_and_standby_never_sends(void **state)
     run(e);
     assert_int_equal(pending_sends(e), 3);
     assert_int_equal(kv(e, "a", "fx_counter", "count"), 2); /* handled, just not sent */
+    /* the same mode spelled with a JSON escape, and a payload that only
+     * mentions the word */
+    publish_as(e, "test.standby", USER1, "{\"mode\":\"st\\u0061ndby\"}");
+    run(e);
+    assert_int_equal(pending_sends(e), 3);
+    publish_as(e, "test.ok", USER1, "{\"mode\":\"active\",\"note\":\"standby\"}");
+    run(e);
+    assert_int_equal(pending_sends(e), 6);
     env_close(e);
 }
 
