@@ -392,6 +392,8 @@ enum stmt_id {
     Q_TM_DUE,
     Q_TM_GET,
     Q_TM_DEL,
+    Q_TM_FIRE_EVENTS,
+    Q_TM_FIRE_DELETE,
     Q_TM_PENDING,
     Q_TM_NEXT,
     Q_PO_SEND_ADD,
@@ -625,6 +627,14 @@ static const char *const sql_text[Q_COUNT] = {
                  " ORDER BY due_ms, id LIMIT ?2",
     [Q_TM_GET] = "SELECT shop, topic, user, payload, due_ms FROM timers WHERE id = ?1",
     [Q_TM_DEL] = "DELETE FROM timers WHERE id = ?1",
+    /* a batch of due timers in two statements: their events in due order
+     * (WHERE keeps the upsert unambiguous), then the same rows deleted */
+    [Q_TM_FIRE_EVENTS] = "INSERT INTO events(shop, uid, topic, user, time_ms, payload)"
+                         " SELECT shop, 'timer:' || id, topic, user, due_ms, payload"
+                         " FROM timers INDEXED BY timers_due WHERE due_ms <= ?1"
+                         " ORDER BY due_ms, id LIMIT ?2 ON CONFLICT(shop, uid) DO NOTHING",
+    [Q_TM_FIRE_DELETE] = "DELETE FROM timers WHERE id IN (SELECT id FROM timers INDEXED BY"
+                         " timers_due WHERE due_ms <= ?1 ORDER BY due_ms, id LIMIT ?2)",
     [Q_TM_PENDING] = "SELECT count(*) FROM timers",
     [Q_TM_NEXT] = "SELECT min(due_ms) FROM timers",
     [Q_PO_SEND_ADD] = "INSERT INTO policy_sends(shop, instance, kind, body, tag, origin, priority,"
@@ -2978,6 +2988,28 @@ int store_timer_fire(store *s, int64_t id, int64_t *event_id, char *err, size_t 
         sqlite3_bind_int64(st, 1, id);
         rc = run(s, st, "fire timer", err, errlen);
     }
+    return own_end(s, owned, rc, err, errlen);
+}
+
+int store_timer_fire_due(store *s, int64_t now_ms, int limit, int *fired, char *err, size_t errlen)
+{
+    *fired = 0;
+    if (limit < 1) {
+        errbuf_set(err, errlen, "fire timers: limit must be at least 1, not %d", limit);
+        return KZ_EINVAL;
+    }
+    int owned;
+    int rc = own_begin(s, &owned, err, errlen);
+    for (int q = Q_TM_FIRE_EVENTS; rc == 0 && q <= Q_TM_FIRE_DELETE; q++) {
+        sqlite3_stmt *st;
+        if ((rc = prep(s, (enum stmt_id)q, &st, err, errlen)) != 0)
+            break;
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int(st, 2, limit);
+        rc = run(s, st, "fire timers", err, errlen);
+    }
+    if (rc == 0)
+        *fired = sqlite3_changes(s->db);
     return own_end(s, owned, rc, err, errlen);
 }
 

@@ -602,6 +602,10 @@ int store_timer_due(store *s, int64_t now_ms, int limit, store_timer_cb cb, void
  * gets the new event's id. KZ_ENOTFOUND when the timer is gone (cancelled
  * or fired meanwhile). */
 int store_timer_fire(store *s, int64_t id, int64_t *event_id, char *err, size_t errlen);
+/* Fires up to `limit` timers due by now_ms, in due order, as
+ * store_timer_fire does one, with two statements for all of them; in the
+ * caller's transaction or one of its own. *fired gets how many. */
+int store_timer_fire_due(store *s, int64_t now_ms, int limit, int *fired, char *err, size_t errlen);
 /* Timers waiting (for /metrics). */
 int store_timer_pending(store *s, int64_t *count, char *err, size_t errlen);
 /* The earliest due_ms, KZ_ENOTFOUND when no timer waits. */

@@ -21,40 +21,16 @@ struct timers {
     int running;
 };
 
-typedef struct due_ids {
-    int64_t *ids;
-    int n;
-} due_ids;
-
-static int collect(void *arg, const store_timer *t)
-{
-    due_ids *d = arg;
-    d->ids[d->n++] = t->id;
-    return 0;
-}
-
-/* The ids are read first, outside a transaction, so an idle poll never
- * takes the write lock; the walk's statement is also done before the same
- * connection appends and deletes. A timer cancelled in between is skipped. */
+/* An idle poll never takes the write lock: the earliest due time is read
+ * first, outside a transaction. */
 int timers_fire_due(store *st, int64_t now_ms, int batch, char *err, size_t errlen)
 {
-    due_ids d = {.ids = calloc((size_t)batch, sizeof(int64_t))};
-    if (d.ids == NULL)
-        return KZ_ENOMEM;
-    int rc = store_timer_due(st, now_ms, batch, collect, &d, err, errlen), fired = 0;
-    if (rc == 0 && d.n > 0)
-        rc = store_begin(st, err, errlen);
-    for (int i = 0; rc == 0 && i < d.n; i++) {
-        rc = store_timer_fire(st, d.ids[i], NULL, err, errlen);
-        fired += rc == 0;
-        if (rc == KZ_ENOTFOUND)
-            rc = 0;
-    }
-    if (rc == 0 && d.n > 0)
-        rc = store_commit(st, err, errlen);
-    if (rc != 0 && store_in_transaction(st))
-        store_rollback(st);
-    free(d.ids);
+    int64_t next;
+    int rc = store_timer_next(st, &next, err, errlen), fired = 0;
+    if (rc == KZ_ENOTFOUND || (rc == 0 && next > now_ms))
+        return 0;
+    if (rc == 0)
+        rc = store_timer_fire_due(st, now_ms, batch, &fired, err, errlen);
     return rc != 0 ? rc : fired;
 }
 
