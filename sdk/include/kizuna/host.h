@@ -256,7 +256,8 @@ struct kz_host {
 
     /* Publishes an event to the handler's own shop. It is stored in the
      * handler's transaction: it exists only if the handler succeeds. user may
-     * be NULL; json must be a JSON value (len bytes; len 0 means "{}").
+     * be NULL; json must be a JSON value as RFC 8259 writes it (len bytes;
+     * len 0 means "{}"; comments, trailing commas, NaN: KZ_EINVAL).
      * The new event's id is derived from the handled event's id, so a
      * re-delivered handler publishes the same ids. Thread: handler.
      * Since: ABI 1.0. */
