@@ -9,6 +9,9 @@
  *
  *   bench_broadcast [--friends N] [--dir DIR] [--in-flight N]
  *
+ * Without --dir it works in a new directory under /tmp and removes it at
+ * the end; a --dir is left as it is, to look into.
+ *
  * Friends are seeded straight into the store in one transaction, half
  * tagged "vip" and half "gold"; the broadcast's segment is
  * tag("vip") || tag("gold"), so every friend is a recipient and the segment
@@ -33,6 +36,8 @@
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
+
+#include "../common/benchdir.h"
 
 static double now_s(void)
 {
@@ -152,11 +157,9 @@ int main(int argc, char **argv)
             snprintf(dir, sizeof dir, "%s", optarg);
         else
             return 2;
-    if (dir[0] == '\0') {
-        snprintf(dir, sizeof dir, "/tmp/kz-bench-broadcast-XXXXXX");
-        if (mkdtemp(dir) == NULL)
-            die("mkdtemp", dir);
-    }
+    int made = bench_dir_make(dir, sizeof dir, "broadcast");
+    if (made < 0)
+        die("mkdtemp", dir);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     write_files(dir);
     char conf[300], url[300], msg[300], err[1024], base[64];
@@ -252,5 +255,6 @@ int main(int argc, char **argv)
     metrics_free(m);
     app_free(&a);
     curl_global_cleanup();
+    bench_dir_done(dir, made);
     return limited == 0 ? 0 : 1;
 }

@@ -17,6 +17,9 @@
  *
  *   bench_step [--friends N] [--dir DIR] [--chunk C] [--bulk B]
  *
+ * Without --dir it works in a new directory under /tmp and removes it at
+ * the end; a --dir is left as it is, to look into.
+ *
  * --bulk B enrolls through step.enroll events of B users each (one handler
  * call and transaction per B users) instead of one trigger event a friend.
  *
@@ -39,6 +42,7 @@
 #include "log.h"
 #include "store.h"
 
+#include "../common/benchdir.h"
 #include "../common/procmem.h"
 
 #define MINUTE (60 * 1000LL)
@@ -215,11 +219,9 @@ int main(int argc, char **argv)
             snprintf(dir, sizeof dir, "%s", optarg);
         else
             return 2;
-    if (dir[0] == '\0') {
-        snprintf(dir, sizeof dir, "/tmp/kz-bench-step-XXXXXX");
-        if (mkdtemp(dir) == NULL)
-            die("mkdtemp", dir);
-    }
+    int made = bench_dir_make(dir, sizeof dir, "step");
+    if (made < 0)
+        die("mkdtemp", dir);
     char conf[512], err[512];
     write_conf(dir, conf, sizeof conf);
     clock_use_virtual(T0 + 9 * 60 * MINUTE); /* Monday 09:00 */
@@ -274,5 +276,6 @@ int main(int argc, char **argv)
     store_close(r.st);
     bus_free(r.b);
     app_free(&r.a);
+    bench_dir_done(dir, made);
     return 0;
 }
