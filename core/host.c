@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "config.h"
 #include "httpreq.h"
+#include "idlist.h"
 #include "kvbatch.h"
 #include "log.h"
 #include "message.h"
@@ -579,6 +580,23 @@ static int queue_promotional(kz_ctx *ctx, const cfg_shop *shop, const kz_line_se
     return rc;
 }
 
+/* A user listed twice receives once, as from LINE: split into 500s, the
+ * repeats would go out in two requests, and the delivery policy would
+ * count them twice. r->to_list then points into *unique (caller frees). */
+static int once_each(kz_line_send *r, const char ***unique)
+{
+    *unique = malloc(r->nto * sizeof **unique);
+    size_t n = 0;
+    if (*unique == NULL || idlist_unique(r->to_list, r->nto, *unique, &n) != 0) {
+        free(*unique);
+        *unique = NULL;
+        return KZ_ENOMEM;
+    }
+    r->to_list = *unique;
+    r->nto = n;
+    return 0;
+}
+
 static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
 {
     if (outbox_id != NULL)
@@ -596,6 +614,9 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
         return 0;
     }
     int rc = check_send(ctx, &r);
+    const char **unique = NULL; /* a multicast's recipients, each once */
+    if (rc == 0 && r.kind == KZ_LINE_MULTICAST && (rc = once_each(&r, &unique)) != 0)
+        return rc;
     if (rc == 0)
         rc = check_policy(ctx, &r);
     json_object *messages = rc == 0 ? checked_messages(ctx, &r) : NULL;
@@ -612,6 +633,7 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
         rc = queue_rows(ctx, &r, messages, base, &first);
     json_object_put(messages);
     json_object_put(base);
+    free(unique);
     if (rc == 0) {
         ctx->queued_sends = 1;
         if (outbox_id != NULL)

@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "errbuf.h"
+#include "idlist.h"
 #include "netaddr.h"
 #include "log.h"
 #include "message.h"
@@ -458,18 +459,6 @@ typedef struct recipients {
     size_t n, cap;
 } recipients;
 
-typedef struct listing {
-    const char *id;
-    size_t place;
-} listing;
-
-static int by_id_then_place(const void *a, const void *b)
-{
-    const listing *x = a, *y = b;
-    int c = strcmp(x->id, y->id);
-    return c != 0 ? c : (x->place > y->place) - (x->place < y->place);
-}
-
 /* A user listed twice in a multicast receives once: clears take[] for every
  * later listing of an id already taken. Sorted, so 500 ids cost 500 log 500
  * comparisons, not 125,000. */
@@ -477,12 +466,12 @@ static int drop_repeats(const recipients *to, char *take)
 {
     if (to->n < 2)
         return 0;
-    listing *l = malloc(to->n * sizeof *l);
+    idlist_entry *l = malloc(to->n * sizeof *l);
     if (l == NULL)
         return KZ_ENOMEM;
     for (size_t i = 0; i < to->n; i++)
-        l[i] = (listing){to->ids[i], i};
-    qsort(l, to->n, sizeof *l, by_id_then_place);
+        l[i] = (idlist_entry){to->ids[i], i};
+    idlist_sort(l, to->n);
     int kept = 0;
     for (size_t i = 0; i < to->n; i++) {
         if (i > 0 && strcmp(l[i].id, l[i - 1].id) != 0)

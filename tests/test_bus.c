@@ -524,6 +524,46 @@ static void multicast_is_split_and_standby_never_sends(void **state)
     env_close(e);
 }
 
+static int collect_row(void *arg, const store_outbox *row)
+{
+    int64_t *ids = arg;
+    for (int k = 0; k < 8; k++)
+        if (ids[k] == 0) {
+            ids[k] = row->id;
+            break;
+        }
+    return 0;
+}
+
+/* A user listed twice receives once (as from LINE): 1,201 listings of 600
+ * users are two requests, 500 + 100, each user in one of them. */
+static void multicast_sends_each_user_once(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { push_text = \"sale\"; multicast = 1201; distinct = 600; };"
+                      "}; }",
+                      0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 2);
+    int64_t ids[8] = {0};
+    char err[256];
+    assert_int_equal(store_outbox_due(e->st, INT64_MAX, 8, collect_row, ids, err, sizeof err), 0);
+    size_t recipients = 0;
+    for (int k = 0; k < 2; k++) {
+        char *body = NULL;
+        size_t len;
+        assert_int_equal(store_outbox_body(e->st, ids[k], &body, &len, err, sizeof err), 0);
+        for (const char *p = body; (p = strstr(p, "\"U")) != NULL; p++)
+            recipients++;
+        free(body);
+    }
+    assert_int_equal(ids[2], 0);
+    assert_int_equal(recipients, 600);
+    env_close(e);
+}
+
 /* A plugin built against the frozen ABI 1.1 headers sends through this host. */
 static void frozen_abi_1_1_plugin_sends(void **state)
 {
@@ -830,6 +870,7 @@ int main(void)
         cmocka_unit_test(sends_are_queued_with_the_event),
         cmocka_unit_test(bad_messages_are_refused_before_queueing),
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
+        cmocka_unit_test(multicast_sends_each_user_once),
         cmocka_unit_test(frozen_abi_1_1_plugin_sends),
         cmocka_unit_test(frozen_abi_1_2_plugin_calls),
         cmocka_unit_test(frozen_abi_1_3_plugin_tags),

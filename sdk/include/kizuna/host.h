@@ -125,7 +125,8 @@ typedef struct kz_line_send {
     int kind;                   /* KZ_LINE_* */
     const char *reply_token;    /* REPLY: the event's replyToken */
     const char *to;             /* PUSH: a user, group or room id */
-    const char *const *to_list; /* MULTICAST: user ids, any number (sent in 500s) */
+    const char *const *to_list; /* MULTICAST: user ids, any number (sent in 500s,
+                                 * a repeated id once) */
     size_t nto;
     const char *messages; /* JSON array of 1..5 message objects (kizuna/message.h) */
     size_t messages_len;  /* 0: strlen(messages) */
