@@ -118,7 +118,7 @@ static json_object *api_get(const char *base, const char *path, const char *toke
     long status = 0;
     char *resp = NULL;
     json_object *o = NULL;
-    if (sandbox_http_auth("GET", url, token, NULL, &status, &resp, err, sizeof err) != 0)
+    if (sandbox_http_auth("GET", url, token, NULL, 30, &status, &resp, err, sizeof err) != 0)
         snprintf(why, whylen, "%s", err);
     else if (status != 200)
         snprintf(why, whylen, "GET %.200s: HTTP %ld %.200s", url, status, resp ? resp : "");

@@ -204,7 +204,8 @@ typedef struct bus_walk {
     int64_t failed;       /* handler calls that failed (to be retried, or parked dead) */
 } bus_walk;
 
-#define BUS_WALK_TIMEOUT_MS 20000 /* real time a walk may take by default */
+#define BUS_WALK_TIMEOUT_MS 20000      /* real time a walk may take by default */
+#define BUS_WALK_TIMEOUT_MAX_MS 600000 /* … and at most, when asked (10 min) */
 
 /* Moves the virtual clock to target_ms the way time would have passed:
  * first waits until the bus is quiescent at the current time, then, while

@@ -60,7 +60,7 @@ static const char usage[] =
     "                                   play a LINE user against the running sandbox\n"
     "  sandbox -c FILE inbox SHOP USER [--json]   what the user received\n"
     "  sandbox -c FILE richmenu SHOP USER [--json] the rich menu the user sees\n"
-    "  sandbox -c FILE advance DURATION|--to TIME\n"
+    "  sandbox -c FILE advance DURATION|--to TIME [--timeout DURATION]\n"
     "                                   walk the daemon's virtual clock, firing what is due\n"
     "  sandbox -c FILE clock            the daemon's time\n"
     "  chat    -c FILE SHOP USER          chat as a LINE user in the terminal (docs/chat.md)\n"
@@ -76,7 +76,8 @@ typedef struct args {
     const char *lines;
     const char *replay;
     const char *segment;
-    const char *to; /* sandbox advance --to */
+    const char *to;      /* sandbox advance --to */
+    const char *timeout; /* sandbox advance --timeout */
     int all_or_nothing;
     broadcast_opts bc; /* broadcast */
     int dead;
@@ -90,17 +91,27 @@ typedef struct args {
  * keeps "-trial" as an operand (a tag to remove), not an option. */
 static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
-        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
-        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
-        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
-        {"segment", required_argument, 0, 's'}, {"message", required_argument, 0, 'm'},
-        {"at", required_argument, 0, 'a'},      {"cancel", required_argument, 0, 'x'},
-        {"dry-run", no_argument, 0, 'n'},       {"force", no_argument, 0, 'f'},
-        {"no-wait", no_argument, 0, 'w'},       {"all-or-nothing", no_argument, 0, 'o'},
-        {"to", required_argument, 0, 't'},      {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"clock", required_argument, 0, 'k'},
+                                         {"user", required_argument, 0, 'u'},
+                                         {"id", required_argument, 0, 'i'},
+                                         {"lines", required_argument, 0, 'l'},
+                                         {"replay", required_argument, 0, 'r'},
+                                         {"dead", no_argument, 0, 'd'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"segment", required_argument, 0, 's'},
+                                         {"message", required_argument, 0, 'm'},
+                                         {"at", required_argument, 0, 'a'},
+                                         {"cancel", required_argument, 0, 'x'},
+                                         {"dry-run", no_argument, 0, 'n'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"no-wait", no_argument, 0, 'w'},
+                                         {"all-or-nothing", no_argument, 0, 'o'},
+                                         {"to", required_argument, 0, 't'},
+                                         {"timeout", required_argument, 0, 'T'},
+                                         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -160,6 +171,9 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             break;
         case 't':
             a->to = optarg;
+            break;
+        case 'T':
+            a->timeout = optarg;
             break;
         default:
             return -1;
@@ -359,12 +373,19 @@ static int print_dead_json(const char *body, char *err, size_t errlen)
 /* The running daemon's admin API: method path (with a JSON body, or NULL)
  * → *status and *resp. KZ_ESTATE when the daemon is not running (nothing
  * listens). */
-int cli_admin_call(const cfg *c, const char *method, const char *path, const char *body,
-                   long *status, char **resp, char *err, size_t errlen)
+int cli_admin_call_wait(const cfg *c, const char *method, const char *path, const char *body,
+                        long timeout_s, long *status, char **resp, char *err, size_t errlen)
 {
     char url[512];
     snprintf(url, sizeof url, "http://%s%s", c->listen, path);
-    return sandbox_http_auth(method, url, c->admin_token, body, status, resp, err, errlen);
+    return sandbox_http_auth(method, url, c->admin_token, body, timeout_s, status, resp, err,
+                             errlen);
+}
+
+int cli_admin_call(const cfg *c, const char *method, const char *path, const char *body,
+                   long *status, char **resp, char *err, size_t errlen)
+{
+    return cli_admin_call_wait(c, method, path, body, 30, status, resp, err, errlen);
 }
 
 /* An admin API answer other than 2xx: its message. */
@@ -839,9 +860,22 @@ static void print_clock_answer(const char *resp, int advanced)
 static int sandbox_clock(const args *a, const char *what)
 {
     int advance = strcmp(what, "advance") == 0;
-    if (a->nrest != (advance && a->to == NULL ? 2 : 1) || (!advance && a->to != NULL)) {
-        fprintf(stderr, "usage: kizuna sandbox -c FILE advance DURATION|--to TIME\n"
+    if (a->nrest != (advance && a->to == NULL ? 2 : 1) ||
+        (!advance && (a->to != NULL || a->timeout != NULL))) {
+        fprintf(stderr, "usage: kizuna sandbox -c FILE advance DURATION|--to TIME "
+                        "[--timeout DURATION]\n"
                         "       kizuna sandbox -c FILE clock\n");
+        return 2;
+    }
+    /* wait a little longer than the walk may take, so that the daemon's own
+     * answer (503, where the clock got to) arrives rather than a timeout */
+    int64_t walk_ms = BUS_WALK_TIMEOUT_MS;
+    if (a->timeout != NULL && (clock_parse_duration(a->timeout, &walk_ms) != 0 || walk_ms <= 0 ||
+                               walk_ms > BUS_WALK_TIMEOUT_MAX_MS)) {
+        fprintf(stderr,
+                "kizuna sandbox: advance: --timeout '%s' is not a duration between 1ms "
+                "and 10m\n",
+                a->timeout);
         return 2;
     }
     int64_t ms = 0;
@@ -874,14 +908,16 @@ static int sandbox_clock(const args *a, const char *what)
         json_object *o = json_object_new_object();
         json_object_object_add(o, a->to != NULL ? "to" : "by",
                                json_object_new_string(a->to != NULL ? a->to : a->rest[1]));
+        if (a->timeout != NULL)
+            json_object_object_add(o, "timeout", json_object_new_string(a->timeout));
         body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
     }
     long status = 0;
     char *resp = NULL, err[512] = "";
-    int rc = cli_admin_call(c, advance ? "POST" : "GET",
-                            advance ? "/admin/clock/advance" : "/admin/clock", body, &status, &resp,
-                            err, sizeof err);
+    int rc = cli_admin_call_wait(c, advance ? "POST" : "GET",
+                                 advance ? "/admin/clock/advance" : "/admin/clock", body,
+                                 (long)(walk_ms / 1000) + 30, &status, &resp, err, sizeof err);
     int exit_code = 0;
     if (rc == KZ_ESTATE) {
         fprintf(stderr,
@@ -926,7 +962,8 @@ static int cmd_sandbox(const args *a)
                         "       kizuna sandbox -c FILE postback SHOP USER DATA\n"
                         "       kizuna sandbox -c FILE inbox SHOP USER [--json]\n"
                         "       kizuna sandbox -c FILE richmenu SHOP USER [--json]\n"
-                        "       kizuna sandbox -c FILE advance DURATION|--to TIME\n"
+                        "       kizuna sandbox -c FILE advance DURATION|--to TIME "
+                        "[--timeout DURATION]\n"
                         "       kizuna sandbox -c FILE clock\n");
         return 2;
     }

@@ -816,8 +816,6 @@ static enum MHD_Result admin_clock(ingress *in, struct MHD_Connection *conn, req
     return respond_jobj(in, conn, r, MHD_HTTP_OK, o);
 }
 
-#define WALK_TIMEOUT_MAX_MS 600000 /* 10 min of real time */
-
 /* The body {"by":"3d"} or {"to":"TIME"}, optionally "timeout":"DURATION",
  * into w; KZ_EINVAL with the reason in err. */
 static int parse_advance(const char *body, size_t len, admin_walk *w, char *err, size_t errlen)
@@ -843,7 +841,7 @@ static int parse_advance(const char *body, size_t len, admin_walk *w, char *err,
     else if (to != NULL && clock_parse_time(to, &w->ms) != 0)
         errbuf_set(err, errlen, "to: '%.64s' is not a time (2026-12-01T10:00:00+09:00)", to);
     else if (timeout != NULL && (clock_parse_duration(timeout, &w->timeout_ms) != 0 ||
-                                 w->timeout_ms <= 0 || w->timeout_ms > WALK_TIMEOUT_MAX_MS))
+                                 w->timeout_ms <= 0 || w->timeout_ms > BUS_WALK_TIMEOUT_MAX_MS))
         errbuf_set(err, errlen, "timeout: '%.64s' is not a duration between 1ms and 10m", timeout);
     else
         rc = 0;

@@ -1901,12 +1901,12 @@ static size_t on_grow(char *p, size_t size, size_t n, void *arg)
 int sandbox_http(const char *method, const char *url, const char *body, long *status, char **resp,
                  char *err, size_t errlen)
 {
-    int rc = sandbox_http_auth(method, url, NULL, body, status, resp, err, errlen);
+    int rc = sandbox_http_auth(method, url, NULL, body, 30, status, resp, err, errlen);
     return rc == KZ_ESTATE ? KZ_EFAIL : rc;
 }
 
 int sandbox_http_auth(const char *method, const char *url, const char *bearer, const char *body,
-                      long *status, char **resp, char *err, size_t errlen)
+                      long timeout_s, long *status, char **resp, char *err, size_t errlen)
 {
     *status = 0;
     if (resp != NULL)
@@ -1929,7 +1929,7 @@ int sandbox_http_auth(const char *method, const char *url, const char *bearer, c
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_grow);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &g);

@@ -137,10 +137,11 @@ int sandbox_issue_reply_token(sandbox *sb, const char *shop, const char *user, c
 int sandbox_http(const char *method, const char *url, const char *body, long *status, char **resp,
                  char *err, size_t errlen);
 /* The same with "Authorization: Bearer <bearer>" when bearer != NULL (the
- * CLI and the admin API); KZ_ESTATE when nothing listens at the address
- * (connection refused), KZ_EFAIL for other failures. */
+ * CLI and the admin API), giving up after timeout_s seconds; KZ_ESTATE when
+ * nothing listens at the address (connection refused), KZ_EFAIL for other
+ * failures. */
 int sandbox_http_auth(const char *method, const char *url, const char *bearer, const char *body,
-                      long *status, char **resp, char *err, size_t errlen);
+                      long timeout_s, long *status, char **resp, char *err, size_t errlen);
 
 /* Parses "follow", "unfollow", "say", "postback"; -1 otherwise. */
 int sandbox_action_parse(const char *name);

@@ -41,7 +41,12 @@ expect_text "advance bad time" 2 "kizuna sandbox: advance: 'soon' is not a time 
     -- "$K" sandbox -c "$T/k.conf" advance --to soon
 "$K" sandbox -c "$T/k.conf" advance >"$T/out" 2>&1
 [ $? = 2 ] || fail "advance without a duration: exit code"
-grep -q "usage: kizuna sandbox -c FILE advance DURATION|--to TIME" "$T/out" || fail "advance usage: $(cat "$T/out")"
+grep -q "usage: kizuna sandbox -c FILE advance DURATION|--to TIME \[--timeout DURATION\]" "$T/out" ||
+    fail "advance usage: $(cat "$T/out")"
+expect_text "advance timeout over 10m" 2 "kizuna sandbox: advance: --timeout '11m' is not a duration between 1ms and 10m" \
+    -- "$K" sandbox -c "$T/k.conf" advance 1d --timeout 11m
+"$K" sandbox -c "$T/k.conf" clock --timeout 1m >"$T/out" 2>&1
+[ $? = 2 ] || fail "clock --timeout: exit code"
 
 # ---- a daemon on a virtual clock: 2040-01-01 09:00 in Tokyo
 start() {
@@ -76,7 +81,7 @@ grep -q "^clock at 2040-01-01T00:30:00Z (virtual clock): 1 step(s), 0 timer(s) f
 "$K" sandbox -c "$T/k.conf" inbox a $U >"$T/out" 2>&1
 head -n 1 "$T/out" | grep -q "friend, 0 message(s)" || fail "inbox before its time: $(cat "$T/out")"
 # past 10:00 in Tokyo: the broadcast's timer fires at 01:00Z and it goes out
-"$K" sandbox -c "$T/k.conf" advance 1d >"$T/out" 2>&1 || fail "advance 1d: $(cat "$T/out")"
+"$K" sandbox -c "$T/k.conf" advance 1d --timeout 2m >"$T/out" 2>&1 || fail "advance 1d: $(cat "$T/out")"
 grep -q "^clock at 2040-01-02T00:30:00Z (virtual clock): 2 step(s), 1 timer(s) fired" "$T/out" ||
     fail "advance 1d: $(cat "$T/out")"
 "$K" sandbox -c "$T/k.conf" inbox a $U >"$T/out" 2>&1
