@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "broadcast.h"
 #include "broadcastcli.h"
 #include "bus.h"
 #include "chat.h"
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "friendcli.h"
+#include "friends.h"
 #include "friendcsv.h"
 #include "host.h"
 #include "log.h"
@@ -42,7 +44,9 @@ static const char usage[] =
     "  publish -c FILE SHOP TOPIC [--user U] [--id UID] [JSON]\n"
     "  publish -c FILE --lines FILE|-   one JSON object a line: "
     "{\"shop\",\"topic\",\"user\",\"id\",\"payload\"}\n"
-    "  kv      -c FILE SHOP PLUGIN KEY   show one stored value of a plugin instance\n"
+    "  kv      -c FILE SHOP PLUGIN KEY|--prefix P   a value a plugin instance stored, or\n"
+    "                                    each key starting with P (core.friends and\n"
+    "                                    core.broadcast are instances too)\n"
     "  friends -c FILE SHOP [--segment EXPR] [--json]   the shop's friends (docs/friends.md)\n"
     "  friend  -c FILE SHOP USER [--json]    one friend, with tags\n"
     "  tag     -c FILE SHOP USER +TAG -TAG …  add and remove tags\n"
@@ -78,6 +82,7 @@ typedef struct args {
     const char *segment;
     const char *to;      /* sandbox advance --to */
     const char *timeout; /* sandbox advance --timeout */
+    const char *prefix;  /* kv --prefix */
     int all_or_nothing;
     broadcast_opts bc; /* broadcast */
     int dead;
@@ -91,27 +96,18 @@ typedef struct args {
  * keeps "-trial" as an operand (a tag to remove), not an option. */
 static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"clock", required_argument, 0, 'k'},
-                                         {"user", required_argument, 0, 'u'},
-                                         {"id", required_argument, 0, 'i'},
-                                         {"lines", required_argument, 0, 'l'},
-                                         {"replay", required_argument, 0, 'r'},
-                                         {"dead", no_argument, 0, 'd'},
-                                         {"verbose", no_argument, 0, 'v'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"segment", required_argument, 0, 's'},
-                                         {"message", required_argument, 0, 'm'},
-                                         {"at", required_argument, 0, 'a'},
-                                         {"cancel", required_argument, 0, 'x'},
-                                         {"dry-run", no_argument, 0, 'n'},
-                                         {"force", no_argument, 0, 'f'},
-                                         {"no-wait", no_argument, 0, 'w'},
-                                         {"all-or-nothing", no_argument, 0, 'o'},
-                                         {"to", required_argument, 0, 't'},
-                                         {"timeout", required_argument, 0, 'T'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
+        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
+        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
+        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
+        {"segment", required_argument, 0, 's'}, {"message", required_argument, 0, 'm'},
+        {"at", required_argument, 0, 'a'},      {"cancel", required_argument, 0, 'x'},
+        {"dry-run", no_argument, 0, 'n'},       {"force", no_argument, 0, 'f'},
+        {"no-wait", no_argument, 0, 'w'},       {"all-or-nothing", no_argument, 0, 'o'},
+        {"to", required_argument, 0, 't'},      {"timeout", required_argument, 0, 'T'},
+        {"prefix", required_argument, 0, 'p'},  {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -174,6 +170,9 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             break;
         case 'T':
             a->timeout = optarg;
+            break;
+        case 'p':
+            a->prefix = optarg;
             break;
         default:
             return -1;
@@ -665,25 +664,42 @@ static int cmd_publish(const args *a)
 
 /* ---- kv ---- */
 
+/* The instances a shop has: its enabled plugins and the core's own. */
+static int shop_has_instance(const cfg_shop *shop, const char *name)
+{
+    if (shop != NULL &&
+        (strcmp(name, FRIENDS_INSTANCE) == 0 || strcmp(name, BROADCAST_INSTANCE) == 0))
+        return 1;
+    for (size_t u = 0; shop != NULL && u < shop->nplugins; u++)
+        if (strcmp(shop->plugins[u].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int print_kv(void *arg, const char *key, const void *val, size_t len)
+{
+    (void)arg;
+    printf("%s\t%.*s\n", key, (int)len, (const char *)val);
+    return 0;
+}
+
+/* KEY: its value; --prefix P: every key starting with P and its value, a
+ * line each (KEY<TAB>VALUE), in key order. */
 static int cmd_kv(const args *a)
 {
     if (need_config(a, "kv") != 0)
         return 2;
-    if (a->nrest != 3) {
-        fprintf(stderr, "usage: kizuna kv -c FILE SHOP PLUGIN KEY\n");
+    if (a->nrest != (a->prefix != NULL ? 2 : 3)) {
+        fprintf(stderr, "usage: kizuna kv -c FILE SHOP PLUGIN KEY|--prefix PREFIX\n");
         return 2;
     }
     cfg *c = load_config(a->config, "kv");
     if (c == NULL)
         return 1;
-    const cfg_shop *shop = cfg_find_shop(c, a->rest[0]);
-    int enabled = 0;
-    for (size_t u = 0; shop != NULL && u < shop->nplugins; u++)
-        enabled |= strcmp(shop->plugins[u].name, a->rest[1]) == 0;
     store *st = NULL;
     char err[512] = "";
     int rc = KZ_EINVAL;
-    if (!enabled)
+    if (!shop_has_instance(cfg_find_shop(c, a->rest[0]), a->rest[1]))
         snprintf(err, sizeof err, "shop '%s' does not enable plugin '%s'", a->rest[0], a->rest[1]);
     else
         rc = store_open(c->store_url, c->sync_mode, &st, err, sizeof err);
@@ -692,13 +708,13 @@ static int cmd_kv(const args *a)
     size_t len = 0;
     if (rc == 0)
         rc = store_instance_open(st, a->rest[0], a->rest[1], &id, &cursor, err, sizeof err);
-    if (rc == 0)
-        rc = store_kv_get(st, id, a->rest[2], &val, &len, err, sizeof err);
-    if (rc == 0)
+    if (rc == 0 && a->prefix != NULL)
+        rc = store_kv_prefix(st, id, a->prefix, print_kv, NULL, err, sizeof err);
+    else if (rc == 0 && (rc = store_kv_get(st, id, a->rest[2], &val, &len, err, sizeof err)) == 0)
         printf("%.*s\n", (int)len, (const char *)val);
-    else if (rc == KZ_ENOTFOUND)
+    if (rc == KZ_ENOTFOUND)
         fprintf(stderr, "kizuna kv: no key '%s'\n", a->rest[2]);
-    else
+    else if (rc != 0)
         fprintf(stderr, "kizuna kv: %s\n", err);
     free(val);
     store_close(st);

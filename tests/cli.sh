@@ -101,6 +101,12 @@ echo "kizuna kv: no key 'count'" >"$T/want"
 expect "kv absent" 1 "$T/want" -- "$K" kv -c "$T/good.conf" a fx_counter count
 echo "kizuna kv: shop 'a' does not enable plugin 'fx_ok'" >"$T/want"
 expect "kv not enabled" 1 "$T/want" -- "$K" kv -c "$T/good.conf" a fx_ok count
+echo "kizuna kv: shop 'a' does not enable plugin 'core.nope'" >"$T/want"
+expect "kv unknown core instance" 1 "$T/want" -- "$K" kv -c "$T/good.conf" a core.nope x
+: >"$T/want"
+expect "kv core instance, no keys" 0 "$T/want" -- "$K" kv -c "$T/good.conf" a core.broadcast --prefix ""
+echo "usage: kizuna kv -c FILE SHOP PLUGIN KEY|--prefix PREFIX" >"$T/want"
+expect "kv key and prefix" 2 "$T/want" -- "$K" kv -c "$T/good.conf" a fx_counter count --prefix x
 echo "no dead letters" >"$T/want"
 expect "events dead empty" 0 "$T/want" -- "$K" events -c "$T/good.conf" --dead
 echo "kizuna events: no dead letter with id '7' (see kizuna events --dead)" >"$T/want"
@@ -170,6 +176,10 @@ until [ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>/dev/null)" = 4 ] || [ 
 done
 [ "$("$K" kv -c "$T/emb.conf" a fx_counter count 2>&1)" = 4 ] ||
     fail "embedded sandbox: follow, message and two message.sent not handled ($(tail -5 "$T/emb.log"))"
+# the four events' once-only marks, a line each: KEY<TAB>VALUE
+"$K" kv -c "$T/emb.conf" a fx_counter --prefix seen: >"$T/out" 2>&1 || fail "kv --prefix: $(cat "$T/out")"
+[ "$(grep -c "^seen:.*	1$" "$T/out")" = 4 ] && [ "$(wc -l <"$T/out")" = 4 ] ||
+    fail "kv --prefix seen: $(cat "$T/out")"
 "$K" sandbox -c "$T/emb.conf" inbox a $SU >"$T/out" 2>&1
 head -n 1 "$T/out" | grep -q "friend, 2 message(s)" || fail "embedded sandbox: inbox: $(cat "$T/out")"
 [ "$(grep -c 'reply      text: ようこそ' "$T/out")" = 2 ] || fail "embedded sandbox: replies: $(cat "$T/out")"
