@@ -1399,7 +1399,12 @@ static int check_msg(const bus *b, const bus_msg *m, char *err, size_t errlen)
         snprintf(err, errlen, "invalid topic '%s'", m->topic ? m->topic : "(null)");
         return KZ_EINVAL;
     }
-    if (m->json != NULL)
+    if (m->json != NULL && m->json_checked && m->len > KZ_PAYLOAD_MAX) {
+        snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", m->len,
+                 KZ_PAYLOAD_MAX);
+        return KZ_ETOOBIG;
+    }
+    if (m->json != NULL && !m->json_checked)
         return payload_check(m->json, m->len, err, errlen);
     return 0;
 }

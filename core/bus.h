@@ -70,6 +70,9 @@ typedef struct bus_msg {
     const char *user; /* may be NULL */
     const char *json; /* may be NULL: "{}" */
     size_t len;
+    /* json was written by the core from JSON already checked (a webhook's
+     * events): only its size is checked again */
+    int json_checked;
 } bus_msg;
 
 /* ---- handles the SDK sees (defined here for host.c) ------------------- */

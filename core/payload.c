@@ -58,9 +58,7 @@ static validator *validator_get(void)
     return v;
 }
 
-/* 1 when SQLite finds json one well-formed value (RFC 8259), 0 when it
- * does not, -1 when it cannot tell (no memory): then json-c decides. */
-static int quick_valid(const char *json, size_t len)
+int payload_json_valid(const char *json, size_t len)
 {
     if (len == 0 || memchr(json, '\0', len) != NULL)
         return 0; /* SQLite would stop reading at the NUL */
@@ -120,7 +118,7 @@ int payload_check(const char *json, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", len, KZ_PAYLOAD_MAX);
         return KZ_ETOOBIG;
     }
-    int quick = quick_valid(json, len);
+    int quick = payload_json_valid(json, len);
     if (quick == 1)
         return 0;
     /* json-c explains what is wrong; even strict, it lets through what

@@ -15,6 +15,12 @@
  * bytes; KZ_EINVAL or KZ_ETOOBIG with the reason in err otherwise. */
 int payload_check(const char *json, size_t len, char *err, size_t errlen);
 
+/* 1 when json[0..len) is one JSON value as RFC 8259 writes it (SQLite's
+ * json_valid, no length limit), 0 when it is not, -1 when that cannot be
+ * told (no memory). json-c, even strict, accepts NaN, Infinity, single
+ * quotes and raw control characters in strings; this does not. */
+int payload_json_valid(const char *json, size_t len);
+
 /* Writes a new time-ordered UUID (version 7: ms timestamp, then 74 random
  * bits; 36 chars + NUL) into out[37]. */
 void payload_uuid(char out[37]);

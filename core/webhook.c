@@ -24,6 +24,7 @@
 
 #include <kizuna/host.h>
 
+#include "payload.h"
 #include "topic.h"
 
 #define SIG_B64_LEN 44 /* base64 of a 32-byte digest */
@@ -229,6 +230,7 @@ static int convert_event(json_object *ev, const char *shop, wh_strings *s, bus_m
     m->user = s->user;
     m->json = s->json;
     m->len = n;
+    m->json_checked = 1; /* json-c's rendering of an RFC 8259 body (parse_body) */
     return 0;
 }
 
@@ -281,6 +283,16 @@ static int parse_body(const char *body, size_t len, json_object **doc, char *err
             json_object_put(obj);
             return KZ_EINVAL;
         }
+    }
+    /* json-c lets NaN and the like through; each event's payload must be
+     * RFC 8259 JSON (payload.h), so such a body is refused here, with a
+     * 400, not later when its events are stored */
+    if (payload_json_valid(body, len) == 0) {
+        errbuf_set(err, errlen,
+                   "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes "
+                   "or a raw control character in a string)");
+        json_object_put(obj);
+        return KZ_EINVAL;
     }
     *doc = obj;
     return 0;

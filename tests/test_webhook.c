@@ -628,6 +628,13 @@ static void malformed_bodies(void **state)
         {"{\"events\":[]}{}", "body is not JSON: trailing data at byte 13"},
         {"{\"events\":[],\"x\":\"\xff\"}", "body is not JSON: invalid utf-8 string"},
         {"[{\"events\":[]}]", "body is not a JSON object"},
+        /* json-c takes these; RFC 8259 does not, nor do event payloads */
+        {"{\"events\":[{\"type\":\"follow\",\"n\":NaN}]}",
+         "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes or a raw "
+         "control character in a string)"},
+        {"{\"events\":[],\"x\":\"a\tb\"}",
+         "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes or a raw "
+         "control character in a string)"},
         {"\"events\"", "body is not a JSON object"},
         {"null", "body is not a JSON object"},
         {"42 ", "body is not a JSON object"},
