@@ -1399,14 +1399,10 @@ static int check_msg(const bus *b, const bus_msg *m, char *err, size_t errlen)
         snprintf(err, errlen, "invalid topic '%s'", m->topic ? m->topic : "(null)");
         return KZ_EINVAL;
     }
-    if (m->json != NULL && m->json_checked && m->len > KZ_PAYLOAD_MAX) {
-        snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", m->len,
-                 KZ_PAYLOAD_MAX);
-        return KZ_ETOOBIG;
-    }
-    if (m->json != NULL && !m->json_checked)
-        return payload_check(m->json, m->len, err, errlen);
-    return 0;
+    if (m->json == NULL)
+        return 0;
+    return m->json_checked ? payload_size_check(m->len, err, errlen)
+                           : payload_check(m->json, m->len, err, errlen);
 }
 
 static int append_msgs(bus *b, const bus_msg *msgs, size_t n, int64_t *ids, char *err,

@@ -112,18 +112,25 @@ static int json_c_check(const char *json, size_t len, char *err, size_t errlen)
     return rc;
 }
 
+int payload_size_check(size_t len, char *err, size_t errlen)
+{
+    if (len <= KZ_PAYLOAD_MAX)
+        return 0;
+    snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", len, KZ_PAYLOAD_MAX);
+    return KZ_ETOOBIG;
+}
+
 int payload_check(const char *json, size_t len, char *err, size_t errlen)
 {
-    if (len > KZ_PAYLOAD_MAX) {
-        snprintf(err, errlen, "payload is %zu bytes, over the limit of %d", len, KZ_PAYLOAD_MAX);
-        return KZ_ETOOBIG;
-    }
+    int rc = payload_size_check(len, err, errlen);
+    if (rc != 0)
+        return rc;
     int quick = payload_json_valid(json, len);
     if (quick == 1)
         return 0;
     /* json-c explains what is wrong; even strict, it lets through what
      * RFC 8259 does not (NaN, 1., single quotes, raw tabs in strings) */
-    int rc = json_c_check(json, len, err, errlen);
+    rc = json_c_check(json, len, err, errlen);
     if (rc == 0 && quick == 0) {
         snprintf(err, errlen,
                  "payload is not JSON: not as RFC 8259 writes it (NaN, a number "

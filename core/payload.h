@@ -14,6 +14,8 @@
 /* 0 when json[0..len) is one complete JSON value of at most KZ_PAYLOAD_MAX
  * bytes; KZ_EINVAL or KZ_ETOOBIG with the reason in err otherwise. */
 int payload_check(const char *json, size_t len, char *err, size_t errlen);
+/* Only the size part of payload_check: 0 or KZ_ETOOBIG. */
+int payload_size_check(size_t len, char *err, size_t errlen);
 
 /* 1 when json[0..len) is one JSON value as RFC 8259 writes it (SQLite's
  * json_valid, no length limit), 0 when it is not, -1 when that cannot be
