@@ -224,20 +224,26 @@ int host_keep_buf(kz_ctx *ctx, void *buf)
     return 0;
 }
 
-/* An increment of key held in the batch's kvbatch goes in before any other
- * access to the key, so a read sees it. A failure here also makes the bus
- * redo the batch carefully. */
-static int kv_settle(kz_ctx *ctx, const char *key)
+/* Writes the batch's held increments of (inst, key) (kvbatch_flush); a
+ * failure also makes the bus redo the batch carefully. */
+static int kv_flush_held(kz_ctx *ctx, int64_t inst, const char *key)
 {
-    if (!kvbatch_holds(&ctx->kb, ctx->inst->id, key))
+    if (!kvbatch_holds(&ctx->kb, inst, key))
         return 0;
     char err[256];
-    int rc = kvbatch_flush(&ctx->kb, ctx->st, ctx->inst->id, key, err, sizeof err);
+    int rc = kvbatch_flush(&ctx->kb, ctx->st, inst, key, err, sizeof err);
     if (rc != 0) {
         ctx->kb_failed = 1;
         log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
     }
     return rc;
+}
+
+/* An increment of key held in the batch goes in before any other access to
+ * the key, so a read sees it. */
+static int kv_settle(kz_ctx *ctx, const char *key)
+{
+    return kv_flush_held(ctx, ctx->inst->id, key);
 }
 
 static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)
@@ -305,15 +311,9 @@ static int kv_cas(kz_ctx *ctx, const char *key, const void *expect, size_t expec
 static int kv_incr_held(kz_ctx *ctx, const char *key, int64_t delta)
 {
     int rc = kvbatch_add(&ctx->kb, ctx->inst->id, key, delta);
-    if (rc != KZ_ETOOBIG)
-        return rc;
-    char err[256];
-    if ((rc = kvbatch_flush(&ctx->kb, ctx->st, -1, NULL, err, sizeof err)) != 0) {
-        ctx->kb_failed = 1;
-        log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
-        return rc;
-    }
-    return kvbatch_add(&ctx->kb, ctx->inst->id, key, delta);
+    if (rc == KZ_ETOOBIG && (rc = kv_flush_held(ctx, -1, NULL)) == 0) /* full: write them all */
+        rc = kvbatch_add(&ctx->kb, ctx->inst->id, key, delta);
+    return rc;
 }
 
 static int kv_incr(kz_ctx *ctx, const char *key, int64_t delta, int64_t *result)
