@@ -371,6 +371,8 @@ static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn
     int rc = webhook_parse(shop->id, body, r->len, &batch, err, sizeof err);
     if (rc == KZ_EINVAL)
         return respond_error(in, conn, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    if (rc == KZ_ETOOBIG)
+        return respond_error(in, conn, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "%s", err);
     if (rc != 0) {
         log_msg(KZ_LOG_ERROR, "shop '%s': webhook: %s", shop->id, err);
         return respond_error(in, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);

@@ -197,12 +197,16 @@ static char *hash_uid(json_object *ev)
     return uid;
 }
 
-/* Fills s and m from one event object; KZ_ENOMEM on allocation failure. */
+/* Fills s and m from one event object; KZ_ENOMEM on allocation failure,
+ * KZ_ETOOBIG for an event over the payload limit (a body may hold more
+ * than one event's worth when kizuna.max_body is raised). */
 static int convert_event(json_object *ev, const char *shop, wh_strings *s, bus_msg *m)
 {
     size_t n = 0;
     const char *js = json_object_to_json_string_length(
         ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    if (js != NULL && n > KZ_PAYLOAD_MAX)
+        return KZ_ETOOBIG;
     if (js == NULL || (s->json = dup_n(js, n)) == NULL)
         return KZ_ENOMEM;
     if ((s->topic = event_topic(ev)) == NULL)
@@ -357,8 +361,14 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
     }
     for (size_t i = 0; i < n; i++) {
         p->n = i + 1; /* the strings of event i are freed even if it fails half-way */
-        if (convert_event(json_object_array_get_idx(events, i), p->shop, &p->s[i], &out->msgs[i]) !=
-            0)
+        rc = convert_event(json_object_array_get_idx(events, i), p->shop, &p->s[i], &out->msgs[i]);
+        if (rc == KZ_ETOOBIG) {
+            webhook_batch_free(out);
+            errbuf_set(err, errlen, "event %zu is over the limit of %d bytes for one event", i,
+                       KZ_PAYLOAD_MAX);
+            goto done;
+        }
+        if (rc != 0)
             goto nomem;
     }
     out->n = n;

@@ -45,7 +45,9 @@ typedef struct webhook_batch {
 /* Parses body (already authenticated) for shop. KZ_EINVAL with the reason in
  * err when it is not JSON, not an object, or lacks an "events" array (an
  * element that is not an object is also KZ_EINVAL: LINE never sends one).
- * An empty "events" array (LINE's verify request) gives n == 0. */
+ * An empty "events" array (LINE's verify request) gives n == 0. KZ_ETOOBIG
+ * when one event is over KZ_PAYLOAD_MAX (possible only with a raised
+ * kizuna.max_body): the ingress answers 413. */
 int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch *out, char *err,
                   size_t errlen);
 void webhook_batch_free(webhook_batch *b);

@@ -609,6 +609,28 @@ static void explicit_length(void **state)
 
 /* ---- malformed bodies -------------------------------------------------- */
 
+/* One event over the payload limit (a body can hold one when
+ * kizuna.max_body is raised) is refused as too large, nothing kept. */
+static void event_over_the_payload_limit(void **state)
+{
+    (void)state;
+    size_t pad = KZ_PAYLOAD_MAX;
+    char *body = malloc(pad + 128);
+    assert_non_null(body);
+    int n = sprintf(body, "{\"events\":[{\"type\":\"follow\"},{\"type\":\"message\",\"x\":\"");
+    memset(body + n, 'a', pad);
+    strcpy(body + n + pad, "\"}]}");
+    webhook_batch b;
+    char err[256] = "";
+    assert_int_equal(webhook_parse(SHOP, body, strlen(body), &b, err, sizeof err), KZ_ETOOBIG);
+    assert_string_equal(err, "event 1 is over the limit of 1048576 bytes for one event");
+    assert_null(b.msgs);
+    assert_int_equal(b.n, 0);
+    assert_null(b.priv);
+    webhook_batch_free(&b);
+    free(body);
+}
+
 static void malformed_bodies(void **state)
 {
     (void)state;
@@ -704,6 +726,7 @@ int main(void)
         cmocka_unit_test(keeps_order),
         cmocka_unit_test(explicit_length),
         cmocka_unit_test(malformed_bodies),
+        cmocka_unit_test(event_over_the_payload_limit),
         cmocka_unit_test(bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
