@@ -49,9 +49,15 @@ test: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(TEST_BUILD) --output-on-failure -j $(JOBS)
 
+# Every figure docs/performance.md records except bench/webhook's (which
+# needs wrk and node): a few minutes on two cores.
 bench: build
 	$(BUILD)/bin/bench_bus
 	$(BUILD)/bin/bench_segment
+	$(BUILD)/bin/bench_audience --friends 1000000
+	$(BUILD)/bin/bench_broadcast --friends 1000000
+	$(BUILD)/bin/bench_step --friends 1000000
+	$(BUILD)/bin/bench_step --friends 1000000 --bulk 1000
 
 # Signed webhooks with wrk against kizuna and an @line/bot-sdk peer (needs
 # node and npm; installs wrk as root). Takes a few minutes.
