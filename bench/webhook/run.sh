@@ -180,10 +180,13 @@ cpu_ticks() { # utime + stime of a process, in clock ticks
 }
 
 start_daemon() {
-    local try port i
+    local try port sbx_port i
     for try in $(seq 1 20); do
         port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        port_free "$port" || continue
+        sbx_port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+        [ "$port" != "$sbx_port" ] && port_free "$port" && port_free "$sbx_port" || continue
+        # the embedded sandbox gets its own port and store too: the defaults
+        # (127.0.0.1:8081, var/sandbox.db) are the demo's
         cat >"$tmp/kizuna.conf" <<EOF
 # written by bench/webhook/run.sh
 kizuna = {
@@ -191,6 +194,7 @@ kizuna = {
   store      = "sqlite:$tmp/kizuna.db";
   durability = "full";
   log_level  = "warn";
+  sandbox    = { listen = "127.0.0.1:$sbx_port"; store = "sqlite:$tmp/sandbox.db"; };
 };
 shops = (
   { id = "bench";
