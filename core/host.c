@@ -83,7 +83,27 @@ static int kv_write_check(kz_ctx *ctx, const char *what, const char *key, const 
     return host_ctx_writable(ctx, what);
 }
 
-static int kv_settle(kz_ctx *ctx, const char *key);
+/* Writes the batch's held increments of (inst, key) (kvbatch_flush); a
+ * failure also makes the bus redo the batch carefully. */
+static int kv_flush_held(kz_ctx *ctx, int64_t inst, const char *key)
+{
+    if (!kvbatch_holds(&ctx->kb, inst, key))
+        return 0;
+    char err[256];
+    int rc = kvbatch_flush(&ctx->kb, ctx->st, inst, key, err, sizeof err);
+    if (rc != 0) {
+        ctx->kb_failed = 1;
+        log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
+    }
+    return rc;
+}
+
+/* An increment of key held in the batch goes in before any other access to
+ * the key, so a read sees it. */
+static int kv_settle(kz_ctx *ctx, const char *key)
+{
+    return kv_flush_held(ctx, ctx->inst->id, key);
+}
 
 /* kv_write_check, then the held increments (kv_settle). */
 static int kv_write_settled(kz_ctx *ctx, const char *what, const char *key, const void *val,
@@ -222,28 +242,6 @@ int host_keep_buf(kz_ctx *ctx, void *buf)
     }
     ctx->kv_bufs[ctx->nkv_bufs++] = buf;
     return 0;
-}
-
-/* Writes the batch's held increments of (inst, key) (kvbatch_flush); a
- * failure also makes the bus redo the batch carefully. */
-static int kv_flush_held(kz_ctx *ctx, int64_t inst, const char *key)
-{
-    if (!kvbatch_holds(&ctx->kb, inst, key))
-        return 0;
-    char err[256];
-    int rc = kvbatch_flush(&ctx->kb, ctx->st, inst, key, err, sizeof err);
-    if (rc != 0) {
-        ctx->kb_failed = 1;
-        log_msg(KZ_LOG_DEBUG, "held counter increments: %s", err);
-    }
-    return rc;
-}
-
-/* An increment of key held in the batch goes in before any other access to
- * the key, so a read sees it. */
-static int kv_settle(kz_ctx *ctx, const char *key)
-{
-    return kv_flush_held(ctx, ctx->inst->id, key);
 }
 
 static int kv_get(kz_ctx *ctx, const char *key, const void **val, size_t *len)

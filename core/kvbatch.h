@@ -7,10 +7,10 @@
  * add up to one change a counter. In a batch run without savepoints
  * (bus.h), host.c hands such increments here, and they are written before
  * anything else touches the same key (a read must see them) and before the
- * batch commits. A write that fails then
- * (a value that is not a number, an overflow) makes the bus run the batch
- * again carefully, where increments go straight to the store and the
- * failing handler gets its error as before.
+ * batch commits. A write that fails then (a value that is not a number, an
+ * overflow) makes the bus run the batch again carefully, where increments
+ * go straight to the store and the failing handler gets its error as
+ * before.
  *
  * A kvbatch lives in one worker's kz_ctx; only that worker thread uses it.
  * Keys are copied.
