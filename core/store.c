@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -686,6 +687,7 @@ enum { OFF_SHOP, OFF_UID, OFF_TOPIC, OFF_USER, OFF_PAYLOAD, OFF_COUNT };
 typedef struct writer_lock {
     char *path; /* realpath of the database file */
     pthread_mutex_t mutex;
+    atomic_int waiting; /* threads blocked in writer_enter (store_writer_wanted) */
     int users;
     struct writer_lock *next;
 } writer_lock;
@@ -939,9 +941,16 @@ static void writer_lock_put(writer_lock *w)
 static void writer_enter(store *s)
 {
     if (s->wlock != NULL && !s->wlock_held) {
+        atomic_fetch_add(&s->wlock->waiting, 1);
         pthread_mutex_lock(&s->wlock->mutex);
+        atomic_fetch_sub(&s->wlock->waiting, 1);
         s->wlock_held = 1;
     }
+}
+
+int store_writer_wanted(const store *s)
+{
+    return s->wlock != NULL && atomic_load_explicit(&s->wlock->waiting, memory_order_relaxed) > 0;
 }
 
 /* Called whenever a transaction may have ended. */

@@ -67,6 +67,11 @@ int store_release(store *s, char *err, size_t errlen);
 int store_rollback_savepoint(store *s, char *err, size_t errlen);
 int store_in_transaction(const store *s);
 
+/* 1 when another connection of this process to the same database waits
+ * for the write lock now (a long transaction may end early for it). Any
+ * thread; a hint, read without ordering. */
+int store_writer_wanted(const store *s);
+
 /* ---- events ----------------------------------------------------------- */
 
 /* An event as read back. All pointers are owned by the batch that holds it. */

@@ -226,6 +226,103 @@ static void one_failure_keeps_batch_mates(void **state)
     env_close(e);
 }
 
+/* A counter {shop} (kizuna_bus_transactions_total), or -1 when absent. */
+static long shop_counter(env *e, const char *name, const char *shop)
+{
+    size_t len;
+    char *text = metrics_render(e->m, &len);
+    assert_non_null(text);
+    char line[256];
+    snprintf(line, sizeof line, "\n%s{shop=\"%s\"} ", name, shop);
+    const char *at = strstr(text, line);
+    long v = at != NULL ? strtol(at + strlen(line), NULL, 10) : -1;
+    free(text);
+    return v;
+}
+
+static void publish_n(env *e, const char *shop, int n, int bad_at)
+{
+    bus_msg *m = calloc((size_t)n, sizeof *m);
+    assert_non_null(m);
+    for (int i = 0; i < n; i++)
+        m[i] = (bus_msg){.shop = shop, .topic = i == bad_at ? "test.bad" : "test.tick"};
+    char err[256];
+    assert_int_equal(bus_publish(e->b, m, (size_t)n, NULL, err, sizeof err), 0);
+    free(m);
+}
+
+/* A backlog of several batches (batch = 64) commits once when no other
+ * writer waits; a handler failing in its third batch has the whole
+ * transaction run again carefully, and only its own call undone. */
+static void backlog_commits_once_and_redoes_whole(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { fail_topic = \"test.bad\"; };"
+                      "  fx_mirror = { }; }; }",
+                      0);
+    publish_n(e, "a", 5 * 64 + 10, -1);
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 330);
+    assert_int_equal(shop_counter(e, "kizuna_bus_transactions_total", "a"), 1);
+    publish_n(e, "a", 200, 150); /* the 151st fails after writing: batch 3 of 4 */
+    run(e);
+    assert_int_equal(kv(e, "a", "fx_counter", "count"), 330 + 150); /* waits at test.bad */
+    assert_int_equal(kv(e, "a", "fx_mirror", "count"), 530);
+    assert_int_equal(kv(e, "a", "fx_mirror", "doubles"), -1);
+    assert_int_equal(counter(e, "kizuna_events_handled_total", "a", "fx_mirror"), 530);
+    assert_int_equal(counter(e, "kizuna_handler_failures_total", "a", "fx_counter"), 1);
+    store_failure f;
+    char err[256];
+    assert_int_equal(
+        store_failure_get(e->st, inst_of(e, "a", "fx_counter")->id, &f, err, sizeof err), 0);
+    assert_int_equal(f.attempts, 1);
+    env_close(e);
+}
+
+static void *begin_and_commit(void *arg)
+{
+    env *e = arg;
+    char err[256];
+    if (store_begin(e->st, err, sizeof err) != 0 || store_commit(e->st, err, sizeof err) != 0)
+        return "the waiting writer could not write";
+    return NULL;
+}
+
+/* Another writer lined up behind a worker's transaction (as a webhook's
+ * group commit would be) ends it after the batch in progress, not after
+ * the whole backlog. */
+static void waiting_writer_ends_the_transaction_early(void **state)
+{
+    (void)state;
+    char hold[128], shops[512];
+    ts_tmpdir(hold, sizeof hold, "hold");
+    snprintf(shops, sizeof shops,
+             "{ id = \"a\"; plugins = { fx_counter = { hold_file = \"%s/h\"; }; }; }", hold);
+    env *e = env_open(shops, 0);
+    bus_msg first = {.shop = "a", .topic = "test.hold"};
+    char err[256], in[192], go[192];
+    assert_int_equal(bus_publish(e->b, &first, 1, NULL, err, sizeof err), 0);
+    publish_n(e, "a", 4 * 64, -1);
+    snprintf(in, sizeof in, "%s/h.in", hold);
+    snprintf(go, sizeof go, "%s/h.go", hold);
+    assert_int_equal(bus_start(e->b, err, sizeof err), 0);
+    TS_WAIT(access(in, F_OK) == 0, 10000, "the worker never reached test.hold");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, begin_and_commit, e), 0);
+    TS_WAIT(store_writer_wanted(e->st), 10000, "the second writer never queued");
+    ts_write_file(go, "go");
+    void *res;
+    pthread_join(th, &res);
+    assert_null(res);
+    TS_WAIT(kv(e, "a", "fx_counter", "count") == 4 * 64 + 1, 10000, "backlog not handled");
+    bus_stop(e->b);
+    /* one batch, then the waiting writer, then the rest; all in one: 1 */
+    assert_true(shop_counter(e, "kizuna_bus_transactions_total", "a") >= 2);
+    env_close(e);
+    ts_rmdir(hold);
+}
+
 /* Counter increments nobody reads at once are summed over a batch and
  * written once; a read in the same batch sees them. */
 static void held_counters_add_up(void **state)
@@ -859,6 +956,8 @@ int main(void)
         cmocka_unit_test(delivers_by_subscription),
         cmocka_unit_test(failing_handler_rolls_back),
         cmocka_unit_test(one_failure_keeps_batch_mates),
+        cmocka_unit_test(backlog_commits_once_and_redoes_whole),
+        cmocka_unit_test(waiting_writer_ends_the_transaction_early),
         cmocka_unit_test(held_counters_add_up),
         cmocka_unit_test(held_counter_on_a_non_number_fails_its_handler),
         cmocka_unit_test(retries_then_dead_then_replay),
