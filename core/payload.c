@@ -14,6 +14,8 @@
 
 #include <kizuna/host.h>
 
+#include "store.h"
+
 /* A well-formed payload is the common case, and SQLite's json_valid() says
  * so without building a tree; json-c builds one and copies the locale on
  * every parse (a twentieth of a step's time in bench/step). Each thread
@@ -47,6 +49,7 @@ static validator *validator_get(void)
         return v;
     if ((v = calloc(1, sizeof *v)) == NULL)
         return NULL;
+    store_sqlite_setup();
     if (sqlite3_open_v2(":memory:", &v->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_prepare_v3(v->db, "SELECT json_valid(?1)", -1, SQLITE_PREPARE_PERSISTENT, &v->st,

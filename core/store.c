@@ -984,8 +984,25 @@ static int configure(store *s, int sync_mode, char *err, size_t errlen)
     return exec(s, sql, "configure database", err, errlen);
 }
 
+/* SQLite counts every allocation under a global mutex for
+ * sqlite3_memory_used(), which kizuna never asks: off, the store's
+ * statements run a few percent faster (bench/step: enroll +8 %). Only
+ * possible before SQLite's first use in the process; a later call
+ * changes nothing. */
+static void configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+void store_sqlite_setup(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, configure_sqlite);
+}
+
 static int open_db(store *s, const char *path, char *err, size_t errlen)
 {
+    store_sqlite_setup();
     /* NOMUTEX: a connection is used by one thread at a time (store.h) */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);

@@ -53,6 +53,9 @@ enum { STORE_SYNC_FULL = 0, STORE_SYNC_NORMAL = 1 };
  * "database schema is version N, this kizuna understands up to M; upgrade
  * kizuna". *out is owned by the caller; free with store_close. */
 int store_open(const char *url, int sync_mode, store **out, char *err, size_t errlen);
+/* Process-wide SQLite settings; store_open calls it, and so must any other
+ * code before its first sqlite3_* call. Idempotent; any thread. */
+void store_sqlite_setup(void);
 void store_close(store *s);
 
 /* Transactions. begin = BEGIN IMMEDIATE (takes the write lock, waiting up to
