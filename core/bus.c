@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "errbuf.h"
+#include "host.h"
 #include "log.h"
 #include "payload.h"
 #include "routes.h"
@@ -1738,12 +1739,12 @@ void bus_free(bus *b)
     for (int i = 0; i < b->nworkers; i++) {
         store_batch_free(&b->workers[i].batch);
         store_batch_free(&b->workers[i].replay_batch);
-        free(b->workers[i].ctx.kv_bufs);
+        host_ctx_free(&b->workers[i].ctx);
         kvbatch_clear(&b->workers[i].ctx.kb);
         free(b->workers[i].shops);
         store_close(b->workers[i].st);
     }
-    free(b->volatile_ctx.kv_bufs);
+    host_ctx_free(&b->volatile_ctx);
     free(b->workers);
     inflight_close(b->inflight);
     store_close(b->pub);

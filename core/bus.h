@@ -105,6 +105,10 @@ struct kz_ctx {
     int queued_sends;   /* the handler queued outbox rows (line_send) */
     void **kv_bufs;     /* kv_get results, freed when the handler returns */
     size_t nkv_bufs, cap_kv_bufs;
+    /* the last messages kz_line_send checked, and their rendering: kept
+     * across calls (host.c), freed by host_ctx_free */
+    char *sent_in, *sent_canon;
+    size_t sent_in_len;
 };
 
 struct bus_instance {

@@ -428,30 +428,55 @@ static const char *endpoint_of(int kind)
     return paths[kind];
 }
 
-/* The JSON body of one request: base (may be NULL) plus the messages and
- * the kind's fields; to_list[first, first+n) for multicast. */
-static char *build_body(const kz_line_send *r, json_object *messages, json_object *base,
-                        size_t first, size_t n)
+/* A narrowcast's body: its base object (recipient, filter, limit) with the
+ * messages and the kind's fields added by json-c, which replaces a
+ * "messages" the base may carry. */
+static char *narrowcast_body(const kz_line_send *r, const char *messages, json_object *base)
 {
-    json_object *body = base != NULL ? json_object_get(base) : json_object_new_object();
-    json_object_object_add(body, "messages", json_object_get(messages));
+    json_object *body = json_object_get(base);
+    json_object_object_add(body, "messages", json_tokener_parse(messages));
     if (r->notification_disabled)
         json_object_object_add(body, "notificationDisabled", json_object_new_boolean(1));
-    if (r->kind == KZ_LINE_REPLY)
-        json_object_object_add(body, "replyToken", json_object_new_string(r->reply_token));
-    if (r->kind == KZ_LINE_PUSH)
-        json_object_object_add(body, "to", json_object_new_string(r->to));
-    if (r->kind == KZ_LINE_MULTICAST) {
-        json_object *to = json_object_new_array_ext((int)n);
-        for (size_t i = first; i < first + n; i++)
-            json_object_array_add(to, json_object_new_string(r->to_list[i]));
-        json_object_object_add(body, "to", to);
-    }
     const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
                                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
     char *copy = text != NULL ? strdup(text) : NULL;
     json_object_put(body);
     return copy;
+}
+
+/* The JSON body of one request, as json-c would render it: the messages
+ * (already in json-c's rendering), then the kind's fields; to_list[first,
+ * first+n) for multicast. Written as text: ids were checked to be plain
+ * hex (host_line_id_ok), and a reply token is escaped by json-c. */
+static char *build_body(const kz_line_send *r, const char *messages, json_object *base,
+                        size_t first, size_t n)
+{
+    if (base != NULL)
+        return narrowcast_body(r, messages, base);
+    json_object *token = r->kind == KZ_LINE_REPLY ? json_object_new_string(r->reply_token) : NULL;
+    const char *tok = token != NULL
+                          ? json_object_to_json_string_ext(
+                                token, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                          : "";
+    size_t ids = r->kind == KZ_LINE_MULTICAST ? n : r->kind == KZ_LINE_PUSH ? 1 : 0;
+    size_t cap = strlen(messages) + strlen(tok) + ids * 36 + 80;
+    char *body = (r->kind != KZ_LINE_REPLY || tok != NULL) ? malloc(cap) : NULL;
+    if (body != NULL) {
+        char *p = body + sprintf(body, "{\"messages\":%s", messages);
+        if (r->notification_disabled)
+            p += sprintf(p, ",\"notificationDisabled\":true");
+        if (r->kind == KZ_LINE_REPLY)
+            p += sprintf(p, ",\"replyToken\":%s", tok);
+        if (r->kind == KZ_LINE_PUSH)
+            p += sprintf(p, ",\"to\":\"%s\"", r->to);
+        for (size_t i = first; r->kind == KZ_LINE_MULTICAST && i < first + n; i++)
+            p += sprintf(p, "%s\"%s\"", i == first ? ",\"to\":[" : ",", r->to_list[i]);
+        if (r->kind == KZ_LINE_MULTICAST)
+            p += sprintf(p, n > 0 ? "]" : ",\"to\":[]");
+        sprintf(p, "}");
+    }
+    json_object_put(token);
+    return body;
 }
 
 /* One outbox row; *first_id gets the first row's id. */
@@ -485,11 +510,18 @@ static int add_row(kz_ctx *ctx, const kz_line_send *r, const char *body, int64_t
     return rc;
 }
 
-/* Parses and checks the messages; NULL (after logging LINE's reasons) when
- * LINE would refuse them. */
-static json_object *checked_messages(const kz_ctx *ctx, const kz_line_send *r)
+/* The messages as LINE gets them (json-c's plain rendering of what the
+ * plugin passed), checked against LINE's rules; NULL (after logging LINE's
+ * reasons) when LINE would refuse them. The ctx keeps the last ones: a
+ * step or a broadcast sends the same messages to friend after friend, and
+ * they are checked and rendered once. The text is the ctx's, valid until
+ * the next send. */
+static const char *checked_messages(kz_ctx *ctx, const kz_line_send *r)
 {
     size_t len = r->messages_len ? r->messages_len : strlen(r->messages);
+    if (ctx->sent_canon != NULL && len == ctx->sent_in_len &&
+        memcmp(r->messages, ctx->sent_in, len) == 0)
+        return ctx->sent_canon;
     message_error e;
     if (message_validate(r->messages, len, MESSAGE_MAX_PER_REQUEST, &e) != 0) {
         char line[1024];
@@ -500,7 +532,25 @@ static json_object *checked_messages(const kz_ctx *ctx, const kz_line_send *r)
     json_tokener *tok = json_tokener_new();
     json_object *messages = tok ? json_tokener_parse_ex(tok, r->messages, (int)len) : NULL;
     json_tokener_free(tok);
-    return messages;
+    const char *text = messages != NULL
+                           ? json_object_to_json_string_ext(
+                                 messages, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                           : NULL;
+    char *canon = text != NULL ? strdup(text) : NULL, *in = malloc(len + 1);
+    json_object_put(messages);
+    if (canon == NULL || in == NULL) {
+        free(canon);
+        free(in);
+        return NULL;
+    }
+    memcpy(in, r->messages, len);
+    in[len] = '\0';
+    free(ctx->sent_in);
+    free(ctx->sent_canon);
+    ctx->sent_in = in;
+    ctx->sent_in_len = len;
+    ctx->sent_canon = canon;
+    return canon;
 }
 
 static json_object *narrowcast_base(const kz_ctx *ctx, const kz_line_send *r)
@@ -516,7 +566,7 @@ static json_object *narrowcast_base(const kz_ctx *ctx, const kz_line_send *r)
     return base;
 }
 
-static int queue_rows(kz_ctx *ctx, const kz_line_send *r, json_object *messages, json_object *base,
+static int queue_rows(kz_ctx *ctx, const kz_line_send *r, const char *messages, json_object *base,
                       int64_t *first_id)
 {
     size_t total = r->kind == KZ_LINE_MULTICAST ? r->nto : 1;
@@ -534,7 +584,7 @@ static int queue_rows(kz_ctx *ctx, const kz_line_send *r, json_object *messages,
  * policy lets through now are queued here, the rest are held or dropped
  * by policy_admit in the same savepoint. *first stays 0 when none goes now. */
 static int queue_promotional(kz_ctx *ctx, const cfg_shop *shop, const kz_line_send *r,
-                             json_object *messages, int64_t *first)
+                             const char *messages, int64_t *first)
 {
     /* the body without "to" (a broadcast's shape): each release adds it */
     kz_line_send shape = *r;
@@ -617,7 +667,7 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
         return rc;
     if (rc == 0)
         rc = check_policy(ctx, &r);
-    json_object *messages = rc == 0 ? checked_messages(ctx, &r) : NULL;
+    const char *messages = rc == 0 ? checked_messages(ctx, &r) : NULL;
     json_object *base = messages != NULL ? narrowcast_base(ctx, &r) : NULL;
     if (rc == 0 && (messages == NULL || (r.kind == KZ_LINE_NARROWCAST && r.narrowcast && !base)))
         rc = KZ_EINVAL;
@@ -629,7 +679,6 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
         rc = queue_promotional(ctx, shop, &r, messages, &first);
     else if (rc == 0)
         rc = queue_rows(ctx, &r, messages, base, &first);
-    json_object_put(messages);
     json_object_put(base);
     free(unique);
     if (rc == 0) {
@@ -638,6 +687,15 @@ static int line_send(kz_ctx *ctx, const kz_line_send *req, int64_t *outbox_id)
             *outbox_id = first;
     }
     return rc;
+}
+
+void host_ctx_free(kz_ctx *ctx)
+{
+    free(ctx->kv_bufs);
+    free(ctx->sent_in);
+    free(ctx->sent_canon);
+    ctx->kv_bufs = NULL;
+    ctx->sent_in = ctx->sent_canon = NULL;
 }
 
 /* ---- plugin HTTP routes (ABI 1.2) ---- */

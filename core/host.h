@@ -32,6 +32,10 @@ int host_line_id_ok(const char *id, int any);
 /* Frees buf (malloc'd) when the handler of ctx returns: for values the host
  * hands a plugin "valid until the handler returns". */
 int host_keep_buf(kz_ctx *ctx, void *buf);
+
+/* Frees what the ctx keeps between handler calls (kv buffers, the last
+ * checked messages); the owner of the ctx, once no handler runs. */
+void host_ctx_free(kz_ctx *ctx);
 /* The checks every publishing slot makes: a valid topic and one JSON value
  * (none or empty: "{}", written back through json and len); logs why not. */
 int host_event_check(const char *what, const char *topic, const char **json, size_t *len);

@@ -583,6 +583,62 @@ static void sends_are_queued_with_the_event(void **state)
     env_close(e);
 }
 
+/* The body of outbox row id, copied (caller frees). */
+static char *outbox_body(env *e, int64_t id)
+{
+    store_outbox row;
+    char err[256];
+    assert_int_equal(store_outbox_get(e->st, id, &row, NULL, NULL, NULL, err, sizeof err), 0);
+    return strdup(row.body);
+}
+
+#define USER2 "U00000000000000000000000000000002"
+
+/* Bodies are LINE's request shapes in json-c's compact rendering of the
+ * plugin's messages (spaces out, "\/" and "\u00e9" as plain text), the
+ * same for every kind; messages checked once and reused still render as
+ * they were passed. */
+static void send_bodies_are_compact_request_json(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { push_json = "
+                      "\"[ {\\\"type\\\" : \\\"text\\\", \\\"text\\\": "
+                      "\\\"a\\\\/b \\\\u00e9\\\"} ]\"; };"
+                      "  fx_mirror = { push_text = \"hi\"; silent = true; reply_text = \"re\"; };"
+                      "}; }",
+                      0);
+    publish_as(e, "test.ok", USER1, "{\"replyToken\":\"tok-1\"}");
+    publish_as(e, "test.ok", USER2, "{}");
+    run(e);
+    assert_int_equal(pending_sends(e), 5);
+    const char *want[] = {
+        "{\"messages\":[{\"type\":\"text\",\"text\":\"a/b \u00e9\"}],\"to\":\"" USER1 "\"}",
+        "{\"messages\":[{\"type\":\"text\",\"text\":\"re\"}],\"replyToken\":\"tok-1\"}",
+        "{\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}],\"notificationDisabled\":true,"
+        "\"to\":\"" USER1 "\"}",
+        "{\"messages\":[{\"type\":\"text\",\"text\":\"a/b \u00e9\"}],\"to\":\"" USER2 "\"}",
+        "{\"messages\":[{\"type\":\"text\",\"text\":\"hi\"}],\"notificationDisabled\":true,"
+        "\"to\":\"" USER2 "\"}",
+    };
+    for (int64_t id = 1; id <= 5; id++) {
+        char *body = outbox_body(e, id);
+        assert_string_equal(body, want[id - 1]);
+        free(body);
+    }
+    env_close(e);
+    e = env_open(
+        "{ id = \"a\"; plugins = { fx_counter = { push_text = \"x\"; multicast = 2; }; }; }", 0);
+    publish_as(e, "test.ok", USER1, "{}");
+    run(e);
+    char *body = outbox_body(e, 1);
+    assert_string_equal(body, "{\"messages\":[{\"type\":\"text\",\"text\":\"x\"}],\"to\":["
+                              "\"U00000000000000000000000000000000\","
+                              "\"U00000000000000000000000000000001\"]}");
+    free(body);
+    env_close(e);
+}
+
 static void bad_messages_are_refused_before_queueing(void **state)
 {
     (void)state;
@@ -967,6 +1023,7 @@ int main(void)
         cmocka_unit_test(shop_open_failure_is_scoped),
         cmocka_unit_test(ordered_per_shop_under_concurrency),
         cmocka_unit_test(sends_are_queued_with_the_event),
+        cmocka_unit_test(send_bodies_are_compact_request_json),
         cmocka_unit_test(bad_messages_are_refused_before_queueing),
         cmocka_unit_test(multicast_is_split_and_standby_never_sends),
         cmocka_unit_test(multicast_sends_each_user_once),
