@@ -20,6 +20,7 @@
  * Only 1:1 chats are answered (source.type "user"): a bot answering every
  * matching line in a group is noise. Standby events are left alone.
  */
+#include <locale.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,12 @@ typedef struct rule {
 
 /* Per-shop state, made by shop_open and freed by shop_close. */
 typedef struct autoreply_shop {
+    /* POSIX regex follows the calling thread's locale: under C.UTF-8 a
+     * pattern is matched by character ("[返交]", "." for one), whatever
+     * locale the daemon runs in. Compile and match both under it (glibc
+     * keeps the compile-time encoding in the pattern). (locale_t)0: not
+     * available, patterns match byte by byte. */
+    locale_t utf8;
     rule *rules; /* sorted: the order they are tried in */
     size_t nrules;
     msgset fallback; /* `default` */
@@ -73,7 +80,21 @@ static void shop_close(void *instance)
     free(a->rules);
     msgset_free(&a->fallback);
     msgset_free(&a->outside);
+    if (a->utf8 != (locale_t)0)
+        freelocale(a->utf8);
     free(a);
+}
+
+/* Makes a->utf8 the calling thread's locale; returns the one to restore. */
+static locale_t utf8_enter(const autoreply_shop *a)
+{
+    return a->utf8 != (locale_t)0 ? uselocale(a->utf8) : (locale_t)0;
+}
+
+static void utf8_leave(locale_t old)
+{
+    if (old != (locale_t)0)
+        uselocale(old);
 }
 
 /* Fails on a key of group g not in known (NULL-terminated): the host
@@ -123,7 +144,8 @@ static char *trim(char *s)
     return s;
 }
 
-static int rule_pattern(rule *r, const kz_setting *g, char *err, size_t errlen)
+static int rule_pattern(const autoreply_shop *a, rule *r, const kz_setting *g, char *err,
+                        size_t errlen)
 {
     const kz_setting *p = kz_setting_child(g, "pattern");
     const char *v;
@@ -142,7 +164,9 @@ static int rule_pattern(rule *r, const kz_setting *g, char *err, size_t errlen)
     }
     if (r->match != MATCH_REGEX)
         return 0;
+    locale_t old = utf8_enter(a);
     int rc = regcomp(&r->re, r->pattern, REG_EXTENDED | REG_NOSUB);
+    utf8_leave(old);
     if (rc != 0) {
         char why[256];
         regerror(rc, &r->re, why, sizeof why);
@@ -153,7 +177,8 @@ static int rule_pattern(rule *r, const kz_setting *g, char *err, size_t errlen)
     return 0;
 }
 
-static int rule_load(rule *r, const kz_setting *g, char *err, size_t errlen)
+static int rule_load(const autoreply_shop *a, rule *r, const kz_setting *g, char *err,
+                     size_t errlen)
 {
     static const char *const known[] = {"match", "pattern", "priority", "messages", "tags", NULL};
     if (kz_setting_type(g) != KZ_SETTING_GROUP)
@@ -163,7 +188,7 @@ static int rule_load(rule *r, const kz_setting *g, char *err, size_t errlen)
     if (rc == 0)
         rc = rule_match_kind(r, g, err, errlen);
     if (rc == 0)
-        rc = rule_pattern(r, g, err, errlen);
+        rc = rule_pattern(a, r, g, err, errlen);
     const kz_setting *pr = kz_setting_child(g, "priority");
     if (rc == 0 && pr != NULL && kz_setting_int(pr, &r->priority) != 0)
         rc = kz_setting_error(pr, err, errlen, "expected an integer");
@@ -194,7 +219,7 @@ static int load_rules(autoreply_shop *a, const kz_setting *list, char *err, size
     for (size_t i = 0; i < n; i++) {
         rule *r = &a->rules[a->nrules++];
         r->order = i;
-        int rc = rule_load(r, kz_setting_elem(list, i), err, errlen);
+        int rc = rule_load(a, r, kz_setting_elem(list, i), err, errlen);
         if (rc != 0)
             return rc;
     }
@@ -319,6 +344,10 @@ static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *settin
     autoreply_shop *a = calloc(1, sizeof *a);
     if (a == NULL)
         return KZ_ENOMEM;
+    a->utf8 = newlocale(LC_CTYPE_MASK | LC_COLLATE_MASK, "C.UTF-8", (locale_t)0);
+    if (a->utf8 == (locale_t)0)
+        kz_log(KZ_LOG_WARN, "autoreply: shop %s: no C.UTF-8 locale: regex rules match bytes",
+               kz_shop_id(shop));
     int rc = load_shop(a, setting, err, errlen);
     if (rc != 0) {
         shop_close(a);
@@ -346,10 +375,13 @@ static int rule_matches(const rule *r, const char *text)
 
 static const rule *first_match(const autoreply_shop *a, const char *text)
 {
-    for (size_t i = 0; i < a->nrules; i++)
+    locale_t old = utf8_enter(a);
+    const rule *hit = NULL;
+    for (size_t i = 0; i < a->nrules && hit == NULL; i++)
         if (rule_matches(&a->rules[i], text))
-            return &a->rules[i];
-    return NULL;
+            hit = &a->rules[i];
+    utf8_leave(old);
+    return hit;
 }
 
 /* 1 when the shop is open now (shop-local time on the host clock). A

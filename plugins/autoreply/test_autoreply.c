@@ -111,6 +111,28 @@ static void priority_and_matching(void **state)
     assert_int_equal(kz_test_kv_count(), 0); /* no cooldown configured */
 }
 
+/* Regular expressions work on characters, not bytes, whatever locale the
+ * process runs in (tests run in "C"): a bracket of Japanese characters,
+ * "." as one character, a repeated bracket of full-width digits. */
+static void regex_by_character(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_setting *rules = kz_test_setting_add_list(g, "rules");
+    add_rule(rules, "regex", "^[返交]換$", 2, "bracket", NULL);
+    add_rule(rules, "regex", "^注文.$", 1, "one", NULL);
+    add_rule(rules, "regex", "^[０１２３４５６７８９]{3}$", 0, "digits", NULL);
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    assert_string_equal(handled(text("交換")), "bracket");
+    assert_string_equal(handled(text("返換")), "bracket");
+    assert_string_equal(handled(text("変換")), ""); /* shares bytes with 返, not the character */
+    assert_string_equal(handled(text("注文1")), "one");
+    assert_string_equal(handled(text("注文は")), "one"); /* one character of three bytes */
+    assert_string_equal(handled(text("注文は？")), "");
+    assert_string_equal(handled(text("１２３")), "digits");
+    assert_string_equal(handled(text("123")), "");
+}
+
 static void default_reply_and_tags_only_rule(void **state)
 {
     (void)state;
@@ -320,6 +342,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(priority_and_matching, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(regex_by_character, kz_test_setup, kz_test_teardown),
         cmocka_unit_test_setup_teardown(default_reply_and_tags_only_rule, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(only_user_chats, kz_test_setup, kz_test_teardown),
