@@ -127,12 +127,21 @@ static int queue_multicast(kz_ctx *ctx, json_object *rec, const chunk *c, char *
     json_object_object_get_ex(rec, "messages", &msgs);
     char tag[BROADCAST_ID_MAX + 16];
     record_key(payload_str(rec, "id"), tag, sizeof tag);
+    json_object *promo;
+    int promotional =
+        json_object_object_get_ex(rec, "promotional", &promo) && json_object_get_boolean(promo);
+    const char *over = payload_str(rec, "overCap");
     kz_line_send req = {.struct_size = sizeof req,
                         .kind = KZ_LINE_MULTICAST,
                         .to_list = c->to_list,
                         .nto = c->n,
                         .messages = json_object_to_json_string_ext(msgs, JSON_C_TO_STRING_PLAIN),
-                        .tag = tag};
+                        .tag = tag,
+                        .promotional = promotional,
+                        .priority = promotional ? (int)payload_int(rec, "priority") : 0,
+                        .over_cap = promotional && over != NULL && strcmp(over, "drop") == 0
+                                        ? KZ_OVER_CAP_DROP
+                                        : KZ_OVER_CAP_DEFER};
     int rc = host_table()->line_send(ctx, &req, NULL);
     return rc == 0 ? 0 : failed(herr, herrlen, rc, "queue the multicast", "refused (see the log)");
 }
@@ -208,6 +217,14 @@ static json_object *new_record(json_object *p, int64_t at)
     set_str(rec, "requestedBy", payload_str(p, "requestedBy") ? payload_str(p, "requestedBy") : "");
     set_int(rec, "requestedAt", at);
     set_int(rec, "estimate", payload_int(p, "estimate"));
+    json_object *promo;
+    if (json_object_object_get_ex(p, "promotional", &promo) && json_object_get_boolean(promo)) {
+        json_object_object_add(rec, "promotional", json_object_new_boolean(1));
+        int64_t prio = payload_int(p, "priority"); /* the CLI allows -1000..1000 */
+        set_int(rec, "priority", prio < -1000 ? -1000 : prio > 1000 ? 1000 : prio);
+        const char *over = payload_str(p, "overCap");
+        set_str(rec, "overCap", over != NULL && strcmp(over, "drop") == 0 ? "drop" : "defer");
+    }
     set_str(rec, "cursor", "");
     set_int(rec, "recipients", 0);
     set_int(rec, "chunks", 0);

@@ -158,6 +158,56 @@ static int fits(const quota *q, int64_t needed)
     return q->known && (!q->limited || q->limit - q->used >= needed);
 }
 
+/* The delivery policy a broadcast is under; parsed from the options. */
+typedef struct bc_policy {
+    int promotional, priority, drop;
+} bc_policy;
+
+/* 2 (usage) with a message when --priority or --over-cap are wrong. */
+static int policy_of(const broadcast_opts *o, bc_policy *p)
+{
+    *p = (bc_policy){.promotional = o->promotional};
+    if (!o->promotional && (o->priority != NULL || o->over_cap != NULL)) {
+        fprintf(stderr, "kizuna broadcast: --priority and --over-cap go with --promotional\n");
+        return 2;
+    }
+    if (o->priority != NULL) {
+        char *end;
+        long v = strtol(o->priority, &end, 10);
+        if (*o->priority == '\0' || *end != '\0' || v < -1000 || v > 1000) {
+            fprintf(stderr,
+                    "kizuna broadcast: --priority: expected a whole number from -1000 to "
+                    "1000, got '%s'\n",
+                    o->priority);
+            return 2;
+        }
+        p->priority = (int)v;
+    }
+    if (o->over_cap != NULL && strcmp(o->over_cap, "defer") != 0 &&
+        strcmp(o->over_cap, "drop") != 0) {
+        fprintf(stderr, "kizuna broadcast: --over-cap: expected defer or drop, got '%s'\n",
+                o->over_cap);
+        return 2;
+    }
+    p->drop = o->over_cap != NULL && strcmp(o->over_cap, "drop") == 0;
+    return 0;
+}
+
+static void print_policy(const cfg_shop *cs, const bc_policy *p)
+{
+    if (!p->promotional)
+        printf("  policy:      not promotional: quiet hours and caps do not apply "
+               "(--promotional applies them)\n");
+    else if (!cs->delivery.enabled)
+        printf("  policy:      promotional, but shop '%s' has no delivery policy: sent as "
+               "queued\n",
+               cs->id);
+    else
+        printf("  policy:      promotional, priority %d: recipients in quiet hours wait for the "
+               "window; over a cap they are %s (kizuna broadcasts shows held and dropped)\n",
+               p->priority, p->drop ? "dropped" : "deferred");
+}
+
 static void print_plan(const char *shop, const char *expr, int64_t recipients, size_t nmessages,
                        const quota *q, int dry)
 {
@@ -318,7 +368,7 @@ static int at_of(const char *text, int64_t *ms)
 }
 
 static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts *o,
-                           json_object *messages, int64_t estimate)
+                           const bc_policy *pol, json_object *messages, int64_t estimate)
 {
     char id[48], uid[64], err[512];
     new_id(id, sizeof id);
@@ -330,6 +380,11 @@ static int queue_broadcast(const cfg *c, const char *shop, const broadcast_opts 
     json_object_object_add(p, "messages", json_object_get(messages));
     json_object_object_add(p, "requestedBy", json_object_new_string(who ? who : "cli"));
     json_object_object_add(p, "estimate", json_object_new_int64(estimate));
+    if (pol->promotional) {
+        json_object_object_add(p, "promotional", json_object_new_boolean(1));
+        json_object_object_add(p, "priority", json_object_new_int(pol->priority));
+        json_object_object_add(p, "overCap", json_object_new_string(pol->drop ? "drop" : "defer"));
+    }
     int64_t at = 0;
     if (o->at != NULL && at_of(o->at, &at) == 0)
         json_object_object_add(p, "notBefore", json_object_new_int64(at));
@@ -413,7 +468,8 @@ static int cancel(const cfg *c, const char *shop, const char *id)
 }
 
 /* Everything but the queueing: checks, count, quota, the plan. */
-static int plan(const cfg *c, const cfg_shop *cs, const broadcast_opts *o, json_object *messages)
+static int plan(const cfg *c, const cfg_shop *cs, const broadcast_opts *o, const bc_policy *pol,
+                json_object *messages)
 {
     segment *seg = NULL;
     segment_error e = {0};
@@ -435,6 +491,7 @@ static int plan(const cfg *c, const cfg_shop *cs, const broadcast_opts *o, json_
     }
     quota q = read_quota(c, cs, o);
     print_plan(cs->id, o->segment, n, json_object_array_length(messages), &q, o->dry_run);
+    print_policy(cs, pol);
     fflush(stdout);
     if (o->dry_run)
         return 0;
@@ -449,7 +506,7 @@ static int plan(const cfg *c, const cfg_shop *cs, const broadcast_opts *o, json_
                         : "the quota could not be read");
         return 1;
     }
-    return queue_broadcast(c, cs->id, o, messages, n);
+    return queue_broadcast(c, cs->id, o, pol, messages, n);
 }
 
 int broadcastcli_send(const cfg *c, const char *shop, const broadcast_opts *o)
@@ -463,6 +520,9 @@ int broadcastcli_send(const cfg *c, const char *shop, const broadcast_opts *o)
         return cancel(c, shop, o->cancel);
     if (o->at != NULL && at_of(o->at, NULL) != 0)
         return 2;
+    bc_policy pol;
+    if (policy_of(o, &pol) != 0)
+        return 2;
     if (o->segment == NULL || o->message == NULL) {
         fprintf(stderr, "kizuna broadcast: pass --segment EXPR and --message FILE.json\n");
         return 2;
@@ -470,26 +530,44 @@ int broadcastcli_send(const cfg *c, const char *shop, const broadcast_opts *o)
     json_object *messages = load_messages(o->message);
     if (messages == NULL)
         return 2;
-    int rc = plan(c, cs, o, messages);
+    int rc = plan(c, cs, o, &pol, messages);
     json_object_put(messages);
     return rc;
 }
 
 /* ---- the report ---- */
 
-/* Outbox rows by tag: {"broadcast:<id>": [pending, sent, failed]}. */
-static int count_rows(void *arg, const char *tag, int state, int64_t rows)
+/* Counts by tag: {"broadcast:<id>": [pending, sent, failed, held, dropped]}:
+ * outbox rows, then recipients the delivery policy holds or dropped. */
+enum { SLOT_PENDING, SLOT_SENT, SLOT_FAILED, SLOT_HELD, SLOT_DROPPED, SLOTS };
+
+static void add_count(json_object *by_tag, const char *tag, int slot, int64_t n)
 {
-    json_object *by_tag = arg, *row;
+    json_object *row;
     if (!json_object_object_get_ex(by_tag, tag, &row)) {
         row = json_object_new_array();
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < SLOTS; i++)
             json_object_array_add(row, json_object_new_int64(0));
         json_object_object_add(by_tag, tag, row);
     }
-    int slot = state == OUTBOX_PENDING ? 0 : state == OUTBOX_SENT ? 1 : 2; /* failed, parked */
     int64_t was = json_object_get_int64(json_object_array_get_idx(row, (size_t)slot));
-    json_object_array_put_idx(row, (size_t)slot, json_object_new_int64(was + rows));
+    json_object_array_put_idx(row, (size_t)slot, json_object_new_int64(was + n));
+}
+
+static int count_rows(void *arg, const char *tag, int state, int64_t rows)
+{
+    add_count(arg, tag,
+              state == OUTBOX_PENDING ? SLOT_PENDING
+              : state == OUTBOX_SENT  ? SLOT_SENT
+                                      : SLOT_FAILED, /* failed, parked */
+              rows);
+    return 0;
+}
+
+static int count_policy(void *arg, const char *tag, int64_t held, int64_t dropped)
+{
+    add_count(arg, tag, SLOT_HELD, held);
+    add_count(arg, tag, SLOT_DROPPED, dropped);
     return 0;
 }
 
@@ -511,13 +589,16 @@ static void print_report_row(const report *r, json_object *rec, const char *key)
 {
     char when[32];
     if (r->shown == 0)
-        printf("%-24s %-20s %-9s %10s %6s %5s %6s %7s  %s\n", "ID", "REQUESTED", "STATE",
-               "RECIPIENTS", "CHUNKS", "SENT", "FAILED", "PENDING", "SEGMENT");
-    printf("%-24s %-20s %-9s %10lld %6lld %5lld %6lld %7lld  %s\n", payload_str(rec, "id"),
-           iso(payload_int(rec, "requestedAt"), when, sizeof when), payload_str(rec, "state"),
-           (long long)payload_int(rec, "recipients"), (long long)payload_int(rec, "chunks"),
-           (long long)rows_of(r->by_tag, key, 1), (long long)rows_of(r->by_tag, key, 2),
-           (long long)rows_of(r->by_tag, key, 0), payload_str(rec, "segment"));
+        printf("%-24s %-20s %-9s %10s %6s %5s %6s %7s %5s %7s  %s\n", "ID", "REQUESTED", "STATE",
+               "RECIPIENTS", "CHUNKS", "SENT", "FAILED", "PENDING", "HELD", "DROPPED", "SEGMENT");
+    printf("%-24s %-20s %-9s %10lld %6lld %5lld %6lld %7lld %5lld %7lld  %s\n",
+           payload_str(rec, "id"), iso(payload_int(rec, "requestedAt"), when, sizeof when),
+           payload_str(rec, "state"), (long long)payload_int(rec, "recipients"),
+           (long long)payload_int(rec, "chunks"), (long long)rows_of(r->by_tag, key, SLOT_SENT),
+           (long long)rows_of(r->by_tag, key, SLOT_FAILED),
+           (long long)rows_of(r->by_tag, key, SLOT_PENDING),
+           (long long)rows_of(r->by_tag, key, SLOT_HELD),
+           (long long)rows_of(r->by_tag, key, SLOT_DROPPED), payload_str(rec, "segment"));
 }
 
 static int report_one(void *arg, const char *key, const void *val, size_t len)
@@ -544,9 +625,20 @@ static int report_one(void *arg, const char *key, const void *val, size_t len)
         json_object_object_add(o, "recipients",
                                json_object_new_int64(payload_int(rec, "recipients")));
         json_object_object_add(o, "chunks", json_object_new_int64(payload_int(rec, "chunks")));
-        json_object_object_add(o, "sent", json_object_new_int64(rows_of(r->by_tag, key, 1)));
-        json_object_object_add(o, "failed", json_object_new_int64(rows_of(r->by_tag, key, 2)));
-        json_object_object_add(o, "pending", json_object_new_int64(rows_of(r->by_tag, key, 0)));
+        json_object_object_add(o, "sent",
+                               json_object_new_int64(rows_of(r->by_tag, key, SLOT_SENT)));
+        json_object_object_add(o, "failed",
+                               json_object_new_int64(rows_of(r->by_tag, key, SLOT_FAILED)));
+        json_object_object_add(o, "pending",
+                               json_object_new_int64(rows_of(r->by_tag, key, SLOT_PENDING)));
+        json_object *promo;
+        int promotional =
+            json_object_object_get_ex(rec, "promotional", &promo) && json_object_get_boolean(promo);
+        json_object_object_add(o, "promotional", json_object_new_boolean(promotional));
+        json_object_object_add(o, "held",
+                               json_object_new_int64(rows_of(r->by_tag, key, SLOT_HELD)));
+        json_object_object_add(o, "dropped",
+                               json_object_new_int64(rows_of(r->by_tag, key, SLOT_DROPPED)));
         puts(json_text(o));
         json_object_put(o);
     } else {
@@ -573,6 +665,9 @@ int broadcastcli_report(const cfg *c, const char *shop, int json)
     if (rc == 0)
         rc =
             store_outbox_tag_states(st, shop, BROADCAST_KEY, count_rows, r.by_tag, err, sizeof err);
+    if (rc == 0)
+        rc = store_policy_tag_counts(st, shop, BROADCAST_KEY, count_policy, r.by_tag, err,
+                                     sizeof err);
     if (rc == 0)
         rc = store_kv_prefix(st, inst, BROADCAST_KEY, report_one, &r, err, sizeof err);
     if (rc != 0)

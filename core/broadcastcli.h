@@ -34,6 +34,11 @@ typedef struct broadcast_opts {
     const char *at;      /* --at TIME: ISO 8601 with its zone, in the future */
     const char *cancel;  /* --cancel ID */
     int dry_run, force, no_wait;
+    /* --promotional: the shop's delivery policy (docs/delivery.md) holds,
+     * defers or drops recipients; --priority N (-1000..1000, default 0)
+     * and --over-cap defer|drop (default defer) only with it */
+    int promotional;
+    const char *priority, *over_cap;
     const char *api_base; /* NULL: the shop's line.api (the sandbox's listen
                              address for "sandbox"); tests set their own */
     char *id_out;         /* the queued broadcast's id, when not NULL */

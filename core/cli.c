@@ -53,7 +53,10 @@ static const char usage[] =
     "  export  -c FILE SHOP [--segment EXPR]   friends, tags and attributes as CSV\n"
     "  import  -c FILE SHOP FILE.csv|- [--all-or-nothing]   tags and attributes from CSV\n"
     "  broadcast -c FILE SHOP --segment EXPR --message FILE.json [--at TIME] [--dry-run]\n"
-    "          [--force] [--no-wait]   send to a segment in multicasts of 500 (docs/broadcast.md)\n"
+    "          [--force] [--no-wait] [--promotional [--priority N] [--over-cap defer|drop]]\n"
+    "                                   send to a segment in multicasts of 500 "
+    "(docs/broadcast.md);\n"
+    "                                   --promotional: the shop's quiet hours and caps apply\n"
     "  broadcast -c FILE SHOP --cancel ID   no more chunks of broadcast ID\n"
     "  broadcasts -c FILE SHOP [--json]  each broadcast: state, recipients, rows sent/failed\n"
     "  steps   -c FILE SHOP [SCENARIO] [--user USER] [--json]   step delivery: per step\n"
@@ -96,18 +99,31 @@ typedef struct args {
  * keeps "-trial" as an operand (a tag to remove), not an option. */
 static int parse_args(int argc, char **argv, args *a, int in_order)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},  {"clock", required_argument, 0, 'k'},
-        {"user", required_argument, 0, 'u'},    {"id", required_argument, 0, 'i'},
-        {"lines", required_argument, 0, 'l'},   {"replay", required_argument, 0, 'r'},
-        {"dead", no_argument, 0, 'd'},          {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},          {"json", no_argument, 0, 'j'},
-        {"segment", required_argument, 0, 's'}, {"message", required_argument, 0, 'm'},
-        {"at", required_argument, 0, 'a'},      {"cancel", required_argument, 0, 'x'},
-        {"dry-run", no_argument, 0, 'n'},       {"force", no_argument, 0, 'f'},
-        {"no-wait", no_argument, 0, 'w'},       {"all-or-nothing", no_argument, 0, 'o'},
-        {"to", required_argument, 0, 't'},      {"timeout", required_argument, 0, 'T'},
-        {"prefix", required_argument, 0, 'p'},  {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"clock", required_argument, 0, 'k'},
+                                         {"user", required_argument, 0, 'u'},
+                                         {"id", required_argument, 0, 'i'},
+                                         {"lines", required_argument, 0, 'l'},
+                                         {"replay", required_argument, 0, 'r'},
+                                         {"dead", no_argument, 0, 'd'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"segment", required_argument, 0, 's'},
+                                         {"message", required_argument, 0, 'm'},
+                                         {"at", required_argument, 0, 'a'},
+                                         {"cancel", required_argument, 0, 'x'},
+                                         {"dry-run", no_argument, 0, 'n'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"no-wait", no_argument, 0, 'w'},
+                                         {"all-or-nothing", no_argument, 0, 'o'},
+                                         {"to", required_argument, 0, 't'},
+                                         {"timeout", required_argument, 0, 'T'},
+                                         {"prefix", required_argument, 0, 'p'},
+                                         {"promotional", no_argument, 0, 'P'},
+                                         {"priority", required_argument, 0, 'R'},
+                                         {"over-cap", required_argument, 0, 'O'},
+                                         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->config = getenv("KIZUNA_CONFIG");
     int c;
@@ -173,6 +189,15 @@ static int parse_args(int argc, char **argv, args *a, int in_order)
             break;
         case 'p':
             a->prefix = optarg;
+            break;
+        case 'P':
+            a->bc.promotional = 1;
+            break;
+        case 'R':
+            a->bc.priority = optarg;
+            break;
+        case 'O':
+            a->bc.over_cap = optarg;
             break;
         default:
             return -1;

@@ -411,6 +411,7 @@ enum stmt_id {
     Q_PO_RESCHEDULE,
     Q_PO_SEND_GC,
     Q_PO_HELD_OF,
+    Q_PO_TAG_COUNTS,
     Q_PO_DROP_ADD,
     Q_PO_DROP_PRUNE,
     Q_PO_DROPS_OF,
@@ -671,6 +672,12 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_PO_DROP_PRUNE] = "DELETE FROM policy_drops WHERE at_ms < ?1",
     [Q_PO_DROPS_OF] = "SELECT at_ms, reason, tag, priority FROM policy_drops WHERE shop = ?1"
                       " AND user = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+    [Q_PO_TAG_COUNTS] = "SELECT tag, sum(held), sum(dropped) FROM ("
+                        " SELECT p.tag AS tag, 1 AS held, 0 AS dropped FROM policy_held h"
+                        " JOIN policy_sends p ON p.id = h.send WHERE h.shop = ?1"
+                        " AND substr(p.tag, 1, length(?2)) = ?2"
+                        " UNION ALL SELECT tag, 0, 1 FROM policy_drops WHERE shop = ?1"
+                        " AND substr(tag, 1, length(?2)) = ?2) GROUP BY tag",
     [Q_PO_HELD_OF] = "SELECT h.send, h.release_ms, h.reason, p.tag, p.priority, p.over_cap,"
                      " p.created_ms FROM policy_held h JOIN policy_sends p ON p.id = h.send"
                      " WHERE h.shop = ?1 AND h.user = ?2 ORDER BY h.release_ms, h.send",
@@ -2890,6 +2897,24 @@ int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
         return rc;
     while ((rc = step(s, st, "count sends by tag", err, errlen)) == 1) {
         int stop = cb(arg, col_str(st, 0), sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2));
+        if (stop != 0) {
+            sqlite3_reset(st);
+            return stop;
+        }
+    }
+    return rc;
+}
+
+int store_policy_tag_counts(store *s, const char *shop, const char *tag_prefix,
+                            store_policy_tag_cb cb, void *arg, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = pair_stmt(s, Q_PO_TAG_COUNTS, shop, tag_prefix, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = step(s, st, "count held and dropped sends by tag", err, errlen)) == 1) {
+        int stop =
+            cb(arg, col_str(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
         if (stop != 0) {
             sqlite3_reset(st);
             return stop;

@@ -710,5 +710,12 @@ int store_policy_reschedule(store *s, int64_t send, const char *user, int64_t re
 /* The sends user is waiting for, by release time (`kizuna friend`). */
 int store_policy_held_of(store *s, const char *shop, const char *user, store_policy_held_cb cb,
                          void *arg, char *err, size_t errlen);
+/* For each tag starting with tag_prefix: the recipients of the shop's
+ * promotional sends with that tag held now and dropped (drops are kept
+ * until pruned). Not indexed by tag: one scan of the shop's held and
+ * dropped rows. Stop rules as store_kv_prefix. */
+typedef int (*store_policy_tag_cb)(void *arg, const char *tag, int64_t held, int64_t dropped);
+int store_policy_tag_counts(store *s, const char *shop, const char *tag_prefix,
+                            store_policy_tag_cb cb, void *arg, char *err, size_t errlen);
 
 #endif /* KIZUNA_CORE_STORE_H */

@@ -34,6 +34,7 @@
 #include "daemon.h"
 #include "friendview.h"
 #include "log.h"
+#include "policy.h"
 #include "sandbox.h"
 #include "sender.h"
 #include "store.h"
@@ -107,7 +108,8 @@ typedef struct env {
     char sbx_base[64], sbx_url[128];
 } env;
 
-static env *env_open(int monthly_limit)
+/* shop_extra: more settings of shop "a" (a delivery group). */
+static env *env_open_shop(int monthly_limit, const char *shop_extra)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
@@ -123,8 +125,8 @@ static env *env_open(int monthly_limit)
             "\"normal\"; listen = \"127.0.0.1:0\";\n"
             "  sandbox = { listen = \"127.0.0.1:0\"; store = \"%s\"; monthly_limit = %d; }; };\n"
             "shops = ( { id = \"a\"; line = { channel_secret = \"sec\"; access_token = \"tok\";"
-            " api = \"sandbox\"; }; } );\n",
-            e->dir, e->sbx_url, monthly_limit);
+            " api = \"sandbox\"; }; %s } );\n",
+            e->dir, e->sbx_url, monthly_limit, shop_extra);
     fclose(f);
     f = fopen(e->msg, "w");
     assert_non_null(f);
@@ -143,6 +145,11 @@ static env *env_open(int monthly_limit)
     assert_true(app_open_instances(&e->a, e->b) >= 0);
     assert_int_equal(store_open(o.store_url, o.sync_mode, &e->st, err, sizeof err), 0);
     return e;
+}
+
+static env *env_open(int monthly_limit)
+{
+    return env_open_shop(monthly_limit, "");
 }
 
 /* The LINE sandbox in-process, on a free port. */
@@ -505,6 +512,94 @@ static void scheduled_broadcast(void **state)
     env_close(e);
 }
 
+typedef struct held {
+    const char *tag;
+    int64_t held, dropped;
+} held;
+
+static int add_held(void *arg, const char *tag, int64_t h, int64_t d)
+{
+    held *x = arg;
+    if (strcmp(tag, x->tag) == 0) {
+        x->held += h;
+        x->dropped += d;
+    }
+    return 0;
+}
+
+/* Recipients of broadcast id the delivery policy holds and dropped. */
+static held held_of(store *st, const char *id)
+{
+    char err[256], tag[128];
+    snprintf(tag, sizeof tag, BROADCAST_KEY "%s", id);
+    held x = {.tag = tag};
+    assert_int_equal(store_policy_tag_counts(st, "a", BROADCAST_KEY, add_held, &x, err, sizeof err),
+                     0);
+    return x;
+}
+
+/* --promotional puts a broadcast under the shop's delivery policy: queued
+ * in quiet hours, every recipient waits for the window; when it opens the
+ * higher priority goes first and takes the day's cap, the other waits for
+ * the next day; --over-cap drop drops instead. Unmarked broadcasts are not
+ * touched (the other tests). */
+static void promotional_broadcast_obeys_the_policy(void **state)
+{
+    (void)state;
+    env *e = env_open_shop(0, "delivery = { quiet_hours = ( { days = \"*\"; from = \"21:00\";"
+                              " to = \"09:00\"; } ); caps = { day = 1; }; };");
+    seed(e->st, "a", 0);
+    clock_use_virtual(1795006800000LL); /* 2026-11-18T13:00:00Z: 22:00 in Tokyo, quiet */
+    char a[64], b[64], c[64], err[256];
+    broadcast_opts oa = opts(e, "tag(\"gold\")", a, sizeof a);
+    oa.force = oa.promotional = 1;
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &oa), 0);
+    broadcast_opts ob = opts(e, "tag(\"gold\")", b, sizeof b);
+    ob.force = ob.promotional = 1;
+    ob.priority = "5";
+    ob.over_cap = "drop";
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &ob), 0);
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+    json_object *rec = record(e->st, "a", a);
+    assert_string_equal(rstate(rec), "done");
+    assert_int_equal(rec_int(rec, "recipients"), 100);
+    json_object_put(rec);
+    assert_int_equal(rows_of(e->st, a).by_state[OUTBOX_PENDING], 0);
+    assert_int_equal(rows_of(e->st, b).by_state[OUTBOX_PENDING], 0);
+    assert_int_equal(held_of(e->st, a).held, 100);
+    assert_int_equal(held_of(e->st, b).held, 100);
+
+    clock_advance_ms(11 * 3600 * 1000LL); /* 09:00: the window opens */
+    assert_true(policy_release(e->st, e->a.c, clock_now_ms(), 1000, err, sizeof err) > 0);
+    assert_int_equal(rows_of(e->st, b).by_state[OUTBOX_PENDING], 1); /* 100 in one multicast */
+    assert_int_equal(held_of(e->st, b).held, 0);
+    assert_int_equal(rows_of(e->st, a).by_state[OUTBOX_PENDING], 0);
+    assert_int_equal(held_of(e->st, a).held, 100); /* the day's cap is used: tomorrow */
+
+    broadcast_opts oc = opts(e, "tag(\"gold\")", c, sizeof c);
+    oc.force = oc.promotional = 1;
+    oc.over_cap = "drop";
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &oc), 0);
+    assert_true(bus_run_until_idle(e->b, err, sizeof err) >= 0);
+    assert_int_equal(rows_of(e->st, c).by_state[OUTBOX_PENDING], 0);
+    held hc = held_of(e->st, c);
+    assert_int_equal(hc.held, 0);
+    assert_int_equal(hc.dropped, 100);
+    assert_int_equal(broadcastcli_report(e->a.c, "a", 1), 0);
+
+    broadcast_opts bad = opts(e, "tag(\"gold\")", c, sizeof c);
+    bad.priority = "5"; /* without --promotional */
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &bad), 2);
+    bad.promotional = 1;
+    bad.priority = "high";
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &bad), 2);
+    bad.priority = NULL;
+    bad.over_cap = "skip";
+    assert_int_equal(broadcastcli_send(e->a.c, "a", &bad), 2);
+    clock_use_real();
+    env_close(e);
+}
+
 typedef struct audit {
     store *st;
     long seen;
@@ -718,6 +813,7 @@ int main(void)
         cmocka_unit_test(segment_broadcast_reaches_each_once),
         cmocka_unit_test(chunks_of_500_and_cancel),
         cmocka_unit_test(scheduled_broadcast),
+        cmocka_unit_test(promotional_broadcast_obeys_the_policy),
         cmocka_unit_test(dry_run_and_quota),
         cmocka_unit_test(broadcast_survives_sigkill),
     };
