@@ -335,7 +335,7 @@ static json_object *entry_of(const report *r, int64_t n, const char *text)
     json_object_object_add(o, "state",
                            json_object_new_string(state != NULL  ? state
                                                   : text != NULL ? "unreadable"
-                                                                 : "missing"));
+                                                                 : "pruned"));
     add_text(o, "step", rec, "step");
     add_time(r, o, "due", payload_int(rec, "due"));
     add_text(o, "lastSent", rec, "prev");
@@ -408,6 +408,11 @@ static void print_entries(FILE *f, const char *user, json_object *sc)
     fprintf(f, "%s: user %s, %zu entr%s\n", payload_str(sc, "name"), user, n, n == 1 ? "y" : "ies");
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(entries, i);
+        if (strcmp(payload_str(e, "state"), "pruned") == 0) { /* keep_finished: gone */
+            fprintf(f, "  #%" PRId64 " pruned (finished; its records went after keep_finished)\n",
+                    payload_int(e, "entry"));
+            continue;
+        }
         print_state(f, e);
         json_object_object_get_ex(e, "path", &path);
         fprintf(f, "     path:%s",

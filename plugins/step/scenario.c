@@ -482,6 +482,10 @@ static int load_numbers(const loader *l, const kz_setting *g, scenario *sc)
     if (prio != NULL && (kz_setting_int(prio, &p) != 0 || p < -1000 || p > 1000))
         return bad(l, prio, "expected a number from -1000 to 1000");
     sc->priority = (int)p;
+    const kz_setting *keep = kz_setting_child(g, "keep_finished");
+    if (keep != NULL &&
+        (kz_setting_duration_ms(keep, &sc->keep_ms) != 0 || sc->keep_ms < 60 * 1000))
+        return bad(l, keep, "expected a duration of at least a minute (e.g. \"90d\")");
     const char *oc;
     int rc = get_string(l, g, "over_cap", 0, &oc);
     sc->over_cap = KZ_OVER_CAP_DEFER;

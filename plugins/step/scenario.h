@@ -69,6 +69,9 @@ typedef struct scenario {
     int priority;
     int over_cap; /* KZ_OVER_CAP_DEFER or KZ_OVER_CAP_DROP */
     taglist tags; /* added when the scenario completes */
+    /* keep_finished: an entry's records (e:, s:, c:) go this long after it
+     * ends (step.prune timer); 0: kept for good */
+    int64_t keep_ms;
     step *steps;
     size_t nsteps;
 } scenario;

@@ -18,8 +18,11 @@
  *   q:<sc>:head|tail, q:<sc>:<seq>  sends waiting for the window or the cap
  *   cap:<sc>:<yyyymmdd>    sends of the shop-local day
  *
- * Timers: t:<sc>:<user>:<n> (topic step.due) for an entry's next step and
- * drain:<sc> (topic step.drain) for the scenario's queue.
+ * Timers: t:<sc>:<user>:<n> (topic step.due) for an entry's next step,
+ * drain:<sc> (topic step.drain) for the scenario's queue and, with
+ * keep_finished, p:<sc>:<user>:<n> (topic step.prune) that deletes a
+ * finished entry's e:, s: and c: keys (n: stays: entry numbers are never
+ * reused, so a pruned entry's sent marks can never be needed again).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -297,6 +300,14 @@ static int drain_timer(const job *j, int64_t at)
     return kz_timer_set(j->ctx, key, at, "step.drain", NULL, json);
 }
 
+static int prune_timer(const job *j, const entry *e)
+{
+    char key[KEY_LEN], json[128];
+    snprintf(key, sizeof key, "p:%s:%s:%" PRId64, j->sc->name, j->user, e->n);
+    snprintf(json, sizeof json, "{\"scenario\":\"%s\",\"entry\":%" PRId64 "}", j->sc->name, e->n);
+    return kz_timer_set(j->ctx, key, e->ended + j->sc->keep_ms, "step.prune", j->user, json);
+}
+
 /* ---- moving an entry on ------------------------------------------------- */
 
 static int publish_entry(const job *j, const char *topic, const entry *e)
@@ -331,6 +342,8 @@ static int finish(const job *j, entry *e, const char *state, const char *why)
     }
     if (rc == 0)
         rc = publish_entry(j, strcmp(state, "done") == 0 ? "step.completed" : "step.stopped", e);
+    if (rc == 0 && j->sc->keep_ms > 0)
+        rc = prune_timer(j, e);
     return rc;
 }
 
@@ -833,6 +846,68 @@ static int on_enroll(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, s
     return b.rc;
 }
 
+/* ---- pruning a finished entry ------------------------------------------ */
+
+typedef struct pruning {
+    kz_ctx *ctx;
+    const char *sc, *user;
+    int64_t n;
+    int rc;
+} pruning;
+
+static int del_key(kz_ctx *ctx, const char *key)
+{
+    int rc = kz_kv_del(ctx, key);
+    return rc == KZ_ENOTFOUND ? 0 : rc;
+}
+
+/* Deletes the sent mark and the click of step `name` in the entry. */
+static void prune_step(pruning *p, const char *name, size_t len)
+{
+    char key[KEY_LEN];
+    if (p->rc != 0 || len == 0 || len > STEP_NAME_MAX)
+        return;
+    snprintf(key, sizeof key, "s:%s:%.*s:%s:%" PRId64, p->sc, (int)len, name, p->user, p->n);
+    p->rc = del_key(p->ctx, key);
+    snprintf(key, sizeof key, "c:%s:%s:%" PRId64 ":%.*s", p->sc, p->user, p->n, (int)len, name);
+    if (p->rc == 0)
+        p->rc = del_key(p->ctx, key);
+}
+
+/* step.prune {"scenario","entry"}: the finished entry's records go. Its
+ * steps are those its path names and those the scenario has now (a path
+ * cut short drops its oldest items). */
+static int on_prune(step_shop *s, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
+{
+    const char *payload = kz_event_payload(ev, NULL);
+    char name[STEP_NAME_MAX + 1];
+    member_copy(payload, "scenario", name, sizeof name);
+    job j = {s,      ctx, scenario_find(&s->set, name), kz_event_user(ev), kz_now_ms(), err,
+             errlen, NULL};
+    scenario gone = {0};
+    if (j.sc == NULL) { /* no longer configured: its records go all the same */
+        snprintf(gone.name, sizeof gone.name, "%s", name);
+        j.sc = &gone;
+    }
+    entry e;
+    int rc = j.user != NULL ? entry_load(&j, member_int(payload, "entry"), &e) : KZ_ENOTFOUND;
+    if (rc == KZ_ENOTFOUND || (rc == 0 && running(&e)))
+        return 0;
+    if (rc != 0)
+        return fail(&j, rc, "cannot read the entry to prune");
+    pruning p = {ctx, name, j.user, e.n, 0};
+    for (const char *q = e.path; *q != '\0';) { /* "name:what@ms,…" */
+        size_t item = strcspn(q, ",");
+        prune_step(&p, q, strcspn(q, ":") < item ? strcspn(q, ":") : 0);
+        q += item + (q[item] == ',');
+    }
+    for (size_t i = 0; gone.name[0] == '\0' && i < j.sc->nsteps; i++)
+        prune_step(&p, j.sc->steps[i].name, strlen(j.sc->steps[i].name));
+    char key[KEY_LEN];
+    entry_key(&j, e.n, key);
+    return p.rc != 0 ? p.rc : kz_kv_del(ctx, key);
+}
+
 static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, size_t errlen)
 {
     const char *topic = kz_event_topic(ev);
@@ -842,6 +917,8 @@ static int handle(void *instance, kz_ctx *ctx, const kz_event *ev, char *err, si
         return on_drain(instance, ctx, ev, err, errlen);
     if (strcmp(topic, "step.enroll") == 0)
         return on_enroll(instance, ctx, ev, err, errlen);
+    if (strcmp(topic, "step.prune") == 0)
+        return on_prune(instance, ctx, ev, err, errlen);
     return on_event(instance, ctx, ev, err, errlen);
 }
 
@@ -892,8 +969,8 @@ static int shop_open(void *plugin_state, kz_shop *shop, const kz_setting *settin
     return 0;
 }
 
-static const char *const subscriptions[] = {"step.due", "step.drain", "step.enroll", "link.clicked",
-                                            NULL};
+static const char *const subscriptions[] = {"step.due",   "step.drain",   "step.enroll",
+                                            "step.prune", "link.clicked", NULL};
 
 static const kz_setting_spec settings[] = {
     {"scenarios",

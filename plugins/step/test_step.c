@@ -509,6 +509,50 @@ static void bulk_enroll_segment(void **state)
     assert_string_equal(kz_test_sent(0)->to, U2);
 }
 
+/* keep_finished: a finished entry's record, sent marks and clicks go that
+ * long after it ended; the entry count and the statistics stay, and a new
+ * entry (restart) is numbered on and runs as usual. */
+static void finished_entries_are_pruned(void **state)
+{
+    (void)state;
+    kz_setting *g = kz_test_setting_group();
+    kz_setting *sc = scenario(kz_test_setting_add_list(g, "scenarios"), "short", "shop.signup");
+    kz_test_setting_set_string(sc, "reentry", "restart");
+    kz_test_setting_set_duration(sc, "keep_finished", "30d");
+    kz_setting *steps = kz_test_setting_add_list(sc, "steps");
+    add_step(steps, "a", "0s", NULL, "one");
+    add_step(steps, "b", "1d", NULL, "two");
+    kz_test_set_now(tokyo(0, 12, 0));
+    kz_assert_ok(kz_test_load_settings(kizuna_plugin_v1, g));
+    assert_true(kz_test_subscribed("step.prune"));
+    kz_assert_ok(kz_test_handle(plain("shop.signup", U1, "{}")));
+    run_until(tokyo(0, 12, 1));
+    kz_assert_ok(
+        kz_test_handle(plain("link.clicked", U1, "{\"scenario\":\"short\",\"step\":\"a\"}")));
+    run_until(tokyo(2, 0, 0)); /* b sent on day 1: done */
+    assert_string_equal(stat_of("st:short:completed"), "1");
+    assert_non_null(kz_test_kv_get("e:short:" U1 ":1", NULL));
+    assert_non_null(kz_test_kv_get("s:short:a:" U1 ":1", NULL));
+    assert_non_null(kz_test_kv_get("s:short:b:" U1 ":1", NULL));
+    assert_non_null(kz_test_kv_get("c:short:" U1 ":1:a", NULL));
+    assert_int_equal(kz_test_timer_count(), 1); /* the prune */
+    run_until(tokyo(31, 11, 59));
+    assert_non_null(kz_test_kv_get("e:short:" U1 ":1", NULL)); /* 30 days after 12:00 */
+    run_until(tokyo(31, 12, 0));
+    assert_null(kz_test_kv_get("e:short:" U1 ":1", NULL));
+    assert_null(kz_test_kv_get("s:short:a:" U1 ":1", NULL));
+    assert_null(kz_test_kv_get("s:short:b:" U1 ":1", NULL));
+    assert_null(kz_test_kv_get("c:short:" U1 ":1:a", NULL));
+    assert_string_equal(stat_of("n:short:" U1), "1");
+    assert_string_equal(stat_of("st:short:a:sent"), "1");
+    kz_assert_ok(kz_test_handle(plain("shop.signup", U1, "{}")));
+    run_until(tokyo(31, 12, 1));
+    char got[128];
+    assert_int_equal(sent_to(U1, got, sizeof got), 3);
+    assert_string_equal(got, "one|two|one");
+    assert_non_null(kz_test_kv_get("e:short:" U1 ":2", NULL));
+}
+
 static void bad_config(void **state)
 {
     (void)state;
@@ -537,12 +581,23 @@ static void bad_config(void **state)
     kz_test_setting_set_string(add_step(steps, "b", "1d", NULL, "y"), "goto", "nowhere");
     assert_int_equal(kz_test_load_settings(kizuna_plugin_v1, g), KZ_EINVAL);
     assert_non_null(strstr(kz_test_error(), "goto"));
+    kz_test_reset();
+
+    g = kz_test_setting_group();
+    sc = scenario(kz_test_setting_add_list(g, "scenarios"), "w", "line.follow");
+    kz_test_setting_set_duration(sc, "keep_finished", "10s");
+    add_step(kz_test_setting_add_list(sc, "steps"), "a", "1d", NULL, "x");
+    assert_int_equal(kz_test_load_settings(kizuna_plugin_v1, g), KZ_EINVAL);
+    assert_non_null(strstr(kz_test_error(), "keep_finished"));
+    assert_non_null(strstr(kz_test_error(), "at least a minute"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(seven_day_welcome, kz_test_setup, kz_test_teardown),
+        cmocka_unit_test_setup_teardown(finished_entries_are_pruned, kz_test_setup,
+                                        kz_test_teardown),
         cmocka_unit_test_setup_teardown(stop_on_order_and_refollow, kz_test_setup,
                                         kz_test_teardown),
         cmocka_unit_test_setup_teardown(refollow_once_and_parallel, kz_test_setup,
