@@ -111,18 +111,24 @@ static int run(env *e)
     return n;
 }
 
-/* A counter {shop, plugin} as GET /metrics shows it, or -1 when absent. */
-static long counter(env *e, const char *name, const char *shop, const char *plugin)
+/* The value of series "\nNAME{LABELS} " as GET /metrics shows it, or -1. */
+static long series_value(env *e, const char *series)
 {
     size_t len;
     char *text = metrics_render(e->m, &len);
     assert_non_null(text);
-    char line[256];
-    snprintf(line, sizeof line, "\n%s{shop=\"%s\",plugin=\"%s\"} ", name, shop, plugin);
-    const char *at = strstr(text, line);
-    long v = at != NULL ? strtol(at + strlen(line), NULL, 10) : -1;
+    const char *at = strstr(text, series);
+    long v = at != NULL ? strtol(at + strlen(series), NULL, 10) : -1;
     free(text);
     return v;
+}
+
+/* A counter {shop, plugin}, or -1 when absent. */
+static long counter(env *e, const char *name, const char *shop, const char *plugin)
+{
+    char series[256];
+    snprintf(series, sizeof series, "\n%s{shop=\"%s\",plugin=\"%s\"} ", name, shop, plugin);
+    return series_value(e, series);
 }
 
 static int count_dead(void *arg, const store_dead *d)
@@ -229,15 +235,9 @@ static void one_failure_keeps_batch_mates(void **state)
 /* A counter {shop} (kizuna_bus_transactions_total), or -1 when absent. */
 static long shop_counter(env *e, const char *name, const char *shop)
 {
-    size_t len;
-    char *text = metrics_render(e->m, &len);
-    assert_non_null(text);
-    char line[256];
-    snprintf(line, sizeof line, "\n%s{shop=\"%s\"} ", name, shop);
-    const char *at = strstr(text, line);
-    long v = at != NULL ? strtol(at + strlen(line), NULL, 10) : -1;
-    free(text);
-    return v;
+    char series[256];
+    snprintf(series, sizeof series, "\n%s{shop=\"%s\"} ", name, shop);
+    return series_value(e, series);
 }
 
 static void publish_n(env *e, const char *shop, int n, int bad_at)
