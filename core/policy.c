@@ -27,6 +27,7 @@
 #define ST_RELEASED "released"
 #define ST_DROP_CAP "dropped:cap"
 #define ST_DROP_DEFER "dropped:max_defer"
+#define ST_DROP_BROKEN "dropped:broken"
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -220,7 +221,7 @@ static int64_t open_after(plan *p, int64_t *slot, int64_t t)
     return *slot;
 }
 
-enum { D_NOW, D_HOLD, D_DROP_CAP, D_DROP_DEFER };
+enum { D_NOW, D_HOLD, D_DROP_CAP, D_DROP_DEFER, D_DROP_BROKEN };
 
 /* The decision for user: D_NOW, or D_HOLD with *release_ms and *reason
  * (STORE_POLICY_*), or a drop; a negative KZ_E… on a store error. */
@@ -264,16 +265,17 @@ static int decide(store *st, plan *p, const char *user, int over_cap, int64_t cr
 
 static const char *drop_stat(int d)
 {
-    return d == D_DROP_CAP ? ST_DROP_CAP : ST_DROP_DEFER;
+    return d == D_DROP_CAP ? ST_DROP_CAP : d == D_DROP_BROKEN ? ST_DROP_BROKEN : ST_DROP_DEFER;
 }
 
 /* A dropped recipient, kept for `kizuna friend`. */
 static int drop_note(store *st, const char *shop, const char *user, int d, int64_t now,
                      const char *tag, int priority, char *err, size_t errlen)
 {
-    return store_policy_drop_add(st, shop, user, now,
-                                 d == D_DROP_CAP ? STORE_POLICY_CAP : STORE_POLICY_MAX_DEFER, tag,
-                                 priority, err, errlen);
+    int reason = d == D_DROP_CAP      ? STORE_POLICY_CAP
+                 : d == D_DROP_BROKEN ? STORE_POLICY_BROKEN
+                                      : STORE_POLICY_MAX_DEFER;
+    return store_policy_drop_add(st, shop, user, now, reason, tag, priority, err, errlen);
 }
 
 /* ---- at line_send --------------------------------------------------------- */
@@ -284,7 +286,7 @@ int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t
 {
     plan p;
     plan_make(shop, now, &p);
-    int64_t send_id = 0, counts[4] = {0}, held_cap = 0;
+    int64_t send_id = 0, counts[D_DROP_BROKEN + 1] = {0}, held_cap = 0;
     size_t ok = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -487,13 +489,33 @@ static int count_stat(store *st, const char *shop, const char *what, char *err, 
     return store_policy_stat_add(st, shop, what, 1, err, errlen);
 }
 
-/* Decides one due recipient (d->released set when it goes now). */
-static int settle(store *st, plan *p, due *d, int64_t now, char *err, size_t errlen)
+/* 1 when the held send's stored body is a JSON object, as the host wrote
+ * it; the answer for the last send asked is kept (its recipients come
+ * together). A broken one is logged once a walk. */
+static int body_readable(const due *d, int64_t *last_send, int *last_ok)
+{
+    if (d->send == *last_send)
+        return *last_ok;
+    const char *b = d->body + strspn(d->body, " \t\r\n");
+    *last_send = d->send;
+    *last_ok = *b == '{' && payload_json_valid(d->body, strlen(d->body));
+    if (!*last_ok)
+        log_msg(KZ_LOG_ERROR,
+                "shop '%s': held send %lld (tag %s): its stored body is not a JSON object; its "
+                "recipients are dropped (reason broken)",
+                d->shop, (long long)d->send, d->tag != NULL ? d->tag : "none");
+    return *last_ok;
+}
+
+/* Decides one due recipient (d->released set when it goes now). A send
+ * whose body cannot be read drops its recipients rather than stopping the
+ * walk for every other held send. */
+static int settle(store *st, plan *p, due *d, int64_t now, int broken, char *err, size_t errlen)
 {
     int64_t release = 0;
     int reason = 0;
-    int dec = D_NOW;
-    if (p->shop != NULL && p->shop->delivery.enabled) {
+    int dec = broken ? D_DROP_BROKEN : D_NOW;
+    if (!broken && p->shop != NULL && p->shop->delivery.enabled) {
         dec = decide(st, p, d->user, d->over_cap, d->created_ms, &release, &reason, err, errlen);
         if (dec < 0)
             return dec;
@@ -547,6 +569,8 @@ int policy_release(store *st, const cfg *c, int64_t now, int limit, char *err, s
     }
     plan p = {0};
     const char *plan_shop = NULL;
+    int64_t last_send = 0;
+    int last_ok = 1;
     for (size_t i = 0; rc == 0 && i < l.n; i++) {
         due *d = &l.v[i];
         if (plan_shop == NULL || strcmp(plan_shop, d->shop) != 0) {
@@ -557,7 +581,7 @@ int policy_release(store *st, const cfg *c, int64_t now, int limit, char *err, s
                 p = (plan){.shop = shop, .now = now};
             plan_shop = d->shop;
         }
-        rc = settle(st, &p, d, now, err, errlen);
+        rc = settle(st, &p, d, now, !body_readable(d, &last_send, &last_ok), err, errlen);
     }
     if (rc == 0)
         rc = write_rows(st, &l, now, &rows, err, errlen);
@@ -595,8 +619,10 @@ static int drop_json(void *arg, int64_t at_ms, int reason, const char *tag, int 
     json_object_object_add(o, "tag", tag ? json_object_new_string(tag) : NULL);
     json_object_object_add(o, "priority", json_object_new_int(priority));
     json_object_object_add(o, "atMs", json_object_new_int64(at_ms));
-    json_object_object_add(
-        o, "reason", json_object_new_string(reason == STORE_POLICY_CAP ? "cap" : "max_defer"));
+    json_object_object_add(o, "reason",
+                           json_object_new_string(reason == STORE_POLICY_CAP      ? "cap"
+                                                  : reason == STORE_POLICY_BROKEN ? "broken"
+                                                                                  : "max_defer"));
     json_object_array_add(arg, o);
     return 0;
 }
@@ -652,7 +678,7 @@ int policy_metrics_init(metrics *m, policy_metrics *out)
                                     "Held promotional sends (per recipient) released", shop);
     out->dropped = metrics_counter(m, "kizuna_policy_dropped_total",
                                    "Promotional sends (per recipient) dropped, by reason (cap, "
-                                   "max_defer)",
+                                   "max_defer, broken)",
                                    reason);
     out->waiting = metrics_gauge(m, "kizuna_policy_waiting",
                                  "Promotional sends (per recipient) held now", shop);

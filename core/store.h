@@ -634,8 +634,14 @@ int store_timer_next(store *s, int64_t *due_ms, char *err, size_t errlen);
  */
 
 /* Why a recipient waits (store_policy_held.reason: QUIET or CAP) or was
- * dropped (store_policy_drop_add: CAP or MAX_DEFER). */
-enum { STORE_POLICY_QUIET = 0, STORE_POLICY_CAP = 1, STORE_POLICY_MAX_DEFER = 2 };
+ * dropped (store_policy_drop_add: CAP, MAX_DEFER, or BROKEN: the held
+ * send's stored body could not be read back when it was released). */
+enum {
+    STORE_POLICY_QUIET = 0,
+    STORE_POLICY_CAP = 1,
+    STORE_POLICY_MAX_DEFER = 2,
+    STORE_POLICY_BROKEN = 3
+};
 
 typedef struct store_policy_send {
     int64_t id;

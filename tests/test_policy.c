@@ -709,21 +709,30 @@ static void test_multicast_split(void **state)
     expect_metric(e, "kizuna_policy_dropped_total{shop=\"a\",reason=\"max_defer\"} 1\n");
 }
 
-/* The release walk is one transaction: when one recipient cannot be
- * released (here a stored body that is not JSON), nothing of the walk
- * stays — no outbox row, no ledger count, every recipient still held —
- * and the next walk tries again. Runs the walk directly, without a
- * sender. */
-static void test_release_is_atomic(void **state)
+static int first_drop(void *arg, int64_t at_ms, int reason, const char *tag, int priority)
+{
+    (void)at_ms, (void)tag, (void)priority;
+    *(int *)arg = reason;
+    return 1;
+}
+
+/* A held send whose stored body cannot be read back (not the host's
+ * writing: a damaged row) drops its recipients, reason "broken", and the
+ * walk releases the others: one bad row must not hold every promotional
+ * send of the store back for good. The walk stays one transaction (the
+ * ledger counts only what was released). Runs the walk directly, without
+ * a sender. */
+static void test_broken_held_send_is_dropped(void **state)
 {
     env *e = *state;
     clock_use_virtual(JST(1, 10, 0));
     ts_app_prepare(&e->a, e->conf);
     e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
     char err[256];
-    const char *bodies[] = {"{\"messages\":[{\"type\":\"text\",\"text\":\"ok\"}]}", "{not json"};
-    const char *users[] = {U1, U2};
-    for (int i = 0; i < 2; i++) {
+    const char *bodies[] = {"{\"messages\":[{\"type\":\"text\",\"text\":\"ok\"}]}", "{not json",
+                            "[1]"};
+    const char *users[] = {U1, U2, U3};
+    for (int i = 0; i < 3; i++) {
         store_policy_send ps = {.shop = "a",
                                 .instance = 1,
                                 .kind = KZ_LINE_PUSH,
@@ -736,22 +745,22 @@ static void test_release_is_atomic(void **state)
                                            STORE_POLICY_QUIET, err, sizeof err),
                          0);
     }
-    err[0] = '\0';
-    assert_true(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err) < 0);
-    assert_non_null(strstr(err, "not a JSON object"));
-    assert_int_equal(pending(e), 0);
-    assert_int_equal(held_of(e, U1).n, 1);
-    assert_int_equal(held_of(e, U2).n, 1);
+    assert_int_equal(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err), 1);
+    assert_int_equal(pending(e), 1); /* U1's push */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(held_of(e, users[i]).n, 0);
     int64_t n = -1;
     assert_int_equal(store_policy_count(e->st, "a", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
-    assert_int_equal(n, 0);
-    /* without the bad one, the walk goes through: one push row */
-    assert_int_equal(store_policy_unhold(e->st, 2, U2, err, sizeof err), 0);
-    assert_int_equal(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err), 1);
-    assert_int_equal(pending(e), 1);
-    assert_int_equal(held_of(e, U1).n, 0);
-    assert_int_equal(store_policy_count(e->st, "a", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
+    assert_int_equal(store_policy_count(e->st, "a", U2, 0, INT64_MAX, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    for (int i = 1; i < 3; i++) {
+        int reason = -1;
+        assert_int_equal(
+            store_policy_drops_of(e->st, "a", users[i], 0, first_drop, &reason, err, sizeof err),
+            1);
+        assert_int_equal(reason, STORE_POLICY_BROKEN);
+    }
     store_close(e->st);
     e->st = NULL;
     app_free(&e->a);
@@ -809,7 +818,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_week_cap_defers_to_monday, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multicast_split, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_held_send_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
