@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -1173,6 +1174,45 @@ static int image_magic_ok(const char *ctype, const char *data, size_t n)
     return n >= sizeof jpeg && memcmp(data, jpeg, sizeof jpeg) == 0;
 }
 
+static uint32_t be16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+/* The pixel size of a PNG (its IHDR chunk, first by the format's rules) or
+ * of a JPEG (its first frame header, SOFn); 0 when it cannot be read. */
+static int image_size(const char *type, const unsigned char *d, size_t n, uint32_t *w, uint32_t *h)
+{
+    if (strcmp(type, "image/png") == 0) {
+        if (n < 24 || memcmp(d + 12, "IHDR", 4) != 0)
+            return 0;
+        *w = be16(d + 16) << 16 | be16(d + 18);
+        *h = be16(d + 20) << 16 | be16(d + 22);
+        return 1;
+    }
+    for (size_t i = 2; i + 9 <= n;) { /* after SOI: marker segments */
+        unsigned m = d[i + 1];
+        if (d[i] != 0xff)
+            return 0;
+        if (m == 0xff || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) { /* fill, no length */
+            i += m == 0xff ? 1 : 2;
+            continue;
+        }
+        if (m == 0xd9 || m == 0xda) /* the end, or scan data, before any frame */
+            return 0;
+        if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+            *h = be16(d + i + 5);
+            *w = be16(d + i + 7);
+            return 1;
+        }
+        size_t len = be16(d + i + 2);
+        if (len < 2)
+            return 0;
+        i += 2 + len;
+    }
+    return 0;
+}
+
 /* image/png or image/jpeg (parameters after ';' ignored) into out; else 0. */
 static int image_type_of(const char *ctype, char out[16])
 {
@@ -1501,7 +1541,8 @@ static enum MHD_Result rm_content_get(sandbox *sb, struct MHD_Connection *conn, 
     return ret;
 }
 
-/* An upload's checks before the store: type, size, magic. 1 to go on. */
+/* An upload's checks before the store: type, size, magic, pixel size. 1 to
+ * go on. */
 static int rm_check_upload(struct MHD_Connection *conn, req *r, char type[16], enum MHD_Result *ret)
 {
     const char *ctype = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -1518,6 +1559,21 @@ static int rm_check_upload(struct MHD_Connection *conn, req *r, char type[16], e
     if (!image_magic_ok(type, r->body, r->len)) {
         *ret = answer_msg(conn, r, MHD_HTTP_BAD_REQUEST,
                           "The image is not a valid %s file (sandbox text)", type);
+        return 0;
+    }
+    /* LINE's published rules for the picture; the texts are the sandbox's */
+    uint32_t w = 0, h = 0;
+    if (!image_size(type, (const unsigned char *)r->body, r->len, &w, &h)) {
+        *ret = answer_msg(conn, r, MHD_HTTP_BAD_REQUEST,
+                          "The image's size cannot be read from the %s file (sandbox text)", type);
+        return 0;
+    }
+    if (w < 800 || w > 2500 || h < 250 || (uint64_t)w * 100 < (uint64_t)h * 145) {
+        *ret = answer_msg(conn, r, MHD_HTTP_BAD_REQUEST,
+                          "The image is %ux%u px; a rich menu image is 800 to 2500 px wide, at "
+                          "least 250 px high and at least 1.45 times as wide as high (sandbox "
+                          "text)",
+                          w, h);
         return 0;
     }
     return 1;

@@ -284,3 +284,16 @@ int ts_inbox_get(store *sbx, const char *shop, const char *user, ts_inbox *out)
         fail_msg("inbox of %s at %s: %s", user, shop, err);
     return out->n;
 }
+
+void ts_png_head(uint32_t w, uint32_t h, unsigned char out[TS_PNG_HEAD])
+{
+    static const unsigned char head[16] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
+                                           0,    0,   0,   13,  'I',  'H',  'D',  'R'};
+    memset(out, 0, TS_PNG_HEAD);
+    memcpy(out, head, sizeof head);
+    for (int i = 0; i < 4; i++) {
+        out[16 + i] = (unsigned char)(w >> (24 - 8 * i));
+        out[20 + i] = (unsigned char)(h >> (24 - 8 * i));
+    }
+    out[24] = 8; /* bit depth; colour type 0 (grey); the CRC is not checked */
+}

@@ -110,6 +110,11 @@ long ts_http(CURL *h, const char *method, const char *url, const char *const *he
  * only. */
 const char *ts_header(const ts_resp *r, const char *name);
 
+/* The first TS_PNG_HEAD bytes of a PNG of w × h pixels (signature and
+ * IHDR; what the sandbox reads of a rich menu image). */
+#define TS_PNG_HEAD 33
+void ts_png_head(uint32_t w, uint32_t h, unsigned char out[TS_PNG_HEAD]);
+
 /* ---- store ---------------------------------------------------------------- */
 
 /* The bus instance of plugin in shop; fails when there is none. */

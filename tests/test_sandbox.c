@@ -826,7 +826,7 @@ static long del(env *e, const char *path, resp *r)
     return call(e, "DELETE", path, NULL, NULL, 0, r);
 }
 
-static const unsigned char png_head[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+static unsigned char png_head[TS_PNG_HEAD]; /* 2500 × 843: made in main */
 
 /* Creates MENU for shop a; id receives "richmenu-…". */
 static void create_menu(env *e, char id[48], int with_image)
@@ -943,6 +943,57 @@ static void test_richmenu_content(void **state)
     call(e, "GET", path, NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_memory_equal(r.body, png_head, sizeof png_head);
+}
+
+/* LINE's rules for the picture: 800 to 2500 px wide, at least 250 high,
+ * at least 1.45 times as wide as high; PNG from its IHDR, JPEG from its
+ * first frame header (after other segments). */
+static void test_richmenu_image_size(void **state)
+{
+    env *e = *state;
+    resp r;
+    char id[48], path[128];
+    static const struct {
+        uint32_t w, h;
+        int ok;
+    } sizes[] = {{2500, 1686, 1}, {800, 250, 1},  {799, 270, 0},  {2501, 843, 0},
+                 {1200, 827, 1},  {1200, 828, 0}, {2500, 249, 0}, {2500, 2500, 0}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        create_menu(e, id, 0);
+        snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+        unsigned char png[TS_PNG_HEAD];
+        ts_png_head(sizes[i].w, sizes[i].h, png);
+        call(e, "POST", path, "image/png", png, sizeof png, &r);
+        if (sizes[i].ok) {
+            EXPECT(&r, 200, "{}");
+            continue;
+        }
+        char want[256];
+        snprintf(want, sizeof want,
+                 "{\"message\":\"The image is %ux%u px; a rich menu image is 800 to 2500 px "
+                 "wide, at least 250 px high and at least 1.45 times as wide as high (sandbox "
+                 "text)\"}",
+                 sizes[i].w, sizes[i].h);
+        EXPECT(&r, 400, want);
+    }
+    create_menu(e, id, 0);
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    call(e, "POST", path, "image/png", png_head, 12, &r); /* no IHDR */
+    EXPECT(&r, 400,
+           "{\"message\":\"The image's size cannot be read from the image/png file (sandbox "
+           "text)\"}");
+    /* SOI, an APP0 segment, SOF0 of 1200 × 405 (height first) */
+    static const unsigned char jpeg[] = {
+        0xff, 0xd8, 0xff, 0xe0, 0,    16, 'J', 'F', 'I',  'F',  0,    1,    1, 0, 0,    1, 0,
+        1,    0,    0,    0xff, 0xc0, 0,  11,  8,   0x01, 0x95, 0x04, 0xb0, 1, 1, 0x11, 0};
+    call(e, "POST", path, "image/jpeg", jpeg, sizeof jpeg, &r);
+    EXPECT(&r, 200, "{}");
+    create_menu(e, id, 0);
+    snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", id);
+    call(e, "POST", path, "image/jpeg", jpeg, 20, &r); /* cut before the frame */
+    EXPECT(&r, 400,
+           "{\"message\":\"The image's size cannot be read from the image/jpeg file (sandbox "
+           "text)\"}");
 }
 
 static void test_richmenu_links(void **state)
@@ -1151,6 +1202,7 @@ static void test_richmenu_switch(void **state)
 
 int main(void)
 {
+    ts_png_head(2500, 843, png_head);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         T(test_auth),
@@ -1170,6 +1222,7 @@ int main(void)
         TN(test_play_users_end_to_end),
         T(test_richmenu_create_errors),
         T(test_richmenu_content),
+        T(test_richmenu_image_size),
         T(test_richmenu_links),
         T(test_richmenu_aliases),
         TN(test_richmenu_rate_limit_and_faults),

@@ -839,13 +839,14 @@ static void test_richmenu_flow(void **state)
     json_object_put(p);
     assert_memory_equal(menu, "richmenu-", 9);
 
-    static const char png[] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n', 0, 0, 0, 13};
+    unsigned char png[TS_PNG_HEAD];
+    ts_png_head(1200, 405, png);
     snprintf(path, sizeof path, "/v2/bot/richmenu/%s/content", menu);
     int64_t now = clock_now_ms();
     store_outbox up = {.shop = "a",
                        .kind = OUTBOX_CALL,
                        .endpoint = path,
-                       .body = png,
+                       .body = (const char *)png,
                        .body_len = sizeof png,
                        .method = "POST",
                        .content_type = "image/png",
