@@ -523,24 +523,16 @@ static const char *checked_messages(kz_ctx *ctx, const kz_line_send *r)
         memcmp(r->messages, ctx->sent_in, len) == 0)
         return ctx->sent_canon;
     message_error e;
-    if (message_validate(r->messages, len, MESSAGE_MAX_PER_REQUEST, &e) != 0) {
+    char *canon = NULL, *in = NULL;
+    int rc = message_validate_render(r->messages, len, MESSAGE_MAX_PER_REQUEST, &canon, &e);
+    if (rc == KZ_EINVAL) {
         char line[1024];
         message_error_line(&e, line, sizeof line);
         send_refused(ctx, "messages refused: %s", line);
         return NULL;
     }
-    json_tokener *tok = json_tokener_new();
-    json_object *messages = tok ? json_tokener_parse_ex(tok, r->messages, (int)len) : NULL;
-    json_tokener_free(tok);
-    const char *text = messages != NULL
-                           ? json_object_to_json_string_ext(
-                                 messages, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-                           : NULL;
-    char *canon = text != NULL ? strdup(text) : NULL, *in = malloc(len + 1);
-    json_object_put(messages);
-    if (canon == NULL || in == NULL) {
+    if (rc != 0 || (in = malloc(len + 1)) == NULL) {
         free(canon);
-        free(in);
         return NULL;
     }
     memcpy(in, r->messages, len);

@@ -1287,7 +1287,10 @@ int message_parse_body(const char *text, size_t len, json_object **out, message_
     return parse(text, len, out, e);
 }
 
-static int run(const char *json, size_t len, int max, message_error *out, bool request)
+/* canon (may be NULL): the messages' compact rendering when they are
+ * valid, malloc'ed (the tree is parsed once for both). */
+static int run(const char *json, size_t len, int max, message_error *out, bool request,
+               char **canon)
 {
     message_error local;
     message_error *e = out != NULL ? out : &local;
@@ -1307,19 +1310,33 @@ static int run(const char *json, size_t len, int max, message_error *out, bool r
     } else {
         check_messages(&v, get(root, "messages"), max);
     }
-    json_object_put(root);
     finish(e);
-    return e->total > 0 ? KZ_EINVAL : 0;
+    rc = e->total > 0 ? KZ_EINVAL : 0;
+    if (rc == 0 && canon != NULL) {
+        const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (text == NULL || (*canon = strdup(text)) == NULL)
+            rc = KZ_ENOMEM;
+    }
+    json_object_put(root);
+    return rc;
 }
 
 int message_validate(const char *json, size_t len, int max_messages, message_error *out)
 {
-    return run(json, len, max_messages, out, false);
+    return run(json, len, max_messages, out, false, NULL);
+}
+
+int message_validate_render(const char *json, size_t len, int max_messages, char **canon,
+                            message_error *out)
+{
+    *canon = NULL;
+    return run(json, len, max_messages, out, false, canon);
 }
 
 int message_validate_request(const char *body, size_t len, int max_messages, message_error *out)
 {
-    return run(body, len, max_messages, out, true);
+    return run(body, len, max_messages, out, true, NULL);
 }
 
 /* ---- rich menus -------------------------------------------------------- */

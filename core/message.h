@@ -74,6 +74,12 @@ typedef struct message_error {
  * KZ_ENOMEM if the parser could not allocate. */
 int message_validate(const char *json, size_t len, int max_messages, message_error *out);
 
+/* message_validate, and when the messages are valid *canon gets them as
+ * LINE is sent them: json-c's compact rendering ('/' not escaped),
+ * malloc'ed, the caller's to free (NULL otherwise). One parse for both. */
+int message_validate_render(const char *json, size_t len, int max_messages, char **canon,
+                            message_error *out);
+
 /* The same for a whole request body ({"messages": [...], ...}, e.g. what a
  * push or broadcast call posts): checks that it is an object with a
  * "messages" array and validates that array. Other properties (to,

@@ -15,14 +15,16 @@
  *               (run with --friends 100000 and 1000000: it should not grow
  *               with N; peak RSS also counts the mapped database file).
  *
- *   bench_step [--friends N] [--dir DIR] [--chunk C] [--bulk B] [--batch E]
+ *   bench_step [--friends N] [--dir DIR] [--chunk C] [--bulk B] [--batch E] [--personal]
  *
  * Without --dir it works in a new directory under /tmp and removes it at
  * the end; a --dir is left as it is, to look into.
  *
  * --bulk B enrolls through step.enroll events of B users each (one handler
  * call and transaction per B users) instead of one trigger event a friend.
- * --batch E sets kizuna.batch (default 256, the daemon's).
+ * --batch E sets kizuna.batch (default 256, the daemon's). --personal makes
+ * the first step's text differ per friend ("one {{user}}"), so every send's
+ * messages are checked and rendered anew (a campaign text is checked once).
  *
  * No sender runs: pushes stay in the outbox, which is what is counted.
  * The first 1 % enroll 100 minutes of virtual time before the rest, so
@@ -63,7 +65,7 @@ static void die(const char *what, const char *err)
     exit(1);
 }
 
-static void write_conf(const char *dir, int batch, char *conf, size_t len)
+static void write_conf(const char *dir, int batch, int personal, char *conf, size_t len)
 {
     snprintf(conf, len, "%s/kizuna.conf", dir);
     FILE *f = fopen(conf, "w");
@@ -77,7 +79,7 @@ static void write_conf(const char *dir, int batch, char *conf, size_t len)
         " api = \"sandbox\"; };\n"
         "  plugins = { step = { scenarios = ( { name = \"bench\"; trigger = \"bench.enroll\";\n"
         "    stop_on = [ \"bench.stop\" ];\n"
-        "    steps = ( { name = \"s1\"; after = \"1d\"; messages = ( { text = \"one\"; } ); },\n"
+        "    steps = ( { name = \"s1\"; after = \"1d\"; messages = ( { text = \"one%s\"; } ); },\n"
         "      { name = \"s2\"; after = \"1d\"; at = \"10:00\"; messages = ( { text = \"two\"; } "
         "); },\n"
         "      { name = \"s3\"; after = \"2d\"; at = \"10:00\"; messages = ( { text = \"three\"; } "
@@ -87,7 +89,7 @@ static void write_conf(const char *dir, int batch, char *conf, size_t len)
         "      { name = \"s5\"; after = \"7d\"; at = \"10:00\"; messages = ( { text = \"five\"; } "
         "); }"
         " ); } ); }; }; } );\n",
-        dir, batch, BENCH_PLUGIN_DIR);
+        dir, batch, BENCH_PLUGIN_DIR, personal ? " {{user}}" : "");
     fclose(f);
 }
 
@@ -202,12 +204,15 @@ static void enroll(run *r, long n, int chunk, int bulk)
 int main(int argc, char **argv)
 {
     long n = 1000000;
-    int chunk = 1000, bulk = 0, batch = 256;
+    int chunk = 1000, bulk = 0, batch = 256, personal = 0;
     char dir[256] = "";
-    static const struct option opts[] = {
-        {"friends", required_argument, 0, 'n'}, {"dir", required_argument, 0, 'd'},
-        {"chunk", required_argument, 0, 'c'},   {"bulk", required_argument, 0, 'b'},
-        {"batch", required_argument, 0, 'B'},   {0, 0, 0, 0}};
+    static const struct option opts[] = {{"friends", required_argument, 0, 'n'},
+                                         {"dir", required_argument, 0, 'd'},
+                                         {"chunk", required_argument, 0, 'c'},
+                                         {"bulk", required_argument, 0, 'b'},
+                                         {"batch", required_argument, 0, 'B'},
+                                         {"personal", no_argument, 0, 'P'},
+                                         {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;)
         if (c == 'n')
             n = atol(optarg);
@@ -217,6 +222,8 @@ int main(int argc, char **argv)
             bulk = atoi(optarg);
         else if (c == 'B')
             batch = atoi(optarg);
+        else if (c == 'P')
+            personal = 1;
         else if (c == 'd')
             snprintf(dir, sizeof dir, "%s", optarg);
         else
@@ -225,7 +232,7 @@ int main(int argc, char **argv)
     if (made < 0)
         die("mkdtemp", dir);
     char conf[512], err[512];
-    write_conf(dir, batch, conf, sizeof conf);
+    write_conf(dir, batch, personal, conf, sizeof conf);
     clock_use_virtual(T0 + 9 * 60 * MINUTE); /* Monday 09:00 */
     run r = {0};
     if (app_prepare(&r.a, conf, 0) > 0) {
