@@ -280,6 +280,23 @@ static int drop_note(store *st, const char *shop, const char *user, int d, int64
 
 /* ---- at line_send --------------------------------------------------------- */
 
+/* D_NOW, or D_HOLD until now when the friend has a held send already due
+ * that no release walk has decided yet (a window has just opened, a cap
+ * period just begun): the new send waits for that walk, where all of the
+ * friend's due sends are decided together by priority, instead of taking
+ * a slot ahead of them. It keeps the reason of the send it queues behind. */
+static int behind_due(store *st, const char *shop, const char *user, int64_t now,
+                      int64_t *release_ms, int *reason, char *err, size_t errlen)
+{
+    int rc = store_policy_due_reason(st, shop, user, now, reason, err, errlen);
+    if (rc == KZ_ENOTFOUND)
+        return D_NOW;
+    if (rc != 0)
+        return rc;
+    *release_ms = now;
+    return D_HOLD;
+}
+
 int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t now,
                  const char *const *users, size_t n, unsigned char *allowed, size_t *nallowed,
                  char *err, size_t errlen)
@@ -293,6 +310,8 @@ int policy_admit(store *st, const cfg_shop *shop, const policy_send *ps, int64_t
         int64_t release = 0;
         int reason = 0;
         int d = decide(st, &p, users[i], ps->over_cap, now, &release, &reason, err, errlen);
+        if (d == D_NOW) /* a send the walk has yet to decide goes first by priority */
+            d = behind_due(st, shop->id, users[i], now, &release, &reason, err, errlen);
         if (d < 0) {
             rc = d;
             break;

@@ -412,6 +412,7 @@ enum stmt_id {
     Q_PO_SEND_GC,
     Q_PO_HELD_OF,
     Q_PO_TAG_COUNTS,
+    Q_PO_DUE_REASON,
     Q_PO_DROP_ADD,
     Q_PO_DROP_PRUNE,
     Q_PO_DROPS_OF,
@@ -672,6 +673,9 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_PO_DROP_PRUNE] = "DELETE FROM policy_drops WHERE at_ms < ?1",
     [Q_PO_DROPS_OF] = "SELECT at_ms, reason, tag, priority FROM policy_drops WHERE shop = ?1"
                       " AND user = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+    [Q_PO_DUE_REASON] = "SELECT reason FROM policy_held INDEXED BY policy_held_by_user"
+                        " WHERE shop = ?1 AND user = ?2 AND release_ms <= ?3"
+                        " ORDER BY release_ms LIMIT 1",
     [Q_PO_TAG_COUNTS] = "SELECT tag, sum(held), sum(dropped) FROM ("
                         " SELECT p.tag AS tag, 1 AS held, 0 AS dropped FROM policy_held h"
                         " JOIN policy_sends p ON p.id = h.send WHERE h.shop = ?1"
@@ -2903,6 +2907,23 @@ int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
         }
     }
     return rc;
+}
+
+int store_policy_due_reason(store *s, const char *shop, const char *user, int64_t now_ms,
+                            int *reason, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_PO_DUE_REASON, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    bind_str(st, 2, user);
+    sqlite3_bind_int64(st, 3, now_ms);
+    if ((rc = step(s, st, "read a due held send", err, errlen)) != 1)
+        return rc == 0 ? KZ_ENOTFOUND : rc;
+    *reason = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return 0;
 }
 
 int store_policy_tag_counts(store *s, const char *shop, const char *tag_prefix,

@@ -716,6 +716,11 @@ int store_policy_reschedule(store *s, int64_t send, const char *user, int64_t re
 /* The sends user is waiting for, by release time (`kizuna friend`). */
 int store_policy_held_of(store *s, const char *shop, const char *user, store_policy_held_cb cb,
                          void *arg, char *err, size_t errlen);
+/* The reason of user's earliest held send due by now_ms (its window has
+ * opened or its cap period begun, and no release walk has decided it yet);
+ * KZ_ENOTFOUND (no error text) when none is. */
+int store_policy_due_reason(store *s, const char *shop, const char *user, int64_t now_ms,
+                            int *reason, char *err, size_t errlen);
 /* For each tag starting with tag_prefix: the recipients of the shop's
  * promotional sends with that tag held now and dropped (drops are kept
  * until pruned). Not indexed by tag: one scan of the shop's held and

@@ -766,6 +766,59 @@ static void test_broken_held_send_is_dropped(void **state)
     app_free(&e->a);
 }
 
+/* Queues one promotional push of priority pri to user at now (direct,
+ * as line_send does in a handler); returns 1 when it may go at once. */
+static int admit(env *e, const char *user, int pri, const char *tag)
+{
+    char err[256];
+    policy_send ps = {.shop = "a",
+                      .instance = 1,
+                      .kind = KZ_LINE_PUSH,
+                      .body = "{\"messages\":[{\"type\":\"text\",\"text\":\"x\"}]}",
+                      .tag = tag,
+                      .origin = "ev",
+                      .priority = pri};
+    unsigned char allowed = 0;
+    const char *users[] = {user};
+    assert_int_equal(store_begin(e->st, err, sizeof err), 0);
+    assert_int_equal(policy_admit(e->st, cfg_find_shop(e->a.c, "a"), &ps, clock_now_ms(), users, 1,
+                                  &allowed, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(store_commit(e->st, err, sizeof err), 0);
+    return allowed;
+}
+
+/* Two sends of priority 5 wait for Tuesday 09:00 and fill the day's cap
+ * (2). A priority-0 send queued at 09:00, before the release walk has
+ * run, waits for that walk too instead of taking a slot: the walk releases
+ * the two of priority 5 and defers it to Wednesday. Runs the walk directly,
+ * without a sender. */
+static void test_new_send_waits_behind_due_ones(void **state)
+{
+    env *e = *state;
+    clock_use_virtual(JST(0, 22, 0));
+    ts_app_prepare(&e->a, e->conf);
+    e->st = ts_store_open(e->a.c->store_url, STORE_SYNC_NORMAL);
+    char err[256];
+    assert_int_equal(admit(e, U1, 5, "p5a"), 0);
+    assert_int_equal(admit(e, U1, 5, "p5b"), 0);
+    advance_to(JST(1, 9, 0));
+    assert_int_equal(admit(e, U1, 0, "p0"), 0); /* held behind the due ones */
+    assert_int_equal(admit(e, U2, 0, "p0"), 1); /* nothing due for U2: goes now */
+    assert_int_equal(policy_release(e->st, e->a.c, clock_now_ms(), 100, err, sizeof err), 2);
+    held h = held_of(e, U1);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.tags, "p0 ");
+    assert_int_equal(h.first_release, JST(2, 9, 0));
+    assert_int_equal(h.first_reason, STORE_POLICY_CAP);
+    int64_t n = -1;
+    assert_int_equal(store_policy_count(e->st, "a", U1, 0, INT64_MAX, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    store_close(e->st);
+    e->st = NULL;
+    app_free(&e->a);
+}
+
 /* Held sends survive a restart of kizuna (store, bus, sender closed and
  * opened again); recipients of one send released together share one
  * multicast request; nothing is sent twice. */
@@ -818,6 +871,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_week_cap_defers_to_monday, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multicast_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_send_waits_behind_due_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_held_send_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
     };
