@@ -47,6 +47,7 @@ struct bus_worker {
     bus_shop **shops;
     size_t nshops;
     int64_t next_replay_check;
+    int64_t next_prune; /* monotonic ms of the next retention batch */
     uint64_t rng;
     struct kz_ctx ctx; /* reused: a stale pointer held by a plugin reads valid == 0 */
     int batch_sends;   /* a handler in the open transaction queued LINE sends */
@@ -124,6 +125,10 @@ typedef struct pub_req {
 /* Batches (kizuna.batch events each) one worker transaction may run while
  * no other writer waits: a backlog commits 16 times less often. */
 #define BATCHES_PER_TRANSACTION 16
+/* Retention: rows deleted per transaction, and how often a worker looks
+ * (at once again while batches come full). */
+#define PRUNE_BATCH 1000
+#define PRUNE_EVERY_MS 60000
 
 static int start_committer(bus *b, char *err, size_t errlen);
 static void stop_committer(bus *b);
@@ -930,6 +935,71 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The lowest cursor of every instance of the shop, whatever its state:
+ * events up to it are handled by all (or dead, which keeps them). */
+static int64_t handled_by_all(const bus_shop *s)
+{
+    int64_t lowest = INT64_MAX;
+    for (size_t k = 0; k < s->ninst; k++)
+        if (s->inst[k]->cursor < lowest)
+            lowest = s->inst[k]->cursor;
+    return s->ninst > 0 ? lowest : 0;
+}
+
+/* One retention batch: up to PRUNE_BATCH old handled events of each of
+ * the worker's shops and (worker 0, the outbox being the store's) old
+ * finished sends, in one transaction. 1 when a batch came full (more are
+ * due), 0, or < 0. */
+static int prune_batch(bus_worker *w, char *err, size_t errlen)
+{
+    const bus_options *o = &w->b->o;
+    int64_t now = clock_now_ms();
+    int more = 0, n = 0;
+    int rc = store_begin(w->st, err, errlen);
+    for (size_t k = 0; rc == 0 && o->retention_events_ms > 0 && k < w->nshops; k++) {
+        int64_t upto = handled_by_all(w->shops[k]);
+        if (upto > 0)
+            rc = store_events_prune(w->st, w->shops[k]->id, upto, now - o->retention_events_ms,
+                                    PRUNE_BATCH, &n, err, errlen);
+        more |= rc == 0 && upto > 0 && n == PRUNE_BATCH;
+    }
+    if (rc == 0 && w->index == 0 && o->retention_sends_ms > 0) {
+        rc = store_outbox_prune(w->st, now - o->retention_sends_ms, PRUNE_BATCH, &n, err, errlen);
+        more |= rc == 0 && n == PRUNE_BATCH;
+    }
+    if (rc == 0 && store_in_transaction(w->st))
+        rc = store_commit(w->st, err, errlen);
+    if (rc != 0)
+        store_rollback(w->st);
+    return rc != 0 ? rc : more;
+}
+
+int bus_prune(bus *b, char *err, size_t errlen)
+{
+    for (int i = 0; i < b->nworkers; i++) {
+        int rc;
+        while ((rc = prune_batch(&b->workers[i], err, errlen)) == 1)
+            ;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A retention batch when one is due; a failure is logged and tried again
+ * at the next look. */
+static void maybe_prune(bus_worker *w)
+{
+    int64_t now = mono_ms();
+    if (now < w->next_prune)
+        return;
+    char err[512];
+    int rc = prune_batch(w, err, sizeof err);
+    if (rc < 0)
+        log_msg(KZ_LOG_ERROR, "retention: %s", err);
+    w->next_prune = rc == 1 ? now : now + PRUNE_EVERY_MS;
+}
+
 /* One pass over the worker's shops; returns deliveries made or < 0. */
 static int worker_round(bus_worker *w, int force_replays)
 {
@@ -945,6 +1015,7 @@ static int worker_round(bus_worker *w, int force_replays)
         }
         total += n;
     }
+    maybe_prune(w);
     int64_t now = mono_ms();
     if (force_replays || (total == 0 && now >= w->next_replay_check)) {
         w->next_replay_check = now + REPLAY_CHECK_MS;

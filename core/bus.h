@@ -48,14 +48,18 @@ typedef struct bus_worker bus_worker;
 
 typedef struct bus_options {
     const char *store_url;
-    int sync_mode;             /* STORE_SYNC_* */
-    int workers;               /* threads, >= 1 */
-    int batch;                 /* events per group commit, >= 1 */
-    int retry_attempts;        /* failures before an event is dead, >= 1 */
-    int64_t retry_initial_ms;  /* first backoff */
-    int64_t retry_max_ms;      /* backoff cap */
-    int64_t poll_ms;           /* idle re-check for events stored by other processes */
-    int64_t coalesce_ms;       /* pause after a part-full batch so the next one grows; 0: none */
+    int sync_mode;            /* STORE_SYNC_* */
+    int workers;              /* threads, >= 1 */
+    int batch;                /* events per group commit, >= 1 */
+    int retry_attempts;       /* failures before an event is dead, >= 1 */
+    int64_t retry_initial_ms; /* first backoff */
+    int64_t retry_max_ms;     /* backoff cap */
+    int64_t poll_ms;          /* idle re-check for events stored by other processes */
+    int64_t coalesce_ms;      /* pause after a part-full batch so the next one grows; 0: none */
+    /* retention (kizuna.retention): events every instance of their shop has
+     * handled, and finished outbox rows, are deleted this long after; 0:
+     * kept (bus_prune) */
+    int64_t retention_events_ms, retention_sends_ms;
     const char *inflight_path; /* crash guard file (inflight.h); NULL: none */
     metrics *m;                /* where delivery counters go; NULL: none */
     const struct cfg *c;       /* shops' settings the host table reads (friend attributes);
@@ -163,6 +167,15 @@ int bus_start(bus *b, char *err, size_t errlen);
  * KZ_EFAIL with the plugin's reason in perr when shop_open fails. */
 int bus_try_open(const plugin *p, const struct cfg *c, const char *shop_id, const char *timezone,
                  const kz_setting *setting, char *perr, size_t perrlen);
+/* Deletes what kizuna.retention lets go, in transactions of at most a
+ * thousand rows, until nothing more is due: events older than
+ * retention_events_ms that every instance of their shop (as configured now)
+ * has handled and no dead letter or failure refers to; outbox rows
+ * finished before retention_sends_ms. The workers do the same by
+ * themselves, a batch a minute (more while batches come full); this is for
+ * tests and tools, while the workers are not started. */
+int bus_prune(bus *b, char *err, size_t errlen);
+
 /* Stops dispatch after the batch in progress; idempotent. */
 void bus_stop(bus *b);
 

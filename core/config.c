@@ -619,6 +619,37 @@ static void k_sender(ctx *x, config_setting_t *s, const char *path)
     check_group(x, s, path, sender_rules);
 }
 
+/* "0s" keeps them for good; anything else at least a day (LINE redelivers
+ * a webhook for a day at the most, EC platforms for a few). */
+static void retention(ctx *x, config_setting_t *s, const char *path, int64_t *out)
+{
+    int64_t ms = *out;
+    bounded_duration(x, s, path, 0, 3650 * 86400000LL, "0s (kept for good) and 3650d", &ms);
+    if (ms > 0 && ms < 86400000LL)
+        report(x, s, path, "must be 0s (kept for good) or at least 1d");
+    else
+        *out = ms;
+}
+
+static void k_retention_events(ctx *x, config_setting_t *s, const char *path)
+{
+    retention(x, s, path, &x->c->retention_events_ms);
+}
+
+static void k_retention_sends(ctx *x, config_setting_t *s, const char *path)
+{
+    retention(x, s, path, &x->c->retention_sends_ms);
+}
+
+static const key_rule retention_rules[] = {{"events", KZ_SETTING_DURATION, k_retention_events},
+                                           {"sends", KZ_SETTING_DURATION, k_retention_sends},
+                                           {NULL, 0, NULL}};
+
+static void k_retention(ctx *x, config_setting_t *s, const char *path)
+{
+    check_group(x, s, path, retention_rules);
+}
+
 static void k_retry(ctx *x, config_setting_t *s, const char *path)
 {
     check_group(x, s, path, retry_rules);
@@ -793,6 +824,7 @@ static const key_rule kizuna_rules[] = {{"listen", KZ_SETTING_STRING, k_listen},
                                         {"max_body", KZ_SETTING_INT, k_max_body},
                                         {"sandbox", KZ_SETTING_GROUP, k_sandbox},
                                         {"sender", KZ_SETTING_GROUP, k_sender},
+                                        {"retention", KZ_SETTING_GROUP, k_retention},
                                         {NULL, 0, NULL}};
 
 /* ---- shops -------------------------------------------------------------- */
@@ -1297,6 +1329,8 @@ static cfg *cfg_new(const char *path)
                .retry_attempts = 5,
                .retry_initial_ms = 1000,
                .retry_max_ms = 600000,
+               .retention_events_ms = 30 * 86400000LL,
+               .retention_sends_ms = 90 * 86400000LL,
                .sandbox = {.listen = "127.0.0.1:8081",
                            .store_url = "sqlite:var/sandbox.db",
                            .error_status = 500,

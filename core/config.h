@@ -140,6 +140,10 @@ typedef struct cfg {
     int64_t sender_timeout_ms;  /* one LINE request, 1s..10m */
     int64_t sender_deadline_ms; /* give a send up after, 1m..24h (LINE keeps retry keys 24 h) */
     int sender_max_in_flight;   /* concurrent LINE requests, 1..256 */
+    /* kizuna.retention = { events; sends; }: handled events and finished
+     * sends are deleted this long after (0: kept for good) */
+    int64_t retention_events_ms; /* default 30 d */
+    int64_t retention_sends_ms;  /* default 90 d */
     cfg_shop *shops;
     size_t nshops;
     void *priv; /* libconfig state */

@@ -170,6 +170,8 @@ bus_options app_bus_options(const cfg *c)
         .retry_attempts = c->retry_attempts,
         .retry_initial_ms = c->retry_initial_ms,
         .retry_max_ms = c->retry_max_ms,
+        .retention_events_ms = c->retention_events_ms,
+        .retention_sends_ms = c->retention_sends_ms,
         .poll_ms = 50,
         .c = c,
         .coalesce_ms = 5,

@@ -412,6 +412,8 @@ enum stmt_id {
     Q_PO_SEND_GC,
     Q_PO_HELD_OF,
     Q_PO_TAG_COUNTS,
+    Q_EV_PRUNE,
+    Q_OB_PRUNE,
     Q_PO_DUE_REASON,
     Q_PO_DROP_ADD,
     Q_PO_DROP_PRUNE,
@@ -673,6 +675,19 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_PO_DROP_PRUNE] = "DELETE FROM policy_drops WHERE at_ms < ?1",
     [Q_PO_DROPS_OF] = "SELECT at_ms, reason, tag, priority FROM policy_drops WHERE shop = ?1"
                       " AND user = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+    /* The oldest events first, up to the first one not old enough in the
+     * shop's id order (the scan costs what it deletes, plus the few that
+     * dead letters and failures keep, not every event kept). */
+    [Q_EV_PRUNE] = "DELETE FROM events WHERE id IN (SELECT id FROM events INDEXED BY events_shop"
+                   " WHERE shop = ?1 AND id <= ?2 AND id < coalesce((SELECT id FROM events"
+                   " INDEXED BY events_shop WHERE shop = ?1 AND time_ms >= ?3 ORDER BY id"
+                   " LIMIT 1), ?2 + 1) AND id NOT IN (SELECT event_id FROM dead)"
+                   " AND id NOT IN (SELECT event_id FROM failures) ORDER BY id LIMIT ?4)",
+    /* Finished rows (sent, failed, parked) in id order, up to the first
+     * that is pending or finished since before_ms. */
+    [Q_OB_PRUNE] = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id < coalesce("
+                   "(SELECT id FROM outbox WHERE state = 0 OR finished_ms >= ?1 ORDER BY id"
+                   " LIMIT 1), 9223372036854775807) ORDER BY id LIMIT ?2)",
     [Q_PO_DUE_REASON] = "SELECT reason FROM policy_held INDEXED BY policy_held_by_user"
                         " WHERE shop = ?1 AND user = ?2 AND release_ms <= ?3"
                         " ORDER BY release_ms LIMIT 1",
@@ -2906,6 +2921,36 @@ int store_outbox_tag_states(store *s, const char *shop, const char *tag_prefix,
             return stop;
         }
     }
+    return rc;
+}
+
+int store_events_prune(store *s, const char *shop, int64_t max_id, int64_t before_ms, int limit,
+                       int *deleted, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_EV_PRUNE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    bind_str(st, 1, shop);
+    sqlite3_bind_int64(st, 2, max_id);
+    sqlite3_bind_int64(st, 3, before_ms);
+    sqlite3_bind_int(st, 4, limit);
+    rc = run(s, st, "prune events", err, errlen);
+    *deleted = rc == 0 ? sqlite3_changes(s->db) : 0;
+    return rc;
+}
+
+int store_outbox_prune(store *s, int64_t before_ms, int limit, int *deleted, char *err,
+                       size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, Q_OB_PRUNE, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int(st, 2, limit);
+    rc = run(s, st, "prune sends", err, errlen);
+    *deleted = rc == 0 ? sqlite3_changes(s->db) : 0;
     return rc;
 }
 

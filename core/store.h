@@ -112,6 +112,14 @@ int store_event_append(store *s, const char *shop, const char *uid, const char *
 int store_events_after(store *s, const char *shop, int64_t after_id, int limit, store_batch *b,
                        char *err, size_t errlen);
 
+/* Retention: deletes up to `limit` of shop's events, oldest first, with
+ * id <= max_id (every instance has handled them) and time before
+ * before_ms, up to the first newer one; events a dead letter or a failure
+ * refers to stay. Ids are never handed out again (AUTOINCREMENT).
+ * *deleted gets how many went. In the caller's transaction if open. */
+int store_events_prune(store *s, const char *shop, int64_t max_id, int64_t before_ms, int limit,
+                       int *deleted, char *err, size_t errlen);
+
 /* Reads one event by id into *b (b->n becomes 1); KZ_ENOTFOUND if absent. */
 int store_event_get(store *s, int64_t id, store_batch *b, char *err, size_t errlen);
 
@@ -290,6 +298,12 @@ int store_outbox_pending(store *s, int64_t *count, char *err, size_t errlen);
  * is due; a walk of the virtual clock stops there), KZ_ENOTFOUND when none
  * is pending. Reads the pending rows only (the partial index). */
 int store_outbox_next(store *s, int64_t *next_at_ms, char *err, size_t errlen);
+
+/* Retention: deletes up to `limit` finished rows (sent, failed, parked),
+ * oldest first, stopping at the first row pending or finished at or after
+ * before_ms. *deleted gets how many went. */
+int store_outbox_prune(store *s, int64_t before_ms, int limit, int *deleted, char *err,
+                       size_t errlen);
 
 /* For each (tag, state) of the shop's rows whose tag starts with
  * tag_prefix: cb with the number of rows (a report of tagged sends; stop

@@ -323,6 +323,82 @@ static void waiting_writer_ends_the_transaction_early(void **state)
     ts_rmdir(hold);
 }
 
+/* Topics of the shop's stored events, "a,b,c". */
+static void stored_topics(env *e, char *out, size_t cap)
+{
+    store_batch b = {0};
+    ts_events_after(e->st, "a", 0, &b);
+    out[0] = '\0';
+    for (size_t i = 0; i < b.n; i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "", b.ev[i].topic);
+    store_batch_free(&b);
+}
+
+static int64_t outbox_row(env *e, int finish)
+{
+    char err[256];
+    int64_t id = 0, now = clock_now_ms();
+    store_outbox row = {.shop = "a",
+                        .kind = KZ_LINE_PUSH,
+                        .endpoint = "/v2/bot/message/push",
+                        .body = "{}",
+                        .origin = "ev",
+                        .created_ms = now,
+                        .next_at_ms = now,
+                        .deadline_ms = now + 3600000};
+    assert_int_equal(store_outbox_add(e->st, &row, &id, err, sizeof err), 0);
+    if (finish)
+        assert_int_equal(
+            store_outbox_finish(e->st, id, OUTBOX_SENT, 200, "r", NULL, now, err, sizeof err), 0);
+    return id;
+}
+
+/* kizuna.retention (defaults: events 30 d, sends 90 d): events every
+ * instance has handled go once older; one a dead letter keeps and one not
+ * yet handled stay. Finished sends go after their retention, a pending one
+ * stays. Ids are never handed out again. */
+static void retention_deletes_what_is_done(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = {"
+                      "  fx_counter = { fail_topic = \"test.bad\"; fatal = true; };"
+                      "  fx_mirror = { }; }; }",
+                      0);
+    publish(e, "a", "test.one", NULL);
+    publish(e, "a", "test.bad", NULL);
+    publish(e, "a", "test.two", NULL);
+    run(e);
+    assert_int_equal(dead_count(e), 1);
+    int64_t sent = outbox_row(e, 1), pending_row = outbox_row(e, 0);
+    char err[256], topics[256];
+    assert_int_equal(bus_prune(e->b, err, sizeof err), 0);
+    stored_topics(e, topics, sizeof topics);
+    assert_string_equal(topics, "test.one,test.bad,test.two"); /* not old yet */
+
+    clock_advance_ms(31 * 86400000LL);
+    publish(e, "a", "test.late", NULL); /* stored, not handled */
+    int64_t before;
+    assert_int_equal(store_event_max_id(e->st, "a", &before, err, sizeof err), 0);
+    clock_advance_ms(31 * 86400000LL);
+    assert_int_equal(bus_prune(e->b, err, sizeof err), 0);
+    stored_topics(e, topics, sizeof topics);
+    assert_string_equal(topics, "test.bad,test.late");
+    store_outbox row;
+    assert_int_equal(store_outbox_get(e->st, sent, &row, NULL, NULL, NULL, err, sizeof err), 0);
+
+    clock_advance_ms(30 * 86400000LL); /* 92 days after the send */
+    assert_int_equal(bus_prune(e->b, err, sizeof err), 0);
+    assert_int_equal(store_outbox_get(e->st, sent, &row, NULL, NULL, NULL, err, sizeof err),
+                     KZ_ENOTFOUND);
+    assert_int_equal(store_outbox_get(e->st, pending_row, &row, NULL, NULL, NULL, err, sizeof err),
+                     0);
+    publish(e, "a", "test.new", NULL);
+    int64_t after;
+    assert_int_equal(store_event_max_id(e->st, "a", &after, err, sizeof err), 0);
+    assert_true(after > before);
+    env_close(e);
+}
+
 /* Counter increments nobody reads at once are summed over a batch and
  * written once; a read in the same batch sees them. */
 static void held_counters_add_up(void **state)
@@ -1014,6 +1090,7 @@ int main(void)
         cmocka_unit_test(one_failure_keeps_batch_mates),
         cmocka_unit_test(backlog_commits_once_and_redoes_whole),
         cmocka_unit_test(waiting_writer_ends_the_transaction_early),
+        cmocka_unit_test(retention_deletes_what_is_done),
         cmocka_unit_test(held_counters_add_up),
         cmocka_unit_test(held_counter_on_a_non_number_fails_its_handler),
         cmocka_unit_test(retries_then_dead_then_replay),

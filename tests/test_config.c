@@ -262,7 +262,7 @@ static void test_kizuna_unknown_key(void **state)
                   "};\n",
                   "2: kizuna: unknown setting 'wrokers' (known: listen, store, timezone, "
                   "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                  "admin_remote, max_body, sandbox, sender)",
+                  "admin_remote, max_body, sandbox, sender, retention)",
                   "4: kizuna.retry: unknown setting 'backoff' (known: attempts, initial, max)",
                   NULL);
 }
@@ -431,6 +431,30 @@ static void test_sender_group(void **state)
                   "3: kizuna.sender: unknown setting 'retries' (known: timeout, deadline, "
                   "max_in_flight)",
                   NULL);
+}
+
+/* kizuna.retention: defaults, values, "0s" for good, and refusals. */
+static void test_retention(void **state)
+{
+    (void)state;
+    diag d = {0};
+    cfg *c = load_text("kizuna = { };\n", &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(c->retention_events_ms, 30 * 86400000LL);
+    assert_int_equal(c->retention_sends_ms, 90 * 86400000LL);
+    cfg_free(c);
+    c = load_text("kizuna = { retention = { events = \"7d\"; sends = \"0s\"; }; };\n", &d, NULL);
+    assert_non_null(c);
+    assert_int_equal(diag_count(&d), 0);
+    assert_int_equal(c->retention_events_ms, 7 * 86400000LL);
+    assert_int_equal(c->retention_sends_ms, 0);
+    cfg_free(c);
+    diag_free(&d);
+    expect_errors("kizuna = { retention = {\n"
+                  "  events = \"12h\"; sends = \"4000d\"; logs = \"1d\"; }; };\n",
+                  "2: kizuna.retention.events: must be 0s (kept for good) or at least 1d",
+                  "2: kizuna.retention.sends: must be between 0s (kept for good) and 3650d",
+                  "2: kizuna.retention: unknown setting 'logs' (known: events, sends)", NULL);
 }
 
 /* A shop's own LINE rate limits (what the sender keeps to). */
@@ -729,7 +753,7 @@ static void test_many_errors(void **state)
                  "5: kizuna.durability: expected \"full\" or \"normal\", got \"fast\"",
                  "6: kizuna: unknown setting 'colour' (known: listen, store, timezone, "
                  "log_level, plugin_path, workers, batch, durability, retry, admin_token, "
-                 "admin_remote, max_body, sandbox, sender)",
+                 "admin_remote, max_body, sandbox, sender, retention)",
                  "9: shop 'a': plugin 'hello': expected a group, got a string",
                  "10: shops[1]: missing required setting 'id'",
                  "11: shop 'a': duplicate shop id (first defined at line 9)",
@@ -1153,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_kizuna_types),
         cmocka_unit_test(test_kizuna_values),
         cmocka_unit_test(test_sender_group),
+        cmocka_unit_test(test_retention),
         cmocka_unit_test(test_line_rate_limits),
         cmocka_unit_test(test_kizuna_ok_values),
         cmocka_unit_test(test_max_body),
