@@ -94,6 +94,7 @@ struct bus {
     int committer_started;
     int committer_stop;
     metric_family *m_handled, *m_failed, *m_dead, *m_transactions;
+    metric_series *m_pruned_events, *m_pruned_sends; /* retention; NULL without metrics */
     void (*on_sends)(void *arg);
     void *on_sends_arg;
     routes *routes;  /* plugin HTTP routes, registered from shop_open */
@@ -291,7 +292,17 @@ static int register_metrics(bus *b)
     b->m_transactions = metrics_counter(
         b->o.m, "kizuna_bus_transactions_total",
         "Worker transactions that handed a shop's events to its plugins (committed).", shop_label);
-    return b->m_handled && b->m_failed && b->m_dead && b->m_transactions ? 0 : KZ_ENOMEM;
+    static const char *const what[] = {"what", NULL}, *const events[] = {"events", NULL},
+                             *const sends[] = {"sends", NULL};
+    metric_family *pruned =
+        metrics_counter(b->o.m, "kizuna_retention_deleted_total",
+                        "Rows deleted by kizuna.retention: handled events, finished sends.", what);
+    b->m_pruned_events = pruned != NULL ? metrics_series(pruned, events) : NULL;
+    b->m_pruned_sends = pruned != NULL ? metrics_series(pruned, sends) : NULL;
+    return b->m_handled && b->m_failed && b->m_dead && b->m_transactions && b->m_pruned_events &&
+                   b->m_pruned_sends
+               ? 0
+               : KZ_ENOMEM;
 }
 
 int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
@@ -954,24 +965,33 @@ static int prune_batch(bus_worker *w, char *err, size_t errlen)
 {
     const bus_options *o = &w->b->o;
     int64_t now = clock_now_ms();
-    int more = 0, n = 0;
+    int more = 0, n = 0, events = 0, sends = 0;
     int rc = store_begin(w->st, err, errlen);
     for (size_t k = 0; rc == 0 && o->retention_events_ms > 0 && k < w->nshops; k++) {
         int64_t upto = handled_by_all(w->shops[k]);
+        n = 0;
         if (upto > 0)
             rc = store_events_prune(w->st, w->shops[k]->id, upto, now - o->retention_events_ms,
                                     PRUNE_BATCH, &n, err, errlen);
-        more |= rc == 0 && upto > 0 && n == PRUNE_BATCH;
+        events += n;
+        more |= rc == 0 && n == PRUNE_BATCH;
     }
     if (rc == 0 && w->index == 0 && o->retention_sends_ms > 0) {
-        rc = store_outbox_prune(w->st, now - o->retention_sends_ms, PRUNE_BATCH, &n, err, errlen);
-        more |= rc == 0 && n == PRUNE_BATCH;
+        rc = store_outbox_prune(w->st, now - o->retention_sends_ms, PRUNE_BATCH, &sends, err,
+                                errlen);
+        more |= rc == 0 && sends == PRUNE_BATCH;
     }
     if (rc == 0 && store_in_transaction(w->st))
         rc = store_commit(w->st, err, errlen);
-    if (rc != 0)
+    if (rc != 0) {
         store_rollback(w->st);
-    return rc != 0 ? rc : more;
+        return rc;
+    }
+    if (w->b->m_pruned_events != NULL) {
+        metrics_add(w->b->m_pruned_events, (uint64_t)events);
+        metrics_add(w->b->m_pruned_sends, (uint64_t)sends);
+    }
+    return more;
 }
 
 int bus_prune(bus *b, char *err, size_t errlen)

@@ -392,6 +392,8 @@ static void retention_deletes_what_is_done(void **state)
                      KZ_ENOTFOUND);
     assert_int_equal(store_outbox_get(e->st, pending_row, &row, NULL, NULL, NULL, err, sizeof err),
                      0);
+    assert_int_equal(series_value(e, "\nkizuna_retention_deleted_total{what=\"events\"} "), 2);
+    assert_int_equal(series_value(e, "\nkizuna_retention_deleted_total{what=\"sends\"} "), 1);
     publish(e, "a", "test.new", NULL);
     int64_t after;
     assert_int_equal(store_event_max_id(e->st, "a", &after, err, sizeof err), 0);
