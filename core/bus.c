@@ -1008,9 +1008,8 @@ int bus_prune(bus *b, char *err, size_t errlen)
 
 /* A retention batch when one is due; a failure is logged and tried again
  * at the next look. */
-static void maybe_prune(bus_worker *w)
+static void maybe_prune(bus_worker *w, int64_t now)
 {
-    int64_t now = mono_ms();
     if (now < w->next_prune)
         return;
     char err[512];
@@ -1035,8 +1034,8 @@ static int worker_round(bus_worker *w, int force_replays)
         }
         total += n;
     }
-    maybe_prune(w);
     int64_t now = mono_ms();
+    maybe_prune(w, now);
     if (force_replays || (total == 0 && now >= w->next_replay_check)) {
         w->next_replay_check = now + REPLAY_CHECK_MS;
         int n = run_replays(w, err, sizeof err);

@@ -460,7 +460,7 @@ static char *build_body(const kz_line_send *r, const char *messages, json_object
                           : "";
     size_t ids = r->kind == KZ_LINE_MULTICAST ? n : r->kind == KZ_LINE_PUSH ? 1 : 0;
     size_t cap = strlen(messages) + strlen(tok) + ids * 36 + 80;
-    char *body = (r->kind != KZ_LINE_REPLY || tok != NULL) ? malloc(cap) : NULL;
+    char *body = tok != NULL ? malloc(cap) : NULL; /* NULL: json-c ran out of memory */
     if (body != NULL) {
         char *p = body + sprintf(body, "{\"messages\":%s", messages);
         if (r->notification_disabled)
