@@ -2,10 +2,14 @@
  * webhook — LINE webhook signature check and request body → bus events.
  *
  * The signature is HMAC-SHA256 over the raw bytes, compared in constant
- * time. The body is parsed once with json-c (strict, UTF-8 validated, no
- * trailing data); each event object is serialized back (plain, '/' not
- * escaped) and every string a bus_msg points to is a copy owned by the
- * batch, so the parsed document is freed before webhook_parse returns.
+ * time. The body is checked (SQLite's json_valid for the grammar, jsonscan
+ * for UTF-8 and depth) and walked without building a tree: each event's
+ * payload is its bytes as LINE sent them, whitespace between tokens taken
+ * out. json-c is used only off the hot path: for the reason a body is
+ * refused, for the rare escaped string among the four looked up, and for
+ * the uid of an event that has no webhookEventId. Every string a bus_msg
+ * points to is a copy owned by the batch: the body may go once
+ * webhook_parse returns.
  */
 #include "webhook.h"
 
@@ -24,6 +28,7 @@
 
 #include <kizuna/host.h>
 
+#include "jsonscan.h"
 #include "payload.h"
 #include "topic.h"
 
@@ -99,16 +104,6 @@ void webhook_batch_free(webhook_batch *b)
     b->priv = NULL;
 }
 
-static char *dup_n(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
 /* 1 when s is one topic word: [A-Za-z0-9_-]+. */
 static int topic_word(const char *s)
 {
@@ -123,31 +118,13 @@ static int topic_word(const char *s)
     return 1;
 }
 
-/* The string value of obj[key], or NULL when absent, not a string or
- * holding a NUL ("\u0000") that would cut it short. */
-static const char *get_str(json_object *obj, const char *key)
+/* "line.<type>", "line.message.<mtype>", "line.message.unknown" or
+ * "line.unknown"; always a valid topic of at most KZ_TOPIC_MAX bytes. type
+ * and mtype are NULL when absent, not strings or holding a NUL. */
+static char *event_topic(const char *type, const char *mtype)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    const char *s = json_object_get_string(v);
-    if (strlen(s) != (size_t)json_object_get_string_len(v))
-        return NULL;
-    return s;
-}
-
-/* "line.<type>", "line.message.<message.type>", "line.message.unknown" or
- * "line.unknown"; always a valid topic of at most KZ_TOPIC_MAX bytes. */
-static char *event_topic(json_object *ev)
-{
-    const char *type = get_str(ev, "type");
     char buf[KZ_TOPIC_MAX + 1];
     if (type != NULL && strcmp(type, "message") == 0) {
-        json_object *msg;
-        const char *mtype = NULL;
-        if (json_object_object_get_ex(ev, "message", &msg) &&
-            json_object_is_type(msg, json_type_object))
-            mtype = get_str(msg, "type");
         if (topic_word(mtype) && strlen(mtype) <= KZ_TOPIC_MAX - strlen("line.message.")) {
             snprintf(buf, sizeof buf, "line.message.%s", mtype);
             if (topic_valid(buf))
@@ -163,25 +140,23 @@ static char *event_topic(json_object *ev)
     return strdup("line.unknown");
 }
 
-/* "sha256:<hex>" of the event serialized without "deliveryContext", so a
- * redelivered copy (which differs only in deliveryContext.isRedelivery)
- * gets the same uid. The event object is restored (deliveryContext moves
- * to the end, which is why the payload is serialized before this). */
-static char *hash_uid(json_object *ev)
+/* "sha256:<hex>" of the event as json-c writes it without "deliveryContext",
+ * so a redelivered copy (which differs only in deliveryContext.isRedelivery)
+ * gets the same uid; NULL when out of memory. Only events without a
+ * webhookEventId come here (LINE sends one with every event). */
+static char *hash_uid(const char *json)
 {
-    json_object *dc = NULL;
-    if (json_object_object_get_ex(ev, "deliveryContext", &dc)) {
-        json_object_get(dc);
-        json_object_object_del(ev, "deliveryContext");
-    }
+    json_object *ev = json_tokener_parse(json);
+    if (ev == NULL)
+        return NULL;
+    json_object_object_del(ev, "deliveryContext");
     size_t n = 0;
     const char *s = json_object_to_json_string_length(
         ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     int ok = s != NULL && EVP_Digest(s, n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32;
-    if (dc != NULL && json_object_object_add(ev, "deliveryContext", dc) != 0)
-        json_object_put(dc);
+    json_object_put(ev);
     if (!ok)
         return NULL;
     static const char hex[] = "0123456789abcdef";
@@ -197,35 +172,87 @@ static char *hash_uid(json_object *ev)
     return uid;
 }
 
-/* Fills s and m from one event object; KZ_ENOMEM on allocation failure,
- * KZ_ETOOBIG for an event over the payload limit (a body may hold more
- * than one event's worth when kizuna.max_body is raised). */
-static int convert_event(json_object *ev, const char *shop, wh_strings *s, bus_msg *m)
+/* The last string member `key` of object v (json-c's rule for a repeated
+ * member), decoded into *out (NULL when absent, not a string or holding a
+ * NUL); 0 or KZ_ENOMEM. depth: containers open around v. */
+static int member_str(jscan_span v, int depth, const char *key, char **out)
 {
-    size_t n = 0;
-    const char *js = json_object_to_json_string_length(
-        ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    if (js != NULL && n > KZ_PAYLOAD_MAX)
+    *out = NULL;
+    jscan_iter it;
+    if (jscan_open(&it, v, depth, '{') != 0)
+        return 0;
+    jscan_span k, val, last = {0};
+    while (jscan_member(&it, &k, &val) == 1)
+        if (jscan_key_is(k, key))
+            last = val;
+    int rc = last.p != NULL ? jscan_string(last, out) : 1;
+    return rc == KZ_ENOMEM ? KZ_ENOMEM : 0;
+}
+
+/* The event's members that decide topic, uid and user (the last of each). */
+typedef struct ev_members {
+    jscan_span type, id, message, source;
+} ev_members;
+
+static void event_members(jscan_span ev, ev_members *m)
+{
+    memset(m, 0, sizeof *m);
+    jscan_iter it;
+    jscan_span k, v;
+    if (jscan_open(&it, ev, 2, '{') != 0)
+        return;
+    while (jscan_member(&it, &k, &v) == 1) {
+        if (jscan_key_is(k, "type"))
+            m->type = v;
+        else if (jscan_key_is(k, "webhookEventId"))
+            m->id = v;
+        else if (jscan_key_is(k, "message"))
+            m->message = v;
+        else if (jscan_key_is(k, "source"))
+            m->source = v;
+    }
+}
+
+/* Fills s and m from one event object (its span in the body, already
+ * depth-checked); KZ_ENOMEM on allocation failure, KZ_ETOOBIG for an event
+ * over the payload limit (a body may hold more than one event's worth when
+ * kizuna.max_body is raised). */
+static int convert_event(jscan_span ev, const char *shop, wh_strings *s, bus_msg *m)
+{
+    if ((s->json = malloc(ev.n + 1)) == NULL)
+        return KZ_ENOMEM;
+    size_t n = jscan_compact(s->json, ev.p, ev.n);
+    s->json[n] = '\0';
+    if (n > KZ_PAYLOAD_MAX)
         return KZ_ETOOBIG;
-    if (js == NULL || (s->json = dup_n(js, n)) == NULL)
+
+    ev_members em;
+    event_members(ev, &em);
+    char *type = NULL, *mtype = NULL;
+    int rc = em.type.p != NULL && jscan_string(em.type, &type) == KZ_ENOMEM ? KZ_ENOMEM : 0;
+    if (rc == 0 && type != NULL && strcmp(type, "message") == 0)
+        rc = member_str(em.message, 3, "type", &mtype);
+    if (rc == 0 && (s->topic = event_topic(type, mtype)) == NULL)
+        rc = KZ_ENOMEM;
+    free(type);
+    free(mtype);
+    if (rc != 0)
+        return rc;
+
+    if (em.id.p != NULL && jscan_string(em.id, &s->uid) == KZ_ENOMEM)
         return KZ_ENOMEM;
-    if ((s->topic = event_topic(ev)) == NULL)
+    if (s->uid != NULL && s->uid[0] == '\0') {
+        free(s->uid);
+        s->uid = NULL;
+    }
+    if (s->uid == NULL && (s->uid = hash_uid(s->json)) == NULL)
         return KZ_ENOMEM;
 
-    const char *id = get_str(ev, "webhookEventId");
-    if (id != NULL && id[0] != '\0')
-        s->uid = strdup(id);
-    else
-        s->uid = hash_uid(ev);
-    if (s->uid == NULL)
+    if (member_str(em.source, 3, "userId", &s->user) != 0)
         return KZ_ENOMEM;
-
-    json_object *src;
-    if (json_object_object_get_ex(ev, "source", &src) &&
-        json_object_is_type(src, json_type_object)) {
-        const char *user = get_str(src, "userId");
-        if (user != NULL && user[0] != '\0' && (s->user = strdup(user)) == NULL)
-            return KZ_ENOMEM;
+    if (s->user != NULL && s->user[0] == '\0') {
+        free(s->user);
+        s->user = NULL;
     }
 
     m->shop = shop;
@@ -234,7 +261,7 @@ static int convert_event(json_object *ev, const char *shop, wh_strings *s, bus_m
     m->user = s->user;
     m->json = s->json;
     m->len = n;
-    m->json_checked = 1; /* json-c's rendering of an RFC 8259 body (parse_body) */
+    m->json_checked = 1; /* part of a body jscan_validate() passed, spaces removed */
     return 0;
 }
 
@@ -243,8 +270,8 @@ static int is_json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Parses body into *doc: exactly one JSON value, nothing but whitespace
- * after it. */
+/* Parses body into *doc with json-c: exactly one JSON value, nothing but
+ * whitespace after it. Only for invalid_body's reason. */
 static int parse_body(const char *body, size_t len, json_object **doc, char *err, size_t errlen)
 {
     *doc = NULL;
@@ -302,6 +329,77 @@ static int parse_body(const char *body, size_t len, json_object **doc, char *err
     return 0;
 }
 
+/* The reason a body the scan refused is not JSON: json-c's own words where
+ * it refuses the body too (the messages operators saw before the scan),
+ * else `why`: json-c lets through UTF-8 that RFC 3629 forbids (overlong
+ * forms, surrogates). */
+static int invalid_body(const char *body, size_t len, const char *why, char *err, size_t errlen)
+{
+    json_object *doc;
+    int rc = parse_body(body, len, &doc, err, errlen);
+    if (rc != 0)
+        return rc;
+    json_object_put(doc);
+    errbuf_set(err, errlen, "body is not JSON: %s", why);
+    return KZ_EINVAL;
+}
+
+/* The spans of the elements of the body's "events" array into *spans
+ * (malloc'd, *n of them); 0, KZ_EINVAL with the reason, KZ_ENOMEM, or 1 when
+ * the walk finds what jscan_validate() should not have passed. */
+static int event_spans(const char *body, size_t len, jscan_span **spans, size_t *n, char *err,
+                       size_t errlen)
+{
+    *spans = NULL;
+    *n = 0;
+    const char *p = jscan_ws(body, body + len), *e = body + len;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        e--;
+    jscan_iter it;
+    if (jscan_open(&it, (jscan_span){p, (size_t)(e - p)}, 0, '{') != 0) {
+        errbuf_set(err, errlen, "body is not a JSON object");
+        return KZ_EINVAL;
+    }
+    jscan_span k, v, events = {0};
+    int r;
+    while ((r = jscan_member(&it, &k, &v)) == 1)
+        if (jscan_key_is(k, "events"))
+            events = v; /* the last one, as json-c keeps it */
+    if (r < 0)
+        return 1;
+    if (events.p == NULL || jscan_open(&it, events, 1, '[') != 0) {
+        errbuf_set(err, errlen, "body has no \"events\" array");
+        return KZ_EINVAL;
+    }
+    size_t cap = 0;
+    while ((r = jscan_element(&it, &v)) == 1) {
+        if (v.p[0] != '{') {
+            free(*spans);
+            *spans = NULL;
+            errbuf_set(err, errlen, "events[%zu] is not an object", *n);
+            return KZ_EINVAL;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            jscan_span *grown = realloc(*spans, cap * sizeof *grown);
+            if (grown == NULL) {
+                free(*spans);
+                *spans = NULL;
+                errbuf_set(err, errlen, "out of memory");
+                return KZ_ENOMEM;
+            }
+            *spans = grown;
+        }
+        (*spans)[(*n)++] = v;
+    }
+    if (r < 0) {
+        free(*spans);
+        *spans = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch *out, char *err,
                   size_t errlen)
 {
@@ -322,30 +420,24 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
         body = "";
     }
 
-    json_object *doc;
-    int rc = parse_body(body, len, &doc, err, errlen);
+    /* Checked once, then the events are cut out of the body as they came. */
+    switch (jscan_validate(body, len)) {
+    case JSCAN_OK:
+        break;
+    case JSCAN_BAD_UTF8:
+        return invalid_body(body, len, "invalid UTF-8", err, errlen);
+    case JSCAN_TOO_DEEP:
+        return invalid_body(body, len, "nesting too deep", err, errlen);
+    default:
+        return invalid_body(body, len, "not as RFC 8259 writes it", err, errlen);
+    }
+    jscan_span *spans;
+    size_t n;
+    int rc = event_spans(body, len, &spans, &n, err, errlen);
+    if (rc == 1) /* not after jscan_validate(); kept so a walk error is never a crash */
+        return invalid_body(body, len, "not as RFC 8259 writes it", err, errlen);
     if (rc != 0)
         return rc;
-    json_object *events;
-    if (!json_object_is_type(doc, json_type_object)) {
-        errbuf_set(err, errlen, "body is not a JSON object");
-        rc = KZ_EINVAL;
-        goto done;
-    }
-    if (!json_object_object_get_ex(doc, "events", &events) ||
-        !json_object_is_type(events, json_type_array)) {
-        errbuf_set(err, errlen, "body has no \"events\" array");
-        rc = KZ_EINVAL;
-        goto done;
-    }
-    size_t n = json_object_array_length(events);
-    for (size_t i = 0; i < n; i++) {
-        if (!json_object_is_type(json_object_array_get_idx(events, i), json_type_object)) {
-            errbuf_set(err, errlen, "events[%zu] is not an object", i);
-            rc = KZ_EINVAL;
-            goto done;
-        }
-    }
 
     wh_priv *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -361,7 +453,7 @@ int webhook_parse(const char *shop, const char *body, size_t len, webhook_batch 
     }
     for (size_t i = 0; i < n; i++) {
         p->n = i + 1; /* the strings of event i are freed even if it fails half-way */
-        rc = convert_event(json_object_array_get_idx(events, i), p->shop, &p->s[i], &out->msgs[i]);
+        rc = convert_event(spans[i], p->shop, &p->s[i], &out->msgs[i]);
         if (rc == KZ_ETOOBIG) {
             webhook_batch_free(out);
             errbuf_set(err, errlen, "event %zu is over the limit of %d bytes for one event", i,
@@ -380,6 +472,6 @@ nomem:
     errbuf_set(err, errlen, "out of memory");
     rc = KZ_ENOMEM;
 done:
-    json_object_put(doc);
+    free(spans);
     return rc;
 }

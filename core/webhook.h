@@ -16,7 +16,8 @@
  *   uid    webhookEventId; without one, "sha256:<hex of the event's JSON>"
  *          so a redelivered copy still deduplicates.
  *   user   source.userId when present (groups and rooms may have none).
- *   json   the event object as JSON text.
+ *   json   the event object's bytes as LINE sent them, without the whitespace
+ *          between tokens (strings, escapes and numbers untouched).
  * Unknown event types and events without a user are kept, never dropped.
  *
  * Thread: any; no shared state.
@@ -43,8 +44,10 @@ typedef struct webhook_batch {
 } webhook_batch;
 
 /* Parses body (already authenticated) for shop. KZ_EINVAL with the reason in
- * err when it is not JSON, not an object, or lacks an "events" array (an
- * element that is not an object is also KZ_EINVAL: LINE never sends one).
+ * err when it is not JSON (RFC 8259, RFC 3629 UTF-8, nesting at most 32
+ * deep as json-c parses by default), not an object, or lacks an "events"
+ * array (an element that is not an object is also KZ_EINVAL: LINE never
+ * sends one).
  * An empty "events" array (LINE's verify request) gives n == 0. KZ_ETOOBIG
  * when one event is over KZ_PAYLOAD_MAX (possible only with a raised
  * kizuna.max_body): the ingress answers 413. */

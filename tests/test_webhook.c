@@ -147,11 +147,19 @@ static void signature_utf8_body(void **state)
     assert_int_equal(webhook_signature_ok(secret, copy, len, sig), 0);
     free(copy);
 
-    /* Still parses: the escaped surrogate pair becomes the same UTF-8. */
+    /* Still parses: the payload keeps the escaped pair as LINE wrote it,
+     * and it reads as the same UTF-8. */
     webhook_batch b;
     parse_ok(body, len, &b);
     assert_int_equal(b.n, 1);
-    assert_non_null(strstr(b.msgs[0].json, "\xf0\x9f\xa4\xa8 \xf0\x9f\xa4\xa8"));
+    assert_non_null(strstr(b.msgs[0].json, "\xf0\x9f\xa4\xa8 \\uD83E\\uDD28\""));
+    json_object *ev = parse_json(b.msgs[0].json, b.msgs[0].len), *msg, *text;
+    assert_true(json_object_object_get_ex(ev, "message", &msg));
+    assert_true(json_object_object_get_ex(msg, "text", &text));
+    assert_string_equal(json_object_get_string(text), "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab"
+                                                      "\xe3\x81\xa1\xe3\x81\xaf \xf0\x9f\xa4\xa8 "
+                                                      "\xf0\x9f\xa4\xa8");
+    json_object_put(ev);
     webhook_batch_free(&b);
 }
 
@@ -347,7 +355,8 @@ static void every_fixture_file_listed(void **state)
     assert_true(files >= 21);
 }
 
-/* Serialization: '/' unescaped, \uXXXX pairs as UTF-8, UTF-8 kept. */
+/* The payload is the event's bytes as LINE sent them, without the
+ * whitespace between tokens: escapes ('\/', \uXXXX pairs) and UTF-8 kept. */
 static void payload_text(void **state)
 {
     (void)state;
@@ -356,8 +365,7 @@ static void payload_text(void **state)
     webhook_batch b;
     parse_ok(body, len, &b);
     assert_true(b.n >= 5);
-    assert_null(strstr(b.msgs[2].json, "\\/"));
-    assert_non_null(strstr(b.msgs[2].json, "\"Thinking face \xf0\x9f\xa4\xa8 and a slash /\""));
+    assert_non_null(strstr(b.msgs[2].json, "\"Thinking face \\uD83E\\uDD28 and a slash \\/\""));
     assert_non_null(strstr(b.msgs[1].json, "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1"
                                            "\xe3\x81\xaf"));
     assert_non_null(strstr(b.msgs[4].json, "\"originalContentUrl\":\"https://example.com/"));
@@ -366,6 +374,49 @@ static void payload_text(void **state)
     assert_int_equal(b.msgs[0].json[0], '{');
     webhook_batch_free(&b);
     free(body);
+}
+
+/* Whitespace between tokens goes, nothing else changes: strings with
+ * spaces, escaped quotes and backslashes, numbers json-c would rewrite, a
+ * member given twice. The fields kizuna reads are decoded, the last of a
+ * repeated member counts (as for json-c), and an escaped "events" key is
+ * still the events array. */
+static void payload_as_sent(void **state)
+{
+    (void)state;
+    const char *body =
+        "{ \"destination\" : \"U1\" ,\n \"ev\\u0065nts\" : [\n"
+        "  { \"type\" : \"follow\", \"type\" : \"message\",\n"
+        "    \"message\" : { \"type\" : \"te\\u0078t\", \"text\" : \" a \\\" b \\\\\" } ,\n"
+        "    \"webhookEventId\" : \"01\\u0041\", \"n\" : [ -0 , 1.50 , 1E+2 ,"
+        " 123456789012345678901234567890 , true , null ],\n"
+        "    \"source\" : { \"userId\" : \"U1\", \"type\" : \"user\" , \"userId\" : \"U\\/2\" } "
+        "}\t\r\n"
+        " ]\n}\n";
+    const char *want =
+        "{\"type\":\"follow\",\"type\":\"message\",\"message\":{\"type\":"
+        "\"te\\u0078t\",\"text\":\" a \\\" b \\\\\"},\"webhookEventId\":\"01\\u0041\","
+        "\"n\":[-0,1.50,1E+2,123456789012345678901234567890,true,null],"
+        "\"source\":{\"userId\":\"U1\",\"type\":\"user\",\"userId\":\"U\\/2\"}}";
+    webhook_batch b;
+    parse_ok(body, strlen(body), &b);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.msgs[0].json, want);
+    assert_int_equal(b.msgs[0].len, strlen(want));
+    assert_string_equal(b.msgs[0].topic, "line.message.text");
+    assert_string_equal(b.msgs[0].uid, "01A");
+    assert_string_equal(b.msgs[0].user, "U/2");
+    webhook_batch_free(&b);
+
+    /* the last "events" is the array, as json-c would read the body */
+    const char *twice =
+        "{\"events\":7,\"events\":[{\"type\":\"leave\",\"webhookEventId\":\"01L\"}]}";
+    parse_ok(twice, strlen(twice), &b);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.msgs[0].topic, "line.leave");
+    webhook_batch_free(&b);
+    const char *last7 = "{\"events\":[],\"events\":7}";
+    parse_fails(last7, strlen(last7), "body has no \"events\" array");
 }
 
 /* ---- unknown and invalid types ----------------------------------------- */
@@ -654,9 +705,16 @@ static void malformed_bodies(void **state)
         {"{\"events\":[{\"type\":\"follow\",\"n\":NaN}]}",
          "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes or a raw "
          "control character in a string)"},
+        {"{\"events\":[],\"x\":\"a\x1f\"}",
+         "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes or a raw "
+         "control character in a string)"},
         {"{\"events\":[],\"x\":\"a\tb\"}",
          "body is not JSON: not as RFC 8259 writes it (NaN, Infinity, single quotes or a raw "
          "control character in a string)"},
+        /* SQLite 3.40's json_valid() takes an object as a member name */
+        {"{\"events\":[{\"type\":\"follow\",{\"m\":1}:2}]}",
+         "body is not JSON: quoted object property name expected"},
+        {"{\"events\":[{\"n\":01}]}", "body is not JSON: number expected"},
         {"\"events\"", "body is not a JSON object"},
         {"null", "body is not a JSON object"},
         {"42 ", "body is not a JSON object"},
@@ -684,6 +742,47 @@ static void malformed_bodies(void **state)
         deep[n++] = '[';
     deep[n] = '\0';
     parse_fails(deep, n, "body is not JSON: nesting too deep");
+
+    /* json-c's limit exactly: 32 levels are taken, 33 are not (a plugin
+     * reading a payload with json_tokener_parse() could not) */
+    char at[128];
+    for (int levels = 32; levels <= 33; levels++) {
+        n = (size_t)sprintf(at, "{\"events\":[{\"x\":");
+        for (int k = 0; k < levels - 3; k++)
+            at[n++] = '[';
+        for (int k = 0; k < levels - 3; k++)
+            at[n++] = ']';
+        n += (size_t)sprintf(at + n, "}]}");
+        webhook_batch b;
+        char err[128] = "";
+        int rc = webhook_parse(SHOP, at, n, &b, err, sizeof err);
+        if (levels == 32) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(b.n, 1);
+            json_object_put(parse_json(b.msgs[0].json, b.msgs[0].len));
+            webhook_batch_free(&b);
+        } else {
+            assert_int_equal(rc, KZ_EINVAL);
+            assert_string_equal(err, "body is not JSON: nesting too deep");
+        }
+    }
+
+    /* UTF-8 that RFC 3629 forbids and json-c lets through: an overlong '/',
+     * a surrogate, a code point above U+10FFFF, a sequence cut short */
+    static const char *const bad_utf8[] = {"\xc0\xaf",         "\xe0\x80\xaf", "\xed\xa0\x80",
+                                           "\xf4\x90\x80\x80", "\xf0\x9f\xa4", "\xe3\x81"};
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+        char body[64];
+        int len = snprintf(body, sizeof body, "{\"events\":[],\"x\":\"a%sb\"}", bad_utf8[i]);
+        const char *want =
+            i < 4 ? "body is not JSON: invalid UTF-8" : "body is not JSON: invalid utf-8 string";
+        parse_fails(body, (size_t)len, want);
+    }
+    /* and what it allows: the last code point of each length */
+    const char *good = "{\"events\":[],\"x\":\"\x7f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf\"}";
+    webhook_batch b;
+    parse_ok(good, strlen(good), &b);
+    webhook_batch_free(&b);
 }
 
 static void bad_arguments(void **state)
@@ -718,6 +817,7 @@ int main(void)
         cmocka_unit_test(every_event_type),
         cmocka_unit_test(every_fixture_file_listed),
         cmocka_unit_test(payload_text),
+        cmocka_unit_test(payload_as_sent),
         cmocka_unit_test(unknown_types),
         cmocka_unit_test(user_edge_cases),
         cmocka_unit_test(embedded_nul_strings),

@@ -8,7 +8,7 @@ seconds=${2:-60}
 out=${TMPDIR:-/tmp}/kizuna-fuzz-$target
 mkdir -p "$out/corpus"
 case $target in
-webhook) srcs="core/webhook.c core/topic.c core/errbuf.c" libs="-ljson-c -lcrypto" ;;
+webhook) srcs="core/webhook.c core/jsonscan.c core/payload.c core/topic.c core/errbuf.c core/store.c" libs="-ljson-c -lcrypto -lsqlite3" ;;
 message) srcs="core/message.c core/errbuf.c" libs="-ljson-c" ;;
 *) echo "usage: $0 webhook|message [SECONDS]" >&2; exit 2 ;;
 esac
