@@ -93,8 +93,13 @@ struct bus {
     pthread_t committer;
     int committer_started;
     int committer_stop;
+    /* WAL checkpoints off the writers' path (store_checkpointer) */
+    store *ckpt_st;
+    pthread_t checkpointer;
+    int checkpointer_started;
     metric_family *m_handled, *m_failed, *m_dead, *m_transactions;
-    metric_series *m_pruned_events, *m_pruned_sends; /* retention; NULL without metrics */
+    metric_series *m_pruned_events, *m_pruned_sends;  /* retention; NULL without metrics */
+    metric_series *m_ckpt_background, *m_ckpt_commit; /* WAL checkpoints; NULL without metrics */
     void (*on_sends)(void *arg);
     void *on_sends_arg;
     routes *routes;  /* plugin HTTP routes, registered from shop_open */
@@ -133,6 +138,8 @@ typedef struct pub_req {
 
 static int start_committer(bus *b, char *err, size_t errlen);
 static void stop_committer(bus *b);
+static int start_checkpointer(bus *b, char *err, size_t errlen);
+static void stop_checkpointer(bus *b);
 static void wake_all(void *arg);
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -299,8 +306,17 @@ static int register_metrics(bus *b)
                         "Rows deleted by kizuna.retention: handled events, finished sends.", what);
     b->m_pruned_events = pruned != NULL ? metrics_series(pruned, events) : NULL;
     b->m_pruned_sends = pruned != NULL ? metrics_series(pruned, sends) : NULL;
+    static const char *const by[] = {"by", NULL}, *const by_ckpt[] = {"checkpointer", NULL},
+                             *const by_commit[] = {"commit", NULL};
+    metric_family *ckpt = metrics_counter(
+        b->o.m, "kizuna_store_checkpoints_total",
+        "WAL copied into the database: catch-ups of the checkpoint thread, and checkpoints a "
+        "commit ran itself because the thread was far behind (updated after each catch-up).",
+        by);
+    b->m_ckpt_background = ckpt != NULL ? metrics_series(ckpt, by_ckpt) : NULL;
+    b->m_ckpt_commit = ckpt != NULL ? metrics_series(ckpt, by_commit) : NULL;
     return b->m_handled && b->m_failed && b->m_dead && b->m_transactions && b->m_pruned_events &&
-                   b->m_pruned_sends
+                   b->m_pruned_sends && b->m_ckpt_background && b->m_ckpt_commit
                ? 0
                : KZ_ENOMEM;
 }
@@ -345,6 +361,8 @@ int bus_new(const bus_options *o, bus **out, char *err, size_t errlen)
         rc = register_metrics(b);
     if (rc == 0)
         rc = start_committer(b, err, errlen);
+    if (rc == 0)
+        rc = start_checkpointer(b, err, errlen);
     if (rc == 0 && o->inflight_path != NULL)
         rc = inflight_open(o->inflight_path, b->nworkers, &b->inflight, err, errlen);
     if (rc != 0) {
@@ -1716,6 +1734,50 @@ static void stop_committer(bus *b)
     b->committer_started = 0;
 }
 
+static void mirror_checkpoints(void *arg)
+{
+    bus *b = arg;
+    store_checkpoints c;
+    store_checkpoint_stats(b->ckpt_st, &c);
+    metrics_counter_mirror(b->m_ckpt_background, c.background);
+    metrics_counter_mirror(b->m_ckpt_commit, c.in_commit);
+}
+
+static void *checkpointer_main(void *arg)
+{
+    bus *b = arg;
+    store_checkpointer(b->ckpt_st, b->m_ckpt_background != NULL ? mirror_checkpoints : NULL, b);
+    return NULL;
+}
+
+/* The publishers' group commits and the workers' batches would otherwise
+ * copy the WAL into the database themselves, every 1000 pages, with every
+ * other writer waiting (store.h). */
+static int start_checkpointer(bus *b, char *err, size_t errlen)
+{
+    int rc = store_open(b->o.store_url, b->o.sync_mode, &b->ckpt_st, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = pthread_create(&b->checkpointer, NULL, checkpointer_main, b);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the checkpoint thread: %s", strerror(rc));
+        return KZ_EFAIL;
+    }
+    b->checkpointer_started = 1;
+    return 0;
+}
+
+static void stop_checkpointer(bus *b)
+{
+    if (b->checkpointer_started) {
+        store_checkpointer_stop(b->ckpt_st);
+        pthread_join(b->checkpointer, NULL);
+        b->checkpointer_started = 0;
+    }
+    store_close(b->ckpt_st);
+    b->ckpt_st = NULL;
+}
+
 static void enqueue(bus *b, pub_req *r)
 {
     pthread_mutex_lock(&b->queue_lock);
@@ -1814,6 +1876,7 @@ void bus_free(bus *b)
         return;
     bus_stop(b);
     stop_committer(b);
+    stop_checkpointer(b);
     for (size_t i = 0; i < b->ninst; i++)
         free_instance(b->inst[i]);
     free(b->inst);

@@ -716,6 +716,12 @@ typedef struct writer_lock {
     atomic_int waiting; /* threads blocked in writer_enter (store_writer_wanted) */
     int users;
     struct writer_lock *next;
+    /* checkpoints (store_checkpointer); ckpt_mutex guards the ints */
+    pthread_mutex_t ckpt_mutex;
+    pthread_cond_t ckpt_cond;
+    int ckpt_served;                            /* checkpointers running for this database */
+    int ckpt_wanted;                            /* a commit left the WAL over CHECKPOINT_PAGES */
+    atomic_ullong ckpt_background, ckpt_inline; /* store_checkpoint_counts */
 } writer_lock;
 
 static pthread_mutex_t writer_locks_guard = PTHREAD_MUTEX_INITIALIZER;
@@ -732,6 +738,7 @@ struct store {
     size_t *offs;
     size_t offs_cap;  /* events */
     char *ob_strings; /* the strings of the last store_outbox_get */
+    int ckpt_stop;    /* store_checkpointer_stop was called (wlock->ckpt_mutex) */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -937,6 +944,8 @@ static writer_lock *writer_lock_get(const char *path)
             w = NULL;
         } else {
             pthread_mutex_init(&w->mutex, NULL);
+            pthread_mutex_init(&w->ckpt_mutex, NULL);
+            pthread_cond_init(&w->ckpt_cond, NULL);
             w->next = writer_locks;
             writer_locks = w;
         }
@@ -958,6 +967,8 @@ static void writer_lock_put(writer_lock *w)
             link = &(*link)->next;
         *link = w->next;
         pthread_mutex_destroy(&w->mutex);
+        pthread_mutex_destroy(&w->ckpt_mutex);
+        pthread_cond_destroy(&w->ckpt_cond);
         free(w->path);
         free(w);
     }
@@ -986,6 +997,128 @@ static void writer_leave(store *s)
         s->wlock_held = 0;
         pthread_mutex_unlock(&s->wlock->mutex);
     }
+}
+
+/* ---- checkpoints ---------------------------------------------------------
+ *
+ * SQLite's own rule checkpoints the WAL inside the commit that took it over
+ * 1000 pages, while that thread still holds the process's writer mutex:
+ * every writer of the daemon then waits while 1000 pages are copied into
+ * the database and it is synced (bench/webhook: a commit taking 100 ms,
+ * a webhook waiting 270 ms). With a checkpointer running, the commit only
+ * signals it; the checkpointer copies without the mutex (PASSIVE: writers
+ * go on appending) and takes the mutex only for the last few frames, so
+ * that the next writer can start the WAL over instead of growing it. */
+
+#define CHECKPOINT_PAGES 1000 /* SQLite's default wal_autocheckpoint */
+#define CHECKPOINT_TAIL 64    /* frames left to copy under the writer mutex */
+#define CHECKPOINT_ROUNDS 64  /* passes after one signal before waiting again */
+/* A WAL this long means the checkpointer is not keeping up (or a reader
+ * holds it back): the committing writer checkpoints as SQLite would, so the
+ * WAL, and every read's walk through its index, stays bounded. */
+#define CHECKPOINT_BEHIND (16 * CHECKPOINT_PAGES)
+
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    store *s = arg;
+    if (pages < CHECKPOINT_PAGES)
+        return SQLITE_OK;
+    writer_lock *w = s->wlock;
+    if (w != NULL && pages < CHECKPOINT_BEHIND) {
+        pthread_mutex_lock(&w->ckpt_mutex);
+        int served = w->ckpt_served;
+        if (served) {
+            w->ckpt_wanted = 1;
+            pthread_cond_signal(&w->ckpt_cond);
+        }
+        pthread_mutex_unlock(&w->ckpt_mutex);
+        if (served)
+            return SQLITE_OK;
+    }
+    if (w != NULL)
+        atomic_fetch_add(&w->ckpt_inline, 1);
+    /* SQLite's default: a CLI or a daemon without a checkpointer */
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+/* One PASSIVE pass; 0 with the WAL's frames and those copied, or -1. */
+static int checkpoint_pass(store *s, int *log, int *done)
+{
+    *log = *done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_PASSIVE, log, done);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Copies the WAL into the database until it is caught up, the last frames
+ * under the writer mutex: a commit already under way when a pass ends
+ * appends after it, and only a writer that begins with every frame copied
+ * starts the WAL over. Stops early when a pass makes no progress (a reader
+ * still needs the frames) or after CHECKPOINT_ROUNDS passes. */
+static void checkpoint_catch_up(store *s)
+{
+    int last = -1;
+    for (int round = 0; round < CHECKPOINT_ROUNDS; round++) {
+        int log, done;
+        if (checkpoint_pass(s, &log, &done) != 0 || log <= 0 || done == last)
+            return;
+        if (log - done <= CHECKPOINT_TAIL) {
+            writer_enter(s);
+            checkpoint_pass(s, &log, &done);
+            s->wlock_held = 0;
+            pthread_mutex_unlock(&s->wlock->mutex);
+            return;
+        }
+        last = done;
+    }
+}
+
+void store_checkpointer(store *s, void (*after)(void *arg), void *arg)
+{
+    writer_lock *w = s->wlock;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->ckpt_mutex);
+    w->ckpt_served++;
+    for (;;) {
+        while (!w->ckpt_wanted && !s->ckpt_stop)
+            pthread_cond_wait(&w->ckpt_cond, &w->ckpt_mutex);
+        if (s->ckpt_stop)
+            break;
+        w->ckpt_wanted = 0;
+        pthread_mutex_unlock(&w->ckpt_mutex);
+        checkpoint_catch_up(s);
+        atomic_fetch_add(&w->ckpt_background, 1);
+        if (after != NULL)
+            after(arg);
+        pthread_mutex_lock(&w->ckpt_mutex);
+    }
+    w->ckpt_served--;
+    pthread_mutex_unlock(&w->ckpt_mutex);
+}
+
+void store_checkpointer_stop(store *s)
+{
+    writer_lock *w = s->wlock;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->ckpt_mutex);
+    s->ckpt_stop = 1;
+    pthread_cond_broadcast(&w->ckpt_cond);
+    pthread_mutex_unlock(&w->ckpt_mutex);
+}
+
+void store_checkpoint_stats(store *s, store_checkpoints *out)
+{
+    memset(out, 0, sizeof *out);
+    writer_lock *w = s->wlock;
+    if (w == NULL)
+        return;
+    out->background = atomic_load(&w->ckpt_background);
+    out->in_commit = atomic_load(&w->ckpt_inline);
+    pthread_mutex_lock(&w->ckpt_mutex);
+    out->checkpointers = w->ckpt_served;
+    pthread_mutex_unlock(&w->ckpt_mutex);
 }
 
 /* WAL lets readers (the CLI) run beside the writer; the busy timeout makes
@@ -1063,6 +1196,8 @@ int store_open(const char *url, int sync_mode, store **out, char *err, size_t er
         s->wlock = writer_lock_get(path);
     if (rc == 0)
         rc = configure(s, sync_mode, err, errlen);
+    if (rc == 0)
+        sqlite3_wal_hook(s->db, on_wal_commit, s);
     if (rc == 0)
         rc = migrate(s, err, errlen);
     if (rc != 0) {

@@ -75,6 +75,27 @@ int store_in_transaction(const store *s);
  * thread; a hint, read without ordering. */
 int store_writer_wanted(const store *s);
 
+/* Checkpoints of the WAL into the database file. Without a checkpointer a
+ * commit that leaves the WAL over 1000 pages copies it itself, holding the
+ * process's writer lock meanwhile (SQLite's default). store_checkpointer
+ * takes that over for every connection of this process to s's database:
+ * it blocks, copying when commits ask, until store_checkpointer_stop (any
+ * thread; before it starts, it returns at once), calling after(arg) (may
+ * be NULL) on its own thread after each catch-up. s is its own connection,
+ * used by nothing else meanwhile. A checkpointer that falls 16 times that
+ * far behind gets help: commits copy again themselves. */
+void store_checkpointer(store *s, void (*after)(void *arg), void *arg);
+void store_checkpointer_stop(store *s);
+
+/* What this process did to s's database since its first connection to it
+ * opened; any thread. */
+typedef struct store_checkpoints {
+    uint64_t background; /* catch-ups a checkpointer ran */
+    uint64_t in_commit;  /* checkpoints a commit ran itself */
+    int checkpointers;   /* checkpointers running now */
+} store_checkpoints;
+void store_checkpoint_stats(store *s, store_checkpoints *out);
+
 /* ---- events ----------------------------------------------------------- */
 
 /* An event as read back. All pointers are owned by the batch that holds it. */

@@ -353,6 +353,31 @@ static int64_t outbox_row(env *e, int finish)
     return id;
 }
 
+/* The daemon's writers leave the WAL to the checkpoint thread: after more
+ * than 1000 pages of events the thread has copied it (the metric says so)
+ * and no commit had to copy it itself. */
+static void checkpoint_thread_copies_the_wal(void **state)
+{
+    (void)state;
+    env *e = env_open("{ id = \"a\"; plugins = { fx_mirror = { }; }; }", 0);
+    assert_int_equal(series_value(e, "\nkizuna_store_checkpoints_total{by=\"commit\"} "), 0);
+    static char payload[8200];
+    payload[0] = '"';
+    memset(payload + 1, 'p', 8190);
+    payload[8191] = '"';
+    bus_msg m[50];
+    char err[256];
+    for (int round = 0; round < 24; round++) { /* 1200 events, one a 16 KiB page */
+        for (int i = 0; i < 50; i++)
+            m[i] = (bus_msg){.shop = "a", .topic = "test.big", .json = payload, .len = 8192};
+        assert_int_equal(bus_publish(e->b, m, 50, NULL, err, sizeof err), 0);
+    }
+    TS_WAIT(series_value(e, "\nkizuna_store_checkpoints_total{by=\"checkpointer\"} ") >= 1, 10000,
+            "the checkpoint thread never ran");
+    assert_int_equal(series_value(e, "\nkizuna_store_checkpoints_total{by=\"commit\"} "), 0);
+    env_close(e);
+}
+
 /* kizuna.retention (defaults: events 30 d, sends 90 d): events every
  * instance has handled go once older; one a dead letter keeps and one not
  * yet handled stay. Finished sends go after their retention, a pending one
@@ -1093,6 +1118,7 @@ int main(void)
         cmocka_unit_test(backlog_commits_once_and_redoes_whole),
         cmocka_unit_test(waiting_writer_ends_the_transaction_early),
         cmocka_unit_test(retention_deletes_what_is_done),
+        cmocka_unit_test(checkpoint_thread_copies_the_wal),
         cmocka_unit_test(held_counters_add_up),
         cmocka_unit_test(held_counter_on_a_non_number_fails_its_handler),
         cmocka_unit_test(retries_then_dead_then_replay),

@@ -6,10 +6,12 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -338,6 +340,146 @@ static void test_ids_never_reused(void **state)
     assert_int_equal(store_event_max_id(f->s, "a", &max, NULL, 0), 0);
     assert_int_equal(max, id2 - 1);
     assert_true(append(f->s, "a", "u3", "{}") > id2);
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+#define PAGE 16384 /* a new database's page size (store.c) */
+
+static off_t wal_bytes(const fx *f)
+{
+    char wal[400];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    struct stat st;
+    return stat(wal, &st) == 0 ? st.st_size : 0;
+}
+
+/* One commit of 100 events of 8 KiB: about 100 pages of WAL (two such rows
+ * do not fit in one page). */
+static void commit_pages(fx *f, int round)
+{
+    static char payload[8192 + 16];
+    memset(payload, 0, sizeof payload);
+    payload[0] = '"';
+    memset(payload + 1, 'p', 8190);
+    payload[8191] = '"';
+    char err[256] = "", uid[32];
+    assert_int_equal(store_begin(f->s, err, sizeof err), 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(uid, sizeof uid, "r%d-%d", round, i);
+        append(f->s, "a", uid, payload);
+    }
+    assert_int_equal(store_commit(f->s, err, sizeof err), 0);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Polls (every 5 ms, up to 10 s) until the stats satisfy pred. */
+static void wait_stats(store *s, int (*pred)(const store_checkpoints *, uint64_t), uint64_t arg)
+{
+    int64_t until = now_ms() + 10000;
+    store_checkpoints c;
+    for (store_checkpoint_stats(s, &c); !pred(&c, arg); store_checkpoint_stats(s, &c)) {
+        if (now_ms() > until)
+            fail_msg("checkpoint stats never got there: background %llu, in commit %llu, "
+                     "checkpointers %d",
+                     (unsigned long long)c.background, (unsigned long long)c.in_commit,
+                     c.checkpointers);
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+}
+
+static int serving(const store_checkpoints *c, uint64_t n)
+{
+    return (uint64_t)c->checkpointers == n;
+}
+
+static int background_past(const store_checkpoints *c, uint64_t n)
+{
+    return c->background > n;
+}
+
+/* Without a checkpointer, a commit that takes the WAL over 1000 pages
+ * copies it into the database itself (SQLite's rule), so the WAL starts
+ * over and stays bounded. */
+static void test_checkpoint_in_commit_without_checkpointer(void **state)
+{
+    fx *f = *state;
+    store_checkpoints before, after;
+    store_checkpoint_stats(f->s, &before);
+    for (int r = 0; r < 30; r++) /* ~3000 pages */
+        commit_pages(f, r);
+    store_checkpoint_stats(f->s, &after);
+    assert_int_equal(after.checkpointers, 0);
+    assert_true(after.in_commit >= before.in_commit + 2);
+    assert_int_equal(after.background, before.background);
+    assert_true(wal_bytes(f) <= (off_t)1300 * PAGE);
+}
+
+static void *run_checkpointer(void *arg)
+{
+    store_checkpointer(arg, NULL, NULL);
+    return NULL;
+}
+
+/* With a checkpointer, commits only ask: it copies the WAL (commits never
+ * do), the WAL still starts over, and every row is there afterwards. */
+static void test_checkpointer_takes_over(void **state)
+{
+    fx *f = *state;
+    char err[256] = "";
+    store *ck = NULL;
+    assert_int_equal(store_open(f->url, STORE_SYNC_NORMAL, &ck, err, sizeof err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_checkpointer, ck), 0);
+    wait_stats(f->s, serving, 1);
+
+    store_checkpoints c0, c;
+    store_checkpoint_stats(f->s, &c0);
+    int r = 0;
+    for (int round = 0; round < 3; round++) {
+        store_checkpoint_stats(f->s, &c);
+        uint64_t seen = c.background;
+        for (int k = 0; k < 10; k++) /* past 1000 pages of WAL */
+            commit_pages(f, r++);
+        wait_stats(f->s, background_past, seen);
+        fprintf(stderr, "round %d wal %lld pages\n", round, (long long)(wal_bytes(f) / PAGE));
+        /* one round's worth: each round after the first starts the WAL over */
+        assert_true(wal_bytes(f) <= (off_t)1300 * PAGE);
+    }
+    store_checkpoint_stats(f->s, &c);
+    assert_int_equal(c.in_commit, c0.in_commit);
+    assert_true(c.background >= c0.background + 3);
+
+    store_checkpointer_stop(ck);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    store_close(ck);
+    store_checkpoint_stats(f->s, &c);
+    assert_int_equal(c.checkpointers, 0);
+
+    int64_t max = 0;
+    assert_int_equal(store_event_max_id(f->s, "a", &max, NULL, 0), 0);
+    assert_int_equal(max, (int64_t)r * 100);
+}
+
+/* Stopped before it runs, a checkpointer returns at once. */
+static void test_checkpointer_stopped_first(void **state)
+{
+    fx *f = *state;
+    char err[256] = "";
+    store *ck = NULL;
+    assert_int_equal(store_open(f->url, STORE_SYNC_NORMAL, &ck, err, sizeof err), 0);
+    store_checkpointer_stop(ck);
+    store_checkpointer(ck, NULL, NULL);
+    store_checkpoints c;
+    store_checkpoint_stats(f->s, &c);
+    assert_int_equal(c.checkpointers, 0);
+    store_close(ck);
 }
 
 /* ---- instances and cursors --------------------------------------------- */
@@ -1409,6 +1551,9 @@ int main(void)
         T(test_savepoint_release_keeps_writes),
         T(test_begin_commit_rollback),
         T(test_second_connection_sees_commit),
+        T(test_checkpoint_in_commit_without_checkpointer),
+        T(test_checkpointer_takes_over),
+        T(test_checkpointer_stopped_first),
         T(test_meta),
         T(test_sbx_users),
         T(test_sbx_inbox),
