@@ -495,6 +495,45 @@ static void redelivery_stored_once(void **state)
     free(body);
 }
 
+/* A client that gives up while its events wait for the commit (LINE stops
+ * waiting after 2 s, and so does wrk at the end of a run) does not hide
+ * them: they are stored, and /metrics counts them as stored. */
+static void client_gone_before_the_commit(void **state)
+{
+    env *e = *state;
+    char err[256];
+    /* the test's connection holds the process's writer lock: the commit
+     * thread queues behind it with the request's events */
+    assert_int_equal(store_begin(e->st, err, sizeof err), 0);
+    char *body = one_event("gone-1"), sig[45], head[2048];
+    webhook_sign(SECRET, body, strlen(body), sig);
+    snprintf(head, sizeof head,
+             "POST /webhook/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "X-Line-Signature: %s\r\nContent-Length: %zu\r\n\r\n%s",
+             sig, strlen(body), body);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(ingress_port(e->in))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    TS_WAIT(store_writer_wanted(e->st), 10000, "the events never reached the commit thread");
+    close(fd); /* gone before any answer */
+    store_rollback(e->st);
+
+    resp r;
+    long stored = 0;
+    TS_WAIT((http(NULL, e->base, "GET", "/metrics", NULL, SIG_NONE, 0, &r),
+             stored = metric_value(
+                 r.body, "kizuna_webhook_events_total{shop=\"a\",result=\"stored\"}")) == 1,
+            10000, "the stored event was never counted (%ld)", stored);
+    store_batch b = {0};
+    assert_int_equal(events_after(e, "a", 0, &b), 1);
+    assert_string_equal(b.ev[0].uid, "gone-1");
+    store_batch_free(&b);
+    free(body);
+}
+
 #define THREADS 4
 #define PER_THREAD 50
 
@@ -642,6 +681,7 @@ int main(void)
         T(chunked_over_limit_refused),
         T(body_at_the_limit_is_accepted),
         T(redelivery_stored_once),
+        T(client_gone_before_the_commit),
         T(concurrent_requests_all_stored),
         T(healthz),
         T(metrics_page),
