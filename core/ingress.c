@@ -387,10 +387,15 @@ static enum MHD_Result webhook_complete(ingress *in, struct MHD_Connection *conn
     return store_events(in, conn, r, batch.msgs, batch.n);
 }
 
-/* On the bus's commit thread: the events are durable (or not). */
+/* On the bus's commit thread: the events are durable (or not). They are
+ * counted here, not when answered: a client gone meanwhile (wrk closing
+ * its connections, LINE after its 2 s) may never be answered, and
+ * kizuna_webhook_events_total must still match the store. */
 static void on_stored(void *arg, int rc, const char *err)
 {
     req *r = arg;
+    if (rc == 0 && r->route == R_WEBHOOK)
+        count_events(r->in, r->shop->id, r->ids, r->nmsgs);
     r->store_rc = rc;
     snprintf(r->store_err, sizeof r->store_err, "%s", err);
     atomic_store(&r->stored, 1);
@@ -433,7 +438,6 @@ static enum MHD_Result finish_store(ingress *in, struct MHD_Connection *conn, re
     const char *shop = r->shop->id;
     enum MHD_Result ret;
     if (r->store_rc == 0) {
-        count_events(in, shop, r->ids, r->nmsgs);
         ret = respond_ok(in, conn, r);
     } else {
         /* Not stored: LINE redelivers on anything but 2xx. */

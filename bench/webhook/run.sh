@@ -149,6 +149,13 @@ for r in $runs; do
     say "  $r: $(value bodies "$tmp/gen-$r.txt") bodies of $(events_of "$r") event(s)," \
         "$(value avg_bytes "$tmp/gen-$r.txt") bytes each on average"
 done
+# The bodies are gigabytes just written: flush them now, or the kernel
+# writes them back during the measured runs and every fsync of the store
+# (and so every answer) queues behind that I/O (10-event p99 115-400 ms
+# instead of ~15 ms).
+dirty_kb() { awk '/^Dirty:/ { print $2 }' /proc/meminfo 2>/dev/null || echo '?'; }
+say "flushing the bodies to disk ($(dirty_kb) kB dirty)"
+sync -f "$tmp/gen-1.txt" 2>/dev/null || sync
 
 # --- wrk -------------------------------------------------------------------------
 
@@ -268,8 +275,10 @@ for r in $runs; do
     [ "$non2xx" = 0 ] || fail "$r: $non2xx requests were answered with a non-2xx status"
     [ "$errors" = 0 ] || echo "bench/webhook:   warning: $errors socket errors or time-outs" >&2
     [ "$dup" = 0 ] || fail "$r: $dup events counted as duplicates"
-    [ "$stored" = $(( answered * n )) ] ||
-        fail "$r: $answered requests answered 200 but $stored events stored (want $(( answered * n )))"
+    # Events are counted when stored; a request wrk gave up on (in flight
+    # when it closed its connections) may be stored and never answered.
+    [ "$stored" -ge $(( answered * n )) ] && [ "$stored" -le $(( sent * n )) ] ||
+        fail "$r: $stored events stored; want from $(( answered * n )) ($answered requests answered 200) to $(( sent * n )) (sent)"
     # Every request wrk saw answered with 2xx was answered 200 by the daemon;
     # it may have answered a few more that were still in flight when wrk
     # stopped, but never more than wrk sent.
@@ -304,9 +313,7 @@ if command -v sqlite3 >/dev/null 2>&1; then
         [ "$count" -ge $(( ok2xx * n )) ] ||
             fail "$r: $count rows, fewer than the $(( ok2xx * n )) events wrk saw answered 2xx"
         [ "$count" -le $(( sent * n )) ] || fail "$r: $count rows, more than the $(( sent * n )) events sent"
-        [ "$count" = "$stored" ] || echo "bench/webhook:   note: /metrics counted $stored stored events," \
-            "the store holds $count (requests in flight when wrk closed its connections" \
-            "were stored, not counted)" >&2
+        [ "$count" = "$stored" ] || fail "$r: /metrics counted $stored stored events, the store holds $count"
         total_want=$(( total_want + count ))
         [ "$r" = warm ] || checked_rows=$(( checked_rows + count ))
     done
