@@ -16,12 +16,14 @@
 #include "errbuf.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -36,18 +38,100 @@
 
 /* ---- signature ------------------------------------------------------- */
 
+/* Each thread keeps the keyed HMAC contexts of the last few secrets it
+ * signed with: OpenSSL 3's one-shot HMAC() fetches HMAC and SHA-256 and
+ * keys them on every call, 0.9 of its 1.4 us for a 500-byte body. A
+ * daemon's HTTP threads see few secrets (one a shop); more than MAC_SLOTS
+ * in turn only re-key, as HMAC() did every time. */
+#define MAC_SLOTS 4
+
+typedef struct mac_slot {
+    EVP_MAC_CTX *ctx;
+    char *secret; /* the key ctx holds; cleansed when freed */
+} mac_slot;
+
+typedef struct mac_cache {
+    mac_slot slot[MAC_SLOTS];
+    unsigned next; /* the slot a new secret takes */
+} mac_cache;
+
+static EVP_MAC *mac_algo; /* fetched once, never freed */
+static pthread_key_t mac_key;
+static pthread_once_t mac_once = PTHREAD_ONCE_INIT;
+
+static void drop_secret(mac_slot *s)
+{
+    if (s->secret != NULL)
+        OPENSSL_clear_free(s->secret, strlen(s->secret));
+    s->secret = NULL;
+}
+
+static void mac_cache_free(void *arg)
+{
+    mac_cache *c = arg;
+    for (int i = 0; i < MAC_SLOTS; i++) {
+        EVP_MAC_CTX_free(c->slot[i].ctx);
+        drop_secret(&c->slot[i]);
+    }
+    free(c);
+}
+
+static void mac_setup(void)
+{
+    if (pthread_key_create(&mac_key, mac_cache_free) == 0)
+        mac_algo = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+/* A context keyed with secret and ready for data, or NULL (then HMAC()). */
+static EVP_MAC_CTX *mac_for(const char *secret)
+{
+    pthread_once(&mac_once, mac_setup);
+    if (mac_algo == NULL || secret[0] == '\0')
+        return NULL;
+    mac_cache *c = pthread_getspecific(mac_key);
+    if (c == NULL) {
+        if ((c = calloc(1, sizeof *c)) == NULL)
+            return NULL;
+        if (pthread_setspecific(mac_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < MAC_SLOTS; i++) {
+        mac_slot *s = &c->slot[i];
+        if (s->secret != NULL && strcmp(s->secret, secret) == 0)
+            return EVP_MAC_init(s->ctx, NULL, 0, NULL) == 1 ? s->ctx : NULL; /* same key */
+    }
+    mac_slot *s = &c->slot[c->next++ % MAC_SLOTS];
+    drop_secret(s);
+    if (s->ctx == NULL && (s->ctx = EVP_MAC_CTX_new(mac_algo)) == NULL)
+        return NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(s->ctx, (const unsigned char *)secret, strlen(secret), params) != 1)
+        return NULL;
+    s->secret = strdup(secret); /* NULL: not reused, still correct */
+    return s->ctx;
+}
+
 void webhook_sign(const char *channel_secret, const char *body, size_t len, char out[45])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     const char *key = channel_secret ? channel_secret : "";
     const unsigned char *data = (const unsigned char *)(body ? body : "");
     out[0] = '\0';
     if (body == NULL)
         len = 0;
-    if (HMAC(EVP_sha256(), key, (int)strlen(key), data, len, md, &mdlen) == NULL || mdlen != 32)
-        return;
-    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+    EVP_MAC_CTX *ctx = mac_for(key);
+    size_t n = 0;
+    unsigned int mdlen = 0;
+    int ok = ctx != NULL
+                 ? EVP_MAC_update(ctx, data, len) == 1 &&
+                       EVP_MAC_final(ctx, md, &n, sizeof md) == 1 && n == 32
+                 : HMAC(EVP_sha256(), key, (int)strlen(key), data, len, md, &mdlen) != NULL &&
+                       mdlen == 32;
+    if (ok)
+        EVP_EncodeBlock((unsigned char *)out, md, 32);
     OPENSSL_cleanse(md, sizeof md);
 }
 

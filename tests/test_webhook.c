@@ -19,6 +19,9 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
 #include <kizuna/host.h>
 
 #include "topic.h"
@@ -161,6 +164,56 @@ static void signature_utf8_body(void **state)
                                                       "\xf0\x9f\xa4\xa8");
     json_object_put(ev);
     webhook_batch_free(&b);
+}
+
+/* Each thread reuses keyed HMAC contexts for the last few secrets: more
+ * secrets than it keeps, in turn, from several threads at once, still sign
+ * exactly as a fresh one-shot HMAC() does. */
+#define NSECRETS 6
+#define NBODIES 3
+static const char *const secrets[NSECRETS] = {"s-one",  "s-two",  "s-three",
+                                              "s-four", "s-five", "0123456789abcdef"};
+static const char *const bodies[NBODIES] = {"", "{\"events\":[]}", "\xe3\x81\x93 body"};
+static char want_sig[NSECRETS][NBODIES][45];
+
+static void *sign_in_turn(void *arg)
+{
+    long bad = 0;
+    for (int round = 0; round < 50; round++)
+        for (int i = 0; i < NSECRETS; i++)
+            for (int j = 0; j < NBODIES; j++) {
+                int k = (i + round) % NSECRETS; /* a different order each round */
+                char got[45];
+                webhook_sign(secrets[k], bodies[j], strlen(bodies[j]), got);
+                bad += strcmp(got, want_sig[k][j]) != 0;
+                bad += webhook_signature_ok(secrets[k], bodies[j], strlen(bodies[j]),
+                                            want_sig[k][j]) != 1;
+            }
+    (void)arg;
+    return (void *)bad;
+}
+
+static void signature_many_secrets_and_threads(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NSECRETS; i++)
+        for (int j = 0; j < NBODIES; j++) {
+            unsigned char md[32];
+            unsigned int n = 0;
+            assert_non_null(HMAC(EVP_sha256(), secrets[i], (int)strlen(secrets[i]),
+                                 (const unsigned char *)bodies[j], strlen(bodies[j]), md, &n));
+            assert_int_equal(n, 32);
+            EVP_EncodeBlock((unsigned char *)want_sig[i][j], md, 32);
+        }
+    assert_null(sign_in_turn(NULL));
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, sign_in_turn, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad = (void *)1;
+        assert_int_equal(pthread_join(t[i], &bad), 0);
+        assert_null(bad);
+    }
 }
 
 static void signature_rejects(void **state)
@@ -814,6 +867,7 @@ int main(void)
         cmocka_unit_test(signature_known_answer),
         cmocka_unit_test(signature_utf8_body),
         cmocka_unit_test(signature_rejects),
+        cmocka_unit_test(signature_many_secrets_and_threads),
         cmocka_unit_test(every_event_type),
         cmocka_unit_test(every_fixture_file_listed),
         cmocka_unit_test(payload_text),
