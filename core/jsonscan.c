@@ -289,7 +289,7 @@ int jscan_open(jscan_iter *it, jscan_span v, int depth, char open)
 }
 
 /* Moves to the next item: 1 at its first byte, 0 at the end, -1 on text
- * json_valid() would not have passed. */
+ * jscan_validate() would not have passed. */
 static int next_item(jscan_iter *it)
 {
     const char *p = jscan_ws(it->p, it->end);

@@ -59,7 +59,7 @@ int jscan_open(jscan_iter *it, jscan_span v, int depth, char open);
 
 /* The next member of an object: 1 with its key token (quotes included) and
  * value span, 0 at the end, -1 when a value nests deeper than
- * JSCAN_MAX_DEPTH or the text is not as json_valid() left it. */
+ * JSCAN_MAX_DEPTH or the text is not as jscan_validate() left it. */
 int jscan_member(jscan_iter *it, jscan_span *key, jscan_span *value);
 
 /* The next element of an array: as jscan_member, without a key. */

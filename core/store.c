@@ -721,7 +721,7 @@ typedef struct writer_lock {
     pthread_cond_t ckpt_cond;
     int ckpt_served;                            /* checkpointers running for this database */
     int ckpt_wanted;                            /* a commit left the WAL over CHECKPOINT_PAGES */
-    atomic_ullong ckpt_background, ckpt_inline; /* store_checkpoint_counts */
+    atomic_ullong ckpt_background, ckpt_inline; /* store_checkpoint_stats */
 } writer_lock;
 
 static pthread_mutex_t writer_locks_guard = PTHREAD_MUTEX_INITIALIZER;

@@ -2,8 +2,8 @@
  * webhook — LINE webhook signature check and request body → bus events.
  *
  * The signature is HMAC-SHA256 over the raw bytes, compared in constant
- * time. The body is checked (SQLite's json_valid for the grammar, jsonscan
- * for UTF-8 and depth) and walked without building a tree: each event's
+ * time. The body is checked in one pass (jscan_validate: RFC 8259, UTF-8,
+ * depth) and walked without building a tree: each event's
  * payload is its bytes as LINE sent them, whitespace between tokens taken
  * out. json-c is used only off the hot path: for the reason a body is
  * refused, for the rare escaped string among the four looked up, and for
