@@ -12,6 +12,7 @@
 #include "config.h"
 #include "httpreq.h"
 #include "idlist.h"
+#include "jsonscan.h"
 #include "kvbatch.h"
 #include "log.h"
 #include "message.h"
@@ -349,15 +350,22 @@ int host_line_id_ok(const char *id, int any)
 /* LINE delivers events in standby mode to channels that must not answer. */
 int host_in_standby(const kz_ctx *ctx)
 {
-    /* most events (timers, plugins' own) cannot say standby: no parse */
+    /* most events (timers, plugins' own) cannot say standby: no walk */
     const char *payload = ctx->ev->se->payload;
     if (strstr(payload, "standby") == NULL && strstr(payload, "\\u") == NULL)
         return 0;
-    json_object *ev = json_tokener_parse(payload), *mode;
-    int standby = ev != NULL && json_object_object_get_ex(ev, "mode", &mode) &&
-                  json_object_is_type(mode, json_type_string) &&
-                  strcmp(json_object_get_string(mode), "standby") == 0;
-    json_object_put(ev);
+    /* LINE escapes emoji, so many a message event gets here: its top-level
+     * "mode" is read in place (the last one, as json-c would) */
+    jscan_iter it;
+    jscan_span k, v, mode = {0};
+    if (jscan_open(&it, jscan_value(payload, strlen(payload)), 0, '{') != 0)
+        return 0;
+    while (jscan_member(&it, &k, &v) == 1)
+        if (jscan_key_is(k, "mode"))
+            mode = v;
+    char *m = NULL;
+    int standby = mode.p != NULL && jscan_string(mode, &m) == 0 && strcmp(m, "standby") == 0;
+    free(m);
     return standby;
 }
 

@@ -21,6 +21,14 @@ const char *jscan_ws(const char *p, const char *end)
     return p;
 }
 
+jscan_span jscan_value(const char *text, size_t n)
+{
+    const char *p = jscan_ws(text, text + n), *e = text + n;
+    while (e > p && is_ws(e[-1]))
+        e--;
+    return (jscan_span){p, (size_t)(e - p)};
+}
+
 /* ---- UTF-8 ------------------------------------------------------------- */
 
 /* Length of the well-formed sequence at s (RFC 3629, table 3-7 of the

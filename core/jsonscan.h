@@ -46,6 +46,9 @@ int jscan_validate(const char *text, size_t n);
 /* p past JSON whitespace (space, tab, LF, CR). */
 const char *jscan_ws(const char *p, const char *end);
 
+/* The one value text[0..n) holds, without the whitespace around it. */
+jscan_span jscan_value(const char *text, size_t n);
+
 /* A cursor over the members of an object or the elements of an array. */
 typedef struct jscan_iter {
     const char *p, *end;

@@ -1065,8 +1065,7 @@ static void checkpoint_catch_up(store *s)
         if (log - done <= CHECKPOINT_TAIL) {
             writer_enter(s);
             checkpoint_pass(s, &log, &done);
-            s->wlock_held = 0;
-            pthread_mutex_unlock(&s->wlock->mutex);
+            writer_leave(s); /* no transaction is open: always releases */
             return;
         }
         last = done;

@@ -436,11 +436,8 @@ static int event_spans(const char *body, size_t len, jscan_span **spans, size_t 
 {
     *spans = NULL;
     *n = 0;
-    const char *p = jscan_ws(body, body + len), *e = body + len;
-    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-        e--;
     jscan_iter it;
-    if (jscan_open(&it, (jscan_span){p, (size_t)(e - p)}, 0, '{') != 0) {
+    if (jscan_open(&it, jscan_value(body, len), 0, '{') != 0) {
         errbuf_set(err, errlen, "body is not a JSON object");
         return KZ_EINVAL;
     }
